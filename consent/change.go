@@ -1,0 +1,266 @@
+package consent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/recguard/recguard/tags"
+)
+
+// Op is the kind of a Change.
+type Op string
+
+// The operations a Change can carry. The meaning of Change.Value for each is
+// given in brackets.
+const (
+	// OpSetPersonalization turns personalized recommendation on or off
+	// [Value: true = on].
+	OpSetPersonalization Op = "set_personalization"
+	// OpSetChannel refuses or allows pushes on Channel [Value: true = refused].
+	OpSetChannel Op = "set_channel"
+	// OpSetSensitive grants or withdraws the separate consent for Category
+	// for Purpose [Value: true = granted].
+	OpSetSensitive Op = "set_sensitive"
+	// OpSetMinor marks the user as under 14 or not [Value: true = minor].
+	OpSetMinor Op = "set_minor"
+	// OpSetGuardian records the guardian's consent for a minor
+	// [Value: true = granted].
+	OpSetGuardian Op = "set_guardian"
+	// OpDeclareTag adds Tag as declared by the user; it lifts a suppression.
+	OpDeclareTag Op = "declare_tag"
+	// OpInferTag adds Tag as inferred by the platform; refused with
+	// tags.ErrSuppressed when the user deleted it.
+	OpInferTag Op = "infer_tag"
+	// OpDeleteTag deletes Tag and leaves a suppression record.
+	OpDeleteTag Op = "delete_tag"
+	// OpErase erases the user's personal data; suppressions and receipts stay
+	// for their retention.
+	OpErase Op = "erase"
+)
+
+// Ops lists every operation.
+func Ops() []Op {
+	return []Op{OpSetPersonalization, OpSetChannel, OpSetSensitive, OpSetMinor, OpSetGuardian,
+		OpDeclareTag, OpInferTag, OpDeleteTag, OpErase}
+}
+
+// Actor says who made a change.
+type Actor string
+
+// The actors.
+const (
+	ActorUser     Actor = "user"     // the user themself
+	ActorGuardian Actor = "guardian" // a minor's guardian
+	ActorAdmin    Actor = "admin"    // a person at the platform (product team, support)
+	ActorSystem   Actor = "system"   // an automated process (inference pipeline, retention)
+)
+
+// Valid reports whether a is a known actor.
+func (a Actor) Valid() bool {
+	switch a {
+	case ActorUser, ActorGuardian, ActorAdmin, ActorSystem:
+		return true
+	}
+	return false
+}
+
+// Surface says through which surface a change was made: app_settings, web,
+// api, admin_console, support, pipeline, ... Any name with the channel-name
+// syntax is accepted.
+type Surface string
+
+// Common surfaces.
+const (
+	SurfaceAppSettings  Surface = "app_settings"
+	SurfaceWeb          Surface = "web"
+	SurfaceAPI          Surface = "api"
+	SurfaceAdminConsole Surface = "admin_console"
+	SurfacePipeline     Surface = "pipeline"
+)
+
+// Change is one typed operation on one user's record. Build it with the
+// constructors (SetPersonalization, RefuseChannel, ...) and By.
+type Change struct {
+	UserID string `json:"user_id"`
+	Op     Op     `json:"op"`
+	// Value is the boolean argument of the operation; see Op.
+	Value    bool          `json:"value,omitempty"`
+	Channel  string        `json:"channel,omitempty"`
+	Category tags.Category `json:"category,omitempty"`
+	Purpose  string        `json:"purpose,omitempty"`
+	Tag      tags.Tag      `json:"tag,omitempty"`
+	Actor    Actor         `json:"actor"`
+	Surface  Surface       `json:"surface"`
+	Reason   string        `json:"reason,omitempty"`
+	// At is when the change was made; stores set it from their clock when
+	// zero.
+	At time.Time `json:"at"`
+}
+
+// SetPersonalization turns personalized recommendation on or off for user,
+// made by the user through the app's settings.
+func SetPersonalization(user string, on bool) Change {
+	return Change{UserID: user, Op: OpSetPersonalization, Value: on, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// RefuseChannel refuses pushes on channel, made by the user.
+func RefuseChannel(user, channel string) Change {
+	return Change{UserID: user, Op: OpSetChannel, Channel: channel, Value: true, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// AllowChannel allows pushes on channel again, made by the user.
+func AllowChannel(user, channel string) Change {
+	return Change{UserID: user, Op: OpSetChannel, Channel: channel, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// GrantSensitive grants the separate consent for category c for purpose,
+// made by the user.
+func GrantSensitive(user string, c tags.Category, purpose string) Change {
+	return Change{UserID: user, Op: OpSetSensitive, Category: c, Purpose: purpose, Value: true, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// WithdrawSensitive withdraws the consent for category c, made by the user.
+// Tags in the category's namespaces are removed with it.
+func WithdrawSensitive(user string, c tags.Category) Change {
+	return Change{UserID: user, Op: OpSetSensitive, Category: c, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// SetMinor marks user as under 14 (or not), made by the system.
+func SetMinor(user string, minor bool) Change {
+	return Change{UserID: user, Op: OpSetMinor, Value: minor, Actor: ActorSystem, Surface: SurfaceAPI}
+}
+
+// SetGuardian records (or withdraws) a guardian's consent for a minor, made
+// by the guardian.
+func SetGuardian(user string, granted bool) Change {
+	return Change{UserID: user, Op: OpSetGuardian, Value: granted, Actor: ActorGuardian, Surface: SurfaceAppSettings}
+}
+
+// DeclareTag adds t as declared by the user.
+func DeclareTag(user string, t tags.Tag) Change {
+	return Change{UserID: user, Op: OpDeclareTag, Tag: t, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// InferTag adds t as inferred by the platform's pipeline.
+func InferTag(user string, t tags.Tag) Change {
+	return Change{UserID: user, Op: OpInferTag, Tag: t, Actor: ActorSystem, Surface: SurfacePipeline}
+}
+
+// DeleteTag deletes t and suppresses it, made by the user.
+func DeleteTag(user string, t tags.Tag) Change {
+	return Change{UserID: user, Op: OpDeleteTag, Tag: t, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// Erase erases the user's personal data, at the user's request.
+func Erase(user string) Change {
+	return Change{UserID: user, Op: OpErase, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// By returns a copy of c made by actor through surface.
+func (c Change) By(a Actor, s Surface) Change {
+	c.Actor, c.Surface = a, s
+	return c
+}
+
+// Because returns a copy of c with a free-text reason.
+func (c Change) Because(reason string) Change {
+	c.Reason = reason
+	return c
+}
+
+// restrictive reports whether the change can only narrow what the platform
+// may do with the user's data. Any actor may make a restrictive change.
+func (c Change) restrictive() bool {
+	switch c.Op {
+	case OpSetPersonalization, OpSetSensitive, OpSetGuardian:
+		return !c.Value
+	case OpSetChannel, OpSetMinor:
+		return c.Value
+	case OpDeleteTag, OpErase:
+		return true
+	}
+	return false
+}
+
+// Validate checks everything about c that does not depend on the user's
+// current record: IDs, tag and channel syntax, that the channel exists, that
+// the fields fit the operation, that the actor may make it. Stores call it
+// before any I/O. The error is a *FieldError wrapping a sentinel of this
+// package or of package tags.
+func (c *Change) Validate(set *Settings) error {
+	if err := ValidUserID(c.UserID); err != nil {
+		return err
+	}
+	if !c.Actor.Valid() {
+		return fieldErr("actor", ErrInvalidChange, "unknown actor %q", clip(string(c.Actor)))
+	}
+	if err := ident(string(c.Surface), MaxChannelLen); err != nil {
+		return fieldErr("surface", ErrInvalidChange, "%q: %v", clip(string(c.Surface)), err)
+	}
+	if len(c.Reason) > MaxReasonLen {
+		return fieldErr("reason", ErrInvalidChange, "longer than %d bytes", MaxReasonLen)
+	}
+	// Each op names the fields it uses; any other field must be empty.
+	var usesChannel, usesCategory, usesPurpose, usesTag bool
+	switch c.Op {
+	case OpSetPersonalization, OpSetMinor, OpErase:
+	case OpSetGuardian:
+		if c.Value && c.Actor != ActorGuardian {
+			return fieldErr("actor", ErrForbidden, "only the guardian can give guardian consent, not %s", c.Actor)
+		}
+	case OpSetChannel:
+		usesChannel = true
+		if err := ValidChannelName(c.Channel); err != nil {
+			return err
+		}
+		if !set.HasChannel(c.Channel) {
+			return fieldErr("channel", ErrUnknownChannel, "%q is not one of %v", c.Channel, set.Channels)
+		}
+	case OpSetSensitive:
+		usesCategory = true
+		if !c.Category.Valid() {
+			return fieldErr("category", tags.ErrInvalidCategory, "%q: want one of %v", clip(string(c.Category)), tags.Categories())
+		}
+		if c.Value {
+			usesPurpose = true
+			if err := validPurpose(c.Purpose); err != nil {
+				return err
+			}
+		}
+	case OpDeclareTag, OpInferTag, OpDeleteTag:
+		usesTag = true
+		if _, err := tags.Parse(string(c.Tag)); err != nil {
+			return &FieldError{Field: "tag", Detail: err.Error(), Err: tags.ErrInvalidTag}
+		}
+		if c.Op == OpDeclareTag && c.Actor != ActorUser && c.Actor != ActorGuardian {
+			return fieldErr("actor", ErrForbidden, "only the user or guardian declares tags, not %s", c.Actor)
+		}
+		if c.Op == OpInferTag && c.Actor != ActorSystem && c.Actor != ActorAdmin {
+			return fieldErr("actor", ErrForbidden, "tags are inferred by the system or an admin, not %s", c.Actor)
+		}
+		if c.Op != OpDeleteTag && set.Taxonomy.Lookup(c.Tag).Prohibited {
+			return &FieldError{Field: "tag", Detail: fmt.Sprintf("namespace %q", c.Tag.Namespace()), Err: tags.ErrProhibited}
+		}
+	default:
+		return fieldErr("op", ErrInvalidChange, "unknown operation %q", clip(string(c.Op)))
+	}
+	if !usesChannel && c.Channel != "" {
+		return fieldErr("channel", ErrInvalidChange, "%s takes no channel", c.Op)
+	}
+	if !usesCategory && c.Category != "" {
+		return fieldErr("category", ErrInvalidChange, "%s takes no category", c.Op)
+	}
+	if !usesPurpose && c.Purpose != "" {
+		return fieldErr("purpose", ErrInvalidChange, "%s takes no purpose", c.Op)
+	}
+	if !usesTag && c.Tag != "" {
+		return fieldErr("tag", ErrInvalidChange, "%s takes no tag", c.Op)
+	}
+	// Widening what may be done with the user's data is the user's (or a
+	// minor's guardian's) own choice; anyone may narrow it.
+	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag && c.Op != OpSetMinor &&
+		c.Actor != ActorUser && c.Actor != ActorGuardian {
+		return fieldErr("actor", ErrForbidden, "%s (%t) widens processing and must come from the user or guardian, not %s", c.Op, c.Value, c.Actor)
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package consent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/recguard/recguard/tags"
+)
+
+// Record is everything held about one user: consent state, tags and
+// suppressions, the version (number of changes applied, equal to the last
+// receipt's Seq) and the hash of the last receipt (the head of the chain).
+type Record struct {
+	UserID    string    `json:"user_id"`
+	Version   uint64    `json:"version"`
+	State     State     `json:"state"`
+	Tags      tags.Set  `json:"tags"`
+	LastHash  string    `json:"last_hash,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitempty"`
+}
+
+// NewRecord returns the record of a user we know nothing about.
+func NewRecord(userID string) Record { return Record{UserID: userID} }
+
+// Apply validates ch against r and returns the record after the change and
+// the change's receipt, chained to r. A change that would leave the record as
+// it is returns r and a nil receipt: nothing to write.
+//
+// ch must have passed ch.Validate(set) and carry a non-zero At. The error is
+// a *FieldError wrapping ErrConsentRequired, ErrForbidden or
+// tags.ErrSuppressed. r is never modified.
+func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
+	if ch.UserID != r.UserID {
+		return r, nil, fieldErr("user_id", ErrInvalidChange, "change for %q applied to record of %q", ch.UserID, r.UserID)
+	}
+	at := ch.At.UTC().Round(0)
+	byUser := ch.Actor == ActorUser || ch.Actor == ActorGuardian
+	st := r.State
+	ts := r.Tags
+	if st.Erased {
+		if !byUser {
+			return r, nil, fieldErr("user_id", ErrForbidden, "user was erased; only the user's own change brings them back")
+		}
+		if ch.Op == OpErase {
+			return r, nil, nil
+		}
+		st.Erased = false
+	}
+	rc := Receipt{UserID: r.UserID, At: at, Actor: ch.Actor, Surface: ch.Surface, Op: ch.Op, Reason: ch.Reason}
+	switch ch.Op {
+	case OpSetPersonalization:
+		rc.Purpose = PurposePersonalization
+		rc.Old, rc.New = onOff(!st.PersonalizationOff), onOff(ch.Value)
+		st.PersonalizationOff = !ch.Value
+		if !ch.Value {
+			st = st.withRefusal(KindPersonalization, at)
+		}
+	case OpSetChannel:
+		rc.Purpose, rc.Subject = PurposePush, ch.Channel
+		rc.Old, rc.New = refusedAllowed(st.ChannelRefused(ch.Channel)), refusedAllowed(ch.Value)
+		st = st.withChannel(ch.Channel, ch.Value)
+		if ch.Value {
+			st = st.withRefusal(ChannelKind(ch.Channel), at)
+		}
+	case OpSetSensitive:
+		rc.Subject = string(ch.Category)
+		old, had := st.SensitiveGrant(ch.Category)
+		rc.Old = grantString(old, had)
+		if ch.Value {
+			if st.Minor && ch.Actor != ActorGuardian {
+				return r, nil, fieldErr("actor", ErrConsentRequired, "a minor's sensitive consent must be given by the guardian")
+			}
+			g := Grant{Granted: true, Purpose: ch.Purpose, PolicyVersion: set.PolicyVersion(ch.Purpose), ByGuardian: ch.Actor == ActorGuardian, At: at}
+			rc.Purpose = ch.Purpose
+			if had && old.Granted && old.Purpose == g.Purpose && old.PolicyVersion == g.PolicyVersion && old.ByGuardian == g.ByGuardian {
+				return r, nil, nil
+			}
+			st = st.withSensitive(SensitiveConsent{Category: ch.Category, Grant: g})
+			rc.New = grantString(g, true)
+		} else {
+			if !had || !old.Granted {
+				return r, nil, nil
+			}
+			rc.Purpose = old.Purpose
+			st = st.withSensitive(SensitiveConsent{Category: ch.Category, Grant: Grant{Purpose: old.Purpose, PolicyVersion: old.PolicyVersion, At: at}})
+			st = st.withRefusal(SensitiveKind(ch.Category), at)
+			// Withdrawal stops processing: tags of the category go too.
+			removed := 0
+			for _, e := range ts.Entries {
+				if set.Taxonomy.Lookup(e.Tag).Sensitive == ch.Category {
+					removed++
+				}
+			}
+			if removed > 0 {
+				kept := tags.Set{Suppressed: ts.Suppressed}
+				for _, e := range ts.Entries {
+					if set.Taxonomy.Lookup(e.Tag).Sensitive != ch.Category {
+						kept.Entries = append(kept.Entries, e)
+					}
+				}
+				ts = kept
+			}
+			rc.New = fmt.Sprintf("withdrawn (%d tags removed)", removed)
+		}
+	case OpSetMinor:
+		rc.Old, rc.New = minorString(st.Minor), minorString(ch.Value)
+		st.Minor = ch.Value
+	case OpSetGuardian:
+		rc.Purpose = PurposeGuardian
+		had := st.Guardian != nil
+		var old Grant
+		if had {
+			old = *st.Guardian
+		}
+		rc.Old = grantString(old, had)
+		if ch.Value {
+			g := Grant{Granted: true, Purpose: PurposeGuardian, PolicyVersion: set.PolicyVersion(PurposeGuardian), ByGuardian: true, At: at}
+			if had && old.Granted && old.PolicyVersion == g.PolicyVersion {
+				return r, nil, nil
+			}
+			st.Guardian = &g
+			rc.New = grantString(g, true)
+		} else {
+			if !had || !old.Granted {
+				return r, nil, nil
+			}
+			st.Guardian = &Grant{Purpose: PurposeGuardian, PolicyVersion: old.PolicyVersion, ByGuardian: true, At: at}
+			st = st.withRefusal(KindGuardian, at)
+			rc.New = "withdrawn"
+		}
+	case OpDeclareTag, OpInferTag:
+		rc.Purpose, rc.Subject = PurposePersonalization, string(ch.Tag)
+		if !st.GuardianOK(set) {
+			return r, nil, fieldErr("tag", ErrConsentRequired, "the user is a minor without guardian consent")
+		}
+		if c := set.Taxonomy.Lookup(ch.Tag).Sensitive; c != "" && !st.SensitiveOK(c, set) {
+			return r, nil, fieldErr("tag", ErrConsentRequired, "%s is %s data and needs its separate consent", ch.Tag, c)
+		}
+		src := tags.Declared
+		if ch.Op == OpInferTag {
+			src = tags.Inferred
+		}
+		old, had := ts.Has(ch.Tag)
+		rc.Old = tagString(old, had, ts.IsSuppressed(ch.Tag))
+		next, err := ts.Add(ch.Tag, src, byUser, at)
+		if err != nil {
+			return r, nil, &FieldError{Field: "tag", Detail: err.Error(), Err: tags.ErrSuppressed}
+		}
+		e, _ := next.Has(ch.Tag)
+		if had && e.Source == old.Source {
+			return r, nil, nil // already there from the same source
+		}
+		ts = next
+		rc.New = tagString(e, true, false)
+	case OpDeleteTag:
+		rc.Purpose, rc.Subject = PurposePersonalization, string(ch.Tag)
+		old, had := ts.Has(ch.Tag)
+		sup := ts.IsSuppressed(ch.Tag)
+		if !had && sup {
+			return r, nil, nil
+		}
+		rc.Old = tagString(old, had, sup)
+		ts = ts.Delete(ch.Tag, at)
+		rc.New = "deleted, suppressed"
+	case OpErase:
+		rc.Old, rc.New = "active", "erased"
+		st = State{Erased: true}
+		ts = ts.DeleteAll(at)
+	default:
+		return r, nil, fieldErr("op", ErrInvalidChange, "unknown operation %q", clip(string(ch.Op)))
+	}
+	if rc.Purpose != "" {
+		rc.PolicyVersion = set.PolicyVersion(rc.Purpose)
+	}
+	if rc.Old == rc.New && ts.Equal(r.Tags) && !r.State.Erased {
+		return r, nil, nil
+	}
+	next := Record{UserID: r.UserID, Version: r.Version + 1, State: st, Tags: ts, UpdatedAt: at}
+	rc.Seq = next.Version
+	rc.PrevHash = r.LastHash
+	rc.Seal()
+	next.LastHash = rc.Hash
+	return next, &rc, nil
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+func refusedAllowed(refused bool) string {
+	if refused {
+		return "refused"
+	}
+	return "allowed"
+}
+
+func minorString(m bool) string {
+	if m {
+		return "minor"
+	}
+	return "adult"
+}
+
+func grantString(g Grant, had bool) string {
+	switch {
+	case !had:
+		return "none"
+	case !g.Granted:
+		return "withdrawn"
+	case g.ByGuardian:
+		return fmt.Sprintf("granted by guardian for %s under policy v%d", g.Purpose, g.PolicyVersion)
+	}
+	return fmt.Sprintf("granted for %s under policy v%d", g.Purpose, g.PolicyVersion)
+}
+
+func tagString(e tags.Entry, had, suppressed bool) string {
+	switch {
+	case had:
+		return string(e.Source)
+	case suppressed:
+		return "suppressed"
+	}
+	return "absent"
+}

@@ -1,0 +1,180 @@
+package consent
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/recguard/recguard/tags"
+)
+
+// Purposes with a fixed meaning in Settings.Policies.
+const (
+	// PurposePersonalization is the policy under which personalized
+	// recommendation and tags are processed.
+	PurposePersonalization = "personalization"
+	// PurposePush is the policy under which pushes are sent.
+	PurposePush = "push"
+	// PurposeGuardian is the policy a guardian consents to for a minor.
+	PurposeGuardian = "guardian"
+)
+
+// Defaults used by DefaultSettings and for zero fields.
+const (
+	// DefaultRetention is how long receipts are kept: three years (Art. 12).
+	DefaultRetention = 3 * 365 * 24 * time.Hour
+	// DefaultReaskCooldown is how long to wait before asking again after a
+	// refusal.
+	DefaultReaskCooldown = 30 * 24 * time.Hour
+)
+
+// Settings are the platform-wide rules that product teams change through the
+// admin API. Every change to them goes through the store's settings
+// changelog and leaves a receipt.
+//
+// A Settings value is read-only once published: build a new one to change it.
+type Settings struct {
+	// Version counts settings changes; the store sets it. Zero before the
+	// first save.
+	Version uint64 `json:"version"`
+	// Channels are the push channels users can refuse, e.g. push, sms,
+	// email, in_app. A change naming a channel not listed is rejected with
+	// ErrUnknownChannel.
+	Channels []string `json:"channels"`
+	// Taxonomy says which tag namespaces are sensitive or prohibited. Nil
+	// means every namespace is ordinary.
+	Taxonomy tags.Taxonomy `json:"taxonomy,omitempty"`
+	// Policies is the current policy version per purpose. A consent given
+	// under an older version counts as not given (Art. 22: re-consent when
+	// the purpose changes). A purpose not listed has version 0.
+	Policies map[string]int `json:"policies,omitempty"`
+	// ReaskCooldown is how long after a refusal ShouldAsk says no. Zero means
+	// the app may ask again at once.
+	ReaskCooldown time.Duration `json:"reask_cooldown"`
+	// Retention is how long receipts are kept, at least three years
+	// (Art. 12). Zero means DefaultRetention.
+	Retention time.Duration `json:"retention"`
+	// Suspended is the Art. 51 kill switch: when true nothing is
+	// personalized and no push is sent, for every user.
+	Suspended bool `json:"suspended,omitempty"`
+	// SuspendReason says why, for people and receipts.
+	SuspendReason string `json:"suspend_reason,omitempty"`
+}
+
+// DefaultSettings returns the settings a new installation starts with: the
+// channels push, sms, email and in_app; a taxonomy that marks the namespaces
+// named after the sensitive categories as sensitive; policy version 1 for the
+// fixed purposes; a 30-day re-ask cooldown; 3-year retention; not suspended.
+func DefaultSettings() Settings {
+	tx := tags.Taxonomy{}
+	for _, c := range tags.Categories() {
+		tx[string(c)] = tags.Namespace{Category: "sensitive", Sensitive: c}
+	}
+	return Settings{
+		Channels:      []string{"email", "in_app", "push", "sms"},
+		Taxonomy:      tx,
+		Policies:      map[string]int{PurposePersonalization: 1, PurposePush: 1, PurposeGuardian: 1},
+		ReaskCooldown: DefaultReaskCooldown,
+		Retention:     DefaultRetention,
+	}
+}
+
+// Validate checks the settings. The error is a *FieldError wrapping
+// ErrInvalidSettings (or ErrInvalidChannel for a bad channel name).
+func (s *Settings) Validate() error {
+	if len(s.Channels) > 64 {
+		return fieldErr("channels", ErrInvalidSettings, "at most 64 channels, got %d", len(s.Channels))
+	}
+	seen := make(map[string]bool, len(s.Channels))
+	for _, c := range s.Channels {
+		if err := ValidChannelName(c); err != nil {
+			return err
+		}
+		if seen[c] {
+			return fieldErr("channels", ErrInvalidSettings, "channel %q listed twice", c)
+		}
+		seen[c] = true
+	}
+	if err := s.Taxonomy.Validate(); err != nil {
+		return &FieldError{Field: "taxonomy", Detail: err.Error(), Err: ErrInvalidSettings}
+	}
+	for p, v := range s.Policies {
+		if err := ident(p, MaxPurposeLen); err != nil {
+			return fieldErr("policies", ErrInvalidSettings, "purpose %q: %v", clip(p), err)
+		}
+		if v < 0 {
+			return fieldErr("policies", ErrInvalidSettings, "purpose %q: negative version %d", p, v)
+		}
+	}
+	if s.ReaskCooldown < 0 {
+		return fieldErr("reask_cooldown", ErrInvalidSettings, "negative duration %v", s.ReaskCooldown)
+	}
+	if s.Retention != 0 && s.Retention < DefaultRetention {
+		return fieldErr("retention", ErrInvalidSettings, "%v is shorter than the 3 years Art. 12 requires", s.Retention)
+	}
+	if len(s.SuspendReason) > MaxReasonLen {
+		return fieldErr("suspend_reason", ErrInvalidSettings, "longer than %d bytes", MaxReasonLen)
+	}
+	return nil
+}
+
+// Normalize returns a copy of s with channels sorted and zero durations
+// replaced by their defaults; stores save normalized settings.
+func (s Settings) Normalize() Settings {
+	out := s.Clone()
+	sort.Strings(out.Channels)
+	if out.Retention == 0 {
+		out.Retention = DefaultRetention
+	}
+	return out
+}
+
+// Clone returns a deep copy of s.
+func (s Settings) Clone() Settings {
+	out := s
+	out.Channels = append([]string(nil), s.Channels...)
+	out.Taxonomy = s.Taxonomy.Clone()
+	if s.Policies != nil {
+		out.Policies = make(map[string]int, len(s.Policies))
+		for k, v := range s.Policies {
+			out.Policies[k] = v
+		}
+	}
+	return out
+}
+
+// HasChannel reports whether channel is one of the configured channels.
+func (s *Settings) HasChannel(channel string) bool {
+	for _, c := range s.Channels {
+		if c == channel {
+			return true
+		}
+	}
+	return false
+}
+
+// PolicyVersion returns the current policy version of purpose (0 if unset).
+func (s *Settings) PolicyVersion(purpose string) int { return s.Policies[purpose] }
+
+// RetentionOrDefault returns Retention, or DefaultRetention when zero.
+func (s *Settings) RetentionOrDefault() time.Duration {
+	if s.Retention == 0 {
+		return DefaultRetention
+	}
+	return s.Retention
+}
+
+// Summary is a short description of s used as the old/new value in settings
+// receipts.
+func (s *Settings) Summary() string {
+	return fmt.Sprintf("v%d channels=%v policies=%v suspended=%t", s.Version, s.Channels, sortedPolicies(s.Policies), s.Suspended)
+}
+
+func sortedPolicies(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%s@%d", k, v))
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/recguard/recguard/consent"
+)
+
+// SettingsLog is the log number of the settings changelog, passed to
+// ReadChangelog and Tail in place of a shard number.
+const SettingsLog = -1
+
+// DefaultShards is the shard count a new store is created with.
+const DefaultShards = 16
+
+// Store is the system of record for users' consent, tags and receipts and
+// for the platform settings.
+//
+// Contract (every implementation passes store/storetest):
+//
+//   - All methods are safe for concurrent use.
+//   - Every change to a user is applied atomically together with its receipt
+//     and its changelog entry: either all three are recorded or none is.
+//     Changes to one user are serialized: the versions of the records they
+//     produce run 1, 2, 3, ... and the changelog lists them in that order.
+//   - Bad input changes nothing: a change that fails validation (against the
+//     settings, or against the user's current record) returns an error
+//     wrapping the model's sentinel (consent.ErrInvalidUserID,
+//     tags.ErrInvalidTag, consent.ErrUnknownChannel, tags.ErrSuppressed,
+//     consent.ErrConsentRequired, consent.ErrForbidden, ...) and leaves the
+//     record, the receipts and the changelog as they were.
+//   - A user never seen is not an error for writes; Get returns ErrNotFound
+//     together with the empty record consent.NewRecord(userID).
+//   - When the backing storage fails, methods return an error wrapping
+//     ErrUnavailable. Apply may then have taken effect; the changelog tells.
+//   - Each user belongs to shard ShardOf(userID, Shards()); the shard count is
+//     fixed when the store is first created and kept in the store.
+type Store interface {
+	// Shards returns the number of changelog shards.
+	Shards() int
+
+	// Get returns the user's current record. For a user never seen it
+	// returns consent.NewRecord(userID) and ErrNotFound.
+	Get(ctx context.Context, userID string) (consent.Record, error)
+
+	// Apply validates ch, applies it to the user's record and records the
+	// receipt and the changelog entry, all atomically. A zero ch.At is set
+	// from the store's clock. A change that leaves the record as it is (a
+	// no-op, such as refusing a channel already refused) writes nothing and
+	// returns the current record with a nil Receipt. OpErase removes the
+	// user's personal data; suppressions and receipts stay.
+	Apply(ctx context.Context, ch consent.Change) (Applied, error)
+
+	// Receipts returns the user's receipts, oldest first: every receipt
+	// younger than the retention. A user never seen has none (no error).
+	Receipts(ctx context.Context, userID string) ([]consent.Receipt, error)
+
+	// ReadChangelog returns up to count events of log (a shard number, or
+	// SettingsLog) after position after, oldest first. The zero Position
+	// reads from the start of what is kept. With block > 0 it waits up to
+	// block for the first event when there is none yet, and returns an
+	// empty slice (no error) on timeout. When entries after `after` were
+	// trimmed away it returns ErrTrimmed.
+	ReadChangelog(ctx context.Context, log int, after Position, count int, block time.Duration) ([]Event, error)
+
+	// Tail returns the position of the newest event in log, or the zero
+	// Position for an empty log. Reading after it returns only new events.
+	Tail(ctx context.Context, log int) (Position, error)
+
+	// Settings returns the current settings. A new store holds
+	// consent.DefaultSettings() with Version 1.
+	Settings(ctx context.Context) (consent.Settings, error)
+
+	// SetSettings validates and saves s if the stored version still equals
+	// s.Version (optimistic concurrency; ErrConflict otherwise), records a
+	// receipt made by actor through surface, and appends the new settings to
+	// the settings changelog, atomically. It returns the saved settings
+	// (Version incremented) and the receipt.
+	SetSettings(ctx context.Context, s consent.Settings, actor consent.Actor, surface consent.Surface) (consent.Settings, consent.Receipt, error)
+
+	// SettingsReceipts returns the receipts of settings changes, oldest
+	// first, within the retention.
+	SettingsReceipts(ctx context.Context) ([]consent.Receipt, error)
+
+	// PurgeExpired deletes receipts older than the settings' retention as of
+	// now and returns how many it deleted.
+	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+
+	// Close releases the store's resources. It does not close a client the
+	// caller passed in.
+	Close() error
+}
+
+// Applied is the result of Store.Apply.
+type Applied struct {
+	// Record is the user's record after the change.
+	Record consent.Record
+	// Receipt is the change's receipt; nil when the change was a no-op and
+	// nothing was written.
+	Receipt *consent.Receipt
+	// Shard is the user's shard.
+	Shard int
+	// Pos is the changelog position of the change; zero for a no-op.
+	Pos Position
+}
+
+// Event is one changelog entry.
+type Event struct {
+	// Log is the shard number, or SettingsLog.
+	Log int
+	// Pos is the entry's position in its log.
+	Pos Position
+	// Record is the user's record after the change; nil in the settings log.
+	Record *consent.Record
+	// Settings are the settings after the change; nil in a shard log.
+	Settings *consent.Settings
+	// Receipt is the change's receipt.
+	Receipt consent.Receipt
+}
+
+// ShardOf returns the shard of userID among n shards: xxhash64 of the ID
+// modulo n. It is the same in every store and every process.
+func ShardOf(userID string, n int) int {
+	return int(xxhash.Sum64String(userID) % uint64(n))
+}
+
+// Export is everything a store holds about one user, for the Art. 23-25
+// access and portability rights.
+type Export struct {
+	Record   consent.Record    `json:"record"`
+	Receipts []consent.Receipt `json:"receipts"`
+}
+
+// ExportUser reads the user's record and receipts. A user never seen exports
+// as an empty record with no receipts (no error).
+func ExportUser(ctx context.Context, s Store, userID string) (Export, error) {
+	if err := consent.ValidUserID(userID); err != nil {
+		return Export{}, err
+	}
+	r, err := s.Get(ctx, userID)
+	if err != nil && !isNotFound(err) {
+		return Export{}, err
+	}
+	rs, err := s.Receipts(ctx, userID)
+	if err != nil {
+		return Export{}, err
+	}
+	if rs == nil {
+		rs = []consent.Receipt{}
+	}
+	return Export{Record: r, Receipts: rs}, nil
+}

@@ -1,0 +1,130 @@
+package tags
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Limits of the tag syntax.
+const (
+	// MaxNamespaceLen is the longest namespace, in bytes.
+	MaxNamespaceLen = 32
+	// MaxValueLen is the longest value, in bytes.
+	MaxValueLen = 64
+)
+
+// Tag is a user tag written namespace:value.
+//
+// The namespace starts with a lowercase letter and continues with lowercase
+// letters, digits and '_' (at most MaxNamespaceLen bytes). The value is one or
+// more of lowercase letters, digits, '_', '-' and '.' (at most MaxValueLen
+// bytes). Parse is the only way to get a Tag from untrusted input.
+type Tag string
+
+// Parse validates s and returns it as a Tag. The error wraps ErrInvalidTag.
+func Parse(s string) (Tag, error) {
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return "", fmt.Errorf("%w %q: want namespace:value", ErrInvalidTag, clip(s))
+	}
+	if err := validNamespace(s[:i]); err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrInvalidTag, clip(s), err)
+	}
+	v := s[i+1:]
+	if len(v) == 0 || len(v) > MaxValueLen {
+		return "", fmt.Errorf("%w %q: value must be 1 to %d bytes", ErrInvalidTag, clip(s), MaxValueLen)
+	}
+	for j := 0; j < len(v); j++ {
+		c := v[j]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "", fmt.Errorf("%w %q: value byte %d (%q) not in [a-z0-9_.-]", ErrInvalidTag, clip(s), j, c)
+		}
+	}
+	return Tag(s), nil
+}
+
+// MustParse is Parse for tags written in code; it panics on an invalid tag.
+func MustParse(s string) Tag {
+	t, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// Namespace returns the part before the colon.
+func (t Tag) Namespace() string {
+	if i := strings.IndexByte(string(t), ':'); i >= 0 {
+		return string(t[:i])
+	}
+	return ""
+}
+
+// Value returns the part after the colon.
+func (t Tag) Value() string {
+	if i := strings.IndexByte(string(t), ':'); i >= 0 {
+		return string(t[i+1:])
+	}
+	return ""
+}
+
+// ValidNamespace reports whether ns is a valid namespace; the error wraps
+// ErrInvalidTag.
+func ValidNamespace(ns string) error {
+	if err := validNamespace(ns); err != nil {
+		return fmt.Errorf("%w: namespace %q: %v", ErrInvalidTag, clip(ns), err)
+	}
+	return nil
+}
+
+func validNamespace(ns string) error {
+	if len(ns) == 0 || len(ns) > MaxNamespaceLen {
+		return fmt.Errorf("namespace must be 1 to %d bytes", MaxNamespaceLen)
+	}
+	if c := ns[0]; c < 'a' || c > 'z' {
+		return fmt.Errorf("namespace must start with a lowercase letter")
+	}
+	for j := 1; j < len(ns); j++ {
+		c := ns[j]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return fmt.Errorf("namespace byte %d (%q) not in [a-z0-9_]", j, c)
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// Source says where a tag came from.
+type Source string
+
+// The sources of a tag.
+const (
+	// Declared tags were stated by the user (or their guardian).
+	Declared Source = "declared"
+	// Inferred tags were derived by the platform from behaviour.
+	Inferred Source = "inferred"
+)
+
+// Valid reports whether s is one of the known sources.
+func (s Source) Valid() bool { return s == Declared || s == Inferred }
+
+// Entry is one tag a user has, with its source and when it was set.
+type Entry struct {
+	Tag    Tag       `json:"tag"`
+	Source Source    `json:"source"`
+	At     time.Time `json:"at"`
+}
+
+// Suppression records that the user deleted a tag. While it exists the tag
+// cannot be added back except by the user's own declaration.
+type Suppression struct {
+	Tag Tag       `json:"tag"`
+	At  time.Time `json:"at"`
+}
