@@ -200,6 +200,9 @@ func (c *Change) Validate(set *Settings) error {
 	if len(c.Reason) > MaxReasonLen {
 		return fieldErr("reason", ErrInvalidChange, "longer than %d bytes", MaxReasonLen)
 	}
+	if err := validAt(c.At); err != nil {
+		return err
+	}
 	// Each op names the fields it uses; any other field must be empty.
 	var usesChannel, usesCategory, usesPurpose, usesTag bool
 	switch c.Op {
@@ -230,7 +233,7 @@ func (c *Change) Validate(set *Settings) error {
 	case OpDeclareTag, OpInferTag, OpDeleteTag:
 		usesTag = true
 		if _, err := tags.Parse(string(c.Tag)); err != nil {
-			return &FieldError{Field: "tag", Detail: err.Error(), Err: tags.ErrInvalidTag}
+			return wrapField("tag", tags.ErrInvalidTag, err)
 		}
 		if c.Op == OpDeclareTag && c.Actor != ActorUser && c.Actor != ActorGuardian {
 			return fieldErr("actor", ErrForbidden, "only the user or guardian declares tags, not %s", c.Actor)
@@ -261,6 +264,16 @@ func (c *Change) Validate(set *Settings) error {
 	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag && c.Op != OpSetMinor &&
 		c.Actor != ActorUser && c.Actor != ActorGuardian {
 		return fieldErr("actor", ErrForbidden, "%s (%t) widens processing and must come from the user or guardian, not %s", c.Op, c.Value, c.Actor)
+	}
+	return nil
+}
+
+// validAt checks that t can be written into a receipt: encoding/json (and so
+// Receipt.Seal) only encodes years 0 to 9999, and an offset such as -23:59 can
+// push a decoded time into year 10000 in UTC.
+func validAt(t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fieldErr("at", ErrInvalidChange, "year %d (UTC) outside 0 to 9999", y)
 	}
 	return nil
 }

@@ -48,6 +48,21 @@ func (e *FieldError) Error() string {
 // Unwrap returns the sentinel.
 func (e *FieldError) Unwrap() error { return e.Err }
 
+// wrapField turns err, which wraps or is about sentinel, into a *FieldError
+// whose detail does not repeat the sentinel's text.
+func wrapField(field string, sentinel, err error) error {
+	d := err.Error()
+	for _, p := range []string{sentinel.Error(), "tags: invalid taxonomy"} {
+		if len(d) > len(p) && d[:len(p)] == p {
+			d = d[len(p):]
+			for len(d) > 0 && (d[0] == ':' || d[0] == ' ') {
+				d = d[1:]
+			}
+		}
+	}
+	return &FieldError{Field: field, Detail: d, Err: sentinel}
+}
+
 func fieldErr(field string, err error, format string, args ...any) error {
 	return &FieldError{Field: field, Detail: fmt.Sprintf(format, args...), Err: err}
 }

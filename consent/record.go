@@ -33,6 +33,9 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 	if ch.UserID != r.UserID {
 		return r, nil, fieldErr("user_id", ErrInvalidChange, "change for %q applied to record of %q", ch.UserID, r.UserID)
 	}
+	if err := validAt(ch.At); err != nil {
+		return r, nil, err
+	}
 	at := ch.At.UTC().Round(0)
 	byUser := ch.Actor == ActorUser || ch.Actor == ActorGuardian
 	st := r.State
@@ -144,7 +147,7 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		rc.Old = tagString(old, had, ts.IsSuppressed(ch.Tag))
 		next, err := ts.Add(ch.Tag, src, byUser, at)
 		if err != nil {
-			return r, nil, &FieldError{Field: "tag", Detail: err.Error(), Err: tags.ErrSuppressed}
+			return r, nil, wrapField("tag", tags.ErrSuppressed, err)
 		}
 		e, _ := next.Has(ch.Tag)
 		if had && e.Source == old.Source {

@@ -96,7 +96,7 @@ func (s *Settings) Validate() error {
 		seen[c] = true
 	}
 	if err := s.Taxonomy.Validate(); err != nil {
-		return &FieldError{Field: "taxonomy", Detail: err.Error(), Err: ErrInvalidSettings}
+		return wrapField("taxonomy", ErrInvalidSettings, err)
 	}
 	for p, v := range s.Policies {
 		if err := ident(p, MaxPurposeLen); err != nil {

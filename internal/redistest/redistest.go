@@ -1,0 +1,263 @@
+// Package redistest gives tests a real Redis: the shared server named by
+// RECGUARD_REDIS_ADDRS (default 127.0.0.1:6379; several comma-separated
+// addresses mean a Redis Cluster), or servers of their own started on free
+// loopback ports with redis-server: a standalone server that can be stopped
+// and restarted, and a 6-node Redis Cluster (3 masters, 3 replicas).
+//
+// Everything started here is stopped by t.Cleanup. Tests that need
+// redis-server skip with a reason when it is not installed.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// EnvAddrs names the environment variable with the Redis address(es) tests
+// use; several comma-separated addresses mean a Redis Cluster.
+const EnvAddrs = "RECGUARD_REDIS_ADDRS"
+
+// Addrs returns the addresses from EnvAddrs, or 127.0.0.1:6379.
+func Addrs() []string {
+	v := strings.TrimSpace(os.Getenv(EnvAddrs))
+	if v == "" {
+		return []string{"127.0.0.1:6379"}
+	}
+	return strings.Split(v, ",")
+}
+
+// Client returns a client for the shared Redis (see Addrs), closed at the
+// end of the test. It fails the test when Redis does not answer PING.
+func Client(tb testing.TB) redis.UniversalClient {
+	tb.Helper()
+	addrs := Addrs()
+	var c redis.UniversalClient
+	if len(addrs) > 1 {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: addrs[0]})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		tb.Fatalf("redis at %v: %v (start one with: redis-server --daemonize yes --port 6379 --save \"\")", addrs, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Prefix returns a key prefix unique to this test, and deletes every key
+// under it when the test ends.
+func Prefix(tb testing.TB, c redis.UniversalClient) string {
+	tb.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	p := "rgt" + hex.EncodeToString(b[:])
+	tb.Cleanup(func() { DeletePrefix(c, p) })
+	return p
+}
+
+// DeletePrefix deletes every key that starts with prefix+":" on every master.
+func DeletePrefix(c redis.UniversalClient, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	del := func(ctx context.Context, n redis.UniversalClient) error {
+		it := n.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for it.Next(ctx) {
+			n.Del(ctx, it.Val())
+		}
+		return it.Err()
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return del(ctx, n) })
+		return
+	}
+	_ = del(ctx, c)
+}
+
+// Server is a redis-server process of a test's own.
+type Server struct {
+	Addr string
+	Dir  string
+	tb   testing.TB
+	args []string
+	cmd  *exec.Cmd
+}
+
+// RequireBinary skips the test when redis-server is not installed.
+func RequireBinary(tb testing.TB) string {
+	tb.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		tb.Skip("redis-server not installed: skipping a test that starts its own Redis")
+	}
+	return p
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartServer starts a redis-server on a free loopback port with extra
+// configuration arguments (e.g. "--appendonly", "yes"), waits until it
+// answers, and stops it when the test ends.
+func StartServer(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	RequireBinary(tb)
+	s := &Server{tb: tb, Dir: tb.TempDir()}
+	port := FreePort(tb)
+	s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+	s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", s.Dir,
+		"--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
+	s.Start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// Start (re)starts the server after Stop and waits until it answers PING.
+func (s *Server) Start() {
+	s.tb.Helper()
+	if s.cmd != nil {
+		return
+	}
+	cmd := exec.Command("redis-server", s.args...)
+	if err := cmd.Start(); err != nil {
+		s.tb.Fatalf("start redis-server: %v", err)
+	}
+	s.cmd = cmd
+	if err := waitPing(s.Addr, 10*time.Second); err != nil {
+		s.Stop()
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		s.tb.Fatalf("redis-server on %s did not answer: %v\n%s", s.Addr, err, log)
+	}
+}
+
+// Stop kills the server (SIGKILL: as abrupt as a crash) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Client returns a client for the server, closed at the end of the test.
+func (s *Server) Client(opts *redis.Options) *redis.Client {
+	if opts == nil {
+		opts = &redis.Options{}
+	}
+	opts.Addr = s.Addr
+	c := redis.NewClient(opts)
+	s.tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func waitPing(addr string, d time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err = c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}
+
+// Cluster is a Redis Cluster of a test's own: 3 masters and 3 replicas.
+type Cluster struct {
+	Addrs   []string
+	Servers []*Server
+}
+
+// StartCluster starts six cluster-enabled redis-servers on free ports, joins
+// them with redis-cli --cluster create (one replica per master), waits until
+// every node reports cluster_state:ok, and stops them when the test ends.
+func StartCluster(tb testing.TB) *Cluster {
+	tb.Helper()
+	RequireBinary(tb)
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		tb.Skip("redis-cli not installed: cannot create a cluster")
+	}
+	cl := &Cluster{}
+	for i := 0; i < 6; i++ {
+		s := StartServer(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000", "--appendonly", "no")
+		cl.Servers = append(cl.Servers, s)
+		cl.Addrs = append(cl.Addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, cl.Addrs...)
+	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	out, err := exec.Command("redis-cli", args...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range cl.Addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				tb.Fatalf("cluster node %s not ok: %v %s", a, err, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.Close()
+	}
+	return cl
+}
+
+// Client returns a cluster client for the cluster, closed at the end of the
+// test; it waits until a write to every slot range succeeds.
+func (cl *Cluster) Client(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs})
+	tb.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 64; i++ {
+		key := fmt.Sprintf("probe:{%d}", i)
+		for {
+			err := c.Set(context.Background(), key, "1", time.Minute).Err()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("cluster not writable: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}

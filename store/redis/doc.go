@@ -1,0 +1,44 @@
+// Package redis is the Store on Redis, through a go-redis UniversalClient:
+// the same code runs on one Redis server or a Redis Cluster.
+//
+// # Keyspace
+//
+// Every key starts with a prefix (default "rg") and carries a hash tag, so
+// that everything one operation touches lives in one hash slot:
+//
+//	rg:{cfg}:meta          hash: shards (fixed at first start)
+//	rg:{cfg}:settings      hash: v (version), d (settings JSON), h/n (head of the receipt chain)
+//	rg:{cfg}:receipts      list: settings receipts, "<unix ms> <JSON>"
+//	rg:{cfg}:log           stream: settings changelog
+//	rg:{cfg}:seq           hash: n, ms: the settings changelog's entry counter
+//	rg:{<s>}:u:<user>      hash: v (version), d (record JSON)
+//	rg:{<s>}:r:<user>      list: the user's receipts, "<unix ms> <JSON>", oldest first
+//	rg:{<s>}:log           stream: shard s's changelog
+//	rg:{<s>}:rx            sorted set: users with receipts, scored by their oldest receipt's time
+//	rg:{<s>}:seq           hash: n, ms: shard s's changelog entry counter
+//
+// where s = store.ShardOf(user, shards).
+//
+// # Writes
+//
+// A change is computed in Go by consent.Record.Apply from the record read
+// from Redis, then written by ONE Lua script that checks the record's
+// version is still the one read (compare-and-set), writes the record,
+// appends the receipt and XADDs the changelog entry. A lost race re-reads and
+// retries (Options.MaxRetries). The domain rules therefore live in one place
+// (package consent) for every store, and Redis still sees each change as one
+// atomic operation in one slot.
+//
+// # Changelog horizon
+//
+// Each changelog stream is trimmed with XADD MAXLEN ~ Options.ChangelogMaxLen
+// (default 1,000,000 entries per shard). Redis trims whole macro nodes, so a
+// stream holds at least that many entries and a little more. Entry IDs are
+// "<server ms>-<n>" where n numbers the log's entries 1, 2, 3, ... without
+// gaps, so a reader whose position falls behind the trim point is told
+// exactly (store.ErrTrimmed) and must rebuild from the records. (Redis 7.0
+// does not advance a stream's max-deleted-entry-id when MAXLEN trims, so that
+// field cannot be used.)
+// With the default and 16 shards, a follower may fall behind by 16 million
+// changes before it has to rebuild.
+package redis

@@ -1,0 +1,533 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Prefix starts every key. Empty means "rg". Two stores with different
+	// prefixes on one Redis do not see each other.
+	Prefix string
+	// Shards is the number of changelog shards used when the keyspace is
+	// first created; later opens use the stored number. Zero means the stored
+	// number, or store.DefaultShards for a new keyspace. A non-zero value
+	// that differs from the stored one is an error.
+	Shards int
+	// ChangelogMaxLen bounds each changelog stream (XADD MAXLEN ~). Zero
+	// means 1,000,000.
+	ChangelogMaxLen int64
+	// MaxRetries bounds the compare-and-set retries of one write under
+	// contention on the same user; then the write fails with
+	// store.ErrConflict. Zero means 1000.
+	MaxRetries int
+	// Now is the clock for changes without a time. Nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultChangelogMaxLen is the changelog bound when Options leave it zero.
+const DefaultChangelogMaxLen = 1_000_000
+
+// Store is the Redis Store. It is safe for concurrent use.
+type Store struct {
+	c      goredis.UniversalClient
+	k      keys
+	shards int
+	maxLen int64
+	tries  int
+	now    func() time.Time
+	closed atomic.Bool
+
+	mu  sync.Mutex // guards set
+	set *consent.Settings
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New opens the recguard keyspace on c, creating it (shard count, default
+// settings) on first use. The caller keeps ownership of c: Close does not
+// close it.
+func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, error) {
+	s := &Store{c: c, k: keys{prefix: opts.Prefix}, maxLen: opts.ChangelogMaxLen, tries: opts.MaxRetries, now: opts.Now}
+	if s.k.prefix == "" {
+		s.k.prefix = "rg"
+	}
+	if strings.ContainsAny(s.k.prefix, "{}: ") {
+		return nil, fmt.Errorf("redis store: prefix %q must not contain braces, colons or spaces", s.k.prefix)
+	}
+	if s.maxLen <= 0 {
+		s.maxLen = DefaultChangelogMaxLen
+	}
+	if s.tries <= 0 {
+		s.tries = 1000
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.Shards < 0 || opts.Shards > 16384 {
+		return nil, fmt.Errorf("redis store: shards %d out of range 1..16384", opts.Shards)
+	}
+	want := opts.Shards
+	if want == 0 {
+		want = store.DefaultShards
+	}
+	if err := s.c.HSetNX(ctx, s.k.meta(), "shards", want).Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	n, err := s.c.HGet(ctx, s.k.meta(), "shards").Int()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if opts.Shards != 0 && n != opts.Shards {
+		return nil, fmt.Errorf("redis store: keyspace %q has %d shards, options ask for %d", s.k.prefix, n, opts.Shards)
+	}
+	s.shards = n
+	def := consent.DefaultSettings().Normalize()
+	def.Version = 1
+	b, _ := json.Marshal(def)
+	if err := initSettingsScript.Run(ctx, s.c, []string{s.k.settings()}, b).Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	return s, nil
+}
+
+// Shards returns the number of changelog shards.
+func (s *Store) Shards() int { return s.shards }
+
+// Close marks the store closed; it does not close the client.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// Get returns the user's record, or the empty record and store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, userID string) (consent.Record, error) {
+	if err := s.check(); err != nil {
+		return consent.Record{}, err
+	}
+	if err := consent.ValidUserID(userID); err != nil {
+		return consent.Record{}, err
+	}
+	rec, _, err := s.read(ctx, store.ShardOf(userID, s.shards), userID)
+	if err != nil {
+		return consent.Record{}, err
+	}
+	if rec.Version == 0 {
+		return rec, fmt.Errorf("%w: user %q", store.ErrNotFound, userID)
+	}
+	return rec, nil
+}
+
+// read returns the user's record and its version as stored ("0" if none).
+func (s *Store) read(ctx context.Context, shard int, userID string) (consent.Record, string, error) {
+	vals, err := s.c.HMGet(ctx, s.k.user(shard, userID), "v", "d").Result()
+	if err != nil {
+		return consent.Record{}, "", unavailable(err)
+	}
+	v, _ := vals[0].(string)
+	d, _ := vals[1].(string)
+	if v == "" {
+		return consent.NewRecord(userID), "0", nil
+	}
+	var rec consent.Record
+	if err := json.Unmarshal([]byte(d), &rec); err != nil {
+		return consent.Record{}, "", unavailable(fmt.Errorf("record of %q: %w", userID, err))
+	}
+	return rec, v, nil
+}
+
+// Settings returns the current settings.
+func (s *Store) Settings(ctx context.Context) (consent.Settings, error) {
+	if err := s.check(); err != nil {
+		return consent.Settings{}, err
+	}
+	set, _, _, err := s.readSettings(ctx)
+	if err != nil {
+		return consent.Settings{}, err
+	}
+	return set.Clone(), nil
+}
+
+// currentSettings returns the settings, re-reading the JSON only when the
+// stored version moved.
+func (s *Store) currentSettings(ctx context.Context) (*consent.Settings, error) {
+	v, err := s.c.HGet(ctx, s.k.settings(), "v").Uint64()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	s.mu.Lock()
+	cached := s.set
+	s.mu.Unlock()
+	if cached != nil && cached.Version == v {
+		return cached, nil
+	}
+	set, _, _, err := s.readSettings(ctx)
+	return set, err
+}
+
+func (s *Store) readSettings(ctx context.Context) (*consent.Settings, string, uint64, error) {
+	vals, err := s.c.HMGet(ctx, s.k.settings(), "d", "h", "n").Result()
+	if err != nil {
+		return nil, "", 0, unavailable(err)
+	}
+	d, _ := vals[0].(string)
+	h, _ := vals[1].(string)
+	ns, _ := vals[2].(string)
+	n, _ := strconv.ParseUint(ns, 10, 64)
+	set := new(consent.Settings)
+	if err := json.Unmarshal([]byte(d), set); err != nil {
+		return nil, "", 0, unavailable(fmt.Errorf("settings: %w", err))
+	}
+	s.mu.Lock()
+	if s.set == nil || s.set.Version < set.Version {
+		s.set = set
+	}
+	s.mu.Unlock()
+	return set, h, n, nil
+}
+
+// Apply validates ch and applies it atomically with its receipt and its
+// changelog entry.
+func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, error) {
+	if err := s.check(); err != nil {
+		return store.Applied{}, err
+	}
+	if err := consent.ValidUserID(ch.UserID); err != nil {
+		return store.Applied{}, err
+	}
+	if ch.At.IsZero() {
+		ch.At = s.now()
+	}
+	shard := store.ShardOf(ch.UserID, s.shards)
+	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard)}
+	for attempt := 0; attempt < s.tries; attempt++ {
+		set, err := s.currentSettings(ctx)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		if err := ch.Validate(set); err != nil {
+			return store.Applied{}, err
+		}
+		rec, ver, err := s.read(ctx, shard, ch.UserID)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		next, rc, err := rec.Apply(ch, set)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		if rc == nil {
+			return store.Applied{Record: rec, Shard: shard}, nil
+		}
+		recJSON, err := json.Marshal(next)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		rcJSON, err := json.Marshal(rc)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		atMS := rc.At.UnixMilli()
+		item := strconv.FormatInt(atMS, 10) + " " + string(rcJSON)
+		res, err := applyScript.Run(ctx, s.c, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID).Slice()
+		if err != nil {
+			return store.Applied{}, unavailable(err)
+		}
+		if ok, _ := res[0].(int64); ok == 1 {
+			id, _ := res[1].(string)
+			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, nil
+		}
+		backoff(attempt)
+	}
+	return store.Applied{}, fmt.Errorf("%w: user %q changed concurrently %d times in a row", store.ErrConflict, ch.UserID, s.tries)
+}
+
+// backoff sleeps a little after a lost compare-and-set, more after each
+// loss, with jitter so racing writers spread out.
+func backoff(attempt int) {
+	if attempt < 2 {
+		return
+	}
+	d := time.Duration(1+min(attempt, 20)) * 50 * time.Microsecond
+	time.Sleep(d/2 + rand.N(d))
+}
+
+// Receipts returns the user's receipts, oldest first.
+func (s *Store) Receipts(ctx context.Context, userID string) ([]consent.Receipt, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := consent.ValidUserID(userID); err != nil {
+		return nil, err
+	}
+	return s.readReceipts(ctx, s.k.receipts(store.ShardOf(userID, s.shards), userID))
+}
+
+// SettingsReceipts returns the receipts of settings changes, oldest first.
+func (s *Store) SettingsReceipts(ctx context.Context) ([]consent.Receipt, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s.readReceipts(ctx, s.k.settingsReceipts())
+}
+
+func (s *Store) readReceipts(ctx context.Context, key string) ([]consent.Receipt, error) {
+	items, err := s.c.LRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]consent.Receipt, 0, len(items))
+	for _, it := range items {
+		rc, err := decodeReceiptItem(it)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
+func decodeReceiptItem(it string) (consent.Receipt, error) {
+	_, js, ok := strings.Cut(it, " ")
+	var rc consent.Receipt
+	if !ok {
+		return rc, fmt.Errorf("malformed receipt item")
+	}
+	if err := json.Unmarshal([]byte(js), &rc); err != nil {
+		return rc, fmt.Errorf("receipt: %w", err)
+	}
+	return rc, nil
+}
+
+// SetSettings validates and saves s if the stored version is still
+// set.Version.
+func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor consent.Actor, surface consent.Surface) (consent.Settings, consent.Receipt, error) {
+	if err := s.check(); err != nil {
+		return consent.Settings{}, consent.Receipt{}, err
+	}
+	if err := set.Validate(); err != nil {
+		return consent.Settings{}, consent.Receipt{}, err
+	}
+	if !actor.Valid() {
+		return consent.Settings{}, consent.Receipt{}, &consent.FieldError{Field: "actor", Detail: fmt.Sprintf("unknown actor %q", actor), Err: consent.ErrInvalidChange}
+	}
+	if err := consent.ValidChannelName(string(surface)); err != nil {
+		return consent.Settings{}, consent.Receipt{}, &consent.FieldError{Field: "surface", Detail: fmt.Sprintf("invalid surface %q", surface), Err: consent.ErrInvalidChange}
+	}
+	old, head, n, err := s.readSettings(ctx)
+	if err != nil {
+		return consent.Settings{}, consent.Receipt{}, err
+	}
+	if old.Version != set.Version {
+		return consent.Settings{}, consent.Receipt{}, fmt.Errorf("%w: settings are at version %d, change was made against %d", store.ErrConflict, old.Version, set.Version)
+	}
+	next := set.Normalize()
+	next.Version = old.Version + 1
+	rc := settingsReceipt(old, &next, n+1, head, actor, surface, s.now())
+	setJSON, _ := json.Marshal(next)
+	rcJSON, _ := json.Marshal(rc)
+	item := strconv.FormatInt(rc.At.UnixMilli(), 10) + " " + string(rcJSON)
+	keys := []string{s.k.settings(), s.k.settingsReceipts(), s.k.settingsLog(), s.k.settingsSeq()}
+	res, err := settingsScript.Run(ctx, s.c, keys, old.Version, next.Version, setJSON, item, rcJSON, rc.Hash, rc.Seq, s.maxLen).Slice()
+	if err != nil {
+		return consent.Settings{}, consent.Receipt{}, unavailable(err)
+	}
+	if ok, _ := res[0].(int64); ok != 1 {
+		return consent.Settings{}, consent.Receipt{}, fmt.Errorf("%w: settings changed concurrently", store.ErrConflict)
+	}
+	s.mu.Lock()
+	if s.set == nil || s.set.Version < next.Version {
+		c := next.Clone()
+		s.set = &c
+	}
+	s.mu.Unlock()
+	return next.Clone(), rc, nil
+}
+
+// settingsReceipt builds the receipt of a settings change.
+func settingsReceipt(old, next *consent.Settings, seq uint64, prev string, actor consent.Actor, surface consent.Surface, at time.Time) consent.Receipt {
+	rc := consent.Receipt{Seq: seq, At: at.UTC().Round(0), Actor: actor, Surface: surface, Op: "set_settings",
+		Old: old.Summary(), New: next.Summary(), PrevHash: prev}
+	rc.Seal()
+	return rc
+}
+
+// ReadChangelog returns up to count events of log after position after.
+func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position, count int, block time.Duration) ([]store.Event, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	key, err := s.logKey(log)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.ParsePosition(string(after)); err != nil {
+		return nil, err
+	}
+	if count <= 0 {
+		count = 100
+	}
+	evs, err := s.readRange(ctx, log, key, after, count)
+	if err != nil || len(evs) > 0 || block <= 0 {
+		return evs, err
+	}
+	// Nothing yet: wait for the next entry, then read it through the
+	// trim-checking script.
+	err = s.c.XRead(ctx, &goredis.XReadArgs{Streams: []string{key, after.String()}, Count: 1, Block: block}).Err()
+	if errors.Is(err, goredis.Nil) {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, unavailable(err)
+	}
+	return s.readRange(ctx, log, key, after, count)
+}
+
+func (s *Store) readRange(ctx context.Context, log int, key string, after store.Position, count int) ([]store.Event, error) {
+	res, err := readScript.Run(ctx, s.c, []string{key}, after.String(), count).Slice()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, unavailable(err)
+	}
+	if t, _ := res[0].(int64); t == 1 {
+		return nil, fmt.Errorf("%w: log %d after %s", store.ErrTrimmed, log, after.String())
+	}
+	entries, _ := res[1].([]any)
+	out := make([]store.Event, 0, len(entries))
+	for _, e := range entries {
+		ev, err := decodeEntry(log, e)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// decodeEntry turns one XRANGE entry ({id, {field, value, ...}}) into an
+// Event.
+func decodeEntry(log int, e any) (store.Event, error) {
+	pair, ok := e.([]any)
+	if !ok || len(pair) != 2 {
+		return store.Event{}, fmt.Errorf("changelog: malformed entry")
+	}
+	id, _ := pair[0].(string)
+	fields, _ := pair[1].([]any)
+	ev := store.Event{Log: log, Pos: store.Position(id)}
+	for i := 0; i+1 < len(fields); i += 2 {
+		f, _ := fields[i].(string)
+		v, _ := fields[i+1].(string)
+		var err error
+		switch f {
+		case "r":
+			ev.Record = new(consent.Record)
+			err = json.Unmarshal([]byte(v), ev.Record)
+		case "s":
+			ev.Settings = new(consent.Settings)
+			err = json.Unmarshal([]byte(v), ev.Settings)
+		case "c":
+			err = json.Unmarshal([]byte(v), &ev.Receipt)
+		}
+		if err != nil {
+			return store.Event{}, fmt.Errorf("changelog entry %s field %s: %w", id, f, err)
+		}
+	}
+	return ev, nil
+}
+
+// Tail returns the position of the newest event in log.
+func (s *Store) Tail(ctx context.Context, log int) (store.Position, error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	key, err := s.logKey(log)
+	if err != nil {
+		return "", err
+	}
+	msgs, err := s.c.XRevRangeN(ctx, key, "+", "-", 1).Result()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	if len(msgs) == 0 {
+		return "", nil
+	}
+	return store.Position(msgs[0].ID), nil
+}
+
+func (s *Store) logKey(log int) (string, error) {
+	switch {
+	case log == store.SettingsLog:
+		return s.k.settingsLog(), nil
+	case log >= 0 && log < s.shards:
+		return s.k.log(log), nil
+	}
+	return "", fmt.Errorf("%w: log %d (shards 0..%d or SettingsLog)", store.ErrInvalidPosition, log, s.shards-1)
+}
+
+// PurgeExpired deletes receipts older than the retention as of now.
+func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	set, err := s.currentSettings(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := now.Add(-set.RetentionOrDefault()).UnixMilli()
+	total := 0
+	n, err := purgeScript.Run(ctx, s.c, []string{s.k.settingsReceipts(), s.k.settingsReceipts()}, cutoff, "").Int()
+	if err != nil {
+		return total, unavailable(err)
+	}
+	total += n
+	for shard := 0; shard < s.shards; shard++ {
+		idx := s.k.receiptIndex(shard)
+		for {
+			users, err := s.c.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: idx, Start: "-inf", Stop: "(" + strconv.FormatInt(cutoff, 10), ByScore: true, Count: 500}).Result()
+			if err != nil {
+				return total, unavailable(err)
+			}
+			for _, u := range users {
+				n, err := purgeScript.Run(ctx, s.c, []string{s.k.receipts(shard, u), idx}, cutoff, u).Int()
+				if err != nil {
+					return total, unavailable(err)
+				}
+				total += n
+			}
+			if len(users) < 500 {
+				break
+			}
+		}
+	}
+	return total, nil
+}

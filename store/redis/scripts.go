@@ -1,0 +1,103 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// nextID is the Lua that picks the stream ID of a new changelog entry:
+// "<ms>-<n>", where n counts the log's entries from 1 without gaps and ms is
+// the server's clock, never going backwards. Because n is dense, a reader
+// can tell from the first entry kept whether entries it has not read were
+// trimmed away. KEYS[seqkey] is the log's counter hash (n, ms).
+const nextID = `
+local function nextid(seqkey)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = redis.call('HMGET', seqkey, 'n', 'ms')
+  local n = tonumber(last[1] or '0') + 1
+  local lms = tonumber(last[2] or '0')
+  if ms < lms then ms = lms end
+  redis.call('HSET', seqkey, 'n', n, 'ms', ms)
+  return string.format('%d-%d', ms, n)
+end
+`
+
+// applyScript writes one change if the record is still at the version read.
+//
+// KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log counter
+// ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list item,
+// 5 receipt JSON, 6 receipt time (unix ms), 7 changelog MAXLEN, 8 user ID
+// Returns {1, stream ID} or {0, current version}.
+var applyScript = goredis.NewScript(nextID + `
+local cur = redis.call('HGET', KEYS[1], 'v') or '0'
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[6], ARGV[8])
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], nextid(KEYS[5]), 'r', ARGV[3], 'c', ARGV[5])
+return {1, id}
+`)
+
+// settingsScript saves settings if they are still at the version read.
+//
+// KEYS: 1 settings hash, 2 settings receipts list, 3 settings log, 4 log counter
+// ARGV: 1 expected version, 2 new version, 3 settings JSON, 4 receipt list
+// item, 5 receipt JSON, 6 receipt hash, 7 receipt seq, 8 MAXLEN
+// Returns {1, stream ID} or {0, current version}.
+var settingsScript = goredis.NewScript(nextID + `
+local cur = redis.call('HGET', KEYS[1], 'v') or '0'
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h', ARGV[6], 'n', ARGV[7])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], nextid(KEYS[4]), 's', ARGV[3], 'c', ARGV[5])
+return {1, id}
+`)
+
+// initSettingsScript stores the first settings unless some exist.
+//
+// KEYS: 1 settings hash. ARGV: 1 settings JSON. Returns 1 if it wrote.
+var initSettingsScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1], 'h', '', 'n', '0')
+return 1
+`)
+
+// readScript reads a changelog after a position and says whether entries
+// after that position were trimmed away: the sequence part of the IDs counts
+// entries without gaps (see nextID), so entries were lost exactly when the
+// first entry kept is numbered beyond the one after the position.
+//
+// KEYS: 1 stream. ARGV: 1 position (exclusive), 2 count.
+// Returns {trimmed (0/1), entries}.
+var readScript = goredis.NewScript(`
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then return {0, {}} end
+local f = tonumber(string.match(first[1][1], '-(%d+)$'))
+local a = tonumber(string.match(ARGV[1], '-(%d+)$') or '0')
+if f > a + 1 then return {1, {}} end
+return {0, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
+`)
+
+// purgeScript pops receipts older than a cutoff from the head of a receipts
+// list and keeps the receipt index in step.
+//
+// KEYS: 1 receipts list, 2 receipt index (or the list itself for settings)
+// ARGV: 1 cutoff (unix ms), 2 member in the index ("" for none)
+// Returns the number of receipts removed.
+var purgeScript = goredis.NewScript(`
+local n = 0
+local cutoff = tonumber(ARGV[1])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then
+    if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+    break
+  end
+  local at = tonumber(string.match(head, '^(%-?%d+) '))
+  if at >= cutoff then
+    if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], at, ARGV[2]) end
+    break
+  end
+  redis.call('LPOP', KEYS[1])
+  n = n + 1
+end
+return n
+`)
