@@ -149,6 +149,10 @@ func (s *Store) read(ctx context.Context, shard int, userID string) (consent.Rec
 	if err != nil {
 		return consent.Record{}, "", unavailable(err)
 	}
+	return decodeRecord(userID, vals)
+}
+
+func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 	v, _ := vals[0].(string)
 	d, _ := vals[1].(string)
 	if v == "" {
@@ -159,6 +163,36 @@ func (s *Store) read(ctx context.Context, shard int, userID string) (consent.Rec
 		return consent.Record{}, "", unavailable(fmt.Errorf("record of %q: %w", userID, err))
 	}
 	return rec, v, nil
+}
+
+// readForWrite reads the user's record and the settings version in one
+// round trip (a pipeline), and the settings themselves only when their
+// version moved since last read.
+func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (consent.Record, string, *consent.Settings, error) {
+	var hm *goredis.SliceCmd
+	var sv *goredis.StringCmd
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d")
+		sv = p.HGet(ctx, s.k.settings(), "v")
+		return nil
+	})
+	if err != nil {
+		return consent.Record{}, "", nil, unavailable(err)
+	}
+	rec, ver, err := decodeRecord(userID, hm.Val())
+	if err != nil {
+		return consent.Record{}, "", nil, err
+	}
+	v, _ := strconv.ParseUint(sv.Val(), 10, 64)
+	s.mu.Lock()
+	set := s.set
+	s.mu.Unlock()
+	if set == nil || set.Version != v {
+		if set, _, _, err = s.readSettings(ctx); err != nil {
+			return consent.Record{}, "", nil, err
+		}
+	}
+	return rec, ver, set, nil
 }
 
 // Settings returns the current settings.
@@ -226,15 +260,11 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	shard := store.ShardOf(ch.UserID, s.shards)
 	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard)}
 	for attempt := 0; attempt < s.tries; attempt++ {
-		set, err := s.currentSettings(ctx)
+		rec, ver, set, err := s.readForWrite(ctx, shard, ch.UserID)
 		if err != nil {
 			return store.Applied{}, err
 		}
 		if err := ch.Validate(set); err != nil {
-			return store.Applied{}, err
-		}
-		rec, ver, err := s.read(ctx, shard, ch.UserID)
-		if err != nil {
 			return store.Applied{}, err
 		}
 		next, rc, err := rec.Apply(ch, set)
