@@ -408,6 +408,9 @@ func settingsReceipt(old, next *consent.Settings, seq uint64, prev string, actor
 }
 
 // ReadChangelog returns up to count events of log after position after.
+// It is one XREAD (with BLOCK when block > 0). Because the sequence part of
+// every entry ID counts the log's entries without gaps, the first entry
+// returned tells whether entries after `after` were trimmed away.
 func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position, count int, block time.Duration) ([]store.Event, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -422,15 +425,18 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	if count <= 0 {
 		count = 100
 	}
-	evs, err := s.readRange(ctx, log, key, after, count)
-	if err != nil || len(evs) > 0 || block <= 0 {
-		return evs, err
+	args := &goredis.XReadArgs{Streams: []string{key, after.String()}, Count: int64(count), Block: -1}
+	if block > 0 {
+		args.Block = block
 	}
-	// Nothing yet: wait for the next entry, then read it through the
-	// trim-checking script.
-	err = s.c.XRead(ctx, &goredis.XReadArgs{Streams: []string{key, after.String()}, Count: 1, Block: block}).Err()
+	streams, err := s.c.XRead(ctx, args).Result()
 	if errors.Is(err, goredis.Nil) {
-		return nil, ctx.Err()
+		if block > 0 {
+			return nil, ctx.Err()
+		}
+		// Nothing after `after`. MAXLEN ~ only drops the oldest entries and
+		// always keeps the newest, so an empty answer never hides a gap.
+		return nil, nil
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -438,24 +444,20 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 		}
 		return nil, unavailable(err)
 	}
-	return s.readRange(ctx, log, key, after, count)
-}
-
-func (s *Store) readRange(ctx context.Context, log int, key string, after store.Position, count int) ([]store.Event, error) {
-	res, err := readScript.Run(ctx, s.c, []string{key}, after.String(), count).Slice()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, unavailable(err)
+	var msgs []goredis.XMessage
+	if len(streams) > 0 {
+		msgs = streams[0].Messages
 	}
-	if t, _ := res[0].(int64); t == 1 {
-		return nil, fmt.Errorf("%w: log %d after %s", store.ErrTrimmed, log, after.String())
+	if len(msgs) == 0 {
+		return nil, nil
 	}
-	entries, _ := res[1].([]any)
-	out := make([]store.Event, 0, len(entries))
-	for _, e := range entries {
-		ev, err := decodeEntry(log, e)
+	_, a := after.Parts()
+	if _, f := store.Position(msgs[0].ID).Parts(); f > a+1 {
+		return nil, fmt.Errorf("%w: log %d after %s: next entry kept is %s", store.ErrTrimmed, log, after.String(), msgs[0].ID)
+	}
+	out := make([]store.Event, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := decodeMessage(log, m)
 		if err != nil {
 			return nil, unavailable(err)
 		}
@@ -464,32 +466,24 @@ func (s *Store) readRange(ctx context.Context, log int, key string, after store.
 	return out, nil
 }
 
-// decodeEntry turns one XRANGE entry ({id, {field, value, ...}}) into an
-// Event.
-func decodeEntry(log int, e any) (store.Event, error) {
-	pair, ok := e.([]any)
-	if !ok || len(pair) != 2 {
-		return store.Event{}, fmt.Errorf("changelog: malformed entry")
-	}
-	id, _ := pair[0].(string)
-	fields, _ := pair[1].([]any)
-	ev := store.Event{Log: log, Pos: store.Position(id)}
-	for i := 0; i+1 < len(fields); i += 2 {
-		f, _ := fields[i].(string)
-		v, _ := fields[i+1].(string)
+// decodeMessage turns one stream message into an Event.
+func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
+	ev := store.Event{Log: log, Pos: store.Position(m.ID)}
+	for f, v := range m.Values {
+		str, _ := v.(string)
 		var err error
 		switch f {
 		case "r":
 			ev.Record = new(consent.Record)
-			err = json.Unmarshal([]byte(v), ev.Record)
+			err = json.Unmarshal([]byte(str), ev.Record)
 		case "s":
 			ev.Settings = new(consent.Settings)
-			err = json.Unmarshal([]byte(v), ev.Settings)
+			err = json.Unmarshal([]byte(str), ev.Settings)
 		case "c":
-			err = json.Unmarshal([]byte(v), &ev.Receipt)
+			err = json.Unmarshal([]byte(str), &ev.Receipt)
 		}
 		if err != nil {
-			return store.Event{}, fmt.Errorf("changelog entry %s field %s: %w", id, f, err)
+			return store.Event{}, fmt.Errorf("changelog entry %s field %s: %w", m.ID, f, err)
 		}
 	}
 	return ev, nil

@@ -60,22 +60,6 @@ redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1], 'h', '', 'n', '0')
 return 1
 `)
 
-// readScript reads a changelog after a position and says whether entries
-// after that position were trimmed away: the sequence part of the IDs counts
-// entries without gaps (see nextID), so entries were lost exactly when the
-// first entry kept is numbered beyond the one after the position.
-//
-// KEYS: 1 stream. ARGV: 1 position (exclusive), 2 count.
-// Returns {trimmed (0/1), entries}.
-var readScript = goredis.NewScript(`
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first == 0 then return {0, {}} end
-local f = tonumber(string.match(first[1][1], '-(%d+)$'))
-local a = tonumber(string.match(ARGV[1], '-(%d+)$') or '0')
-if f > a + 1 then return {1, {}} end
-return {0, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
-`)
-
 // purgeScript pops receipts older than a cutoff from the head of a receipts
 // list and keeps the receipt index in step.
 //
