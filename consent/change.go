@@ -229,6 +229,11 @@ func (c *Change) Validate(set *Settings) error {
 			if err := validPurpose(c.Purpose); err != nil {
 				return err
 			}
+			// A purpose without a policy version could never be revoked by
+			// a policy change (Art. 22), so it must be one the settings list.
+			if _, ok := set.Policies[c.Purpose]; !ok {
+				return fieldErr("purpose", ErrInvalidChange, "%q has no policy version in settings (have %v)", c.Purpose, sortedPolicies(set.Policies))
+			}
 		}
 	case OpDeclareTag, OpInferTag, OpDeleteTag:
 		usesTag = true

@@ -76,9 +76,11 @@ type Decision struct {
 	// not in a prohibited namespace, sensitive only with the category's
 	// current consent. Empty unless Personalized.
 	Tags []tags.Tag `json:"tags"`
-	// Channels are the configured channels the user has not refused, sorted.
+	// Channels are the configured channels the user has not refused, in
+	// settings order (sorted, for settings a store saved).
 	Channels []string `json:"channels"`
-	// Refused are the configured channels the user refused, sorted.
+	// Refused are the configured channels the user refused, in settings
+	// order.
 	Refused []string `json:"refused_channels"`
 	// PushBlock, when not ReasonUnknown, refuses every push with that
 	// reason (suspended, erased).

@@ -60,8 +60,11 @@ func (r *Receipt) computeHash() string {
 func VerifyChain(rs []Receipt) error {
 	for i := range rs {
 		r := &rs[i]
-		if got := r.computeHash(); got != r.Hash {
-			return fieldErr("receipts", ErrBrokenChain, "receipt %d (seq %d): content does not match its hash", i, r.Seq)
+		if got := r.computeHash(); got != r.Hash || len(r.Hash) < 24 || r.ID != "rcpt_"+r.Hash[:24] {
+			return fieldErr("receipts", ErrBrokenChain, "receipt %d (seq %d): content or ID does not match its hash", i, r.Seq)
+		}
+		if r.Seq == 0 {
+			return fieldErr("receipts", ErrBrokenChain, "receipt %d has seq 0", i)
 		}
 		if i == 0 {
 			if r.Seq == 1 && r.PrevHash != "" {

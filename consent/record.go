@@ -40,12 +40,15 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 	byUser := ch.Actor == ActorUser || ch.Actor == ActorGuardian
 	st := r.State
 	ts := r.Tags
+	if ch.Actor == ActorGuardian && !st.Minor && ch.Op != OpErase && !ch.restrictive() {
+		return r, nil, fieldErr("actor", ErrForbidden, "a guardian acts only for a minor")
+	}
 	if st.Erased {
+		if ch.Op == OpErase {
+			return r, nil, nil // erasing twice changes nothing, whoever asks
+		}
 		if !byUser {
 			return r, nil, fieldErr("user_id", ErrForbidden, "user was erased; only the user's own change brings them back")
-		}
-		if ch.Op == OpErase {
-			return r, nil, nil
 		}
 		st.Erased = false
 	}

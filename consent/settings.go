@@ -118,8 +118,9 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// Normalize returns a copy of s with channels sorted and zero durations
-// replaced by their defaults; stores save normalized settings.
+// Normalize returns a copy of s with channels sorted and a zero Retention
+// replaced by DefaultRetention (a zero ReaskCooldown stays zero: it means
+// "ask again at once"); stores save normalized settings.
 func (s Settings) Normalize() Settings {
 	out := s.Clone()
 	sort.Strings(out.Channels)

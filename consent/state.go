@@ -108,11 +108,15 @@ func (s State) GuardianOK(set *Settings) bool {
 }
 
 // SensitiveOK reports whether category c has a separate consent that counts
-// now: granted, and under a policy version no older than the current one for
-// its purpose (Art. 22: a changed purpose needs consent again).
+// now: granted, under a policy version no older than the current one for its
+// purpose (Art. 22: a changed purpose needs consent again), and for a minor
+// given by the guardian.
 func (s State) SensitiveOK(c tags.Category, set *Settings) bool {
 	g, ok := s.SensitiveGrant(c)
-	return ok && g.Granted && g.PolicyVersion >= set.PolicyVersion(g.Purpose)
+	if !ok || !g.Granted || g.PolicyVersion < set.PolicyVersion(g.Purpose) {
+		return false
+	}
+	return !s.Minor || g.ByGuardian
 }
 
 func (s State) withChannel(channel string, refused bool) State {
