@@ -425,11 +425,7 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	if count <= 0 {
 		count = 100
 	}
-	args := &goredis.XReadArgs{Streams: []string{key, after.String()}, Count: int64(count), Block: -1}
-	if block > 0 {
-		args.Block = block
-	}
-	streams, err := s.c.XRead(ctx, args).Result()
+	streams, err := s.xread(ctx, []string{key, after.String()}, count, block)
 	if errors.Is(err, goredis.Nil) {
 		if block > 0 {
 			return nil, ctx.Err()
@@ -451,11 +447,49 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	if len(msgs) == 0 {
 		return nil, nil
 	}
+	return decodeMessages(nil, log, after, msgs)
+}
+
+// blockSlice bounds one blocking XREAD: go-redis cannot interrupt a
+// blocking command when its context ends, so a long block is cut into
+// slices and the context is checked between them.
+const blockSlice = 200 * time.Millisecond
+
+// xread runs XREAD over streams (keys then IDs), blocking up to block (none
+// when block <= 0) in slices of at most blockSlice, and returns as soon as
+// there is data or ctx ends. No data at all is goredis.Nil.
+func (s *Store) xread(ctx context.Context, streams []string, count int, block time.Duration) ([]goredis.XStream, error) {
+	args := &goredis.XReadArgs{Streams: streams, Count: int64(count), Block: -1}
+	if block <= 0 {
+		return s.c.XRead(ctx, args).Result()
+	}
+	deadline := time.Now().Add(block)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		left := time.Until(deadline)
+		if left < time.Millisecond {
+			return nil, goredis.Nil
+		}
+		args.Block = min(left, blockSlice)
+		res, err := s.c.XRead(ctx, args).Result()
+		if !errors.Is(err, goredis.Nil) {
+			return res, err
+		}
+	}
+}
+
+// decodeMessages appends the events of msgs, read from log after `after`,
+// to out; a gap in the entry counter means entries were trimmed away.
+func decodeMessages(out []store.Event, log int, after store.Position, msgs []goredis.XMessage) ([]store.Event, error) {
+	if len(msgs) == 0 {
+		return out, nil
+	}
 	_, a := after.Parts()
 	if _, f := store.Position(msgs[0].ID).Parts(); f > a+1 {
-		return nil, fmt.Errorf("%w: log %d after %s: next entry kept is %s", store.ErrTrimmed, log, after.String(), msgs[0].ID)
+		return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(msgs[0].ID)}
 	}
-	out := make([]store.Event, 0, len(msgs))
 	for _, m := range msgs {
 		ev, err := decodeMessage(log, m)
 		if err != nil {

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/recguard/recguard/consent"
+)
+
+// Optional abilities. A Store may implement any of these small interfaces;
+// callers find them by type assertion and fall back to the core Store
+// methods when they are missing. Each ability is covered by store/storetest
+// when the store under test has it.
+
+// BatchGetter reads many users in one round trip.
+type BatchGetter interface {
+	// GetMany returns the records of userIDs, in order. A user never seen
+	// gets consent.NewRecord(id) (Version 0); there is no ErrNotFound. The
+	// IDs must be valid (consent.ValidUserID); an invalid one fails the
+	// whole call. An error wrapping ErrUnavailable fails the whole batch.
+	GetMany(ctx context.Context, userIDs []string) ([]consent.Record, error)
+}
+
+// MultiLogReader follows several changelogs with one blocking read.
+type MultiLogReader interface {
+	// ReadLogs is ReadChangelog over several logs at once: after[i] is the
+	// position in logs[i]. It returns the events of every log that has some
+	// (each event names its Log), in order within each log, up to count per
+	// log. A trimmed log fails the call with a *TrimmedError naming it. A
+	// store that cannot do this in its current configuration (a Redis
+	// Cluster: one XREAD cannot span slots) returns errors.ErrUnsupported.
+	ReadLogs(ctx context.Context, logs []int, after []Position, count int, block time.Duration) ([]Event, error)
+}
+
+// Presence lets SDK instances announce themselves and how far they have
+// applied each changelog, so a writer can wait until every live instance
+// has seen its change.
+type Presence interface {
+	// Announce registers instance id as live until now+ttl and records the
+	// position it has applied in each log (applied[i] is for log i; the
+	// last element is for SettingsLog).
+	Announce(ctx context.Context, id string, applied []Position, ttl time.Duration) error
+	// Instances returns the instances live now.
+	Instances(ctx context.Context) ([]Instance, error)
+	// Leave removes instance id at once.
+	Leave(ctx context.Context, id string) error
+}
+
+// Instance is a live SDK instance and how far it has applied each log.
+type Instance struct {
+	ID string `json:"id"`
+	// Applied[i] is the position applied in shard log i; the last element
+	// is the settings log.
+	Applied []Position `json:"applied"`
+	// Expires is when the instance stops counting as live without a new
+	// announcement.
+	Expires time.Time `json:"expires"`
+}
+
+// AppliedIn returns how far the instance applied log (a shard or
+// SettingsLog), or the zero Position when it does not say.
+func (in Instance) AppliedIn(log int) Position {
+	if log == SettingsLog {
+		log = len(in.Applied) - 1
+	}
+	if log < 0 || log >= len(in.Applied) {
+		return ""
+	}
+	return in.Applied[log]
+}
+
+// TrimmedError reports which log was trimmed past a reader's position. It
+// wraps ErrTrimmed.
+type TrimmedError struct {
+	Log   int      // the log, or SettingsLog
+	After Position // the reader's position
+	Next  Position // the oldest entry kept after it
+}
+
+func (e *TrimmedError) Error() string {
+	return fmt.Sprintf("%v: log %d after %s: next entry kept is %s", ErrTrimmed, e.Log, e.After.String(), e.Next.String())
+}
+
+// Unwrap returns ErrTrimmed.
+func (e *TrimmedError) Unwrap() error { return ErrTrimmed }
