@@ -36,6 +36,9 @@ const (
 	// OpErase erases the user's personal data; suppressions and receipts stay
 	// for their retention.
 	OpErase Op = "erase"
+	// OpSetSettings is the operation of a settings receipt (see
+	// store.Store.SetSettings); it is never the Op of a Change.
+	OpSetSettings Op = "set_settings"
 )
 
 // Ops lists every operation.

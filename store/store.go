@@ -34,7 +34,11 @@ const DefaultShards = 16
 //   - A user never seen is not an error for writes; Get returns ErrNotFound
 //     together with the empty record consent.NewRecord(userID).
 //   - When the backing storage fails, methods return an error wrapping
-//     ErrUnavailable. Apply may then have taken effect; the changelog tells.
+//     ErrUnavailable. A write (Apply, SetSettings, PurgeExpired) may then
+//     have taken effect; the changelog and receipts tell once the storage
+//     is back.
+//   - Close may be called more than once; calls after Close return
+//     ErrClosed.
 //   - Each user belongs to shard ShardOf(userID, Shards()); the shard count is
 //     fixed when the store is first created and kept in the store.
 type Store interface {
@@ -58,11 +62,13 @@ type Store interface {
 	Receipts(ctx context.Context, userID string) ([]consent.Receipt, error)
 
 	// ReadChangelog returns up to count events of log (a shard number, or
-	// SettingsLog) after position after, oldest first. The zero Position
-	// reads from the start of what is kept. With block > 0 it waits up to
-	// block for the first event when there is none yet, and returns an
-	// empty slice (no error) on timeout. When entries after `after` were
-	// trimmed away it returns ErrTrimmed.
+	// SettingsLog) after position after, oldest first; count <= 0 means 100.
+	// The zero Position reads from the first entry ever written. With
+	// block > 0 it waits up to block for the first event when there is none
+	// yet, and returns an empty slice (no error) on timeout; an ended ctx
+	// ends the wait with an error wrapping ctx.Err(). When entries after
+	// `after` were trimmed away (for the zero Position: when anything was
+	// ever trimmed) it returns an error wrapping ErrTrimmed.
 	ReadChangelog(ctx context.Context, log int, after Position, count int, block time.Duration) ([]Event, error)
 
 	// Tail returns the position of the newest event in log, or the zero
@@ -77,7 +83,10 @@ type Store interface {
 	// s.Version (optimistic concurrency; ErrConflict otherwise), records a
 	// receipt made by actor through surface, and appends the new settings to
 	// the settings changelog, atomically. It returns the saved settings
-	// (Version incremented) and the receipt.
+	// (Version incremented) and the receipt: Op consent.OpSetSettings, no
+	// UserID, Seq counting settings receipts from 1 (the first settings,
+	// Version 1, have no receipt), Old and New the settings' Summary. An
+	// invalid actor or surface wraps consent.ErrInvalidChange.
 	SetSettings(ctx context.Context, s consent.Settings, actor consent.Actor, surface consent.Surface) (consent.Settings, consent.Receipt, error)
 
 	// SettingsReceipts returns the receipts of settings changes, oldest
@@ -85,7 +94,10 @@ type Store interface {
 	SettingsReceipts(ctx context.Context) ([]consent.Receipt, error)
 
 	// PurgeExpired deletes receipts older than the settings' retention as of
-	// now and returns how many it deleted.
+	// now (compared in milliseconds) and returns how many it deleted. It
+	// deletes from the oldest end of each chain only: a receipt recorded
+	// with an old time behind a newer one stays until the newer one expires,
+	// so what remains always verifies.
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the store's resources. It does not close a client the

@@ -1,0 +1,368 @@
+package memory
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+)
+
+// Open opens the store described by opts: a new, purely in-memory one
+// without opts.Dir, else the one kept in opts.Dir, created when missing.
+//
+// Opening replays the data file: a damaged final line (a write cut short
+// by a crash) is discarded and the file truncated after the last good line;
+// any other damage fails with an error wrapping ErrCorrupt. When the file is
+// much bigger than its live data (see Options.CompactMinBytes) Open compacts
+// it. A directory held by another open Store fails with ErrLocked.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Dir == "" {
+		return newStore(opts, cmp.Or(opts.Shards, store.DefaultShards)), nil
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, unavailable(err)
+	}
+	lock, err := lockDir(filepath.Join(opts.Dir, lockName))
+	if err != nil {
+		return nil, err
+	}
+	s, err := open(ctx, opts, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, opts Options, lock *os.File) (*Store, error) {
+	if err := os.Remove(filepath.Join(opts.Dir, tmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, unavailable(err)
+	}
+	path := dataPath(opts.Dir)
+	if fi, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0 {
+		return create(ctx, opts, lock)
+	} else if err != nil {
+		return nil, unavailable(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	s, rp, err := replay(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if rp.torn {
+		if err := f.Truncate(rp.good); err != nil {
+			f.Close()
+			return nil, unavailable(err)
+		}
+	}
+	// Whatever the replay found is made durable before anything new is
+	// written after it.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, unavailable(err)
+	}
+	s.aof = newAOF(opts.Dir, path, opts.NoSync, f, rp.good, rp.n)
+	s.lock = lock
+	if opts.CompactMinBytes >= 0 && rp.good >= opts.CompactMinBytes && rp.lines > 2*s.liveLines() {
+		if err := s.Compact(ctx); err != nil {
+			s.aof.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// create makes a new store in opts.Dir: its first snapshot is written to a
+// temporary file and renamed into place, so the data file either does not
+// exist or is complete.
+func create(ctx context.Context, opts Options, lock *os.File) (*Store, error) {
+	s := newStore(opts, cmp.Or(opts.Shards, store.DefaultShards))
+	path := dataPath(opts.Dir)
+	tmp := filepath.Join(opts.Dir, tmpName)
+	f, size, err := writeSnapshot(ctx, tmp, s.snapshot())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, unavailable(err)
+	}
+	if err := syncDir(opts.Dir); err != nil {
+		f.Close()
+		return nil, unavailable(err)
+	}
+	s.aof = newAOF(opts.Dir, path, opts.NoSync, f, size, 0)
+	s.lock = lock
+	return s, nil
+}
+
+// replayed says what replay found.
+type replayed struct {
+	good  int64  // bytes of good lines
+	lines int64  // number of good lines
+	n     uint64 // number of the last operation line
+	torn  bool   // the file has a damaged final line after good
+}
+
+// replay reads the file from the start and rebuilds the store it describes.
+func replay(f *os.File, opts Options) (*Store, replayed, error) {
+	var rp replayed
+	var s *Store
+	snapLeft := 0 // snapshot lines still expected after the meta line
+	r := bufio.NewReaderSize(f, 1<<20)
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: line %d at byte %d: %s", ErrCorrupt, f.Name(), rp.lines+1, rp.good, fmt.Sprintf(format, args...))
+	}
+	for {
+		b, rerr := r.ReadBytes('\n')
+		if rerr != nil && rerr != io.EOF {
+			return nil, rp, unavailable(rerr)
+		}
+		if len(b) == 0 {
+			break
+		}
+		payload, err := parseFrame(b)
+		if err != nil {
+			if (rerr == io.EOF || atEOF(r)) && s != nil && snapLeft == 0 {
+				rp.torn = true // a write cut short
+				break
+			}
+			return nil, rp, corrupt("%v (and it is not the last line of a complete file)", err)
+		}
+		var l line
+		if err := json.Unmarshal(payload, &l); err != nil {
+			return nil, rp, corrupt("%v", err)
+		}
+		switch {
+		case s == nil:
+			s, err = openMeta(&l, opts)
+			if errors.Is(err, ErrInvalidOptions) {
+				return nil, rp, err
+			}
+			snapLeft, rp.n = l.Snapshot, l.After
+		case snapLeft > 0:
+			if l.N != 0 || !snapshotOp(l.Op) {
+				return nil, rp, corrupt("%s line numbered %d where snapshot line %d of %d belongs", l.Op, l.N, rp.lines, rp.lines+int64(snapLeft)-1)
+			}
+			snapLeft--
+			err = s.replayLine(&l)
+		default:
+			if l.N != rp.n+1 || snapshotOp(l.Op) {
+				return nil, rp, corrupt("%s line numbered %d, want operation %d", l.Op, l.N, rp.n+1)
+			}
+			rp.n++
+			err = s.replayLine(&l)
+		}
+		if err != nil {
+			return nil, rp, corrupt("%s: %v", l.Op, err)
+		}
+		rp.good += int64(len(b))
+		rp.lines++
+		if rerr == io.EOF {
+			break
+		}
+	}
+	if s == nil || snapLeft > 0 {
+		return nil, rp, corrupt("the snapshot at the start of the file is incomplete")
+	}
+	return s, rp, nil
+}
+
+// snapshotOp reports whether op is the operation of a snapshot line.
+func snapshotOp(op string) bool {
+	switch op {
+	case opSettings, opUser, opTrim, opEvent:
+		return true
+	}
+	return false
+}
+
+// atEOF reports whether r has nothing more to read.
+func atEOF(r *bufio.Reader) bool {
+	_, err := r.Peek(1)
+	return err == io.EOF
+}
+
+// openMeta checks the first line and returns the empty store it describes.
+func openMeta(l *line, opts Options) (*Store, error) {
+	if l.Op != opMeta {
+		return nil, fmt.Errorf("first line is %q, not %q", l.Op, opMeta)
+	}
+	if l.Format != fileFormat {
+		return nil, fmt.Errorf("format %d, want %d", l.Format, fileFormat)
+	}
+	if l.Shards < 1 || l.Shards > MaxShards {
+		return nil, fmt.Errorf("%d shards", l.Shards)
+	}
+	if l.Snapshot < 1 {
+		return nil, fmt.Errorf("snapshot of %d lines, want at least the settings", l.Snapshot)
+	}
+	if opts.Shards != 0 && opts.Shards != l.Shards {
+		return nil, fmt.Errorf("%w: Shards is %d but the data in %s has %d", ErrInvalidOptions, opts.Shards, opts.Dir, l.Shards)
+	}
+	return newStore(opts, l.Shards), nil
+}
+
+// replayLine applies one line of the file to the store being opened.
+func (s *Store) replayLine(l *line) error {
+	switch l.Op {
+	case opApply, opUser:
+		if l.Record == nil {
+			return errors.New("no record")
+		}
+		id := l.Record.UserID
+		if err := consent.ValidUserID(id); err != nil {
+			return err
+		}
+		n := store.ShardOf(id, len(s.shards))
+		sh := s.shards[n]
+		if l.Op == opUser {
+			sh.users[id] = &user{rec: l.Record, receipts: l.Receipts}
+			return nil
+		}
+		if l.Log != n || l.Receipt == nil {
+			return fmt.Errorf("log %d for shard %d, or no receipt", l.Log, n)
+		}
+		ms, seq, pos, err := s.replayPos(sh.log, l.Pos)
+		if err != nil {
+			return err
+		}
+		u := sh.users[id]
+		var prev uint64
+		if u != nil {
+			prev = u.rec.Version
+		}
+		if l.Record.Version != prev+1 || l.Receipt.Seq != l.Record.Version || l.Receipt.UserID != id {
+			return fmt.Errorf("record version %d, receipt seq %d for %q after version %d", l.Record.Version, l.Receipt.Seq, l.Receipt.UserID, prev)
+		}
+		nu := &user{rec: l.Record, receipts: []consent.Receipt{*l.Receipt}}
+		if u != nil {
+			nu.receipts = append(u.receipts, *l.Receipt)
+		}
+		sh.users[id] = nu
+		sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: l.Record, rc: *l.Receipt})
+	case opSetSettings:
+		if l.Settings == nil || l.Receipt == nil {
+			return errors.New("no settings or no receipt")
+		}
+		p := s.set
+		ms, seq, pos, err := s.replayPos(p.log, l.Pos)
+		if err != nil {
+			return err
+		}
+		if old := p.cur.Load(); l.Settings.Version != old.Version+1 || l.Receipt.Seq != p.seq+1 {
+			return fmt.Errorf("settings version %d, receipt seq %d after version %d, seq %d", l.Settings.Version, l.Receipt.Seq, old.Version, p.seq)
+		}
+		p.cur.Store(l.Settings)
+		p.receipts = append(p.receipts, *l.Receipt)
+		p.seq, p.head = l.Receipt.Seq, l.Receipt.Hash
+		p.log.append(logEntry{ms: ms, seq: seq, pos: pos, set: l.Settings, rc: *l.Receipt})
+	case opSettings:
+		if l.Settings == nil {
+			return errors.New("no settings")
+		}
+		p := s.set
+		p.cur.Store(l.Settings)
+		p.receipts, p.seq, p.head = l.Receipts, l.Seq, l.Head
+	case opPurge:
+		if l.Log == store.SettingsLog {
+			p := s.set
+			if l.Count < 0 || l.Count > len(p.receipts) {
+				return fmt.Errorf("purge of %d settings receipts out of %d", l.Count, len(p.receipts))
+			}
+			p.receipts = p.receipts[l.Count:]
+			return nil
+		}
+		if l.Log < 0 || l.Log >= len(s.shards) {
+			return fmt.Errorf("log %d", l.Log)
+		}
+		sh := s.shards[l.Log]
+		for id, k := range l.Drop {
+			if u := sh.users[id]; u == nil || k < 0 || k > len(u.receipts) {
+				return fmt.Errorf("purge of %d receipts of user %q that has fewer", k, id)
+			}
+		}
+		sh.dropReceipts(l.Drop)
+	case opTrim:
+		lg, _, err := s.logOf(l.Log)
+		if err != nil {
+			return err
+		}
+		ms, seq, err := splitPos(l.Pos)
+		if err != nil {
+			return err
+		}
+		lg.setTrimmed(ms, seq, makePos(ms, seq))
+	case opEvent:
+		lg, _, err := s.logOf(l.Log)
+		if err != nil {
+			return err
+		}
+		if l.Receipt == nil || (l.Record == nil) == (l.Settings == nil) || (l.Record != nil) != (l.Log != store.SettingsLog) {
+			return errors.New("event without receipt, or with the wrong payload for its log")
+		}
+		ms, seq, pos, err := s.replayPos(lg, l.Pos)
+		if err != nil {
+			return err
+		}
+		rec := l.Record
+		if rec != nil {
+			// Share the record with the user when it is the current one.
+			if u := s.shards[l.Log].users[rec.UserID]; u != nil && u.rec.Version == rec.Version {
+				rec = u.rec
+			}
+		}
+		lg.append(logEntry{ms: ms, seq: seq, pos: pos, rec: rec, set: l.Settings, rc: *l.Receipt})
+	default:
+		return fmt.Errorf("unknown operation %q", l.Op)
+	}
+	return nil
+}
+
+// replayPos parses a position read from the file, checks that it comes
+// after the last one of log l and returns it in canonical form.
+func (s *Store) replayPos(l *changelog, p store.Position) (ms, seq uint64, pos store.Position, err error) {
+	ms, seq, err = splitPos(p)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if cmpPos(ms, seq, l.lastMs, l.lastSeq) <= 0 {
+		return 0, 0, "", fmt.Errorf("position %s of log %d is not after %s", p, l.id, l.last.String())
+	}
+	return ms, seq, makePos(ms, seq), nil
+}
+
+// splitPos parses a non-zero position.
+func splitPos(p store.Position) (ms, seq uint64, err error) {
+	if _, err := store.ParsePosition(string(p)); err != nil {
+		return 0, 0, err
+	}
+	ms, seq = p.Parts()
+	if ms == 0 && seq == 0 {
+		return 0, 0, fmt.Errorf("zero position")
+	}
+	return ms, seq, nil
+}
+
+// liveLines is the number of lines a snapshot of s would have.
+func (s *Store) liveLines() int64 { return 1 + int64(s.snapshot().lines()) }
