@@ -1,0 +1,365 @@
+package sdk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+)
+
+// settingsView is one published version of the settings with its
+// generation; views computed under an older generation are recomputed on
+// their next hit.
+type settingsView struct {
+	set consent.Settings
+	gen uint64
+}
+
+// Client answers Decide, CanPush and Recommend from a cache kept current by
+// following the store's changelogs. It is safe for concurrent use.
+type Client struct {
+	st     store.Store
+	cfg    Config
+	shards int
+	id     string
+	cache  *cache
+
+	settings atomic.Pointer[settingsView]
+	// ok[i] says log i (shards 0..n-1, then the settings log at index n)
+	// confirmed it was current within the lease.
+	ok        []atomic.Bool
+	confirmed []atomic.Int64 // unix nanos of each log's last confirmation
+
+	posMu   sync.Mutex
+	applied []store.Position // per log index, what the follower applied
+
+	hits       [64]paddedCounter
+	misses     atomic.Uint64
+	rebuilds   atomic.Uint64
+	dropped    atomic.Uint64
+	sent       atomic.Uint64
+	prop       histogram
+	unverified consent.Decision
+	unavail    consent.Decision
+	suspended  consent.Decision
+
+	loadMu   sync.Mutex
+	inflight map[string]*loadCall
+	loadq    chan *loadCall
+
+	expq chan Exposure
+
+	closed atomic.Bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type paddedCounter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// New starts a client on st: it reads the settings, positions a follower at
+// the end of every changelog, and waits (up to ctx's deadline, or one Lease)
+// until every follower has confirmed it is current. A client that could not
+// confirm in time is still returned and fails closed until it can.
+func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fill()
+	if cfg.InstanceID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.InstanceID = "sdk-" + hex.EncodeToString(b[:])
+	}
+	if err := consent.ValidUserID(cfg.InstanceID); err != nil {
+		return nil, fmt.Errorf("%w: InstanceID: %v", ErrInvalidConfig, err)
+	}
+	if _, ok := st.(store.Presence); cfg.WaitForAll && !ok {
+		return nil, ErrNoPresence
+	}
+	n := st.Shards()
+	c := &Client{
+		st: st, cfg: cfg, shards: n, id: cfg.InstanceID,
+		cache:     newCache(cfg.CacheSize),
+		ok:        make([]atomic.Bool, n+1),
+		confirmed: make([]atomic.Int64, n+1),
+		applied:   make([]store.Position, n+1),
+		inflight:  map[string]*loadCall{},
+		loadq:     make(chan *loadCall, 4*cfg.MissBatch*cfg.Loaders),
+		expq:      make(chan Exposure, cfg.ExposureBuffer),
+	}
+	c.unverified = consent.Decision{Reason: consent.ReasonUnverified, PushBlock: consent.ReasonUnverified}
+	c.unavail = consent.Decision{Reason: consent.ReasonUnavailable, PushBlock: consent.ReasonUnavailable}
+	c.suspended = consent.Decision{Reason: consent.ReasonSuspended, PushBlock: consent.ReasonSuspended}
+
+	// Positions first, then the settings: nothing written in between is
+	// missed, because the followers start from these positions.
+	for i := 0; i <= n; i++ {
+		p, err := st.Tail(ctx, c.logOf(i))
+		if err != nil {
+			return nil, err
+		}
+		c.applied[i] = p
+	}
+	set, err := st.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.settings.Store(&settingsView{set: set, gen: 1})
+
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.startFollowers()
+	c.goRun(c.watchdog)
+	for i := 0; i < cfg.Loaders; i++ {
+		c.goRun(c.loader)
+	}
+	if _, ok := st.(store.Presence); ok {
+		c.goRun(c.heartbeat)
+	}
+	if cfg.ExposureSink != nil {
+		c.goRun(c.drainExposures)
+	}
+
+	wait := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, cfg.Lease)
+		defer cancel()
+	}
+	_ = c.Ready(wait)
+	return c, nil
+}
+
+// logOf maps a log index (0..n) to the store's log number.
+func (c *Client) logOf(i int) int {
+	if i == c.shards {
+		return store.SettingsLog
+	}
+	return i
+}
+
+func (c *Client) goRun(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// Ready waits until every follower has confirmed it is current, or ctx
+// ends.
+func (c *Client) Ready(ctx context.Context) error {
+	for {
+		if c.verified() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) verified() bool {
+	for i := range c.ok {
+		if !c.ok[i].Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// InstanceID returns the name this client announces itself under.
+func (c *Client) InstanceID() string { return c.id }
+
+// Close stops the followers and background work and leaves the live
+// instances. It does not close the store.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.cancel()
+	c.wg.Wait()
+	if p, ok := c.st.(store.Presence); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = p.Leave(ctx, c.id)
+		cancel()
+	}
+	return nil
+}
+
+// Settings returns the settings the client currently applies.
+func (c *Client) Settings() consent.Settings { return c.settings.Load().set.Clone() }
+
+// Decide returns the decision for one recommendation request: personalized
+// or not, the typed reason, the tags a personalized ranker may use and the
+// channels that may receive pushes.
+//
+// On a cache hit it takes no lock, allocates nothing and does no I/O. On a
+// miss it reads the user from the store (batched with concurrent misses).
+// The returned Decision is always safe to act on: when the client cannot be
+// sure of the user's consent it is non-personalized and refuses pushes, with
+// consent.ReasonUnverified (a follower's lease expired) or
+// consent.ReasonUnavailable (the store could not be read) as the reason.
+// The error is non-nil only for an invalid user ID, a closed client or an
+// ended ctx; the Decision is then the zero (fail-closed) one or the
+// unavailable one. Its slices are shared and must not be modified.
+func (c *Client) Decide(ctx context.Context, userID string) (consent.Decision, error) {
+	v, d, err := c.view(ctx, userID)
+	if v != nil {
+		return v.dec, nil
+	}
+	return d, err
+}
+
+// view returns the user's current view, or, when there is none to trust,
+// the fail-closed decision to give instead.
+func (c *Client) view(ctx context.Context, userID string) (*view, consent.Decision, error) {
+	if c.closed.Load() {
+		return nil, consent.Decision{}, ErrClosed
+	}
+	h := xxhash.Sum64String(userID)
+	shard := int(h % uint64(c.shards))
+	if !c.ok[shard].Load() || !c.ok[c.shards].Load() {
+		return nil, c.unverified, nil
+	}
+	sv := c.settings.Load()
+	if sv.set.Suspended {
+		return nil, c.suspended, nil
+	}
+	if v := c.cache.lookup(h, userID); v != nil && !v.loading {
+		c.hits[(h>>8)&63].n.Add(1)
+		if v.gen != sv.gen {
+			v = c.refresh(v, sv)
+		}
+		return v, consent.Decision{}, nil
+	}
+	if err := consent.ValidUserID(userID); err != nil {
+		return nil, consent.Decision{}, err
+	}
+	c.misses.Add(1)
+	v, err := c.load(ctx, h, userID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, c.unavail, ctx.Err()
+		}
+		if errors.Is(err, ErrClosed) {
+			return nil, c.unavail, err
+		}
+		return nil, c.unavail, nil
+	}
+	return v, consent.Decision{}, nil
+}
+
+// refresh recomputes a view's decision under newer settings (no I/O).
+func (c *Client) refresh(v *view, sv *settingsView) *view {
+	nv := c.makeView(v.hash, v.rec, sv)
+	if in := c.cache.install(nv, true); in != nil && in.rec.Version > nv.rec.Version {
+		return in
+	}
+	return nv
+}
+
+func (c *Client) makeView(h uint64, rec consent.Record, sv *settingsView) *view {
+	return &view{hash: h, userID: rec.UserID, rec: rec, gen: sv.gen, dec: consent.Evaluate(rec.State, rec.Tags, &sv.set)}
+}
+
+// CanPush answers whether a push on channel may be sent to the user now, and
+// why. A push targeted by tags or other personal characteristics is refused
+// while personalization is off; a refused channel, the kill switch, an
+// erased user and any doubt (unverified, unavailable) refuse every push. The
+// error follows Decide's rules.
+func (c *Client) CanPush(ctx context.Context, userID, channel string, targeted bool) (bool, consent.Reason, error) {
+	v, d, err := c.view(ctx, userID)
+	if v != nil {
+		ok, why := v.dec.CanPush(channel, targeted)
+		return ok, why, nil
+	}
+	if err != nil {
+		return false, d.Reason, err
+	}
+	return false, d.Reason, nil
+}
+
+// ShouldAsk reports whether the app may ask the user for consent kind k
+// now (consent.ShouldAsk on the cached state): not while it is in force and
+// not inside the re-ask cooldown after a refusal (Art. 22). When the client
+// cannot be sure of the user's state it says no.
+func (c *Client) ShouldAsk(ctx context.Context, userID string, k consent.Kind) (bool, error) {
+	v, _, err := c.view(ctx, userID)
+	if v == nil {
+		return false, err
+	}
+	sv := c.settings.Load()
+	return consent.ShouldAsk(v.rec.State, k, &sv.set, c.cfg.Now()), nil
+}
+
+// Apply records a change through the store and makes it visible to this
+// client at once (read-your-writes). With Config.WaitForAll it returns only
+// after every live instance applied it, or ErrNotPropagated (the change
+// itself is recorded) after Config.PropagationTimeout.
+func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, error) {
+	if c.closed.Load() {
+		return store.Applied{}, ErrClosed
+	}
+	a, err := c.st.Apply(ctx, ch)
+	if err != nil {
+		return a, err
+	}
+	c.installRecord(a.Record, false)
+	if !c.cfg.WaitForAll || a.Receipt == nil {
+		return a, nil
+	}
+	return a, c.waitForAll(ctx, a.Shard, a.Pos)
+}
+
+// installRecord caches rec (if newer than what is cached).
+func (c *Client) installRecord(rec consent.Record, onlyIfPresent bool) *view {
+	h := xxhash.Sum64String(rec.UserID)
+	return c.cache.install(c.makeView(h, rec, c.settings.Load()), onlyIfPresent)
+}
+
+// waitForAll polls the live instances until each has applied pos in shard.
+func (c *Client) waitForAll(ctx context.Context, shard int, pos store.Position) error {
+	p := c.st.(store.Presence)
+	deadline := time.Now().Add(c.cfg.PropagationTimeout)
+	sleep := 100 * time.Microsecond
+	for {
+		ins, err := p.Instances(ctx)
+		if err == nil {
+			behind := 0
+			for _, in := range ins {
+				if in.AppliedIn(shard).Compare(pos) < 0 {
+					behind++
+				}
+			}
+			if behind == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%w: %d of %d instances behind %s after %v", ErrNotPropagated, behind, len(ins), pos, c.cfg.PropagationTimeout)
+			}
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %v", ErrNotPropagated, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotPropagated, ctx.Err())
+		case <-time.After(sleep):
+		}
+		sleep = min(2*sleep, 2*time.Millisecond)
+	}
+}

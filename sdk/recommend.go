@@ -1,0 +1,117 @@
+package sdk
+
+import (
+	"context"
+	"time"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/tags"
+)
+
+// RankRequest is what a Ranker is given.
+type RankRequest struct {
+	UserID string
+	// Personalized is true for the personalized ranker, false for the
+	// fallback.
+	Personalized bool
+	// Tags are the tags the personalized ranker may use (nothing
+	// suppressed, no sensitive tag without its consent, no prohibited
+	// namespace). Always empty for the fallback.
+	Tags []tags.Tag
+}
+
+// Ranker produces the item IDs to show. The app provides two: one that may
+// use personal characteristics and one that must not.
+type Ranker func(ctx context.Context, req RankRequest) ([]string, error)
+
+// Result says what Recommend served and why.
+type Result struct {
+	Items []string
+	// Personalized is true when the personalized ranker ran.
+	Personalized bool
+	// Reason is the decision's typed reason (consent.ReasonPersonalized,
+	// consent.ReasonOptedOut, consent.ReasonUnverified, ...).
+	Reason consent.Reason
+}
+
+// Exposure is one recommendation served, recorded for audits (Art. 46).
+type Exposure struct {
+	UserID       string         `json:"user_id"`
+	At           time.Time      `json:"at"`
+	Personalized bool           `json:"personalized"`
+	Reason       consent.Reason `json:"reason"`
+	Items        []string       `json:"items"`
+}
+
+// Recommend runs the personalized ranker only when the decision allows it,
+// handing it only the tags it may use; otherwise it runs the fallback
+// ranker. A ranker's error is returned as is, with the Result saying which
+// one ran. When Config.ExposureSink is set, an Exposure is queued without
+// blocking (a full queue drops it and counts the drop).
+func (c *Client) Recommend(ctx context.Context, userID string, personalized, fallback Ranker) (Result, error) {
+	d, err := c.Decide(ctx, userID)
+	if err != nil && d.Reason == consent.ReasonUnknown {
+		return Result{Reason: d.Reason}, err
+	}
+	res := Result{Personalized: d.Personalized, Reason: d.Reason}
+	req := RankRequest{UserID: userID, Personalized: d.Personalized}
+	if d.Personalized {
+		req.Tags = d.Tags
+		res.Items, err = personalized(ctx, req)
+	} else {
+		res.Items, err = fallback(ctx, req)
+	}
+	if err != nil {
+		return res, err
+	}
+	if c.cfg.ExposureSink != nil {
+		select {
+		case c.expq <- Exposure{UserID: userID, At: c.cfg.Now(), Personalized: res.Personalized, Reason: res.Reason, Items: res.Items}:
+		default:
+			c.dropped.Add(1)
+		}
+	}
+	return res, nil
+}
+
+// drainExposures hands queued exposures to the sink in batches.
+func (c *Client) drainExposures() {
+	const maxBatch = 512
+	batch := make([]Exposure, 0, maxBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.cfg.ExposureSink(ctx, batch); err != nil {
+			c.dropped.Add(uint64(len(batch)))
+		} else {
+			c.sent.Add(uint64(len(batch)))
+		}
+		cancel()
+		batch = make([]Exposure, 0, maxBatch)
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case e := <-c.expq:
+			batch = append(batch, e)
+			if len(batch) == maxBatch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		case <-c.ctx.Done():
+			for {
+				select {
+				case e := <-c.expq:
+					batch = append(batch, e)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package sdk
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// Stats are the client's numbers, for metrics.
+type Stats struct {
+	// CacheSize is the number of users cached; CacheCapacity the most.
+	CacheSize, CacheCapacity int
+	// Hits and Misses count Decide/CanPush lookups; Evictions count users
+	// pushed out of the cache to make room.
+	Hits, Misses, Evictions uint64
+	// Verified is true when every follower confirmed it is current within
+	// the lease; UnverifiedLogs counts those that have not.
+	Verified       bool
+	UnverifiedLogs int
+	// Lag is the age of the oldest follower confirmation.
+	Lag time.Duration
+	// Rebuilds counts cache drops after a changelog was trimmed past a
+	// follower.
+	Rebuilds uint64
+	// ExposuresSent and ExposuresDropped count exposure events handed to
+	// the sink and dropped (queue full or sink error).
+	ExposuresSent, ExposuresDropped uint64
+	// Propagation is the observed time from a change (its receipt time)
+	// to this client applying it from the changelog.
+	PropagationSamples             uint64
+	PropagationP50, PropagationP99 time.Duration
+}
+
+// HitRate is Hits / (Hits + Misses), or 0 before any lookup.
+func (s Stats) HitRate() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
+// Stats returns the client's current numbers.
+func (c *Client) Stats() Stats {
+	s := Stats{
+		CacheSize:        int(c.cache.size.Load()),
+		CacheCapacity:    c.cache.capacity(),
+		Misses:           c.misses.Load(),
+		Evictions:        c.cache.evictions.Load(),
+		Rebuilds:         c.rebuilds.Load(),
+		ExposuresSent:    c.sent.Load(),
+		ExposuresDropped: c.dropped.Load(),
+	}
+	for i := range c.hits {
+		s.Hits += c.hits[i].n.Load()
+	}
+	s.Verified = true
+	now := time.Now()
+	for i := range c.ok {
+		if !c.ok[i].Load() {
+			s.Verified = false
+			s.UnverifiedLogs++
+		}
+		if lag := now.Sub(time.Unix(0, c.confirmed[i].Load())); lag > s.Lag {
+			s.Lag = lag
+		}
+	}
+	s.PropagationSamples, s.PropagationP50, s.PropagationP99 = c.prop.summary()
+	return s
+}
+
+// histogram counts durations in logarithmic buckets (8 per power of two,
+// from 1 µs to about 1 hour), enough for percentiles within ~9%.
+type histogram struct {
+	mu      sync.Mutex
+	n       uint64
+	buckets [8 * 32]uint64
+}
+
+func bucketOf(d time.Duration) int {
+	us := float64(d) / float64(time.Microsecond)
+	if us <= 1 {
+		return 0
+	}
+	b := int(math.Log2(us) * 8)
+	return min(b, len(histogram{}.buckets)-1)
+}
+
+func bucketValue(b int) time.Duration {
+	return time.Duration(math.Exp2(float64(b)/8+1.0/16) * float64(time.Microsecond))
+}
+
+func (h *histogram) observe(d time.Duration) {
+	b := bucketOf(d)
+	h.mu.Lock()
+	h.n++
+	h.buckets[b]++
+	h.mu.Unlock()
+}
+
+func (h *histogram) summary() (n uint64, p50, p99 time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n, h.quantile(0.50), h.quantile(0.99)
+}
+
+func (h *histogram) quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(h.n)))
+	var seen uint64
+	for b, c := range h.buckets {
+		seen += c
+		if seen >= rank {
+			return bucketValue(b)
+		}
+	}
+	return bucketValue(len(h.buckets) - 1)
+}
