@@ -363,3 +363,31 @@ func (c *Client) waitForAll(ctx context.Context, shard int, pos store.Position) 
 		sleep = min(2*sleep, 2*time.Millisecond)
 	}
 }
+
+// SetSettings saves new settings through the store (see
+// store.Store.SetSettings) and applies them to this client at once; other
+// instances follow through the settings changelog.
+func (c *Client) SetSettings(ctx context.Context, set consent.Settings, actor consent.Actor, surface consent.Surface) (consent.Settings, consent.Receipt, error) {
+	if c.closed.Load() {
+		return consent.Settings{}, consent.Receipt{}, ErrClosed
+	}
+	saved, rc, err := c.st.SetSettings(ctx, set, actor, surface)
+	if err != nil {
+		return saved, rc, err
+	}
+	c.installSettings(saved)
+	return saved, rc, nil
+}
+
+// installSettings publishes set if it is newer than what the client has.
+func (c *Client) installSettings(set consent.Settings) {
+	for {
+		cur := c.settings.Load()
+		if set.Version <= cur.set.Version {
+			return
+		}
+		if c.settings.CompareAndSwap(cur, &settingsView{set: set, gen: cur.gen + 1}) {
+			return
+		}
+	}
+}

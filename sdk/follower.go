@@ -127,10 +127,7 @@ func (c *Client) applyEvents(evs []store.Event) {
 		ev := &evs[i]
 		switch {
 		case ev.Settings != nil:
-			cur := c.settings.Load()
-			if ev.Settings.Version > cur.set.Version {
-				c.settings.Store(&settingsView{set: *ev.Settings, gen: cur.gen + 1})
-			}
+			c.installSettings(*ev.Settings)
 		case ev.Record != nil:
 			c.installRecord(*ev.Record, true)
 		}
@@ -195,8 +192,14 @@ func (c *Client) rebuild(i int) {
 		if err != nil {
 			return
 		}
-		cur := c.settings.Load()
-		c.settings.Store(&settingsView{set: set, gen: cur.gen + 1})
+		// The log was trimmed: take the stored settings as they are now,
+		// even if (after a restore) their version went backwards.
+		for {
+			cur := c.settings.Load()
+			if c.settings.CompareAndSwap(cur, &settingsView{set: set, gen: cur.gen + 1}) {
+				break
+			}
+		}
 	} else {
 		shard := uint64(i)
 		n := uint64(c.shards)

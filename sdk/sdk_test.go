@@ -234,8 +234,12 @@ func TestKillSwitchPropagates(t *testing.T) {
 		t.Fatal(err)
 	}
 	set.Suspended, set.SuspendReason = true, "regulator order 2026-17"
-	if _, _, err := st.SetSettings(context.Background(), set, consent.ActorAdmin, consent.SurfaceAdminConsole); err != nil {
+	if _, _, err := a.SetSettings(context.Background(), set, consent.ActorAdmin, consent.SurfaceAdminConsole); err != nil {
 		t.Fatal(err)
+	}
+	// The client that set it applies it at once.
+	if d := mustDecide(t, a, "k1"); d.Reason != consent.ReasonSuspended {
+		t.Fatalf("A right after suspending: %+v, want suspended", d)
 	}
 	for _, c := range []*sdk.Client{a, b} {
 		eventually(t, time.Second, "kill switch", func() bool { return mustDecide(t, c, "k1").Reason == consent.ReasonSuspended })
