@@ -17,4 +17,8 @@ var (
 	ErrSuppressed = errors.New("tags: tag was deleted by the user and is suppressed")
 	// ErrProhibited reports a tag in a namespace the taxonomy prohibits.
 	ErrProhibited = errors.New("tags: tag namespace is prohibited")
+	// ErrInvalidSegment reports a segment expression that does not parse
+	// (see ParseSegment). The errors ParseSegment returns are *SyntaxError
+	// values that unwrap to it.
+	ErrInvalidSegment = errors.New("tags: invalid segment expression")
 )

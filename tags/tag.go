@@ -19,10 +19,14 @@ const (
 // The namespace starts with a lowercase letter and continues with lowercase
 // letters, digits and '_' (at most MaxNamespaceLen bytes). The value is one or
 // more of lowercase letters, digits, '_', '-' and '.' (at most MaxValueLen
-// bytes). Parse is the only way to get a Tag from untrusted input.
+// bytes). The namespaces "consent", "refused" and "sensitive" are reserved for
+// segment flags (see ReservedNamespaces) and hold no tags. Parse is the only
+// way to get a Tag from untrusted input.
 type Tag string
 
-// Parse validates s and returns it as a Tag. The error wraps ErrInvalidTag.
+// Parse validates s and returns it as a Tag. A tag in one of the
+// ReservedNamespaces is rejected: in a segment expression (ParseSegment) it
+// would read as a flag. The error wraps ErrInvalidTag.
 func Parse(s string) (Tag, error) {
 	i := strings.IndexByte(s, ':')
 	if i < 0 {
@@ -30,6 +34,9 @@ func Parse(s string) (Tag, error) {
 	}
 	if err := validNamespace(s[:i]); err != nil {
 		return "", fmt.Errorf("%w %q: %v", ErrInvalidTag, clip(s), err)
+	}
+	if isReserved(s[:i]) {
+		return "", fmt.Errorf("%w %q: namespace %q is reserved for segment flags", ErrInvalidTag, clip(s), s[:i])
 	}
 	v := s[i+1:]
 	if len(v) == 0 || len(v) > MaxValueLen {
@@ -69,8 +76,25 @@ func (t Tag) Value() string {
 	return ""
 }
 
+// ReservedNamespaces returns the namespaces that segment expressions use for
+// flags ("consent", "refused", "sensitive"), in that order. No tag may be in
+// one of them: Parse rejects such a tag. The slice is a fresh copy.
+func ReservedNamespaces() []string {
+	return []string{"consent", "refused", "sensitive"}
+}
+
+func isReserved(ns string) bool {
+	switch ns {
+	case "consent", "refused", "sensitive":
+		return true
+	}
+	return false
+}
+
 // ValidNamespace reports whether ns is a valid namespace; the error wraps
-// ErrInvalidTag.
+// ErrInvalidTag. It checks the syntax only: a reserved namespace (see
+// ReservedNamespaces) is syntactically valid, but Parse still rejects tags in
+// it.
 func ValidNamespace(ns string) error {
 	if err := validNamespace(ns); err != nil {
 		return fmt.Errorf("%w: namespace %q: %v", ErrInvalidTag, clip(ns), err)
