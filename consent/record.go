@@ -11,7 +11,11 @@ import (
 // suppressions, the version (number of changes applied, equal to the last
 // receipt's Seq) and the hash of the last receipt (the head of the chain).
 type Record struct {
-	UserID    string    `json:"user_id"`
+	UserID string `json:"user_id"`
+	// Number is the user's dense number, assigned by the store atomically
+	// with the user's first change and never changed or reused; indexes use
+	// it as the user's position in their bitmaps. Zero until assigned.
+	Number    uint32    `json:"number,omitempty"`
 	Version   uint64    `json:"version"`
 	State     State     `json:"state"`
 	Tags      tags.Set  `json:"tags"`
@@ -181,7 +185,7 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 	if rc.Old == rc.New && ts.Equal(r.Tags) && !r.State.Erased {
 		return r, nil, nil
 	}
-	next := Record{UserID: r.UserID, Version: r.Version + 1, State: st, Tags: ts, UpdatedAt: at}
+	next := Record{UserID: r.UserID, Number: r.Number, Version: r.Version + 1, State: st, Tags: ts, UpdatedAt: at}
 	rc.Seq = next.Version
 	rc.PrevHash = r.LastHash
 	rc.Seal()

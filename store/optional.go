@@ -84,3 +84,21 @@ func (e *TrimmedError) Error() string {
 
 // Unwrap returns ErrTrimmed.
 func (e *TrimmedError) Unwrap() error { return ErrTrimmed }
+
+// UserLister lists a shard's users in the order of their numbers, so an
+// index can be rebuilt from scratch and can map numbers back to user IDs.
+type UserLister interface {
+	// ListUsers returns up to count user IDs of shard whose local numbers
+	// (see UserNumber) start at from (1-based): the i-th ID returned has
+	// local number from+i. Fewer than count means the end was reached.
+	ListUsers(ctx context.Context, shard, from, count int) ([]string, error)
+}
+
+// Checkpointer keeps named blobs, such as an index's serialized bitmaps
+// with the changelog positions they reflect.
+type Checkpointer interface {
+	// SaveCheckpoint stores data under name, replacing what was there.
+	SaveCheckpoint(ctx context.Context, name string, data []byte) error
+	// LoadCheckpoint returns the data saved under name, or ErrNotFound.
+	LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
+}

@@ -41,6 +41,10 @@ const DefaultShards = 16
 //     ErrClosed.
 //   - Each user belongs to shard ShardOf(userID, Shards()); the shard count is
 //     fixed when the store is first created and kept in the store.
+//   - A user's first change assigns Record.Number = UserNumber(shard, k,
+//     Shards()) where k counts the shard's users from 1, atomically with the
+//     change; it never changes afterwards (not even on erasure) and no two
+//     users share one.
 type Store interface {
 	// Shards returns the number of changelog shards.
 	Shards() int
@@ -126,10 +130,25 @@ type Event struct {
 	Pos Position
 	// Record is the user's record after the change; nil in the settings log.
 	Record *consent.Record
+	// Prev is the user's record before the change (Version 0 for the
+	// user's first change); nil in the settings log. Indexes diff the two.
+	Prev *consent.Record
 	// Settings are the settings after the change; nil in a shard log.
 	Settings *consent.Settings
 	// Receipt is the change's receipt.
 	Receipt consent.Receipt
+}
+
+// UserNumber returns the dense number of the local-th user (1-based) of
+// shard among n shards: users are numbered shard by shard in turn, so the
+// numbers of a store stay dense as it grows.
+func UserNumber(shard, local, n int) uint32 { return uint32((local-1)*n + shard + 1) }
+
+// NumberShard returns the shard and local (1-based) number of user number
+// num among n shards; the inverse of UserNumber.
+func NumberShard(num uint32, n int) (shard, local int) {
+	i := int(num) - 1
+	return i % n, i/n + 1
 }
 
 // ShardOf returns the shard of userID among n shards: xxhash64 of the ID

@@ -57,6 +57,7 @@ type line struct {
 	Log      int               `json:"log"`
 	Pos      store.Position    `json:"pos,omitempty"`
 	Record   *consent.Record   `json:"record,omitempty"`
+	Prev     *consent.Record   `json:"prev,omitempty"`
 	Settings *consent.Settings `json:"settings,omitempty"`
 	Receipt  *consent.Receipt  `json:"receipt,omitempty"`
 	Receipts []consent.Receipt `json:"receipts,omitempty"`

@@ -15,6 +15,7 @@ type logEntry struct {
 	ms, seq uint64
 	pos     store.Position
 	rec     *consent.Record
+	prev    *consent.Record // the user's record before the change
 	set     *consent.Settings
 	rc      consent.Receipt
 }
@@ -106,6 +107,11 @@ func (l *changelog) event(e *logEntry) store.Event {
 	if e.rec != nil {
 		r := cloneRecord(*e.rec)
 		ev.Record = &r
+		p := consent.Record{UserID: r.UserID, Number: r.Number}
+		if e.prev != nil {
+			p = cloneRecord(*e.prev)
+		}
+		ev.Prev = &p
 	}
 	if e.set != nil {
 		s := e.set.Clone()

@@ -195,7 +195,7 @@ func writeSnapshot(ctx context.Context, path string, snap *snapshot) (_ *os.File
 		for i := range lg.entries {
 			e := &lg.entries[i]
 			rc := e.rc
-			if err := put(&line{Op: opEvent, Log: lg.id, Pos: e.pos, Record: e.rec, Settings: e.set, Receipt: &rc}); err != nil {
+			if err := put(&line{Op: opEvent, Log: lg.id, Pos: e.pos, Record: e.rec, Prev: e.prev, Settings: e.set, Receipt: &rc}); err != nil {
 				return nil, 0, err
 			}
 		}

@@ -83,5 +83,15 @@
 // log, also across restarts and when the clock steps back. Each log keeps
 // its newest Options.ChangelogMaxLen entries exactly; a read from a position
 // older than the newest trimmed entry (including the zero Position once
-// anything was trimmed) returns store.ErrTrimmed.
+// anything was trimmed) returns a *store.TrimmedError, which wraps
+// store.ErrTrimmed.
+//
+// # Optional abilities
+//
+// The store implements store.BatchGetter (GetMany), store.MultiLogReader
+// (ReadLogs: one blocking wait over several logs, woken by an entry in any
+// of them) and store.Presence (Announce, Instances, Leave). Presence lives
+// in memory only: announcements are never written to the file, so a
+// restarted store knows no instances until they announce themselves again,
+// and their expiry follows the wall clock (time.Now, never Options.Now).
 package memory

@@ -185,6 +185,13 @@ func replay(f *os.File, opts Options) (*Store, replayed, error) {
 	if s == nil || snapLeft > 0 {
 		return nil, rp, corrupt("the snapshot at the start of the file is incomplete")
 	}
+	for i, sh := range s.shards {
+		for j, id := range sh.ids {
+			if id == "" {
+				return nil, rp, corrupt("shard %d has no user with local number %d", i, j+1)
+			}
+		}
+	}
 	return s, rp, nil
 }
 
@@ -237,6 +244,9 @@ func (s *Store) replayLine(l *line) error {
 		n := store.ShardOf(id, len(s.shards))
 		sh := s.shards[n]
 		if l.Op == opUser {
+			if err := sh.placeID(n, len(s.shards), l.Record); err != nil {
+				return err
+			}
 			sh.users[id] = &user{rec: l.Record, receipts: l.Receipts}
 			return nil
 		}
@@ -249,8 +259,17 @@ func (s *Store) replayLine(l *line) error {
 		}
 		u := sh.users[id]
 		var prev uint64
+		prevRec := &consent.Record{UserID: id, Number: l.Record.Number}
 		if u != nil {
 			prev = u.rec.Version
+			prevRec = u.rec
+			if l.Record.Number != u.rec.Number {
+				return fmt.Errorf("user %q changed number from %d to %d", id, u.rec.Number, l.Record.Number)
+			}
+		} else if want := store.UserNumber(n, len(sh.ids)+1, len(s.shards)); l.Record.Number != want {
+			return fmt.Errorf("new user %q has number %d, want %d", id, l.Record.Number, want)
+		} else {
+			sh.ids = append(sh.ids, id)
 		}
 		if l.Record.Version != prev+1 || l.Receipt.Seq != l.Record.Version || l.Receipt.UserID != id {
 			return fmt.Errorf("record version %d, receipt seq %d for %q after version %d", l.Record.Version, l.Receipt.Seq, l.Receipt.UserID, prev)
@@ -260,7 +279,7 @@ func (s *Store) replayLine(l *line) error {
 			nu.receipts = append(u.receipts, *l.Receipt)
 		}
 		sh.users[id] = nu
-		sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: l.Record, rc: *l.Receipt})
+		sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: l.Record, prev: prevRec, rc: *l.Receipt})
 	case opSetSettings:
 		if l.Settings == nil || l.Receipt == nil {
 			return errors.New("no settings or no receipt")
@@ -332,7 +351,7 @@ func (s *Store) replayLine(l *line) error {
 				rec = u.rec
 			}
 		}
-		lg.append(logEntry{ms: ms, seq: seq, pos: pos, rec: rec, set: l.Settings, rc: *l.Receipt})
+		lg.append(logEntry{ms: ms, seq: seq, pos: pos, rec: rec, prev: l.Prev, set: l.Settings, rc: *l.Receipt})
 	default:
 		return fmt.Errorf("unknown operation %q", l.Op)
 	}
@@ -366,3 +385,22 @@ func splitPos(p store.Position) (ms, seq uint64, err error) {
 
 // liveLines is the number of lines a snapshot of s would have.
 func (s *Store) liveLines() int64 { return 1 + int64(s.snapshot().lines()) }
+
+// placeID records a snapshot user's ID under its number while replaying.
+func (sh *shard) placeID(shard, shards int, rec *consent.Record) error {
+	if rec.Number == 0 {
+		return fmt.Errorf("user %q has no number", rec.UserID)
+	}
+	s, local := store.NumberShard(rec.Number, shards)
+	if s != shard {
+		return fmt.Errorf("user %q has number %d of shard %d, lives in shard %d", rec.UserID, rec.Number, s, shard)
+	}
+	for len(sh.ids) < local {
+		sh.ids = append(sh.ids, "")
+	}
+	if sh.ids[local-1] != "" {
+		return fmt.Errorf("users %q and %q share number %d", sh.ids[local-1], rec.UserID, rec.Number)
+	}
+	sh.ids[local-1] = rec.UserID
+	return nil
+}

@@ -31,6 +31,11 @@ type Store struct {
 	compactMu sync.Mutex
 	closed    atomic.Bool
 	done      chan struct{} // closed by Close, waking blocked reads
+
+	presence presence // announced SDK instances (memory only)
+
+	ckptMu sync.Mutex
+	ckpts  map[string][]byte // checkpoints without a data directory
 }
 
 // shard holds the users of one shard and its changelog.
@@ -44,6 +49,7 @@ type shard struct {
 	wmu   sync.Mutex
 	mu    sync.RWMutex
 	users map[string]*user
+	ids   []string // users by local number - 1 (see store.UserNumber)
 	log   *changelog
 }
 
@@ -132,12 +138,17 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	cur := consent.NewRecord(ch.UserID)
 	if u != nil {
 		cur = *u.rec
+	} else {
+		cur.Number = store.UserNumber(n, len(sh.ids)+1, len(s.shards))
 	}
 	next, rc, err := cur.Apply(ch, set)
 	if err != nil {
 		return store.Applied{}, err
 	}
 	if rc == nil {
+		if u == nil {
+			cur.Number = 0 // not assigned: nothing was written
+		}
 		return store.Applied{Record: cloneRecord(cur), Shard: n}, nil
 	}
 	ms, seq, pos := sh.log.next(time.Now())
@@ -148,9 +159,13 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	if u != nil {
 		nu.receipts = append(u.receipts, *rc)
 	}
+	prev := cur
 	sh.mu.Lock()
 	sh.users[ch.UserID] = nu
-	sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: &next, rc: *rc})
+	if u == nil {
+		sh.ids = append(sh.ids, ch.UserID)
+	}
+	sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: &next, prev: &prev, rc: *rc})
 	sh.mu.Unlock()
 	out := *rc
 	return store.Applied{Record: cloneRecord(next), Receipt: &out, Shard: n, Pos: pos}, nil
@@ -180,9 +195,10 @@ func (s *Store) Receipts(ctx context.Context, userID string) ([]consent.Receipt,
 // DefaultReadCount. With block > 0 it waits up to block for the first event
 // when there is none yet and returns an empty slice on timeout; it returns
 // ctx.Err() when ctx ends first and store.ErrClosed when the store is
-// closed meanwhile. It returns store.ErrTrimmed when entries after `after`
-// were trimmed away, and store.ErrInvalidPosition for a malformed position
-// or a log that does not exist.
+// closed meanwhile. It returns a *store.TrimmedError (wrapping
+// store.ErrTrimmed) when entries after `after` were trimmed away, and
+// store.ErrInvalidPosition for a malformed position or a log that does not
+// exist.
 func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position, count int, block time.Duration) ([]store.Event, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -202,9 +218,9 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	for {
 		mu.RLock()
 		if l.isTrimmed(ams, aseq) {
-			trimmed := l.trimmed
+			err := l.trimmedError(after)
 			mu.RUnlock()
-			return nil, fmt.Errorf("%w: log %d: %s is before %s", store.ErrTrimmed, log, after.String(), trimmed)
+			return nil, err
 		}
 		evs := l.after(ams, aseq, count)
 		wait := l.notify

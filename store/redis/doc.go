@@ -11,7 +11,8 @@
 //	rg:{cfg}:receipts      list: settings receipts, "<unix ms> <JSON>"
 //	rg:{cfg}:log           stream: settings changelog
 //	rg:{cfg}:seq           hash: n, ms: the settings changelog's entry counter
-//	rg:{<s>}:u:<user>      hash: v (version), d (record JSON)
+//	rg:{<s>}:u:<user>      hash: v (version), d (record JSON), n (user number)
+//	rg:{<s>}:users         list: the shard's users in order of first change (position = local number - 1)
 //	rg:{<s>}:r:<user>      list: the user's receipts, "<unix ms> <JSON>", oldest first
 //	rg:{<s>}:log           stream: shard s's changelog
 //	rg:{<s>}:rx            sorted set: users with receipts, scored by their oldest receipt's time

@@ -17,3 +17,4 @@ func (k keys) receipts(shard int, id string) string { return k.tag(shard) + "r:"
 func (k keys) log(shard int) string                 { return k.tag(shard) + "log" }
 func (k keys) receiptIndex(shard int) string        { return k.tag(shard) + "rx" }
 func (k keys) seq(shard int) string                 { return k.tag(shard) + "seq" }
+func (k keys) users(shard int) string               { return k.tag(shard) + "users" }

@@ -34,7 +34,7 @@ func (s *Store) GetMany(ctx context.Context, userIDs []string) ([]consent.Record
 	cmds := make([]*goredis.SliceCmd, len(userIDs))
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, id := range userIDs {
-			cmds[i] = p.HMGet(ctx, s.k.user(store.ShardOf(id, s.shards), id), "v", "d")
+			cmds[i] = p.HMGet(ctx, s.k.user(store.ShardOf(id, s.shards), id), "v", "d", "n")
 		}
 		return nil
 	})
@@ -192,4 +192,83 @@ func (s *Store) Leave(ctx context.Context, id string) error {
 		return unavailable(err)
 	}
 	return nil
+}
+
+var (
+	_ store.UserLister   = (*Store)(nil)
+	_ store.Checkpointer = (*Store)(nil)
+)
+
+// ListUsers returns user IDs of shard by local number, from `from` on.
+func (s *Store) ListUsers(ctx context.Context, shard, from, count int) ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if shard < 0 || shard >= s.shards || from < 1 || count < 1 {
+		return nil, fmt.Errorf("%w: shard %d from %d count %d", store.ErrInvalidPosition, shard, from, count)
+	}
+	ids, err := s.c.LRange(ctx, s.k.users(shard), int64(from-1), int64(from-1+count-1)).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return ids, nil
+}
+
+// checkpointChunk bounds one value of a saved checkpoint, so a large one
+// never makes a single huge Redis command or value.
+const checkpointChunk = 8 << 20
+
+func (k keys) checkpoint(name string) string { return k.prefix + ":{ckpt}:" + name }
+
+// SaveCheckpoint stores data under name in chunks, replacing what was there
+// atomically (MULTI in one slot).
+func (s *Store) SaveCheckpoint(ctx context.Context, name string, data []byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := consent.ValidChannelName(name); err != nil {
+		return fmt.Errorf("checkpoint name: %w", err)
+	}
+	key := s.k.checkpoint(name)
+	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Del(ctx, key)
+		for off := 0; off < len(data) || off == 0; off += checkpointChunk {
+			end := min(off+checkpointChunk, len(data))
+			p.RPush(ctx, key, data[off:end])
+			if end == len(data) {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// LoadCheckpoint returns the data saved under name, or store.ErrNotFound.
+func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := consent.ValidChannelName(name); err != nil {
+		return nil, fmt.Errorf("checkpoint name: %w", err)
+	}
+	parts, err := s.c.LRange(ctx, s.k.checkpoint(name), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("%w: checkpoint %q", store.ErrNotFound, name)
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out, nil
 }

@@ -145,7 +145,7 @@ func (s *Store) Get(ctx context.Context, userID string) (consent.Record, error) 
 
 // read returns the user's record and its version as stored ("0" if none).
 func (s *Store) read(ctx context.Context, shard int, userID string) (consent.Record, string, error) {
-	vals, err := s.c.HMGet(ctx, s.k.user(shard, userID), "v", "d").Result()
+	vals, err := s.c.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n").Result()
 	if err != nil {
 		return consent.Record{}, "", unavailable(err)
 	}
@@ -162,6 +162,12 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 	if err := json.Unmarshal([]byte(d), &rec); err != nil {
 		return consent.Record{}, "", unavailable(fmt.Errorf("record of %q: %w", userID, err))
 	}
+	if len(vals) > 2 {
+		if ns, ok := vals[2].(string); ok {
+			n, _ := strconv.ParseUint(ns, 10, 32)
+			rec.Number = uint32(n)
+		}
+	}
 	return rec, v, nil
 }
 
@@ -172,7 +178,7 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (con
 	var hm *goredis.SliceCmd
 	var sv *goredis.StringCmd
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d")
+		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n")
 		sv = p.HGet(ctx, s.k.settings(), "v")
 		return nil
 	})
@@ -258,7 +264,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		ch.At = s.now()
 	}
 	shard := store.ShardOf(ch.UserID, s.shards)
-	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard)}
+	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard)}
 	for attempt := 0; attempt < s.tries; attempt++ {
 		rec, ver, set, err := s.readForWrite(ctx, shard, ch.UserID)
 		if err != nil {
@@ -284,12 +290,19 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		}
 		atMS := rc.At.UnixMilli()
 		item := strconv.FormatInt(atMS, 10) + " " + string(rcJSON)
-		res, err := applyScript.Run(ctx, s.c, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID).Slice()
+		prevJSON, err := json.Marshal(rec)
+		if err != nil {
+			return store.Applied{}, err
+		}
+		res, err := applyScript.Run(ctx, s.c, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID, s.shards, shard, prevJSON).Slice()
 		if err != nil {
 			return store.Applied{}, unavailable(err)
 		}
 		if ok, _ := res[0].(int64); ok == 1 {
 			id, _ := res[1].(string)
+			num, _ := res[2].(string)
+			n, _ := strconv.ParseUint(num, 10, 32)
+			next.Number = uint32(n)
 			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, nil
 		}
 		backoff(attempt)
@@ -503,6 +516,7 @@ func decodeMessages(out []store.Event, log int, after store.Position, msgs []gor
 // decodeMessage turns one stream message into an Event.
 func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 	ev := store.Event{Log: log, Pos: store.Position(m.ID)}
+	var num uint64
 	for f, v := range m.Values {
 		str, _ := v.(string)
 		var err error
@@ -510,6 +524,11 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 		case "r":
 			ev.Record = new(consent.Record)
 			err = json.Unmarshal([]byte(str), ev.Record)
+		case "p":
+			ev.Prev = new(consent.Record)
+			err = json.Unmarshal([]byte(str), ev.Prev)
+		case "n":
+			num, err = strconv.ParseUint(str, 10, 32)
 		case "s":
 			ev.Settings = new(consent.Settings)
 			err = json.Unmarshal([]byte(str), ev.Settings)
@@ -519,6 +538,12 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 		if err != nil {
 			return store.Event{}, fmt.Errorf("changelog entry %s field %s: %w", m.ID, f, err)
 		}
+	}
+	if ev.Record != nil {
+		ev.Record.Number = uint32(num)
+	}
+	if ev.Prev != nil {
+		ev.Prev.Number = uint32(num)
 	}
 	return ev, nil
 }

@@ -21,19 +21,28 @@ end
 `
 
 // applyScript writes one change if the record is still at the version read.
+// A user's first change also appends the user to the shard's user list,
+// whose length gives the user's dense number.
 //
-// KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log counter
+// KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log
+// counter, 6 shard user list
 // ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list item,
-// 5 receipt JSON, 6 receipt time (unix ms), 7 changelog MAXLEN, 8 user ID
-// Returns {1, stream ID} or {0, current version}.
+// 5 receipt JSON, 6 receipt time (unix ms), 7 changelog MAXLEN, 8 user ID,
+// 9 shard count, 10 shard, 11 previous record JSON
+// Returns {1, stream ID, user number} or {0, current version}.
 var applyScript = goredis.NewScript(nextID + `
 local cur = redis.call('HGET', KEYS[1], 'v') or '0'
 if cur ~= ARGV[1] then return {0, cur} end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+local num = redis.call('HGET', KEYS[1], 'n')
+if not num then
+  local k = redis.call('RPUSH', KEYS[6], ARGV[8])
+  num = string.format('%d', (k - 1) * tonumber(ARGV[9]) + tonumber(ARGV[10]) + 1)
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'n', num)
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[4], 'NX', ARGV[6], ARGV[8])
-local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], nextid(KEYS[5]), 'r', ARGV[3], 'c', ARGV[5])
-return {1, id}
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], nextid(KEYS[5]), 'r', ARGV[3], 'c', ARGV[5], 'p', ARGV[11], 'n', num)
+return {1, id, num}
 `)
 
 // settingsScript saves settings if they are still at the version read.

@@ -55,6 +55,17 @@
 //   - Under contention on one user a store serializes the changes itself:
 //     store.ErrConflict from Apply under the suite's modest load (8 writers)
 //     is a failure.
+//   - The optional abilities of store/optional.go (store.BatchGetter,
+//     store.MultiLogReader, store.Presence) are checked, in the group
+//     "Optional", for a store that implements them and skipped with the
+//     reason for one that does not. A MultiLogReader whose ReadLogs returns
+//     an error wrapping errors.ErrUnsupported (a Redis Cluster) is skipped
+//     too. Beyond ReadChangelog's rules, ReadLogs returns an error wrapping
+//     store.ErrInvalidPosition for logs and positions of different lengths
+//     or no logs at all, and a blocking ReadLogs wakes for an entry in any
+//     one of its logs. Presence is checked against the real clock: an
+//     instance announced with a ttl of 300ms must be gone within about two
+//     seconds, and still listed when announced again with a longer ttl.
 //
 // The suite does not exercise store.ErrTrimmed (no store has a way to trim on
 // demand yet) nor store.ErrUnavailable (it cannot break a backend portably).

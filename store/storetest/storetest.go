@@ -50,6 +50,9 @@ var groups = []struct {
 	{"Concurrency", testConcurrency},
 	{"Close", testClose},
 	{"Context", testContext},
+	{"Optional", testOptional},
+	{"Numbers", testNumbers},
+	{"Checkpoints", testCheckpoints},
 }
 
 // parallel runs fn as a parallel subtest named name with a fresh store.

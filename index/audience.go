@@ -1,0 +1,264 @@
+package index
+
+import (
+	"fmt"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/tags"
+)
+
+// Audience is a frozen set of users: counting and paging it are stable
+// while the index changes underneath.
+type Audience struct {
+	bm    *roaring.Bitmap
+	count uint64
+	ids   [][]string // a snapshot of the index's number -> ID table
+	n     int        // shards
+}
+
+// Count returns the number of users in the audience.
+func (a *Audience) Count() uint64 { return a.count }
+
+// Page returns up to limit user IDs with numbers after cursor (0 starts at
+// the beginning), in number order, and the cursor of the next page (0 when
+// there is none).
+func (a *Audience) Page(cursor uint32, limit int) (ids []string, next uint32) {
+	if limit <= 0 {
+		return nil, 0
+	}
+	it := a.bm.Iterator()
+	if cursor > 0 {
+		if cursor == ^uint32(0) {
+			return nil, 0
+		}
+		it.AdvanceIfNeeded(cursor + 1)
+	}
+	ids = make([]string, 0, min(limit, int(a.count)))
+	var last uint32
+	for it.HasNext() && len(ids) < limit {
+		last = it.Next()
+		shard, local := numberShard(last, a.n)
+		if t := a.ids[shard]; local <= len(t) {
+			ids = append(ids, t[local-1])
+		}
+	}
+	if it.HasNext() {
+		next = last
+	}
+	return ids, next
+}
+
+// Numbers returns the audience's user numbers as a bitmap the caller owns.
+func (a *Audience) Numbers() *roaring.Bitmap { return a.bm.Clone() }
+
+func numberShard(num uint32, n int) (int, int) {
+	i := int(num) - 1
+	return i % n, i/n + 1
+}
+
+// Audience evaluates seg for a push on channel: the users matching seg,
+// minus those who refused the channel, minus erased users, and, when the
+// push is targeted (targeted is true, or seg uses tags or sensitive
+// consents), minus those who may not be personalized (personalization off,
+// a minor without current guardian consent). Tags in seg only match where
+// they may be used now (not prohibited; sensitive only with the category's
+// current consent). With the kill switch on, the audience is empty.
+func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Audience, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	set := &x.settings
+	if !set.HasChannel(channel) {
+		return nil, fmt.Errorf("%w: %q is not one of %v", ErrUnknownChannel, channel, set.Channels)
+	}
+	a := &Audience{n: x.shards, ids: make([][]string, len(x.ids))}
+	copy(a.ids, x.ids)
+	if set.Suspended {
+		a.bm = roaring.New()
+		return a, nil
+	}
+	r := x.eval(seg)
+	r.AndNot(x.get(factRefused(channel)))
+	r.AndNot(x.get(factErased))
+	if targeted || seg.UsesPersonalData() {
+		r.AndNot(x.get(factOff))
+		r.AndNot(x.minorsWithoutGuardian())
+	}
+	a.bm = r
+	a.count = r.GetCardinality()
+	return a, nil
+}
+
+// Count is Audience(...).Count() without keeping the audience.
+func (x *Index) Count(seg *tags.Segment, channel string, targeted bool) (uint64, error) {
+	a, err := x.Audience(seg, channel, targeted)
+	if err != nil {
+		return 0, err
+	}
+	return a.count, nil
+}
+
+var empty = roaring.New()
+
+// get returns the bitmap of a fact, or an empty one (never modify it).
+func (x *Index) get(fact string) *roaring.Bitmap {
+	if b := x.bm[fact]; b != nil {
+		return b
+	}
+	return empty
+}
+
+// eval returns a new bitmap of the users matching seg.
+func (x *Index) eval(seg *tags.Segment) *roaring.Bitmap {
+	switch seg.Op {
+	case tags.OpAll:
+		return x.get(factAll).Clone()
+	case tags.OpAtom:
+		return x.atom(seg.Atom)
+	case tags.OpNot:
+		r := x.get(factAll).Clone()
+		r.AndNot(x.evalShared(seg.X))
+		return r
+	case tags.OpAnd:
+		// X & !Y is X minus Y: no complement is ever built.
+		a, b := seg.X, seg.Y
+		if a.Op == tags.OpNot && b.Op != tags.OpNot {
+			a, b = b, a
+		}
+		l := x.eval(a)
+		if b.Op == tags.OpNot {
+			l.AndNot(x.evalShared(b.X))
+		} else {
+			l.And(x.evalShared(b))
+		}
+		return l
+	case tags.OpOr:
+		l := x.eval(seg.X)
+		l.Or(x.evalShared(seg.Y))
+		return l
+	}
+	return roaring.New()
+}
+
+// evalShared is eval for an operand only read: a plain fact's bitmap is
+// used as is instead of copied.
+func (x *Index) evalShared(seg *tags.Segment) *roaring.Bitmap {
+	if seg.Op == tags.OpAtom {
+		switch seg.Atom.Kind {
+		case tags.AtomPersonalizationOff:
+			return x.get(factOff)
+		case tags.AtomRefused:
+			return x.get(factRefused(seg.Atom.Channel))
+		case tags.AtomMinor:
+			return x.get(factMinor)
+		case tags.AtomErased:
+			return x.get(factErased)
+		case tags.AtomTag:
+			ns := x.settings.Taxonomy.Lookup(seg.Atom.Tag)
+			if !ns.Prohibited && ns.Sensitive == "" && x.bm[factMinor] == nil {
+				return x.get(factTag(seg.Atom.Tag))
+			}
+		}
+	}
+	if seg.Op == tags.OpAll {
+		return x.get(factAll)
+	}
+	return x.eval(seg)
+}
+
+// atom returns a new bitmap of the users an atom matches now.
+func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
+	switch a.Kind {
+	case tags.AtomTag:
+		ns := x.settings.Taxonomy.Lookup(a.Tag)
+		if ns.Prohibited {
+			return roaring.New()
+		}
+		r := x.get(factTag(a.Tag)).Clone()
+		if ns.Sensitive != "" {
+			r.And(x.sensitiveOK(ns.Sensitive))
+		}
+		// Nothing of a minor without guardian consent is usable.
+		r.AndNot(x.minorsWithoutGuardian())
+		return r
+	case tags.AtomPersonalizationOff:
+		return x.get(factOff).Clone()
+	case tags.AtomGuardian:
+		r := x.guardianGranted()
+		r.And(x.get(factMinor))
+		return r
+	case tags.AtomRefused:
+		return x.get(factRefused(a.Channel)).Clone()
+	case tags.AtomSensitive:
+		return x.sensitiveOK(a.Category)
+	case tags.AtomMinor:
+		return x.get(factMinor).Clone()
+	case tags.AtomErased:
+		return x.get(factErased).Clone()
+	}
+	return roaring.New()
+}
+
+// guardianGranted returns the users with a guardian consent under the
+// current guardian policy version.
+func (x *Index) guardianGranted() *roaring.Bitmap {
+	cur := x.settings.PolicyVersion(consent.PurposeGuardian)
+	r := roaring.New()
+	for k, b := range x.bm {
+		var v int
+		if _, err := fmt.Sscanf(k, "g:%d", &v); err == nil && v >= cur {
+			r.Or(b)
+		}
+	}
+	return r
+}
+
+// minorsWithoutGuardian returns the minors whose guardian consent is not
+// in force.
+func (x *Index) minorsWithoutGuardian() *roaring.Bitmap {
+	m := x.bm[factMinor]
+	if m == nil || m.IsEmpty() {
+		return empty
+	}
+	r := m.Clone()
+	r.AndNot(x.guardianGranted())
+	return r
+}
+
+// sensitiveOK returns the users whose separate consent for category c is in
+// force: granted under a policy version no older than its purpose's current
+// one, and for a minor given by the guardian.
+func (x *Index) sensitiveOK(c tags.Category) *roaring.Bitmap {
+	byUser, byGuardian := roaring.New(), roaring.New()
+	prefix := "s:" + string(c) + ":"
+	for k, b := range x.bm {
+		if len(k) <= len(prefix) || k[:len(prefix)] != prefix {
+			continue
+		}
+		// k = s:<cat>:<purpose>:<version>:<u|g>
+		rest := k[len(prefix):]
+		by := rest[len(rest)-1]
+		rest = rest[:len(rest)-2]
+		i := len(rest) - 1
+		for i >= 0 && rest[i] != ':' {
+			i--
+		}
+		if i < 0 {
+			continue
+		}
+		purpose := rest[:i]
+		var v int
+		if _, err := fmt.Sscanf(rest[i+1:], "%d", &v); err != nil || v < x.settings.PolicyVersion(purpose) {
+			continue
+		}
+		if by == 'g' {
+			byGuardian.Or(b)
+		} else {
+			byUser.Or(b)
+		}
+	}
+	byUser.AndNot(x.get(factMinor))
+	byUser.Or(byGuardian)
+	return byUser
+}

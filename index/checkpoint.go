@@ -1,0 +1,249 @@
+package index
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+)
+
+// checkpointMagic starts every serialized index.
+const checkpointMagic = "RGIDX1\n"
+
+type header struct {
+	Shards    int              `json:"shards"`
+	Positions []store.Position `json:"positions"`
+	Settings  consent.Settings `json:"settings"`
+	Facts     []string         `json:"facts"`
+	Users     []int            `json:"users"` // IDs kept per shard
+}
+
+// MarshalBinary serializes the index: a JSON header (shards, positions,
+// settings, fact names), each fact's roaring bitmap (length-prefixed), and
+// the number -> user ID table.
+func (x *Index) MarshalBinary() ([]byte, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	h := header{Shards: x.shards, Positions: x.pos, Settings: x.settings}
+	for k := range x.bm {
+		h.Facts = append(h.Facts, k)
+	}
+	sort.Strings(h.Facts)
+	for _, ids := range x.ids {
+		h.Users = append(h.Users, len(ids))
+	}
+	var buf bytes.Buffer
+	buf.WriteString(checkpointMagic)
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	writeUvarint(&buf, uint64(len(hj)))
+	buf.Write(hj)
+	for _, k := range h.Facts {
+		b := x.bm[k]
+		b.RunOptimize()
+		writeUvarint(&buf, b.GetSerializedSizeInBytes())
+		if _, err := b.WriteTo(&buf); err != nil {
+			return nil, err
+		}
+	}
+	for _, ids := range x.ids {
+		for _, id := range ids {
+			writeUvarint(&buf, uint64(len(id)))
+			buf.WriteString(id)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+func writeUvarint(w *bytes.Buffer, v uint64) {
+	var b [binary.MaxVarintLen64]byte
+	w.Write(b[:binary.PutUvarint(b[:], v)])
+}
+
+// Unmarshal decodes an index serialized by MarshalBinary. The error wraps
+// ErrCorruptCheckpoint.
+func Unmarshal(data []byte) (*Index, error) {
+	bad := func(what string, err error) (*Index, error) {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptCheckpoint, what, err)
+	}
+	if !bytes.HasPrefix(data, []byte(checkpointMagic)) {
+		return bad("magic", errors.New("not an index checkpoint"))
+	}
+	r := bufio.NewReader(bytes.NewReader(data[len(checkpointMagic):]))
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > uint64(len(data)) {
+		return bad("header length", err)
+	}
+	hj := make([]byte, n)
+	if _, err := io.ReadFull(r, hj); err != nil {
+		return bad("header", err)
+	}
+	var h header
+	if err := json.Unmarshal(hj, &h); err != nil {
+		return bad("header", err)
+	}
+	if h.Shards < 1 || len(h.Positions) != h.Shards+1 || len(h.Users) != h.Shards {
+		return bad("header", fmt.Errorf("%d shards, %d positions, %d user tables", h.Shards, len(h.Positions), len(h.Users)))
+	}
+	x := New(h.Shards, h.Settings)
+	copy(x.pos, h.Positions)
+	for _, k := range h.Facts {
+		size, err := binary.ReadUvarint(r)
+		if err != nil || size > uint64(len(data)) {
+			return bad("bitmap "+k, err)
+		}
+		raw := make([]byte, size)
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return bad("bitmap "+k, err)
+		}
+		b := roaring.New()
+		if _, err := b.ReadFrom(bytes.NewReader(raw)); err != nil {
+			return bad("bitmap "+k, err)
+		}
+		x.bm[k] = b
+	}
+	for s, count := range h.Users {
+		if count < 0 || count > len(data) {
+			return bad("user table", fmt.Errorf("shard %d: %d users", s, count))
+		}
+		ids := make([]string, count)
+		for i := range ids {
+			l, err := binary.ReadUvarint(r)
+			if err != nil || l > consent.MaxUserIDLen {
+				return bad("user table", err)
+			}
+			b := make([]byte, l)
+			if _, err := io.ReadFull(r, b); err != nil {
+				return bad("user table", err)
+			}
+			ids[i] = string(b)
+		}
+		x.ids[s] = ids
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		return bad("trailer", errors.New("data after the user table"))
+	}
+	return x, nil
+}
+
+// Save writes the index as checkpoint name through the store's
+// Checkpointer ability.
+func (x *Index) Save(ctx context.Context, cp store.Checkpointer, name string) error {
+	data, err := x.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return cp.SaveCheckpoint(ctx, name, data)
+}
+
+// LoadCheckpoint reads checkpoint name. It returns store.ErrNotFound when
+// there is none; the caller then Builds.
+func LoadCheckpoint(ctx context.Context, cp store.Checkpointer, name string) (*Index, error) {
+	data, err := cp.LoadCheckpoint(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return Unmarshal(data)
+}
+
+// Build builds the index from scratch from the store's records: positions
+// first (every change after them will be replayed), then every user of
+// every shard, read in batches. The store must list users
+// (store.UserLister) and read them in batches (store.BatchGetter).
+func Build(ctx context.Context, st store.Store) (*Index, error) {
+	ul, ok1 := st.(store.UserLister)
+	bg, ok2 := st.(store.BatchGetter)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("index: Build needs a store that lists users and reads them in batches: %w", errors.ErrUnsupported)
+	}
+	n := st.Shards()
+	pos := make([]store.Position, n+1)
+	for i := range pos {
+		log := i
+		if i == n {
+			log = store.SettingsLog
+		}
+		p, err := st.Tail(ctx, log)
+		if err != nil {
+			return nil, err
+		}
+		pos[i] = p
+	}
+	set, err := st.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x := New(n, set)
+	const page = 1000
+	for shard := 0; shard < n; shard++ {
+		for from := 1; ; from += page {
+			ids, err := ul.ListUsers(ctx, shard, from, page)
+			if err != nil {
+				return nil, err
+			}
+			recs, err := bg.GetMany(ctx, ids)
+			if err != nil {
+				return nil, err
+			}
+			for i := range recs {
+				x.Load(&recs[i])
+			}
+			if len(ids) < page {
+				break
+			}
+		}
+	}
+	copy(x.pos, pos)
+	return x, nil
+}
+
+// Equal reports whether two indexes hold the same users and facts (used to
+// check that checkpoint + replay equals a rebuild). Positions are not
+// compared: two indexes can reflect the same data at different positions.
+func (x *Index) Equal(o *Index) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	nonEmpty := func(m map[string]*roaring.Bitmap) map[string]*roaring.Bitmap {
+		out := map[string]*roaring.Bitmap{}
+		for k, b := range m {
+			if !b.IsEmpty() {
+				out[k] = b
+			}
+		}
+		return out
+	}
+	a, b := nonEmpty(x.bm), nonEmpty(o.bm)
+	if len(a) != len(b) || x.shards != o.shards {
+		return false
+	}
+	for k, bx := range a {
+		if by, ok := b[k]; !ok || !bx.Equals(by) {
+			return false
+		}
+	}
+	for s := range x.ids {
+		if len(x.ids[s]) != len(o.ids[s]) {
+			return false
+		}
+		for i := range x.ids[s] {
+			if x.ids[s][i] != o.ids[s][i] {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,16 @@
+// Package index keeps roaring-bitmap indexes of users by tag and by consent
+// fact, fed by the store's changelog, for push audiences (Art. 42: a push
+// targeted by personal characteristics must skip users who refused the
+// channel or turned personalization off).
+//
+// Users are bitmap positions by their dense store number
+// (consent.Record.Number). The index keeps raw facts (tag held, channel
+// refused, personalization off, minor, erased, each sensitive and guardian
+// grant with its policy version) and applies the settings at query time, so
+// a policy-version bump or a newly prohibited namespace changes audiences at
+// once without rewriting a bitmap.
+//
+// An Index is derived data: it can be thrown away and rebuilt from the
+// records (Build), or restored from a checkpoint and brought up to date by
+// replaying the changelog after it (Load, then Apply).
+package index
