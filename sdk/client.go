@@ -13,6 +13,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/store"
 )
 
@@ -57,6 +58,8 @@ type Client struct {
 	loadq    chan *loadCall
 
 	expq chan Exposure
+
+	idx atomic.Pointer[index.Index] // nil unless Config.Audiences
 
 	closed atomic.Bool
 	ctx    context.Context
@@ -105,13 +108,23 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	c.suspended = consent.Decision{Reason: consent.ReasonSuspended, PushBlock: consent.ReasonSuspended}
 
 	// Positions first, then the settings: nothing written in between is
-	// missed, because the followers start from these positions.
-	for i := 0; i <= n; i++ {
-		p, err := st.Tail(ctx, c.logOf(i))
-		if err != nil {
+	// missed, because the followers start from these positions. With
+	// audiences, the index's positions (after loading its checkpoint and
+	// catching up) are where the followers start, so cache and index see
+	// the same events.
+	if cfg.Audiences {
+		if err := c.openIndex(ctx); err != nil {
 			return nil, err
 		}
-		c.applied[i] = p
+		copy(c.applied, c.idx.Load().Positions())
+	} else {
+		for i := 0; i <= n; i++ {
+			p, err := st.Tail(ctx, c.logOf(i))
+			if err != nil {
+				return nil, err
+			}
+			c.applied[i] = p
+		}
 	}
 	set, err := st.Settings(ctx)
 	if err != nil {
@@ -130,6 +143,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	}
 	if cfg.ExposureSink != nil {
 		c.goRun(c.drainExposures)
+	}
+	if cfg.Audiences && cfg.CheckpointEvery > 0 {
+		c.goRun(c.checkpointLoop)
 	}
 
 	wait := ctx

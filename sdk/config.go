@@ -44,6 +44,18 @@ type Config struct {
 	// ExposureSink, when set, receives batches of exposure events recorded
 	// by Recommend, from a background goroutine. Nil records nothing.
 	ExposureSink func(ctx context.Context, batch []Exposure) error
+	// Audiences keeps a roaring-bitmap index of every user's tags and
+	// consent facts, fed by the same changelog reads as the cache, so
+	// Audience can answer. It costs memory for every user in the store
+	// (see docs/results.md). The store must list users and read them in
+	// batches (store.UserLister, store.BatchGetter) to build the index.
+	Audiences bool
+	// CheckpointName names the index checkpoint in the store (when it is a
+	// store.Checkpointer). Empty means "audience".
+	CheckpointName string
+	// CheckpointEvery is how often the index is checkpointed. Zero means
+	// never from this instance (another may do it).
+	CheckpointEvery time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -79,6 +91,9 @@ func (c *Config) fill() {
 	}
 	if c.ExposureBuffer == 0 {
 		c.ExposureBuffer = 8192
+	}
+	if c.CheckpointName == "" {
+		c.CheckpointName = "audience"
 	}
 	if c.Now == nil {
 		c.Now = time.Now

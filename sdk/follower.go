@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/store"
 )
 
@@ -135,6 +136,9 @@ func (c *Client) applyEvents(evs []store.Event) {
 			c.prop.observe(now.Sub(ev.Receipt.At))
 		}
 	}
+	if x := c.idx.Load(); x != nil {
+		x.Apply(evs...)
+	}
 	c.posMu.Lock()
 	for i := range evs {
 		ix := c.index(evs[i].Log)
@@ -186,6 +190,18 @@ func (c *Client) rebuild(i int) {
 	tail, err := c.st.Tail(ctx, c.logOf(i))
 	if err != nil {
 		return // retried on the next read; the lease keeps answers closed
+	}
+	if c.idx.Load() != nil {
+		// The index cannot be patched either: build it again, and follow
+		// log i from where the build read it, so both see what comes after.
+		bctx, bcancel := context.WithTimeout(c.ctx, 10*time.Minute)
+		x, err := index.Build(bctx, c.st)
+		bcancel()
+		if err != nil {
+			return
+		}
+		c.idx.Store(x)
+		tail = x.Positions()[i]
 	}
 	if i == c.shards {
 		set, err := c.st.Settings(ctx)
