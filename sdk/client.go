@@ -59,6 +59,8 @@ type Client struct {
 
 	expq chan Exposure
 
+	announceNow chan struct{} // wakes the heartbeat after applied events
+
 	idx atomic.Pointer[index.Index] // nil unless Config.Audiences
 
 	closed atomic.Bool
@@ -102,6 +104,8 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 		inflight:  map[string]*loadCall{},
 		loadq:     make(chan *loadCall, 4*cfg.MissBatch*cfg.Loaders),
 		expq:      make(chan Exposure, cfg.ExposureBuffer),
+
+		announceNow: make(chan struct{}, 1),
 	}
 	c.unverified = consent.Decision{Reason: consent.ReasonUnverified, PushBlock: consent.ReasonUnverified}
 	c.unavail = consent.Decision{Reason: consent.ReasonUnavailable, PushBlock: consent.ReasonUnavailable}

@@ -33,12 +33,14 @@ func (c *Client) followAll(mr store.MultiLogReader) {
 	}
 	after := make([]store.Position, len(logs))
 	fails := 0
+	block := time.Duration(0) // the first read does not wait: it confirms at once
 	for c.ctx.Err() == nil {
 		c.posMu.Lock()
 		copy(after, c.applied)
 		c.posMu.Unlock()
 		start := time.Now()
-		evs, err := mr.ReadLogs(c.ctx, logs, after, followBatch, c.cfg.PollBlock)
+		evs, err := mr.ReadLogs(c.ctx, logs, after, followBatch, block)
+		block = c.cfg.PollBlock
 		if errors.Is(err, errors.ErrUnsupported) {
 			for i := 0; i <= c.shards; i++ {
 				c.goRun(func() { c.followOne(i) })
@@ -67,12 +69,14 @@ func (c *Client) followAll(mr store.MultiLogReader) {
 func (c *Client) followOne(i int) {
 	log := c.logOf(i)
 	fails := 0
+	block := time.Duration(0) // the first read does not wait: it confirms at once
 	for c.ctx.Err() == nil {
 		c.posMu.Lock()
 		after := c.applied[i]
 		c.posMu.Unlock()
 		start := time.Now()
-		evs, err := c.st.ReadChangelog(c.ctx, log, after, followBatch, c.cfg.PollBlock)
+		evs, err := c.st.ReadChangelog(c.ctx, log, after, followBatch, block)
+		block = c.cfg.PollBlock
 		if err != nil {
 			var te *store.TrimmedError
 			if errors.Is(err, store.ErrTrimmed) && !errors.As(err, &te) {
@@ -147,7 +151,11 @@ func (c *Client) applyEvents(evs []store.Event) {
 		}
 	}
 	c.posMu.Unlock()
-	c.announce()
+	// Tell the other instances without holding up the next read.
+	select {
+	case c.announceNow <- struct{}{}:
+	default: // one is already pending; it will carry these positions too
+	}
 }
 
 // confirm records that log index i was current as of t (when the read that
@@ -226,7 +234,8 @@ func (c *Client) rebuild(i int) {
 	c.posMu.Unlock()
 }
 
-// heartbeat announces the instance and its applied positions regularly.
+// heartbeat announces the instance and its applied positions regularly,
+// and at once after the followers applied new events.
 func (c *Client) heartbeat() {
 	c.announce()
 	t := time.NewTicker(c.cfg.Heartbeat)
@@ -236,6 +245,8 @@ func (c *Client) heartbeat() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+			c.announce()
+		case <-c.announceNow:
 			c.announce()
 		}
 	}
