@@ -102,3 +102,53 @@ type Checkpointer interface {
 	// LoadCheckpoint returns the data saved under name, or ErrNotFound.
 	LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
 }
+
+// KeyStore keeps the server's API keys. Keys are stored hashed: the store
+// never sees a key's secret.
+type KeyStore interface {
+	// PutKey creates or replaces the key with k.ID.
+	PutKey(ctx context.Context, k APIKey) error
+	// GetKey returns the key with id, or ErrNotFound.
+	GetKey(ctx context.Context, id string) (APIKey, error)
+	// ListKeys returns every key, revoked ones included, sorted by ID.
+	ListKeys(ctx context.Context) ([]APIKey, error)
+}
+
+// APIKey is one API key as stored: its ID, role, the SHA-256 of its secret,
+// and when it was created and (if so) revoked.
+type APIKey struct {
+	ID        string    `json:"id"`
+	Role      string    `json:"role"`
+	Hash      string    `json:"hash"` // hex SHA-256 of the secret
+	Name      string    `json:"name,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Revoked reports whether the key was revoked.
+func (k APIKey) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// RightsLog keeps a record of every rights request handled (access, copy,
+// correction, deletion, withdrawal, portability), for the yearly report
+// Art. 44 asks large platforms to publish. Entries name no user.
+type RightsLog interface {
+	// LogRightsRequest appends one handled request.
+	LogRightsRequest(ctx context.Context, r RightsRequest) error
+	// RightsRequests returns the requests received in [from, to), oldest
+	// first.
+	RightsRequests(ctx context.Context, from, to time.Time) ([]RightsRequest, error)
+}
+
+// RightsRequest is one handled rights request, without the user's identity.
+type RightsRequest struct {
+	// Kind is access, copy, correct, delete, withdraw, portability,
+	// refuse_push, opt_out, consent or erase.
+	Kind     string    `json:"kind"`
+	Received time.Time `json:"received"`
+	Handled  time.Time `json:"handled"`
+	// Outcome is fulfilled, rejected (bad or disallowed request) or failed
+	// (the service could not handle it).
+	Outcome string `json:"outcome"`
+	// Status is the HTTP status answered.
+	Status int `json:"status"`
+}

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/recguard/recguard/sdk"
+)
+
+type metrics struct {
+	reg             *prometheus.Registry
+	requests        *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+	decisions       *prometheus.CounterVec
+	rightsLogErrors prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recguard_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "recguard_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}, []string{"route"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recguard_decisions_total", Help: "Decisions and push answers served over HTTP, by reason.",
+		}, []string{"reason"}),
+		rightsLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recguard_rights_log_errors_total", Help: "Rights requests that could not be logged for the Art. 44 report.",
+		}),
+	}
+	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
+	}
+	for _, c := range []prometheus.Collector{
+		m.requests, m.latency, m.decisions, m.rightsLogErrors,
+		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
+		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
+		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),
+		stat("recguard_follower_lag_seconds", "Age of the oldest changelog follower confirmation.", func(s sdk.Stats) float64 { return s.Lag.Seconds() }),
+		stat("recguard_followers_unverified", "Changelog followers not confirmed within the lease.", func(s sdk.Stats) float64 { return float64(s.UnverifiedLogs) }),
+		stat("recguard_propagation_p99_seconds", "p99 time from a change to this instance applying it.", func(s sdk.Stats) float64 { return s.PropagationP99.Seconds() }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}
+
+func (s *Server) metricsHandler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}

@@ -1,0 +1,199 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/recguard/recguard/sdk"
+	"github.com/recguard/recguard/store"
+)
+
+// Config configures a Server. Zero fields mean their documented defaults.
+type Config struct {
+	// Client answers decisions and audiences and applies changes. Required;
+	// make it with Audiences on for the audience route.
+	Client *sdk.Client
+	// Store is the system of record the client runs on. Required; it must
+	// keep API keys (store.KeyStore).
+	Store store.Store
+	// MaxBody bounds request bodies. Zero means 1 MiB.
+	MaxBody int64
+	// RateLimit is the requests per second allowed per key (token bucket,
+	// burst RateBurst). Zero means 200; negative means no limit.
+	RateLimit float64
+	// RateBurst is the bucket size. Zero means 2 x RateLimit.
+	RateBurst int
+	// KeyCacheTTL is how long a verified key is trusted before it is read
+	// again (so a revoked key stops working within it). Zero means 5 s.
+	KeyCacheTTL time.Duration
+	// ReadTimeout and WriteTimeout bound a request's reading and the
+	// writing of its answer (HTTPServer). Zero means 10 s and 30 s.
+	ReadTimeout, WriteTimeout time.Duration
+	// Registry receives the server's Prometheus metrics. Nil means a new
+	// registry, served at /metrics.
+	Registry *prometheus.Registry
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP API. Make it with New; serve Handler.
+type Server struct {
+	cfg    Config
+	client *sdk.Client
+	st     store.Store
+	keys   *keyCache
+	rights store.RightsLog // nil when the store keeps none
+	limit  *limiter
+	m      *metrics
+	engine *gin.Engine
+}
+
+// New builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Client == nil || cfg.Store == nil {
+		return nil, errors.New("server: Config.Client and Config.Store are required")
+	}
+	ks, ok := cfg.Store.(store.KeyStore)
+	if !ok {
+		return nil, fmt.Errorf("server: the store keeps no API keys (store.KeyStore): %w", errors.ErrUnsupported)
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 200
+	}
+	if cfg.RateBurst == 0 {
+		cfg.RateBurst = int(2 * max(cfg.RateLimit, 1))
+	}
+	if cfg.KeyCacheTTL == 0 {
+		cfg.KeyCacheTTL = 5 * time.Second
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg: cfg, client: cfg.Client, st: cfg.Store,
+		keys:  &keyCache{ks: ks, ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
+		limit: &limiter{rps: rate.Limit(cfg.RateLimit), burst: cfg.RateBurst, m: map[string]*rate.Limiter{}},
+	}
+	s.rights, _ = cfg.Store.(store.RightsLog)
+	m, err := newMetrics(cfg.Registry, cfg.Client)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler returns the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// HTTPServer returns an http.Server for addr with the configured timeouts.
+// Shut it down with its Shutdown method to finish in-flight requests.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.engine,
+		ReadHeaderTimeout: s.cfg.ReadTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.m.middleware(), gin.CustomRecovery(func(c *gin.Context, _ any) {
+		failCode(c, http.StatusInternalServerError, codeInternal, "", "internal error")
+	}))
+	e.NoRoute(func(c *gin.Context) { failCode(c, 404, codeNotFound, "", "no route %s %s", c.Request.Method, c.Request.URL.Path) })
+	e.NoMethod(func(c *gin.Context) {
+		failCode(c, 405, codeNotAllowed, "", "method %s not allowed on %s", c.Request.Method, c.Request.URL.Path)
+	})
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metricsHandler())
+	e.GET("/openapi.json", serveOpenAPI)
+
+	v1 := e.Group("/v1")
+	app := v1.Group("", s.authenticate(RoleApp))
+	u := app.Group("/users/:id", s.rightsLog())
+	u.GET("/decision", s.getDecision)
+	u.GET("/consent", s.getConsent)
+	u.PUT("/consent/personalization", s.putPersonalization)
+	u.PUT("/consent/channels/:channel", s.putChannel)
+	u.PUT("/consent/sensitive/:category", s.putSensitive)
+	u.GET("/tags", s.getTags)
+	u.POST("/tags", s.postTag)
+	u.DELETE("/tags/:tag", s.deleteTag)
+	u.GET("/receipts", s.getReceipts)
+	u.GET("/export", s.getExport)
+	u.DELETE("", s.deleteUser)
+	u.GET("/can-push", s.getCanPush)
+
+	adm := v1.Group("/admin", s.authenticate(RoleAdmin))
+	adm.GET("/settings", s.getSettings)
+	adm.PUT("/settings", s.putSettings)
+	adm.PUT("/suspension", s.putSuspension)
+	adm.GET("/audience", s.getAudience)
+	adm.GET("/reports/rights", s.getRightsReport)
+	return e
+}
+
+// decode reads a JSON body into v: application/json only, at most MaxBody
+// bytes, no unknown fields, nothing after the value. It answers the
+// problem itself and returns false on failure.
+func (s *Server) decode(c *gin.Context, v any) bool {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/json" {
+		failCode(c, http.StatusUnsupportedMediaType, codeMediaType, "", "send Content-Type: application/json")
+		return false
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("data after the JSON value")
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)
+		return false
+	case err != nil:
+		var ute *json.UnmarshalTypeError
+		field := ""
+		if errors.As(err, &ute) {
+			field = ute.Field
+		}
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "body is not valid JSON for this route: %v", err)
+		return false
+	}
+	return true
+}
