@@ -128,7 +128,9 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(s.m.middleware(), gin.CustomRecovery(func(c *gin.Context, _ any) {
 		failCode(c, http.StatusInternalServerError, codeInternal, "", "internal error")
 	}))
-	e.NoRoute(func(c *gin.Context) { failCode(c, 404, codeNotFound, "", "no route %s %s", c.Request.Method, c.Request.URL.Path) })
+	e.NoRoute(func(c *gin.Context) {
+		failCode(c, 404, codeNotFound, "", "no route %s %s", c.Request.Method, c.Request.URL.Path)
+	})
 	e.NoMethod(func(c *gin.Context) {
 		failCode(c, 405, codeNotAllowed, "", "method %s not allowed on %s", c.Request.Method, c.Request.URL.Path)
 	})
