@@ -224,6 +224,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	go purgeLoop(ctx, st, log)
 	log.Info("recguard serving", "addr", ln.Addr().String())
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr().String())
 	errc := make(chan error, 1)
@@ -245,4 +246,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// purgeLoop deletes receipts past their retention (Art. 12: kept at least
+// three years, and no longer) once at start and then every hour.
+func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.PurgeExpired(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			log.Warn("purging expired receipts", "err", err)
+		} else if n > 0 {
+			log.Info("purged expired receipts", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
