@@ -1,0 +1,208 @@
+package audit
+
+import (
+	"time"
+)
+
+// Event is one outcome: an item shown to a user. Optional numeric fields are
+// pointers; a nil field is "not recorded", never zero.
+type Event struct {
+	UserID string    `json:"user"`
+	Item   string    `json:"item"`
+	Time   time.Time `json:"time"`
+	// Mode is "personalized" or "non_personalized".
+	Mode      string   `json:"mode"`
+	Rank      *float64 `json:"rank,omitempty"`
+	Price     *float64 `json:"price,omitempty"`
+	Discount  *float64 `json:"discount,omitempty"`
+	Shown     *bool    `json:"shown,omitempty"`
+	Clicked   *bool    `json:"clicked,omitempty"`
+	Converted *bool    `json:"converted,omitempty"`
+	// LatencyMS is how long the answer took (for the parity check).
+	LatencyMS *float64 `json:"latency_ms,omitempty"`
+	// Fields are free numeric fields, usable as metrics by name.
+	Fields map[string]float64 `json:"fields,omitempty"`
+	// Attrs are the event's own attributes, matched by segments like tags
+	// and flags (e.g. "device:ios").
+	Attrs []string `json:"attrs,omitempty"`
+}
+
+// Modes of an Event.
+const (
+	ModePersonalized    = "personalized"
+	ModeNonPersonalized = "non_personalized"
+)
+
+// Spec describes one audit.
+type Spec struct {
+	Name string `json:"name" yaml:"name"`
+	// Groups name the groups compared, as segment expressions over the
+	// users' tags and flags and the events' attributes.
+	Groups []GroupSpec `json:"groups" yaml:"groups"`
+	// Reference is the name of the group the others are compared with.
+	Reference string `json:"reference" yaml:"reference"`
+	// Metrics to compute; empty means click rate, conversion rate,
+	// discount-offered rate, mean and quantiles of price and rank.
+	Metrics []MetricSpec `json:"metrics,omitempty" yaml:"metrics,omitempty"`
+	// From and To bound the events' times (zero: unbounded).
+	From time.Time `json:"from,omitzero" yaml:"from,omitempty"`
+	To   time.Time `json:"to,omitzero" yaml:"to,omitempty"`
+	// MinGroupSize: groups with fewer distinct users are suppressed. Zero
+	// means 50.
+	MinGroupSize int `json:"min_group_size,omitempty" yaml:"min_group_size,omitempty"`
+	// Alpha is the false discovery rate for Benjamini-Hochberg. Zero means
+	// 0.05.
+	Alpha float64 `json:"alpha,omitempty" yaml:"alpha,omitempty"`
+	// PriceBucket is the time bucket of the same-item price comparison.
+	// Zero means one hour.
+	PriceBucket Duration `json:"price_bucket,omitempty" yaml:"price_bucket,omitempty"`
+}
+
+// GroupSpec is one group: a name and a segment expression.
+type GroupSpec struct {
+	Name    string `json:"name" yaml:"name"`
+	Segment string `json:"segment" yaml:"segment"`
+}
+
+// MetricKind is how a metric summarizes its field.
+type MetricKind string
+
+// The metric kinds.
+const (
+	// Rate is the share of events where a boolean field is true (for
+	// discount: where a discount > 0 was offered).
+	Rate MetricKind = "rate"
+	// Mean is the mean of a numeric field with a confidence interval.
+	Mean MetricKind = "mean"
+	// Distribution is the quantiles of a numeric field, compared with
+	// Mann-Whitney.
+	Distribution MetricKind = "distribution"
+)
+
+// MetricSpec names one metric: a kind over a field (clicked, converted,
+// shown, discount, price, rank, latency_ms, or a free field's name).
+type MetricSpec struct {
+	Name  string     `json:"name" yaml:"name"`
+	Kind  MetricKind `json:"kind" yaml:"kind"`
+	Field string     `json:"field" yaml:"field"`
+	// Quantiles for Distribution; empty means 0.1, 0.25, 0.5, 0.75, 0.9.
+	Quantiles []float64 `json:"quantiles,omitempty" yaml:"quantiles,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1h").
+type Duration time.Duration
+
+// Interval is a confidence interval.
+type Interval struct {
+	Lo float64 `json:"lo"`
+	Hi float64 `json:"hi"`
+}
+
+// Report is the result of an audit.
+type Report struct {
+	Spec      Spec      `json:"spec"`
+	Generated time.Time `json:"generated"`
+	// Events counts the events read; Used those inside the window with a
+	// group; Skipped the malformed lines (see Problems).
+	Events  int64 `json:"events"`
+	Used    int64 `json:"used"`
+	Skipped int64 `json:"skipped"`
+	// Problems lists malformed input lines (at most 100; Skipped counts
+	// all).
+	Problems []LineProblem `json:"problems,omitempty"`
+	Groups   []GroupResult `json:"groups"`
+	Tests    []TestResult  `json:"tests"`
+	Prices   []PriceResult `json:"prices,omitempty"`
+	Parity   []TestResult  `json:"parity,omitempty"`
+	Findings []Finding     `json:"findings"`
+}
+
+// LineProblem is one malformed input line.
+type LineProblem struct {
+	File   string `json:"file,omitempty"`
+	Line   int64  `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// GroupResult is one group's figures. A suppressed group (fewer users than
+// MinGroupSize) carries no figures at all.
+type GroupResult struct {
+	Name       string         `json:"name"`
+	Segment    string         `json:"segment"`
+	Suppressed bool           `json:"suppressed"`
+	Users      int64          `json:"users,omitempty"`
+	Events     int64          `json:"events,omitempty"`
+	Metrics    []MetricResult `json:"metrics,omitempty"`
+}
+
+// MetricResult is one metric of one group.
+type MetricResult struct {
+	Metric string     `json:"metric"`
+	Kind   MetricKind `json:"kind"`
+	N      int64      `json:"n"`
+	// Value is the rate or the mean; CI its interval.
+	Value float64  `json:"value"`
+	CI    Interval `json:"ci"`
+	// Quantiles (Distribution): q -> value, in the order asked.
+	Quantiles []Quantile `json:"quantiles,omitempty"`
+	// SD is the standard deviation (Mean, Distribution).
+	SD float64 `json:"sd,omitempty"`
+}
+
+// Quantile is one quantile of a distribution.
+type Quantile struct {
+	Q     float64 `json:"q"`
+	Value float64 `json:"value"`
+}
+
+// TestResult compares one metric between a group and the reference.
+type TestResult struct {
+	Metric    string `json:"metric"`
+	Group     string `json:"group"`
+	Reference string `json:"reference"`
+	// Difference is group - reference with its interval (Newcombe for
+	// rates, Welch for means); Ratio is group / reference with a log-scale
+	// interval.
+	Difference   float64  `json:"difference"`
+	DifferenceCI Interval `json:"difference_ci"`
+	Ratio        float64  `json:"ratio"`
+	RatioCI      Interval `json:"ratio_ci"`
+	// Test names the test: two_proportion_z, fisher_exact, welch_t,
+	// mann_whitney.
+	Test      string  `json:"test"`
+	Statistic float64 `json:"statistic"`
+	P         float64 `json:"p"`
+	// Q is the Benjamini-Hochberg adjusted p-value over every test of the
+	// report; Significant is Q <= Alpha.
+	Q           float64 `json:"q"`
+	Significant bool    `json:"significant"`
+}
+
+// PriceResult is the same-item, same-time price comparison of a group
+// against the reference.
+type PriceResult struct {
+	Group     string `json:"group"`
+	Reference string `json:"reference"`
+	// Pairs counts (item, time bucket) cells where both were offered the
+	// item.
+	Pairs int64 `json:"pairs"`
+	// ShareHigher is the share of pairs where the group's mean price was
+	// higher; ShareLower where it was lower.
+	ShareHigher float64 `json:"share_higher"`
+	ShareLower  float64 `json:"share_lower"`
+	// MeanExcess is the mean (group - reference) price difference over all
+	// pairs; MeanExcessPct the same relative to the reference price.
+	MeanExcess    float64  `json:"mean_excess"`
+	MeanExcessCI  Interval `json:"mean_excess_ci"`
+	MeanExcessPct float64  `json:"mean_excess_pct"`
+	// P tests whether higher and lower are equally likely (sign test).
+	P           float64 `json:"p"`
+	Q           float64 `json:"q"`
+	Significant bool    `json:"significant"`
+}
+
+// Finding is one line of the summary a regulator reads first.
+type Finding struct {
+	Severity string `json:"severity"` // significant, note
+	Text     string `json:"text"`
+}
