@@ -15,10 +15,12 @@
 //
 // # The append-only file
 //
-// With Options.Dir set, the store keeps three files in the directory:
+// With Options.Dir set, the store keeps these files in the directory:
 // recguard.aof (the data), recguard.aof.tmp (a snapshot being written,
-// removed on Open) and LOCK (held with flock(2) on systems that have it, so
-// that two stores never share a directory).
+// removed on Open), LOCK (held with flock(2) on systems that have it, so
+// that two stores never share a directory), and for the API keys and the
+// rights log (see Optional abilities) keys.json, keys.json.tmp and
+// rights.jsonl.
 //
 // recguard.aof starts with a snapshot and continues with one line per
 // durable operation: an applied change (the new record, the receipt and the
@@ -94,4 +96,17 @@
 // in memory only: announcements are never written to the file, so a
 // restarted store knows no instances until they announce themselves again,
 // and their expiry follows the wall clock (time.Now, never Options.Now).
+//
+// It also implements store.KeyStore and store.RightsLog, kept apart from
+// recguard.aof. With a data directory, every PutKey rewrites keys.json (a
+// JSON array of all keys sorted by ID) through keys.json.tmp, which is
+// synced and renamed into place before the directory is synced, so a crash
+// leaves the old or the new file; Open removes a leftover keys.json.tmp and
+// fails with an error wrapping ErrCorrupt when keys.json does not hold
+// valid keys. Every LogRightsRequest appends one JSON line to rights.jsonl
+// and syncs it (unless Options.NoSync) before it is acknowledged. Open reads
+// the file back: a damaged last line, the trace of an append cut short,
+// is dropped and the file truncated after the last good line; a damaged
+// line followed by more data fails Open with an error wrapping ErrCorrupt.
+// Without a data directory the keys and requests live in memory only.
 package memory

@@ -41,11 +41,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := open(ctx, opts, lock)
+	ab, err := loadAbilities(opts.Dir, opts.NoSync)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
+	s, err := open(ctx, opts, lock)
+	if err != nil {
+		ab.close()
+		lock.Close()
+		return nil, err
+	}
+	s.ab = ab
 	return s, nil
 }
 

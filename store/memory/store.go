@@ -36,6 +36,8 @@ type Store struct {
 
 	ckptMu sync.Mutex
 	ckpts  map[string][]byte // checkpoints without a data directory
+
+	ab *abilities // API keys and rights requests (abilities.go)
 }
 
 // shard holds the users of one shard and its changelog.
@@ -75,7 +77,7 @@ type settingsPart struct {
 
 // newStore returns an empty store with n shards.
 func newStore(opts Options, n int) *Store {
-	s := &Store{opts: opts, shards: make([]*shard, n), done: make(chan struct{})}
+	s := &Store{opts: opts, shards: make([]*shard, n), done: make(chan struct{}), ab: newAbilities("", opts.NoSync)}
 	for i := range s.shards {
 		s.shards[i] = &shard{users: make(map[string]*user), log: newChangelog(i, opts.ChangelogMaxLen)}
 	}
@@ -440,8 +442,11 @@ func (s *Store) Close() error {
 	close(s.done)
 	unlock()
 	var err error
+	if e := s.ab.close(); e != nil {
+		err = unavailable(e)
+	}
 	if s.aof != nil {
-		if e := s.aof.close(); e != nil {
+		if e := s.aof.close(); e != nil && err == nil {
 			err = unavailable(e)
 		}
 	}

@@ -11,6 +11,9 @@
 //	rg:{cfg}:receipts      list: settings receipts, "<unix ms> <JSON>"
 //	rg:{cfg}:log           stream: settings changelog
 //	rg:{cfg}:seq           hash: n, ms: the settings changelog's entry counter
+//	rg:{cfg}:keys          hash: API keys, field = key ID, value = store.APIKey JSON
+//	rg:{rights}:<yyyy>     list: rights requests received in UTC year yyyy, store.RightsRequest JSON, in the order logged
+//	rg:{rights}:years      sorted set: the years that have a rights list, scored by the year
 //	rg:{<s>}:u:<user>      hash: v (version), d (record JSON), n (user number)
 //	rg:{<s>}:users         list: the shard's users in order of first change (position = local number - 1)
 //	rg:{<s>}:r:<user>      list: the user's receipts, "<unix ms> <JSON>", oldest first
@@ -18,7 +21,10 @@
 //	rg:{<s>}:rx            sorted set: users with receipts, scored by their oldest receipt's time
 //	rg:{<s>}:seq           hash: n, ms: shard s's changelog entry counter
 //
-// where s = store.ShardOf(user, shards).
+// where s = store.ShardOf(user, shards). A rights request is RPUSHed to its
+// year's list and its year added to rg:{rights}:years in one MULTI (one
+// slot); RightsRequests reads the lists of the years in the index that its
+// range touches and keeps the requests received in the range.
 //
 // # Writes
 //

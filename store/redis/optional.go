@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -270,5 +272,205 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
 	for _, p := range parts {
 		out = append(out, p...)
 	}
+	return out, nil
+}
+
+var (
+	_ store.KeyStore  = (*Store)(nil)
+	_ store.RightsLog = (*Store)(nil)
+)
+
+func (k keys) apiKeys() string         { return k.prefix + ":{cfg}:keys" }
+func (k keys) rightsYears() string     { return k.prefix + ":{rights}:years" }
+func (k keys) rightsYear(y int) string { return k.prefix + ":{rights}:" + fmt.Sprintf("%04d", y) }
+
+// maxKeyIDLen bounds an API key's ID.
+const maxKeyIDLen = 64
+
+// validKey checks k before it is stored: an ID of 1 to 64 bytes of [a-z0-9]
+// and a role.
+func validKey(k store.APIKey) error {
+	if err := validKeyID(k.ID); err != nil {
+		return err
+	}
+	if k.Role == "" {
+		return &consent.FieldError{Field: "role", Detail: "empty role", Err: consent.ErrInvalidChange}
+	}
+	return nil
+}
+
+func validKeyID(id string) error {
+	if len(id) == 0 || len(id) > maxKeyIDLen {
+		return &consent.FieldError{Field: "id", Detail: fmt.Sprintf("key ID of %d bytes, want 1 to %d", len(id), maxKeyIDLen), Err: consent.ErrInvalidChange}
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return &consent.FieldError{Field: "id", Detail: fmt.Sprintf("key ID %q: want only a-z and 0-9", id), Err: consent.ErrInvalidChange}
+		}
+	}
+	return nil
+}
+
+// validRights checks r before it is logged: a kind of [a-z_], a known
+// outcome, a Received time and times JSON can hold.
+func validRights(r store.RightsRequest) error {
+	bad := func(field, format string, args ...any) error {
+		return &consent.FieldError{Field: field, Detail: fmt.Sprintf(format, args...), Err: consent.ErrInvalidChange}
+	}
+	if r.Kind == "" {
+		return bad("kind", "empty kind")
+	}
+	for i := 0; i < len(r.Kind); i++ {
+		if c := r.Kind[i]; (c < 'a' || c > 'z') && c != '_' {
+			return bad("kind", "kind %q: want only a-z and _", r.Kind)
+		}
+	}
+	switch r.Outcome {
+	case "fulfilled", "rejected", "failed":
+	default:
+		return bad("outcome", "outcome %q: want fulfilled, rejected or failed", r.Outcome)
+	}
+	if r.Received.IsZero() {
+		return bad("received", "no time received")
+	}
+	if y := r.Received.UTC().Year(); y < 1 || y > 9999 {
+		return bad("received", "year %d out of range 1..9999", y)
+	}
+	if y := r.Handled.UTC().Year(); !r.Handled.IsZero() && (y < 1 || y > 9999) {
+		return bad("handled", "year %d out of range 1..9999", y)
+	}
+	return nil
+}
+
+// PutKey creates or replaces the key with k.ID in the hash of keys.
+func (s *Store) PutKey(ctx context.Context, k store.APIKey) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := validKey(k); err != nil {
+		return err
+	}
+	b, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	if err := s.c.HSet(ctx, s.k.apiKeys(), k.ID, b).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// GetKey returns the key with id, or an error wrapping store.ErrNotFound.
+func (s *Store) GetKey(ctx context.Context, id string) (store.APIKey, error) {
+	if err := s.check(); err != nil {
+		return store.APIKey{}, err
+	}
+	if err := validKeyID(id); err != nil {
+		return store.APIKey{}, err
+	}
+	v, err := s.c.HGet(ctx, s.k.apiKeys(), id).Result()
+	if errors.Is(err, goredis.Nil) {
+		return store.APIKey{}, fmt.Errorf("%w: key %q", store.ErrNotFound, id)
+	}
+	if err != nil {
+		return store.APIKey{}, unavailable(err)
+	}
+	var k store.APIKey
+	if err := json.Unmarshal([]byte(v), &k); err != nil {
+		return store.APIKey{}, unavailable(fmt.Errorf("key %q: %w", id, err))
+	}
+	return k, nil
+}
+
+// ListKeys returns every key, revoked ones included, sorted by ID.
+func (s *Store) ListKeys(ctx context.Context) ([]store.APIKey, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	all, err := s.c.HGetAll(ctx, s.k.apiKeys()).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]store.APIKey, 0, len(all))
+	for id, v := range all {
+		var k store.APIKey
+		if err := json.Unmarshal([]byte(v), &k); err != nil {
+			return nil, unavailable(fmt.Errorf("key %q: %w", id, err))
+		}
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b store.APIKey) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// LogRightsRequest appends r to the list of its year (UTC, of Received)
+// and records the year in the index of years, atomically.
+func (s *Store) LogRightsRequest(ctx context.Context, r store.RightsRequest) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := validRights(r); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	y := r.Received.UTC().Year()
+	_, err = s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.RPush(ctx, s.k.rightsYear(y), b)
+		p.ZAdd(ctx, s.k.rightsYears(), goredis.Z{Score: float64(y), Member: y})
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// RightsRequests returns the requests received in [from, to), oldest first
+// (requests received at the same time in the order they were logged). It
+// reads the lists of the years the range touches that hold any request.
+func (s *Store) RightsRequests(ctx context.Context, from, to time.Time) ([]store.RightsRequest, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if !from.Before(to) {
+		return []store.RightsRequest{}, nil
+	}
+	first, last := from.UTC().Year(), to.Add(-time.Nanosecond).UTC().Year()
+	years, err := s.c.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: s.k.rightsYears(), Start: strconv.Itoa(first), Stop: strconv.Itoa(last), ByScore: true}).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	cmds := make([]*goredis.StringSliceCmd, 0, len(years))
+	if len(years) > 0 {
+		_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, ys := range years {
+				y, err := strconv.Atoi(ys)
+				if err != nil {
+					return fmt.Errorf("rights index holds year %q", ys)
+				}
+				cmds = append(cmds, p.LRange(ctx, s.k.rightsYear(y), 0, -1))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, unavailable(err)
+		}
+	}
+	out := []store.RightsRequest{}
+	for _, cmd := range cmds {
+		for _, it := range cmd.Val() {
+			var r store.RightsRequest
+			if err := json.Unmarshal([]byte(it), &r); err != nil {
+				return nil, unavailable(fmt.Errorf("rights request: %w", err))
+			}
+			if !r.Received.Before(from) && r.Received.Before(to) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b store.RightsRequest) int { return a.Received.Compare(b.Received) })
 	return out, nil
 }

@@ -66,6 +66,14 @@
 //     one of its logs. Presence is checked against the real clock: an
 //     instance announced with a ttl of 300ms must be gone within about two
 //     seconds, and still listed when announced again with a longer ttl.
+//   - store.KeyStore and store.RightsLog are checked in the group
+//     "KeysAndRights" (and skipped with the reason when missing). Invalid
+//     input (a key ID outside 1 to 64 bytes of [a-z0-9], an empty role, a
+//     rights request kind outside [a-z_]+, an outcome other than fulfilled,
+//     rejected or failed, no Received time) is a *consent.FieldError wrapping
+//     consent.ErrInvalidChange and stores nothing. RightsRequests returns
+//     the requests received in [from, to) sorted by Received, those
+//     received at the same time in the order they were logged.
 //
 // The suite does not exercise store.ErrTrimmed (no store has a way to trim on
 // demand yet) nor store.ErrUnavailable (it cannot break a backend portably).

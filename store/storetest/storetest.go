@@ -53,6 +53,7 @@ var groups = []struct {
 	{"Optional", testOptional},
 	{"Numbers", testNumbers},
 	{"Checkpoints", testCheckpoints},
+	{"KeysAndRights", testKeysAndRights},
 }
 
 // parallel runs fn as a parallel subtest named name with a fresh store.
