@@ -2,6 +2,7 @@ package index
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -205,9 +206,11 @@ func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
 func (x *Index) guardianGranted() *roaring.Bitmap {
 	cur := x.settings.PolicyVersion(consent.PurposeGuardian)
 	r := roaring.New()
-	for k, b := range x.bm {
-		var v int
-		if _, err := fmt.Sscanf(k, "g:%d", &v); err == nil && v >= cur {
+	for k, b := range x.grants {
+		if k[0] != 'g' {
+			continue
+		}
+		if v, err := strconv.Atoi(k[2:]); err == nil && v >= cur {
 			r.Or(b)
 		}
 	}
@@ -232,7 +235,7 @@ func (x *Index) minorsWithoutGuardian() *roaring.Bitmap {
 func (x *Index) sensitiveOK(c tags.Category) *roaring.Bitmap {
 	byUser, byGuardian := roaring.New(), roaring.New()
 	prefix := "s:" + string(c) + ":"
-	for k, b := range x.bm {
+	for k, b := range x.grants {
 		if len(k) <= len(prefix) || k[:len(prefix)] != prefix {
 			continue
 		}
@@ -248,8 +251,8 @@ func (x *Index) sensitiveOK(c tags.Category) *roaring.Bitmap {
 			continue
 		}
 		purpose := rest[:i]
-		var v int
-		if _, err := fmt.Sscanf(rest[i+1:], "%d", &v); err != nil || v < x.settings.PolicyVersion(purpose) {
+		v, err := strconv.Atoi(rest[i+1:])
+		if err != nil || v < x.settings.PolicyVersion(purpose) {
 			continue
 		}
 		if by == 'g' {

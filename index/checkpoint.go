@@ -113,6 +113,9 @@ func Unmarshal(data []byte) (*Index, error) {
 			return bad("bitmap "+k, err)
 		}
 		x.bm[k] = b
+		if isGrant(k) {
+			x.grants[k] = b
+		}
 	}
 	for s, count := range h.Users {
 		if count < 0 || count > len(data) {

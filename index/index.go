@@ -86,7 +86,8 @@ type Index struct {
 	mu       sync.RWMutex
 	shards   int
 	bm       map[string]*roaring.Bitmap
-	ids      [][]string       // per shard: local number - 1 -> user ID
+	grants   map[string]*roaring.Bitmap // the "g:" and "s:" facts of bm, scanned at query time
+	ids      [][]string                 // per shard: local number - 1 -> user ID
 	pos      []store.Position // per log index: shards..., then settings
 	settings consent.Settings
 }
@@ -97,6 +98,7 @@ func New(shards int, set consent.Settings) *Index {
 	return &Index{
 		shards:   shards,
 		bm:       map[string]*roaring.Bitmap{},
+		grants:   map[string]*roaring.Bitmap{},
 		ids:      make([][]string, shards),
 		pos:      make([]store.Position, shards+1),
 		settings: set.Clone(),
@@ -178,8 +180,7 @@ func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 		case i == len(old) || cur[j] < old[i]:
 			b := x.bm[cur[j]]
 			if b == nil {
-				b = roaring.New()
-				x.bm[cur[j]] = b
+				b = x.newBitmap(cur[j])
 			}
 			b.Add(num)
 			j++
@@ -245,4 +246,19 @@ func (x *Index) Stats() Stats {
 		s.Bytes += b.GetSerializedSizeInBytes()
 	}
 	return s
+}
+
+// newBitmap creates the bitmap of a fact, registering grant facts so queries
+// scan only those.
+func (x *Index) newBitmap(fact string) *roaring.Bitmap {
+	b := roaring.New()
+	x.bm[fact] = b
+	if isGrant(fact) {
+		x.grants[fact] = b
+	}
+	return b
+}
+
+func isGrant(fact string) bool {
+	return len(fact) > 2 && (fact[:2] == "g:" || fact[:2] == "s:")
 }
