@@ -125,6 +125,28 @@ func keyStore(st store.Store) (store.KeyStore, error) {
 	return ks, nil
 }
 
+// parseInterspersed parses the flags in args wherever they are, so that
+// "keys revoke ID --redis URL" (as the usage shows) reads --redis; the flag
+// package alone stops at the first argument that is not a flag. It returns
+// the other arguments; everything after "--" is one of them.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
 func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -132,8 +154,12 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	sf.register(fs)
 	role := fs.String("role", "", "role of the new key: app, admin or auditor")
 	name := fs.String("name", "", "a name for people")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
+	}
+	if sub != "revoke" && len(pos) > 0 {
+		return fmt.Errorf("keys %s: unexpected argument %q", sub, pos[0])
 	}
 	st, closeAll, err := sf.open(ctx)
 	if err != nil {
@@ -153,13 +179,13 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "created %s key %s (shown once; only its hash is stored)\n", k.Role, k.ID)
 		fmt.Fprintln(stdout, key)
 	case "revoke":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return errors.New("keys revoke: give the key ID")
 		}
-		if err := server.RevokeKey(ctx, ks, fs.Arg(0), time.Now()); err != nil {
+		if err := server.RevokeKey(ctx, ks, pos[0], time.Now()); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
+		fmt.Fprintf(stdout, "revoked %s\n", pos[0])
 	case "list":
 		all, err := ks.ListKeys(ctx)
 		if err != nil {
@@ -185,8 +211,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sf.register(fs)
 	addr := fs.String("addr", ":8080", "listen address")
 	lease := fs.Duration("lease", 0, "how long answers trust the cache without a confirmed changelog read (default 2s)")
-	if err := fs.Parse(args); err != nil {
+	if pos, err := parseInterspersed(fs, args); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (flags are --addr, --data, --redis, ...)", pos[0])
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
