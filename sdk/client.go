@@ -194,6 +194,9 @@ func (c *Client) Ready(ctx context.Context) error {
 }
 
 func (c *Client) verified() bool {
+	if c.closed.Load() {
+		return false
+	}
 	for i := range c.ok {
 		if !c.ok[i].Load() {
 			return false

@@ -53,7 +53,7 @@ func (c *Client) Stats() Stats {
 	for i := range c.hits {
 		s.Hits += c.hits[i].n.Load()
 	}
-	s.Verified = true
+	s.Verified = !c.closed.Load()
 	now := time.Now()
 	for i := range c.ok {
 		if !c.ok[i].Load() {

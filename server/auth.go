@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,7 +177,8 @@ const ctxKey = "recguard.key"
 func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.GetHeader("Authorization")
-		key, ok := strings.CutPrefix(h, "Bearer ")
+		scheme, key, ok := strings.Cut(h, " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		if !ok || key == "" {
 			c.Header("WWW-Authenticate", `Bearer realm="recguard"`)
 			failCode(c, 401, codeUnauth, "", "send Authorization: Bearer <key>")
@@ -202,7 +205,7 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 			return
 		}
 		if !s.limit.allow(k.ID) {
-			c.Header("Retry-After", "1")
+			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(1/float64(s.limit.rps))))))
 			failCode(c, 429, codeRateLimited, "", "key %s is over its rate of %v requests per second", k.ID, s.limit.rps)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/recguard/recguard/audit"
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/sdk"
@@ -83,11 +84,14 @@ func statusOf(err error) (int, string) {
 		errors.Is(err, consent.ErrInvalidSettings), errors.Is(err, tags.ErrInvalidTag),
 		errors.Is(err, tags.ErrInvalidCategory), errors.Is(err, tags.ErrProhibited),
 		errors.Is(err, tags.ErrInvalidSegment), errors.Is(err, tags.ErrInvalidTaxonomy),
+		errors.Is(err, audit.ErrInvalidSpec),
 		errors.Is(err, index.ErrUnknownChannel), errors.Is(err, store.ErrInvalidPosition):
 		return http.StatusUnprocessableEntity, codeInvalid
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, index.ErrUnverified),
 		errors.Is(err, sdk.ErrClosed), errors.Is(err, store.ErrClosed):
 		return http.StatusServiceUnavailable, codeUnavailable
+	case errors.Is(err, sdk.ErrNoAudiences):
+		return http.StatusNotImplemented, codeUnavailable
 	case errors.Is(err, sdk.ErrNotPropagated):
 		return http.StatusAccepted, codeNotPropagate
 	}

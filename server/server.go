@@ -36,7 +36,8 @@ type Config struct {
 	// again (so a revoked key stops working within it). Zero means 5 s.
 	KeyCacheTTL time.Duration
 	// ReadTimeout and WriteTimeout bound a request's reading and the
-	// writing of its answer (HTTPServer). Zero means 10 s and 30 s.
+	// writing of its answer (HTTPServer). Zero means 10 s and 90 s (an
+	// audit may run for up to 60 s before it answers).
 	ReadTimeout, WriteTimeout time.Duration
 	// Registry receives the server's Prometheus metrics. Nil means a new
 	// registry, served at /metrics.
@@ -82,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.ReadTimeout = 10 * time.Second
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 30 * time.Second
+		cfg.WriteTimeout = 90 * time.Second
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -162,6 +163,8 @@ func (s *Server) routes() *gin.Engine {
 	adm.PUT("/suspension", s.putSuspension)
 	adm.GET("/audience", s.getAudience)
 	adm.GET("/reports/rights", s.getRightsReport)
+
+	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
 	return e
 }
 
@@ -178,12 +181,16 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
+	var tooBig *http.MaxBytesError
 	if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
+		// Reading on past the value can hit the size limit (a value that
+		// fits, then padding): that is 413, not data after the value.
+		if _, extra := dec.Token(); errors.As(extra, &tooBig) {
+			err = extra
+		} else if extra != io.EOF {
 			err = errors.New("data after the JSON value")
 		}
 	}
-	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)

@@ -152,6 +152,7 @@ func (s *Server) putPersonalization(c *gin.Context) {
 	if !ok {
 		return
 	}
+	setKind(c, "consent") // refined below; logged even when the body is rejected
 	var b personalizationBody
 	if !s.decode(c, &b) {
 		return
@@ -175,6 +176,7 @@ func (s *Server) putChannel(c *gin.Context) {
 	if !ok {
 		return
 	}
+	setKind(c, "consent")
 	var b channelBody
 	if !s.decode(c, &b) {
 		return
@@ -203,6 +205,7 @@ func (s *Server) putSensitive(c *gin.Context) {
 	if !ok {
 		return
 	}
+	setKind(c, "consent")
 	var b sensitiveBody
 	if !s.decode(c, &b) {
 		return
@@ -272,6 +275,7 @@ func (s *Server) postTag(c *gin.Context) {
 	if !ok {
 		return
 	}
+	setKind(c, "correct") // an inferred tag is not a rights request: cleared below
 	var b tagBody
 	if !s.decode(c, &b) {
 		return
@@ -287,6 +291,7 @@ func (s *Server) postTag(c *gin.Context) {
 		setKind(c, "correct")
 		ch = consent.DeclareTag(id, t).By(consent.ActorUser, surfaceOr(b.Surface))
 	case tags.Inferred:
+		setKind(c, "")
 		ch = consent.InferTag(id, t)
 		if b.Surface != "" {
 			ch.Surface = consent.Surface(b.Surface)
@@ -381,7 +386,7 @@ func (s *Server) rightsLog() gin.HandlerFunc {
 		received := s.cfg.Now()
 		c.Next()
 		v, ok := c.Get(ctxRights)
-		if !ok || s.rights == nil {
+		if !ok || v == "" || s.rights == nil {
 			return
 		}
 		status := c.Writer.Status()

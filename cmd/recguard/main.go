@@ -45,6 +45,7 @@ const usage = `usage:
   recguard keys create --role app|admin|auditor [--name NAME] [store flags]
   recguard keys revoke ID [store flags]
   recguard keys list [store flags]
+  recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags] [--format html|json|csv] [--out FILE] [--strict]
 
 store flags:
   --data DIR               embedded store directory (default ./recguard-data)
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("keys: want create, revoke or list")
 		}
 		return keys(ctx, args[1], args[2:], stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

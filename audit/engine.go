@@ -1,0 +1,1828 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/recguard/recguard/audit/stats"
+	"github.com/recguard/recguard/tags"
+)
+
+// Options tune Run.
+type Options struct {
+	// Strict stops at the first malformed line (Run returns its
+	// *LineError) instead of skipping it.
+	Strict bool
+	// Progress, when set, is called with the number of events read so far
+	// every 100,000 events, from the goroutine that called Run.
+	Progress func(events int64)
+	// Now gives the report's Generated time; nil means time.Now.
+	Now func() time.Time
+	// MaxPriceCells bounds the (item, time bucket) cells kept for the
+	// same-item price comparison; 0 (or less) means 2,000,000. Once it is
+	// reached no new cell is started: events with a price that would need
+	// one are left out of the comparison and counted in a note.
+	MaxPriceCells int
+}
+
+// Limits of Run.
+const (
+	// DefaultMaxPriceCells is Options.MaxPriceCells when zero.
+	DefaultMaxPriceCells = 2_000_000
+	// MaxProblems is the most LineProblems a Report lists.
+	MaxProblems = 100
+	// MaxDistinctValues is the most distinct values a distribution keeps
+	// exactly (values are first rounded to 1e-6); past it the distribution
+	// is rebinned to 3 significant digits, and stays so.
+	MaxDistinctValues = 100_000
+	// ProgressEvery is how often Options.Progress is called, in events.
+	ProgressEvery = 100_000
+
+	userBatch     = 1024    // distinct new users per UserFacts call
+	pendingEvents = 1 << 16 // events held while waiting for a batch
+	chunkSize     = 256     // events per hand-off from the reading goroutine
+	memoMax       = 1 << 16 // cached atom sets -> groups
+)
+
+// Run audits the events of src under spec, with the users' facts from
+// users (nil: no user has any fact), and returns the report.
+//
+// The spec is normalized and validated first (an invalid one fails with an
+// error wrapping ErrInvalidSpec). Events are read once, by a goroutine of
+// their own, while Run aggregates them: memory is O(users + items + groups x
+// metrics x distinct values + price cells), not O(events). Malformed lines
+// are counted, listed (the first MaxProblems) and skipped, unless
+// opts.Strict. User facts are asked of users in batches of distinct new
+// users and kept per user.
+//
+// For each event inside [From, To) (a zero bound is open), each group's
+// segment is evaluated with an oracle that holds for the user's facts and
+// for the event's attributes; an event can be in several groups. Per group
+// Run counts distinct users and events and accumulates each metric: a rate
+// is successes/n over the events that record the field (for discount and
+// free fields: value > 0); a mean keeps a running mean and variance; a
+// distribution keeps value counts (rounded to 1e-6; rebinned to 3
+// significant digits past MaxDistinctValues distinct values).
+//
+// Groups with fewer distinct users than MinGroupSize are suppressed: they
+// show no figures and take no part in any comparison; a suppressed
+// reference means no comparison at all. Each other group is compared with
+// the reference on every metric both have data for (means: at least two
+// observations each):
+//
+//   - rate: difference with Newcombe's hybrid score interval, ratio with
+//     the Katz log interval, Fisher's exact test when an expected cell
+//     count is below 5 (Statistic is then the sample odds ratio), else the
+//     two-proportion z test (Statistic z);
+//   - mean: difference with Welch's interval, ratio with a delta-method log
+//     interval, Welch's t test (Statistic t);
+//   - distribution: Mann-Whitney U test (Statistic is its normal
+//     approximation z); Difference and Ratio are those of the medians, with
+//     NaN intervals (no interval is computed for them).
+//
+// A group's MetricResult gives, for a rate, the rate with its Wilson
+// interval; for a mean, the mean with its t interval; for a distribution,
+// the median with the distribution-free order-statistic interval (normal
+// approximation to the binomial ranks n/2 ± z sqrt(n)/2), and the
+// quantiles asked. A group without data for a metric has no MetricResult
+// for it. Intervals are at the confidence 1 - Alpha.
+//
+// Same item, same time: the events with a price are put in cells (item,
+// floor(time / PriceBucket)), each keeping every group's mean price. For
+// each group, the cells where both it and the reference have a price are
+// its pairs: the shares where its mean was higher and lower (equal within
+// 1e-9 relative counts as neither), the mean excess (group - reference)
+// with a t interval over the pairs, the excess relative to the reference's
+// mean price over the same pairs (MeanExcessPct, in percent) and the exact
+// sign test. Parity compares the events of mode non_personalized with
+// those of mode personalized, whatever their groups, on rank (mean,
+// Welch; distribution, Mann-Whitney), discount rate, mean latency and click
+// rate; it is suppressed, too, when either mode has fewer users than
+// MinGroupSize.
+//
+// Benjamini-Hochberg runs over every p-value of the report (tests, prices
+// and parity together); Q is the adjusted p-value and Significant is
+// Q <= Alpha. Undefined tests (for example every value equal) have NaN P
+// and Q and are not counted. Findings list every significant result in
+// plain words (most significant first), then notes: suppressed groups,
+// skipped lines, events left out, metrics without data.
+//
+// The tests treat events as independent observations. Repeated events of
+// one user are not independent in general, so p-values of per-event tests
+// are too small when users differ among themselves; the price comparison
+// works on cells and is not affected in the same way.
+//
+// Run ends early, with the error, when ctx ends, when users fails, when src
+// returns an error other than a *LineError, and in Strict mode at the first
+// *LineError.
+func Run(ctx context.Context, spec Spec, src Source, users UserFacts, opts Options) (*Report, error) {
+	spec.Groups = slices.Clone(spec.Groups)
+	spec.Metrics = slices.Clone(spec.Metrics)
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	e, err := newEngine(ctx, spec, users, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.read(src); err != nil {
+		return nil, err
+	}
+	if err := e.flush(); err != nil {
+		return nil, err
+	}
+	return e.report(), nil
+}
+
+// ---------------------------------------------------------------- engine
+
+type metricField uint8
+
+const (
+	mfClicked metricField = iota + 1
+	mfConverted
+	mfShown
+	mfDiscount
+	mfPrice
+	mfRank
+	mfLatency
+	mfFree
+)
+
+func fieldCode(f string) metricField {
+	switch f {
+	case FieldClicked:
+		return mfClicked
+	case FieldConverted:
+		return mfConverted
+	case FieldShown:
+		return mfShown
+	case FieldDiscount:
+		return mfDiscount
+	case FieldPrice:
+		return mfPrice
+	case FieldRank:
+		return mfRank
+	case FieldLatency:
+		return mfLatency
+	}
+	return mfFree
+}
+
+type metricDef struct {
+	spec  MetricSpec
+	field metricField
+}
+
+// value extracts the metric's observation from ev: for a rate 1 or 0.
+func (m *metricDef) value(ev *Event) (float64, bool) {
+	var p *float64
+	switch m.field {
+	case mfClicked:
+		return boolValue(ev.Clicked)
+	case mfConverted:
+		return boolValue(ev.Converted)
+	case mfShown:
+		return boolValue(ev.Shown)
+	case mfDiscount:
+		p = ev.Discount
+	case mfPrice:
+		p = ev.Price
+	case mfRank:
+		p = ev.Rank
+	case mfLatency:
+		p = ev.LatencyMS
+	default:
+		v, ok := ev.Fields[m.spec.Field]
+		if !ok {
+			return 0, false
+		}
+		p = &v
+	}
+	if p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
+		return 0, false
+	}
+	if m.spec.Kind == Rate {
+		if *p > 0 {
+			return 1, true
+		}
+		return 0, true
+	}
+	return *p, true
+}
+
+func boolValue(b *bool) (float64, bool) {
+	if b == nil {
+		return 0, false
+	}
+	if *b {
+		return 1, true
+	}
+	return 0, true
+}
+
+// metricAcc accumulates one metric of one group.
+type metricAcc struct {
+	x, n  int64         // rate: successes, observations
+	sum   stats.Summary // mean, distribution
+	dist  dist          // distribution
+	med   float64       // median, once asked
+	medOK bool
+}
+
+// median returns the distribution's median (computed once, after reading).
+func (a *metricAcc) median() float64 {
+	if !a.medOK {
+		a.med, a.medOK = stats.QuantilesOf(a.dist.counts(), []float64{0.5})[0], true
+	}
+	return a.med
+}
+
+func (a *metricAcc) add(kind MetricKind, v float64) {
+	switch kind {
+	case Rate:
+		a.n++
+		if v > 0 {
+			a.x++
+		}
+	case Mean:
+		a.sum.Add(v)
+	case Distribution:
+		a.sum.Add(v)
+		a.dist.add(v)
+	}
+}
+
+// dist accumulates a distribution as distinct values with counts. Values
+// are rounded to 1e-6 (round6) and buffered; a full buffer is sorted and
+// merged into the sorted distinct values, which keeps the work sequential
+// instead of one random map access per value. Past MaxDistinctValues
+// distinct values every value is rounded to 3 significant digits (round3),
+// the ones kept and the ones to come.
+type dist struct {
+	small  map[float64]int64 // while there are few distinct values
+	buf    []float64
+	vals   []float64 // sorted, distinct
+	cnts   []int64
+	coarse bool
+	final  stats.Counts
+}
+
+const (
+	distBufLen   = 4096
+	distSmallMax = 2048 // distinct values counted in a map before buffering
+)
+
+func (d *dist) add(v float64) {
+	if d.coarse {
+		v = round3(v)
+	} else {
+		v = round6(v)
+	}
+	if d.buf == nil {
+		if d.small == nil {
+			d.small = map[float64]int64{}
+		}
+		if len(d.small) < distSmallMax {
+			d.small[v]++
+			return
+		}
+		if _, ok := d.small[v]; ok {
+			d.small[v]++
+			return
+		}
+		// Many distinct values: move to sorted buffering.
+		d.vals = make([]float64, 0, 2*distSmallMax)
+		for k := range d.small {
+			d.vals = append(d.vals, k)
+		}
+		slices.Sort(d.vals)
+		d.cnts = make([]int64, len(d.vals), 2*distSmallMax)
+		for i, k := range d.vals {
+			d.cnts[i] = d.small[k]
+		}
+		d.small = nil
+		d.buf = make([]float64, 0, distBufLen)
+	}
+	d.buf = append(d.buf, v)
+	if len(d.buf) == distBufLen {
+		d.flush()
+	}
+}
+
+// flush merges the buffer into vals and cnts.
+func (d *dist) flush() {
+	if len(d.buf) == 0 {
+		return
+	}
+	b := d.buf
+	slices.Sort(b)
+	// Count the buffer's distinct values missing from vals.
+	extra := 0
+	i := 0
+	for j := 0; j < len(b); {
+		v := b[j]
+		for j < len(b) && b[j] == v {
+			j++
+		}
+		for i < len(d.vals) && d.vals[i] < v {
+			i++
+		}
+		if i == len(d.vals) || d.vals[i] != v {
+			extra++
+		}
+	}
+	// Merge from the back, in place.
+	n := len(d.vals)
+	d.vals = slices.Grow(d.vals, extra)[:n+extra]
+	d.cnts = slices.Grow(d.cnts, extra)[:n+extra]
+	i, w := n-1, n+extra-1
+	for j := len(b) - 1; j >= 0; {
+		v := b[j]
+		k := j
+		for j >= 0 && b[j] == v {
+			j--
+		}
+		c := int64(k - j)
+		for i >= 0 && d.vals[i] > v {
+			d.vals[w], d.cnts[w] = d.vals[i], d.cnts[i]
+			i, w = i-1, w-1
+		}
+		if i >= 0 && d.vals[i] == v {
+			d.vals[w], d.cnts[w] = v, d.cnts[i]+c
+			i, w = i-1, w-1
+		} else {
+			d.vals[w], d.cnts[w] = v, c
+			w--
+		}
+	}
+	d.buf = d.buf[:0]
+	if !d.coarse && len(d.vals) > MaxDistinctValues {
+		d.rebin()
+	}
+}
+
+// rebin rounds the distinct values to 3 significant digits.
+func (d *dist) rebin() {
+	m := make(map[float64]int64, 1024)
+	for i, v := range d.vals {
+		m[round3(v)] += d.cnts[i]
+	}
+	d.vals = d.vals[:0]
+	for v := range m {
+		d.vals = append(d.vals, v)
+	}
+	slices.Sort(d.vals)
+	d.cnts = d.cnts[:len(d.vals)]
+	for i, v := range d.vals {
+		d.cnts[i] = m[v]
+	}
+	d.vals, d.cnts = slices.Clip(d.vals), slices.Clip(d.cnts)
+	d.coarse = true
+}
+
+// counts returns the distribution as stats.Counts (built once, after
+// reading).
+func (d *dist) counts() stats.Counts {
+	if d.final == nil && d.small != nil {
+		d.final, d.small = stats.Counts(d.small), nil
+	}
+	if d.final == nil {
+		d.flush()
+		d.final = make(stats.Counts, len(d.vals))
+		for i, v := range d.vals {
+			d.final[v] = d.cnts[i]
+		}
+		d.buf = nil
+	}
+	return d.final
+}
+
+func (a *metricAcc) count(kind MetricKind) int64 {
+	if kind == Rate {
+		return a.n
+	}
+	return a.sum.N()
+}
+
+// round6 rounds to 1e-6 (values of magnitude 1e9 and more are kept).
+func round6(v float64) float64 {
+	if math.Abs(v) >= 1e9 {
+		return v
+	}
+	return math.Round(v*1e6) / 1e6
+}
+
+// round3 rounds to 3 significant digits.
+func round3(v float64) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	e := math.Floor(math.Log10(math.Abs(v)))
+	s := math.Pow(10, 2-e)
+	r := math.Round(v*s) / s
+	if math.IsInf(r, 0) || math.IsNaN(r) {
+		return v
+	}
+	return r
+}
+
+type groupAcc struct {
+	events  int64
+	metrics []metricAcc
+}
+
+// userState is what Run keeps per user.
+type userState struct {
+	ready   bool   // facts fetched
+	pending bool   // waiting for facts
+	atoms   uint64 // the user's facts as atom bits (the first 64 atoms)
+	plain   uint64 // groups of the user's events without attributes
+	seen    uint64 // groups the user was counted in
+	modes   uint8  // 1: personalized, 2: non_personalized events seen
+}
+
+// segNode is a segment compiled over atom numbers.
+type segNode struct {
+	op   tags.Op
+	atom int
+	x, y *segNode
+}
+
+func compileSegment(s *tags.Segment, idx map[string]int) *segNode {
+	n := &segNode{op: s.Op}
+	switch s.Op {
+	case tags.OpAtom:
+		k := s.Atom.String()
+		i, ok := idx[k]
+		if !ok {
+			i = len(idx)
+			idx[k] = i
+		}
+		n.atom = i
+	case tags.OpNot:
+		n.x = compileSegment(s.X, idx)
+	case tags.OpAnd, tags.OpOr:
+		n.x = compileSegment(s.X, idx)
+		n.y = compileSegment(s.Y, idx)
+	}
+	return n
+}
+
+func (n *segNode) eval(b []uint64) bool {
+	switch n.op {
+	case tags.OpAll:
+		return true
+	case tags.OpAtom:
+		return b[n.atom>>6]&(1<<(n.atom&63)) != 0
+	case tags.OpNot:
+		return !n.x.eval(b)
+	case tags.OpAnd:
+		return n.x.eval(b) && n.y.eval(b)
+	case tags.OpOr:
+		return n.x.eval(b) || n.y.eval(b)
+	}
+	return false
+}
+
+// A price cell is keyed by item number (28 bits) and time bucket relative
+// to the first bucket seen (36 bits, signed), packed in a uint64. Its
+// groups' prices sit in one block of the arena, in group order, so an event
+// touches one map entry and one block whatever its groups.
+const (
+	cellItemBits   = 28
+	cellBucketBits = 64 - cellItemBits
+)
+
+type cellInfo struct {
+	mask uint64 // groups present
+	off  int32  // block offset in the arena
+	cap  int32  // block capacity (a power of two)
+}
+
+// itemState remembers an item's latest cell: events come roughly in time
+// order, so most find their cell here without a map lookup.
+type itemState struct {
+	bucket int64 // of cell
+	cell   int32 // -1: none yet
+	max    int64 // the latest bucket with a cell; a later one has none yet
+}
+
+// priceAgg is one group's prices in one cell.
+type priceAgg struct {
+	sum float64
+	n   uint32
+}
+
+type engine struct {
+	ctx   context.Context
+	spec  Spec
+	opts  Options
+	users UserFacts
+	conf  float64
+	ref   int
+
+	segs    []*segNode
+	atomIdx map[string]int
+	words   int
+	scratch []uint64
+	memo    map[uint64]uint64
+
+	metrics []metricDef
+	groups  []groupAcc
+	parity  [2]groupAcc // personalized, non_personalized
+	seenM   []int64     // events with the metric's field, per metric
+
+	ustate []userState // by user number (see userNums)
+	ubits  []uint64    // all atom words per user, when there are over 64 atoms
+
+	pendingIDs  []string
+	pendingNums []int32
+	pendingEvts []readItem
+
+	// Owned by the reading goroutine (see prepare) until reading ends.
+	//
+	// Users are numbered densely in order of appearance. They are found by
+	// a 64-bit hash of their ID (seed1) and confirmed by a second,
+	// independent one (seed2): no string is compared or chased per event.
+	// IDs whose first hash collides with another user's go to collide. Two
+	// different IDs agreeing on both 64-bit hashes (a chance near 2^-128
+	// per pair) would be merged.
+	userNums     map[uint64]int32
+	userChecks   []uint64 // by user number: the seed2 hash
+	collide      map[string]int32
+	seed1, seed2 maphash.Seed
+	items        map[string]int32
+	bucketBase   int64 // first bucket seen
+	haveBase     bool
+	bucketSecs   float64
+	bucketWhole  int64 // bucket in whole seconds, or 0
+
+	itemStates []itemState
+	cells      map[uint64]int32 // cell key -> cell number
+	cellInfos  [][]cellInfo     // by cell number, in order of creation, in pages of arenaPage
+	nCells     int32
+	arena      [][]priceAgg // pages of arenaPage entries
+	arenaFill  int32        // next free offset in the last page
+	freeBlocks [7][]int32   // free arena blocks by log2 capacity
+	maxCells   int
+	leftOut    int64
+
+	events, used, skipped, outside, noGroup int64
+	problems                                []LineProblem
+}
+
+func newEngine(ctx context.Context, spec Spec, users UserFacts, opts Options) (*engine, error) {
+	e := &engine{
+		ctx: ctx, spec: spec, opts: opts, users: users,
+		conf:     1 - spec.Alpha,
+		atomIdx:  map[string]int{},
+		memo:     map[uint64]uint64{},
+		userNums: map[uint64]int32{},
+		collide:  map[string]int32{},
+		seed1:    maphash.MakeSeed(),
+		seed2:    maphash.MakeSeed(),
+		items:    map[string]int32{},
+		cells:    map[uint64]int32{},
+		maxCells: opts.MaxPriceCells,
+	}
+	if e.maxCells <= 0 {
+		e.maxCells = DefaultMaxPriceCells
+	}
+	for i, g := range spec.Groups {
+		seg, err := tags.ParseSegment(g.Segment)
+		if err != nil { // Validate parsed it already
+			return nil, &SpecError{Field: fmt.Sprintf("groups[%d].segment", i), Reason: err.Error(), Err: err}
+		}
+		e.segs = append(e.segs, compileSegment(seg, e.atomIdx))
+		if g.Name == spec.Reference {
+			e.ref = i
+		}
+	}
+	e.words = max(1, (len(e.atomIdx)+63)/64)
+	e.scratch = make([]uint64, e.words)
+	for _, m := range spec.Metrics {
+		e.metrics = append(e.metrics, metricDef{spec: m, field: fieldCode(m.Field)})
+	}
+	e.seenM = make([]int64, len(e.metrics))
+	e.groups = make([]groupAcc, len(spec.Groups))
+	for i := range e.groups {
+		e.groups[i].metrics = make([]metricAcc, len(e.metrics))
+	}
+	for i := range e.parity {
+		e.parity[i].metrics = make([]metricAcc, len(parityMetrics))
+	}
+	b := time.Duration(spec.PriceBucket)
+	e.bucketSecs = b.Seconds()
+	if b%time.Second == 0 {
+		e.bucketWhole = int64(b / time.Second)
+	}
+	return e, nil
+}
+
+// parityMetrics are compared between the two modes.
+var parityMetrics = []metricDef{
+	{spec: MetricSpec{Name: "rank_mean", Kind: Mean, Field: FieldRank}, field: mfRank},
+	{spec: MetricSpec{Name: "rank_distribution", Kind: Distribution, Field: FieldRank, Quantiles: []float64{0.5}}, field: mfRank},
+	{spec: MetricSpec{Name: "discount_rate", Kind: Rate, Field: FieldDiscount}, field: mfDiscount},
+	{spec: MetricSpec{Name: "latency_mean", Kind: Mean, Field: FieldLatency}, field: mfLatency},
+	{spec: MetricSpec{Name: "click_rate", Kind: Rate, Field: FieldClicked}, field: mfClicked},
+}
+
+// chunk is a run of events handed from the reading goroutine.
+type chunk struct {
+	items []readItem
+	final error // io.EOF or a fatal error; nil: more to come
+}
+
+// readItem is one event with what the reading goroutine works out for it
+// (prepare), so the aggregating goroutine does less.
+type readItem struct {
+	ev       Event
+	err      *LineError
+	inWindow bool
+	user     int32  // user number
+	attrBits uint64 // atoms the event's attributes hold (with at most 64 atoms)
+	attrsHit bool   // some attribute is an atom of a segment
+	item     int32  // item number; -1 without a usable price
+	cellKey  uint64
+}
+
+// prepare works out it's derived fields. It runs in the reading goroutine:
+// it reads only what does not change while reading, and owns e.items.
+func (e *engine) prepare(it *readItem) {
+	ev := &it.ev
+	it.inWindow = e.inWindow(ev.Time)
+	if !it.inWindow {
+		return
+	}
+	it.user = e.userNum(ev.UserID)
+	for _, a := range ev.Attrs {
+		if i, ok := e.atomIdx[a]; ok {
+			it.attrsHit = true
+			if i < 64 {
+				it.attrBits |= 1 << i
+			}
+		}
+	}
+	it.item = -1
+	if p := ev.Price; p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
+		return
+	}
+	item, ok := e.items[ev.Item]
+	if !ok {
+		if len(e.items) >= 1<<cellItemBits {
+			return // beyond what a cell key holds; counted as left out
+		}
+		item = int32(len(e.items))
+		e.items[ev.Item] = item
+	}
+	b := e.bucket(ev.Time)
+	if !e.haveBase {
+		e.bucketBase, e.haveBase = b, true
+	}
+	rel := b - e.bucketBase
+	if rel < -(1<<(cellBucketBits-1)) || rel >= 1<<(cellBucketBits-1) {
+		return // beyond what a cell key holds; counted as left out
+	}
+	it.item = item
+	it.cellKey = uint64(item)<<cellBucketBits | uint64(rel)&(1<<cellBucketBits-1)
+}
+
+// read consumes src, reading in a goroutine of its own.
+func (e *engine) read(src Source) error {
+	out := make(chan chunk, 4)
+	free := make(chan []readItem, 8)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		for {
+			var buf []readItem
+			select {
+			case buf = <-free:
+			default:
+				buf = make([]readItem, 0, chunkSize)
+			}
+			c := chunk{items: buf[:0]}
+			for len(c.items) < chunkSize {
+				ev, err := src.Next()
+				if err == nil {
+					c.items = append(c.items, readItem{ev: ev})
+					e.prepare(&c.items[len(c.items)-1])
+					continue
+				}
+				var le *LineError
+				if errors.As(err, &le) {
+					c.items = append(c.items, readItem{err: le})
+					continue
+				}
+				c.final = err
+				break
+			}
+			select {
+			case out <- c:
+			case <-stop:
+				return
+			}
+			if c.final != nil {
+				return
+			}
+		}
+	}()
+	finish := func(err error) error {
+		close(stop)
+		if e.ctx.Err() == nil {
+			// The reader ends at its next hand-off; do not leave it
+			// running on src after Run returns (unless ctx ended, when a
+			// blocked source may never return).
+			for range out {
+			}
+			<-done
+		}
+		return err
+	}
+	for {
+		var c chunk
+		var ok bool
+		select {
+		case c, ok = <-out:
+		case <-e.ctx.Done():
+			return finish(e.ctx.Err())
+		}
+		if !ok {
+			return finish(errors.New("audit: event reader stopped"))
+		}
+		for i := range c.items {
+			it := &c.items[i]
+			if it.err != nil {
+				if e.opts.Strict {
+					return finish(it.err)
+				}
+				e.skipped++
+				if len(e.problems) < MaxProblems {
+					e.problems = append(e.problems, it.err.Problem())
+				}
+				continue
+			}
+			if err := e.add(it); err != nil {
+				return finish(err)
+			}
+			*it = readItem{}
+		}
+		if c.final != nil {
+			if c.final != io.EOF {
+				return finish(fmt.Errorf("audit: reading events: %w", c.final))
+			}
+			<-done
+			return nil
+		}
+		select {
+		case free <- c.items:
+		default:
+		}
+		if err := e.ctx.Err(); err != nil {
+			return finish(err)
+		}
+	}
+}
+
+func (e *engine) inWindow(t time.Time) bool {
+	return (e.spec.From.IsZero() || !t.Before(e.spec.From)) && (e.spec.To.IsZero() || t.Before(e.spec.To))
+}
+
+// userNum returns the number of the user with ID id, numbering a new one.
+// It runs in the reading goroutine.
+func (e *engine) userNum(id string) int32 {
+	h1, h2 := maphash.String(e.seed1, id), maphash.String(e.seed2, id)
+	n, ok := e.userNums[h1]
+	if ok && e.userChecks[n] == h2 {
+		return n
+	}
+	if ok { // another user has this first hash
+		if n, ok := e.collide[id]; ok {
+			return n
+		}
+	}
+	n = int32(len(e.userChecks))
+	e.userChecks = append(e.userChecks, h2)
+	if ok {
+		e.collide[id] = n
+	} else {
+		e.userNums[h1] = n
+	}
+	return n
+}
+
+func (e *engine) add(it *readItem) error {
+	e.events++
+	if e.opts.Progress != nil && e.events%ProgressEvery == 0 {
+		e.opts.Progress(e.events)
+	}
+	if !it.inWindow {
+		e.outside++
+		return nil
+	}
+	ui := it.user
+	for int(ui) >= len(e.ustate) {
+		e.ustate = append(e.ustate, userState{})
+	}
+	u := &e.ustate[ui]
+	if u.ready {
+		e.process(it, ui)
+		return nil
+	}
+	if !u.pending {
+		u.pending = true
+		e.pendingIDs = append(e.pendingIDs, it.ev.UserID)
+		e.pendingNums = append(e.pendingNums, ui)
+	}
+	e.pendingEvts = append(e.pendingEvts, *it)
+	if len(e.pendingIDs) >= userBatch || len(e.pendingEvts) >= pendingEvents {
+		return e.flush()
+	}
+	return nil
+}
+
+// flush fetches the facts of the pending users and processes their events.
+func (e *engine) flush() error {
+	if len(e.pendingIDs) == 0 {
+		return nil
+	}
+	var facts map[string][]string
+	if e.users != nil {
+		var err error
+		if facts, err = e.users.Facts(e.ctx, e.pendingIDs); err != nil {
+			return fmt.Errorf("audit: user facts: %w", err)
+		}
+	}
+	if e.words > 1 {
+		need := len(e.ustate) * e.words
+		if len(e.ubits) < need {
+			e.ubits = append(e.ubits, make([]uint64, need-len(e.ubits))...)
+		}
+	}
+	for k, id := range e.pendingIDs {
+		ui := e.pendingNums[k]
+		b := e.scratch
+		clear(b)
+		for _, f := range facts[id] {
+			if i, ok := e.atomIdx[f]; ok {
+				b[i>>6] |= 1 << (i & 63)
+			}
+		}
+		if e.words > 1 {
+			copy(e.ubits[int(ui)*e.words:], b)
+		}
+		e.ustate[ui] = userState{ready: true, atoms: b[0], plain: e.groupsOf(b)}
+	}
+	for i := range e.pendingEvts {
+		it := &e.pendingEvts[i]
+		e.process(it, it.user)
+		*it = readItem{}
+	}
+	e.pendingIDs = e.pendingIDs[:0]
+	e.pendingNums = e.pendingNums[:0]
+	e.pendingEvts = e.pendingEvts[:0]
+	return nil
+}
+
+// groupsOf returns the groups whose segments hold for the atom set b.
+func (e *engine) groupsOf(b []uint64) uint64 {
+	if e.words == 1 {
+		if m, ok := e.memo[b[0]]; ok {
+			return m
+		}
+	}
+	var m uint64
+	for g, s := range e.segs {
+		if s.eval(b) {
+			m |= 1 << g
+		}
+	}
+	if e.words == 1 {
+		if len(e.memo) >= memoMax {
+			clear(e.memo)
+		}
+		e.memo[b[0]] = m
+	}
+	return m
+}
+
+func (e *engine) maskOf(it *readItem, ui int32) uint64 {
+	u := &e.ustate[ui]
+	if !it.attrsHit {
+		return u.plain
+	}
+	b := e.scratch
+	if e.words == 1 {
+		if u.atoms|it.attrBits == u.atoms {
+			return u.plain
+		}
+		b[0] = u.atoms | it.attrBits
+		return e.groupsOf(b)
+	}
+	base := int(ui) * e.words
+	copy(b, e.ubits[base:base+e.words])
+	changed := false
+	for _, a := range it.ev.Attrs {
+		if i, ok := e.atomIdx[a]; ok {
+			w, bit := i>>6, uint64(1)<<(i&63)
+			if b[w]&bit == 0 {
+				b[w] |= bit
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return u.plain
+	}
+	return e.groupsOf(b)
+}
+
+func (e *engine) process(it *readItem, ui int32) {
+	ev := &it.ev
+	u := &e.ustate[ui]
+	mode := 0
+	if ev.Mode == ModeNonPersonalized {
+		mode = 1
+	}
+	u.modes |= 1 << mode
+	pa := &e.parity[mode]
+	pa.events++
+	for i := range parityMetrics {
+		if v, ok := parityMetrics[i].value(ev); ok {
+			pa.metrics[i].add(parityMetrics[i].spec.Kind, v)
+		}
+	}
+	mask := e.maskOf(it, ui)
+	if mask == 0 {
+		e.noGroup++
+		return
+	}
+	e.used++
+	u.seen |= mask
+	var vals [MaxMetrics]float64
+	var have [MaxMetrics]bool
+	for i := range e.metrics {
+		vals[i], have[i] = e.metrics[i].value(ev)
+		if have[i] {
+			e.seenM[i]++
+		}
+	}
+	for m := mask; m != 0; m &= m - 1 {
+		g := &e.groups[bits.TrailingZeros64(m)]
+		g.events++
+		for i := range e.metrics {
+			if have[i] {
+				g.metrics[i].add(e.metrics[i].spec.Kind, vals[i])
+			}
+		}
+	}
+	if ev.Price != nil && !math.IsNaN(*ev.Price) && !math.IsInf(*ev.Price, 0) {
+		e.addPrice(it, mask)
+	}
+}
+
+func (e *engine) bucket(t time.Time) int64 {
+	if e.bucketWhole > 0 {
+		s := t.Unix()
+		q := s / e.bucketWhole
+		if s%e.bucketWhole < 0 {
+			q--
+		}
+		return q
+	}
+	return int64(math.Floor((float64(t.Unix()) + float64(t.Nanosecond())/1e9) / e.bucketSecs))
+}
+
+func (e *engine) addPrice(it *readItem, mask uint64) {
+	if it.item < 0 {
+		e.leftOut++ // beyond what a cell key holds: not expected in real data
+		return
+	}
+	for int(it.item) >= len(e.itemStates) {
+		e.itemStates = append(e.itemStates, itemState{cell: -1})
+	}
+	st := &e.itemStates[it.item]
+	rel := int64(it.cellKey<<cellItemBits) >> cellItemBits // the bucket, sign-extended
+	c := st.cell
+	if c < 0 || st.bucket != rel {
+		ok := false
+		if st.cell >= 0 && rel <= st.max {
+			c, ok = e.cells[it.cellKey]
+		}
+		if !ok {
+			if int(e.nCells) >= e.maxCells {
+				e.leftOut++
+				return
+			}
+			c = e.nCells
+			e.nCells++
+			e.cells[it.cellKey] = c
+			if int(c/arenaPage) == len(e.cellInfos) {
+				e.cellInfos = append(e.cellInfos, make([]cellInfo, arenaPage))
+			}
+			if st.cell < 0 || rel > st.max {
+				st.max = rel
+			}
+		}
+		st.bucket, st.cell = rel, c
+	}
+	ci := e.cellInfo(c)
+	p := *it.ev.Price
+	for m := mask; m != 0; m &= m - 1 {
+		bit := m & -m
+		if ci.mask&bit == 0 {
+			e.insertGroup(ci, bit)
+		}
+		a := &e.block(ci.off, ci.cap)[bits.OnesCount64(ci.mask&(bit-1))]
+		a.sum += p
+		a.n++
+	}
+}
+
+func (e *engine) cellInfo(c int32) *cellInfo {
+	return &e.cellInfos[c/arenaPage][c%arenaPage]
+}
+
+// insertGroup makes room for group bit in the cell's block, in group order.
+func (e *engine) insertGroup(ci *cellInfo, bit uint64) {
+	cnt := int32(bits.OnesCount64(ci.mask))
+	if cnt == ci.cap {
+		ncap := max(1, 2*ci.cap)
+		off := e.allocBlock(ncap)
+		if ci.cap > 0 {
+			copy(e.block(off, ncap), e.block(ci.off, cnt))
+			e.freeBlock(ci.off, ci.cap)
+		}
+		ci.off, ci.cap = off, ncap
+	}
+	pos := int32(bits.OnesCount64(ci.mask & (bit - 1)))
+	blk := e.block(ci.off, cnt+1)
+	copy(blk[pos+1:], blk[pos:cnt])
+	blk[pos] = priceAgg{}
+	ci.mask |= bit
+}
+
+func (e *engine) allocBlock(n int32) int32 {
+	c := bits.TrailingZeros32(uint32(n))
+	if fl := e.freeBlocks[c]; len(fl) > 0 {
+		off := fl[len(fl)-1]
+		e.freeBlocks[c] = fl[:len(fl)-1]
+		return off
+	}
+	if int(e.arenaFill%arenaPage)+int(n) > arenaPage {
+		e.arenaFill = (e.arenaFill/arenaPage + 1) * arenaPage // never straddle
+	}
+	for int(e.arenaFill/arenaPage) >= len(e.arena) {
+		e.arena = append(e.arena, make([]priceAgg, arenaPage))
+	}
+	off := e.arenaFill
+	e.arenaFill += n
+	return off
+}
+
+// arenaPage is the size of an arena page, in entries; blocks (at most
+// MaxGroups entries) never straddle pages.
+const arenaPage = 1 << 16
+
+// block returns the arena entries [off, off+n).
+func (e *engine) block(off, n int32) []priceAgg {
+	i := off & (arenaPage - 1)
+	return e.arena[off/arenaPage][i : i+n : i+n]
+}
+
+func (e *engine) freeBlock(off, n int32) {
+	c := bits.TrailingZeros32(uint32(n))
+	e.freeBlocks[c] = append(e.freeBlocks[c], off)
+}
+
+// ---------------------------------------------------------------- report
+
+func toInterval(i stats.Interval) Interval { return Interval{Lo: i.Lo, Hi: i.Hi} }
+
+var nanIv = Interval{Lo: math.NaN(), Hi: math.NaN()}
+
+func (e *engine) report() *Report {
+	now := time.Now
+	if e.opts.Now != nil {
+		now = e.opts.Now
+	}
+	r := &Report{
+		Spec:      e.spec,
+		Generated: now().UTC(),
+		Events:    e.events,
+		Used:      e.used,
+		Skipped:   e.skipped,
+		Problems:  e.problems,
+		Groups:    []GroupResult{},
+		Tests:     []TestResult{},
+		Findings:  []Finding{},
+	}
+	// Distinct users per group and per mode.
+	users := make([]int64, len(e.groups))
+	var modeUsers [2]int64
+	for i := range e.ustate {
+		u := &e.ustate[i]
+		for m := u.seen; m != 0; m &= m - 1 {
+			users[bits.TrailingZeros64(m)]++
+		}
+		for k := range 2 {
+			if u.modes&(1<<k) != 0 {
+				modeUsers[k]++
+			}
+		}
+	}
+	minSize := int64(e.spec.MinGroupSize)
+	suppressed := make([]bool, len(e.groups))
+	for i, g := range e.spec.Groups {
+		gr := GroupResult{Name: g.Name, Segment: g.Segment}
+		if users[i] < minSize {
+			suppressed[i] = true
+			gr.Suppressed = true
+			r.Groups = append(r.Groups, gr)
+			continue
+		}
+		gr.Users, gr.Events = users[i], e.groups[i].events
+		for j := range e.metrics {
+			if mr, ok := e.metricResult(&e.metrics[j], &e.groups[i].metrics[j]); ok {
+				gr.Metrics = append(gr.Metrics, mr)
+			}
+		}
+		r.Groups = append(r.Groups, gr)
+	}
+	var notes []Finding
+	note := func(format string, args ...any) {
+		notes = append(notes, Finding{Severity: "note", Text: fmt.Sprintf(format, args...)})
+	}
+	refName := e.spec.Reference
+	refOK := !suppressed[e.ref]
+	for i, g := range e.spec.Groups {
+		if !suppressed[i] {
+			continue
+		}
+		if i == e.ref {
+			note("The reference group %s has fewer than %s users and is suppressed: no group is compared with it, and the report shows no figures for it.", g.Name, findingCount(minSize))
+		} else {
+			note("Group %s has fewer than %s users and is suppressed: the report shows no figures for it and leaves it out of every comparison.", g.Name, findingCount(minSize))
+		}
+	}
+	if refOK {
+		ref := &e.groups[e.ref]
+		for i := range e.groups {
+			if i == e.ref || suppressed[i] {
+				continue
+			}
+			for j := range e.metrics {
+				if t, ok := e.compare(&e.metrics[j], &e.groups[i].metrics[j], &ref.metrics[j]); ok {
+					t.Group, t.Reference = e.spec.Groups[i].Name, refName
+					r.Tests = append(r.Tests, t)
+				}
+			}
+		}
+		r.Prices = e.prices(suppressed)
+		if e.nCells > 0 {
+			for i, g := range e.spec.Groups {
+				if i == e.ref || suppressed[i] {
+					continue
+				}
+				if !slices.ContainsFunc(r.Prices, func(p PriceResult) bool { return p.Group == g.Name }) {
+					note("Group %s and the reference %s were never offered the same item in the same %s, so their prices are not compared.", g.Name, refName, bucketWord(e.spec.PriceBucket))
+				}
+			}
+		}
+	}
+	// Parity.
+	if modeUsers[0] > 0 || modeUsers[1] > 0 {
+		if modeUsers[0] == 0 || modeUsers[1] == 0 {
+			missing := ModeNonPersonalized
+			if modeUsers[0] == 0 {
+				missing = ModePersonalized
+			}
+			note("No event in the window has mode %s, so the parity check is not run.", missing)
+		} else if modeUsers[0] < minSize || modeUsers[1] < minSize {
+			note("The parity check of non-personalized against personalized results is suppressed: one of the two modes has fewer than %s users.", findingCount(minSize))
+		} else {
+			for j := range parityMetrics {
+				if t, ok := e.compare(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j]); ok {
+					t.Group, t.Reference = ModeNonPersonalized, ModePersonalized
+					r.Parity = append(r.Parity, t)
+				}
+			}
+		}
+	}
+	// Benjamini-Hochberg over every p-value.
+	var ps []float64
+	for _, t := range r.Tests {
+		ps = append(ps, t.P)
+	}
+	for _, p := range r.Prices {
+		ps = append(ps, p.P)
+	}
+	for _, t := range r.Parity {
+		ps = append(ps, t.P)
+	}
+	qs := stats.BenjaminiHochberg(ps)
+	k := 0
+	sig := func(q float64) bool { return q <= e.spec.Alpha }
+	for i := range r.Tests {
+		r.Tests[i].Q, r.Tests[i].Significant = qs[k], sig(qs[k])
+		k++
+	}
+	for i := range r.Prices {
+		r.Prices[i].Q, r.Prices[i].Significant = qs[k], sig(qs[k])
+		k++
+	}
+	for i := range r.Parity {
+		r.Parity[i].Q, r.Parity[i].Significant = qs[k], sig(qs[k])
+		k++
+	}
+	r.Findings = append(e.findings(r), r.Findings...)
+	// Notes on the input.
+	if e.skipped > 0 {
+		listed := ""
+		if e.skipped > MaxProblems {
+			listed = fmt.Sprintf(" (the first %d are listed)", MaxProblems)
+		}
+		note("%s malformed input %s skipped%s.", findingCount(e.skipped), plural(e.skipped, "line was", "lines were"), listed)
+	}
+	if e.outside > 0 {
+		note("%s %s outside the audit window and %s not used.", findingCount(e.outside), plural(e.outside, "event fell", "events fell"), plural(e.outside, "was", "were"))
+	}
+	if e.noGroup > 0 {
+		note("%s %s in the window matched no group.", findingCount(e.noGroup), plural(e.noGroup, "event", "events"))
+	}
+	if e.leftOut > 0 {
+		note("The same-item price comparison keeps at most %s item-time cells; %s %s with a price fell in cells beyond that and %s left out of it.", findingCount(int64(e.maxCells)), findingCount(e.leftOut), plural(e.leftOut, "event", "events"), plural(e.leftOut, "was", "were"))
+	}
+	for j, m := range e.metrics {
+		if e.seenM[j] == 0 && e.used > 0 {
+			note("No event in the groups records %s, so metric %s has no data.", m.spec.Field, m.spec.Name)
+		}
+	}
+	r.Findings = append(r.Findings, notes...)
+	return r
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// metricResult is one metric of one group; false when it has no data.
+func (e *engine) metricResult(m *metricDef, a *metricAcc) (MetricResult, bool) {
+	kind := m.spec.Kind
+	n := a.count(kind)
+	if n == 0 {
+		return MetricResult{}, false
+	}
+	mr := MetricResult{Metric: m.spec.Name, Kind: kind, N: n}
+	switch kind {
+	case Rate:
+		mr.Value = float64(a.x) / float64(a.n)
+		mr.CI = toInterval(stats.Wilson(a.x, a.n, e.conf))
+	case Mean:
+		mr.Value = a.sum.Mean()
+		mr.CI = toInterval(stats.MeanCI(a.sum, e.conf))
+		mr.SD = a.sum.SD()
+	case Distribution:
+		qs := m.spec.Quantiles
+		z := zQuantile(e.conf)
+		half := z * 0.5 / math.Sqrt(float64(n))
+		all := append([]float64{0.5, math.Max(0, 0.5-half), math.Min(1, 0.5+half)}, qs...)
+		vs := stats.QuantilesOf(a.dist.counts(), all)
+		mr.Value = vs[0]
+		a.med, a.medOK = vs[0], true
+		mr.CI = Interval{Lo: vs[1], Hi: vs[2]}
+		mr.SD = a.sum.SD()
+		for i, q := range qs {
+			mr.Quantiles = append(mr.Quantiles, Quantile{Q: q, Value: vs[3+i]})
+		}
+	}
+	return mr, true
+}
+
+// zQuantile is the two-sided normal critical value for conf.
+func zQuantile(conf float64) float64 {
+	return math.Sqrt2 * math.Erfinv(conf)
+}
+
+// compare tests metric m of group a against the reference b.
+func (e *engine) compare(m *metricDef, a, b *metricAcc) (TestResult, bool) {
+	t := TestResult{Metric: m.spec.Name}
+	switch m.spec.Kind {
+	case Rate:
+		if a.n == 0 || b.n == 0 {
+			return t, false
+		}
+		var ci stats.Interval
+		t.Difference, ci = stats.NewcombeDiff(a.x, a.n, b.x, b.n, e.conf)
+		t.DifferenceCI = toInterval(ci)
+		t.Ratio, ci = stats.RatioCI(a.x, a.n, b.x, b.n, e.conf)
+		t.RatioCI = toInterval(ci)
+		if stats.UseFisher(a.x, a.n, b.x, b.n) {
+			t.Test = "fisher_exact"
+			t.P = stats.FisherExact(a.x, a.n-a.x, b.x, b.n-b.x)
+			t.Statistic = float64(a.x) * float64(b.n-b.x) / (float64(a.n-a.x) * float64(b.x))
+		} else {
+			t.Test = "two_proportion_z"
+			t.Statistic, t.P = stats.TwoProportionZ(a.x, a.n, b.x, b.n)
+		}
+	case Mean:
+		if a.sum.N() < 2 || b.sum.N() < 2 {
+			return t, false
+		}
+		var ci stats.Interval
+		t.Difference, ci = stats.WelchDiffCI(a.sum, b.sum, e.conf)
+		t.DifferenceCI = toInterval(ci)
+		t.Ratio, ci = stats.MeanRatioCI(a.sum, b.sum, e.conf)
+		t.RatioCI = toInterval(ci)
+		t.Test = "welch_t"
+		t.Statistic, _, t.P = stats.Welch(a.sum, b.sum)
+	case Distribution:
+		if a.sum.N() == 0 || b.sum.N() == 0 {
+			return t, false
+		}
+		ma, mb := a.median(), b.median()
+		t.Difference, t.DifferenceCI = ma-mb, nanIv
+		t.Ratio, t.RatioCI = ma/mb, nanIv
+		t.Test = "mann_whitney"
+		_, t.Statistic, t.P = stats.MannWhitney(a.dist.counts(), b.dist.counts())
+	}
+	return t, true
+}
+
+// prices runs the same-item, same-time comparison.
+func (e *engine) prices(suppressed []bool) []PriceResult {
+	if e.nCells == 0 {
+		return nil
+	}
+	type acc struct {
+		pairs, higher, lower int64
+		excess               stats.Summary
+		refSum               float64
+	}
+	accs := make([]acc, len(e.groups))
+	refBit := uint64(1) << e.ref
+	for c := range e.nCells {
+		ci := e.cellInfo(c)
+		if ci.mask&refBit == 0 {
+			continue
+		}
+		blk := e.block(ci.off, int32(bits.OnesCount64(ci.mask)))
+		r := blk[bits.OnesCount64(ci.mask&(refBit-1))]
+		refMean := r.sum / float64(r.n)
+		i := 0
+		for m := ci.mask; m != 0; m &= m - 1 {
+			g := bits.TrailingZeros64(m)
+			en := blk[i]
+			i++
+			if g == e.ref || suppressed[g] {
+				continue
+			}
+			a := &accs[g]
+			d := en.sum/float64(en.n) - refMean
+			a.pairs++
+			switch tol := 1e-9 * math.Max(1, math.Abs(refMean)); {
+			case d > tol:
+				a.higher++
+			case d < -tol:
+				a.lower++
+			}
+			a.excess.Add(d)
+			a.refSum += refMean
+		}
+	}
+	var out []PriceResult
+	for i := range accs {
+		a := &accs[i]
+		if i == e.ref || suppressed[i] || a.pairs == 0 {
+			continue
+		}
+		pr := PriceResult{
+			Group:        e.spec.Groups[i].Name,
+			Reference:    e.spec.Reference,
+			Pairs:        a.pairs,
+			ShareHigher:  float64(a.higher) / float64(a.pairs),
+			ShareLower:   float64(a.lower) / float64(a.pairs),
+			MeanExcess:   a.excess.Mean(),
+			MeanExcessCI: toInterval(stats.MeanCI(a.excess, e.conf)),
+			P:            stats.SignTest(a.higher, a.lower),
+		}
+		if a.pairs < 2 {
+			pr.MeanExcessCI = nanIv
+		}
+		if refMean := a.refSum / float64(a.pairs); refMean != 0 {
+			pr.MeanExcessPct = 100 * pr.MeanExcess / refMean
+		} else {
+			pr.MeanExcessPct = math.NaN()
+		}
+		out = append(out, pr)
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- findings
+
+func bucketWord(d Duration) string {
+	switch time.Duration(d) {
+	case time.Hour:
+		return "hour"
+	case 24 * time.Hour:
+		return "day"
+	case time.Minute:
+		return "minute"
+	}
+	return time.Duration(d).String() + " period"
+}
+
+func cellWord(d Duration) string {
+	switch time.Duration(d) {
+	case time.Hour:
+		return "item-hours"
+	case 24 * time.Hour:
+		return "item-days"
+	case time.Minute:
+		return "item-minutes"
+	}
+	return "item-" + time.Duration(d).String() + " cells"
+}
+
+// findingCount writes n with thousands separators: 1,204.
+func findingCount(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func findingQ(q float64) string {
+	if q < 0.0001 {
+		return "q < 0.0001"
+	}
+	return "q = " + strconv.FormatFloat(q, 'g', 2, 64)
+}
+
+// findingNum writes a figure with 4 significant digits.
+func findingNum(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	if v != 0 && (math.Abs(v) >= 1e6 || math.Abs(v) < 1e-3) {
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	return strconv.FormatFloat(v, 'f', max(0, 3-int(math.Floor(math.Log10(math.Max(math.Abs(v), 1e-3))))), 64)
+}
+
+func findingSigned(v float64) string {
+	s := findingNum(v)
+	if v > 0 {
+		return "+" + s
+	}
+	return s
+}
+
+func findingPct(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
+}
+
+func findingPts(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	s := strconv.FormatFloat(100*v, 'f', 1, 64)
+	if v > 0 {
+		s = "+" + s
+	}
+	return s
+}
+
+func (e *engine) confWord() string {
+	return strconv.FormatFloat(100*e.conf, 'f', -1, 64) + "%"
+}
+
+func metricPhrase(m MetricSpec) string {
+	switch m.Kind {
+	case Rate:
+		switch m.Field {
+		case FieldClicked:
+			return "click rate"
+		case FieldConverted:
+			return "conversion rate"
+		case FieldShown:
+			return "shown rate"
+		case FieldDiscount:
+			return "rate of discounts offered"
+		}
+		return "rate of " + m.Field + " > 0"
+	case Mean:
+		if m.Field == FieldLatency {
+			return "mean latency (ms)"
+		}
+		return "mean " + m.Field
+	}
+	return "median " + m.Field
+}
+
+func testWord(t string) string {
+	switch t {
+	case "two_proportion_z":
+		return "two-proportion z test"
+	case "fisher_exact":
+		return "Fisher's exact test"
+	case "welch_t":
+		return "Welch's t test"
+	case "mann_whitney":
+		return "Mann-Whitney test"
+	}
+	return t
+}
+
+// findings words each significant result, most significant first.
+func (e *engine) findings(r *Report) []Finding {
+	type sigF struct {
+		q    float64
+		text string
+	}
+	var fs []sigF
+	specOf := map[string]MetricSpec{}
+	for _, m := range e.metrics {
+		specOf[m.spec.Name] = m.spec
+	}
+	values := func(groupVal, refVal float64, kind MetricKind) (string, string) {
+		if kind == Rate {
+			return findingPct(groupVal), findingPct(refVal)
+		}
+		return findingNum(groupVal), findingNum(refVal)
+	}
+	effect := func(t TestResult, kind MetricKind) string {
+		if kind == Rate {
+			return fmt.Sprintf("difference %s points, %s CI %s to %s", findingPts(t.Difference), e.confWord(), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi))
+		}
+		if kind == Mean {
+			return fmt.Sprintf("difference %s, %s CI %s to %s", findingSigned(t.Difference), e.confWord(), findingSigned(t.DifferenceCI.Lo), findingSigned(t.DifferenceCI.Hi))
+		}
+		return "difference " + findingSigned(t.Difference)
+	}
+	groupValue := func(name, metric string) float64 {
+		for _, g := range r.Groups {
+			if g.Name == name {
+				for _, m := range g.Metrics {
+					if m.Metric == metric {
+						return m.Value
+					}
+				}
+			}
+		}
+		return math.NaN()
+	}
+	for _, t := range r.Tests {
+		if !t.Significant {
+			continue
+		}
+		m := specOf[t.Metric]
+		gv, rv := values(groupValue(t.Group, t.Metric), groupValue(t.Reference, t.Metric), m.Kind)
+		fs = append(fs, sigF{t.Q, fmt.Sprintf("Group %s had a %s of %s against %s for %s (%s; %s, %s).",
+			t.Group, metricPhrase(m), gv, rv, t.Reference, effect(t, m.Kind), testWord(t.Test), findingQ(t.Q))})
+	}
+	for _, p := range r.Prices {
+		if !p.Significant {
+			continue
+		}
+		more, share := "more", p.ShareHigher
+		if p.MeanExcess < 0 {
+			more, share = "less", p.ShareLower
+		}
+		dir := "higher"
+		if more == "less" {
+			dir = "lower"
+		}
+		n := int64(math.Round(share * float64(p.Pairs)))
+		fs = append(fs, sigF{p.Q, fmt.Sprintf("Group %s paid %s%% %s than %s for the same item at the same time (%s in %s of %s %s, mean difference %s, %s).",
+			p.Group, strconv.FormatFloat(math.Abs(p.MeanExcessPct), 'f', 1, 64), more, p.Reference,
+			dir, findingCount(n), findingCount(p.Pairs), cellWord(e.spec.PriceBucket), findingSigned(p.MeanExcess), findingQ(p.Q))})
+	}
+	for _, t := range r.Parity {
+		if !t.Significant {
+			continue
+		}
+		i := slices.IndexFunc(parityMetrics, func(d metricDef) bool { return d.spec.Name == t.Metric })
+		m := parityMetrics[i].spec
+		a, b := &e.parity[1].metrics[i], &e.parity[0].metrics[i]
+		var gv, rv float64
+		switch m.Kind {
+		case Rate:
+			gv, rv = float64(a.x)/float64(a.n), float64(b.x)/float64(b.n)
+		case Mean:
+			gv, rv = a.sum.Mean(), b.sum.Mean()
+		default:
+			gv, rv = a.median(), b.median()
+		}
+		gs, rs := values(gv, rv, m.Kind)
+		fs = append(fs, sigF{t.Q, fmt.Sprintf("Non-personalized results differ from personalized ones in %s: %s against %s (%s; %s, %s).",
+			metricPhrase(m), gs, rs, effect(t, m.Kind), testWord(t.Test), findingQ(t.Q))})
+	}
+	slices.SortStableFunc(fs, func(a, b sigF) int {
+		switch {
+		case a.q < b.q:
+			return -1
+		case a.q > b.q:
+			return 1
+		}
+		return 0
+	})
+	out := make([]Finding, len(fs))
+	for i, f := range fs {
+		out[i] = Finding{Severity: "significant", Text: f.text}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- JSON
+//
+// Reports hold NaN where a figure is undefined (an interval of one
+// observation, a ratio to zero, an undefined test) and may hold ±Inf.
+// encoding/json cannot write those, so the result types below write every
+// non-finite number as null, and read null back as NaN.
+
+type jsonNum float64
+
+func (f jsonNum) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
+}
+
+func (f *jsonNum) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = jsonNum(math.NaN())
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = jsonNum(v)
+	return nil
+}
+
+type jsonInterval struct {
+	Lo jsonNum `json:"lo"`
+	Hi jsonNum `json:"hi"`
+}
+
+// MarshalJSON writes {"lo": .., "hi": ..}, a non-finite end as null.
+func (i Interval) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonInterval{jsonNum(i.Lo), jsonNum(i.Hi)})
+}
+
+// UnmarshalJSON reads an interval, null as NaN.
+func (i *Interval) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var j jsonInterval
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*i = Interval{float64(j.Lo), float64(j.Hi)}
+	return nil
+}
+
+type jsonQuantile struct {
+	Q     jsonNum `json:"q"`
+	Value jsonNum `json:"value"`
+}
+
+// MarshalJSON writes a non-finite value as null.
+func (q Quantile) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonQuantile{jsonNum(q.Q), jsonNum(q.Value)})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (q *Quantile) UnmarshalJSON(b []byte) error {
+	var j jsonQuantile
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*q = Quantile{float64(j.Q), float64(j.Value)}
+	return nil
+}
+
+type jsonMetricResult struct {
+	Metric    string     `json:"metric"`
+	Kind      MetricKind `json:"kind"`
+	N         int64      `json:"n"`
+	Value     jsonNum    `json:"value"`
+	CI        Interval   `json:"ci"`
+	Quantiles []Quantile `json:"quantiles,omitempty"`
+	SD        jsonNum    `json:"sd,omitempty"`
+}
+
+// MarshalJSON writes a non-finite value as null.
+func (m MetricResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonMetricResult{m.Metric, m.Kind, m.N, jsonNum(m.Value), m.CI, m.Quantiles, jsonNum(m.SD)})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (m *MetricResult) UnmarshalJSON(b []byte) error {
+	var j jsonMetricResult
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*m = MetricResult{j.Metric, j.Kind, j.N, float64(j.Value), j.CI, j.Quantiles, float64(j.SD)}
+	return nil
+}
+
+type jsonTestResult struct {
+	Metric       string   `json:"metric"`
+	Group        string   `json:"group"`
+	Reference    string   `json:"reference"`
+	Difference   jsonNum  `json:"difference"`
+	DifferenceCI Interval `json:"difference_ci"`
+	Ratio        jsonNum  `json:"ratio"`
+	RatioCI      Interval `json:"ratio_ci"`
+	Test         string   `json:"test"`
+	Statistic    jsonNum  `json:"statistic"`
+	P            jsonNum  `json:"p"`
+	Q            jsonNum  `json:"q"`
+	Significant  bool     `json:"significant"`
+}
+
+// MarshalJSON writes a non-finite value as null.
+func (t TestResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonTestResult{t.Metric, t.Group, t.Reference, jsonNum(t.Difference), t.DifferenceCI,
+		jsonNum(t.Ratio), t.RatioCI, t.Test, jsonNum(t.Statistic), jsonNum(t.P), jsonNum(t.Q), t.Significant})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (t *TestResult) UnmarshalJSON(b []byte) error {
+	var j jsonTestResult
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*t = TestResult{j.Metric, j.Group, j.Reference, float64(j.Difference), j.DifferenceCI, float64(j.Ratio), j.RatioCI,
+		j.Test, float64(j.Statistic), float64(j.P), float64(j.Q), j.Significant}
+	return nil
+}
+
+type jsonPriceResult struct {
+	Group         string   `json:"group"`
+	Reference     string   `json:"reference"`
+	Pairs         int64    `json:"pairs"`
+	ShareHigher   jsonNum  `json:"share_higher"`
+	ShareLower    jsonNum  `json:"share_lower"`
+	MeanExcess    jsonNum  `json:"mean_excess"`
+	MeanExcessCI  Interval `json:"mean_excess_ci"`
+	MeanExcessPct jsonNum  `json:"mean_excess_pct"`
+	P             jsonNum  `json:"p"`
+	Q             jsonNum  `json:"q"`
+	Significant   bool     `json:"significant"`
+}
+
+// MarshalJSON writes a non-finite value as null.
+func (p PriceResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonPriceResult{p.Group, p.Reference, p.Pairs, jsonNum(p.ShareHigher), jsonNum(p.ShareLower),
+		jsonNum(p.MeanExcess), p.MeanExcessCI, jsonNum(p.MeanExcessPct), jsonNum(p.P), jsonNum(p.Q), p.Significant})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (p *PriceResult) UnmarshalJSON(b []byte) error {
+	var j jsonPriceResult
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*p = PriceResult{j.Group, j.Reference, j.Pairs, float64(j.ShareHigher), float64(j.ShareLower), float64(j.MeanExcess),
+		j.MeanExcessCI, float64(j.MeanExcessPct), float64(j.P), float64(j.Q), j.Significant}
+	return nil
+}

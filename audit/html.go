@@ -1,0 +1,1523 @@
+package audit
+
+import (
+	"cmp"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults a zero Spec field means (see Spec). The renderers show them so a
+// reader never sees a bare zero.
+const (
+	defaultMinGroupSize = 50
+	defaultAlpha        = 0.05
+	defaultPriceBucket  = time.Hour
+)
+
+// WriteHTML writes the report as one self-contained HTML page: a summary of
+// the findings first (significant ones first, with their q-values), the
+// spec, the groups, one section per metric with a chart drawn as inline SVG
+// and its tables, the same-item price comparison and the
+// personalized/non-personalized parity. It loads nothing from anywhere (no
+// scripts, fonts, styles or images) so it can be archived and handed on as
+// it is. Every text from the spec or the data is escaped. Suppressed groups
+// show no figures.
+func (r *Report) WriteHTML(w io.Writer) error {
+	return reportTemplate.Execute(w, buildPage(r))
+}
+
+// ---------------------------------------------------------------------------
+// The page model: everything the template shows, already formatted.
+
+type htmlPage struct {
+	Title       string
+	Name        string
+	Generated   string
+	Events      string
+	Used        string
+	Skipped     string
+	Findings    []Finding
+	Significant []sigRow
+	Spec        specView
+	Groups      []groupRow
+	Metrics     []metricView
+	Prices      *priceView
+	Parity      testsView
+	Problems    []LineProblem
+	MoreProbs   int64
+	Suppressed  string // "suppressed (fewer than N users)"
+	// Conf is the confidence of the intervals, "95%" for alpha 0.05.
+	Conf string
+}
+
+type testsView struct {
+	Rows []testRow
+	Conf string
+	// ShowMetric adds the metric column (parity: several metrics).
+	ShowMetric bool
+}
+
+type sigRow struct {
+	Section  string // "metric click_rate", "same-item prices", "parity"
+	Anchor   string
+	Metric   string
+	Group    string
+	Ref      string
+	Effect   string
+	Q        string
+	P        string
+	TestName string
+}
+
+type specView struct {
+	Name         string
+	Groups       []specGroup
+	Reference    string
+	Window       string
+	MinGroupSize string
+	Alpha        string
+	PriceBucket  string
+	Metrics      []specMetric
+	DefaultMet   bool
+}
+
+type specGroup struct {
+	Name, Segment string
+	Ref           bool
+}
+
+type specMetric struct {
+	Name, Kind, Field, Quantiles string
+}
+
+type groupRow struct {
+	Name, Segment string
+	Ref           bool
+	Suppressed    bool
+	Users, Events string
+}
+
+type metricView struct {
+	ID      string
+	Name    string
+	Kind    MetricKind
+	KindTxt string
+	Field   string
+	Chart   *chart
+	Note    string // under the chart
+	Rows    []metricRow
+	QCols   []string // quantile column headers (Distribution)
+	// SuppCols is how many value columns a suppressed row spans.
+	SuppCols int
+	Tests    testsView
+}
+
+type metricRow struct {
+	Group      string
+	Ref        bool
+	Suppressed bool
+	NoData     bool
+	N          string
+	Value      string
+	CI         string
+	SD         string
+	Quantiles  []string
+}
+
+type testRow struct {
+	Metric      string
+	Group       string
+	Ref         string
+	Suppressed  bool
+	Diff        string
+	DiffCI      string
+	Ratio       string
+	RatioCI     string
+	Test        string
+	Stat        string
+	P           string
+	Q           string
+	Significant bool
+}
+
+type priceView struct {
+	Chart  *chart
+	Rows   []priceRow
+	Bucket string
+}
+
+type priceRow struct {
+	Group       string
+	Ref         string
+	Suppressed  bool
+	Pairs       string
+	Higher      string
+	Lower       string
+	Excess      string
+	ExcessCI    string
+	ExcessPct   string
+	P, Q        string
+	Significant bool
+}
+
+// ---------------------------------------------------------------------------
+// Building the page.
+
+func specDefaults(s Spec) (minSize int, alpha float64, bucket time.Duration) {
+	minSize, alpha, bucket = s.MinGroupSize, s.Alpha, time.Duration(s.PriceBucket)
+	if minSize <= 0 {
+		minSize = defaultMinGroupSize
+	}
+	if alpha <= 0 {
+		alpha = defaultAlpha
+	}
+	if bucket <= 0 {
+		bucket = defaultPriceBucket
+	}
+	return minSize, alpha, bucket
+}
+
+func buildPage(r *Report) *htmlPage {
+	minSize, alpha, bucket := specDefaults(r.Spec)
+	p := &htmlPage{
+		Name:       r.Spec.Name,
+		Generated:  fmtTime(r.Generated),
+		Events:     fmtInt(r.Events),
+		Used:       fmtInt(r.Used),
+		Skipped:    fmtInt(r.Skipped),
+		Problems:   r.Problems,
+		Suppressed: fmt.Sprintf("suppressed (fewer than %d users)", minSize),
+		Conf:       strconv.FormatFloat(math.Round((1-alpha)*1e6)/1e4, 'f', -1, 64) + "%",
+	}
+	p.Title = "Audit report"
+	if r.Spec.Name != "" {
+		p.Title = "Audit report: " + r.Spec.Name
+	}
+	if n := r.Skipped - int64(len(r.Problems)); n > 0 {
+		p.MoreProbs = n
+	}
+
+	// Findings: significant ones first, otherwise in the report's order.
+	p.Findings = slices.Clone(r.Findings)
+	slices.SortStableFunc(p.Findings, func(a, b Finding) int {
+		return cmp.Compare(severityRank(a.Severity), severityRank(b.Severity))
+	})
+
+	// The spec.
+	sv := specView{
+		Name:         r.Spec.Name,
+		Reference:    r.Spec.Reference,
+		Window:       fmtWindow(r.Spec.From, r.Spec.To),
+		MinGroupSize: fmt.Sprintf("%d distinct users", minSize),
+		Alpha:        fmtG(alpha),
+		PriceBucket:  fmtDuration(bucket),
+		DefaultMet:   len(r.Spec.Metrics) == 0,
+	}
+	for _, g := range r.Spec.Groups {
+		sv.Groups = append(sv.Groups, specGroup{Name: g.Name, Segment: g.Segment, Ref: g.Name == r.Spec.Reference})
+	}
+	for _, m := range r.Spec.Metrics {
+		sm := specMetric{Name: m.Name, Kind: string(m.Kind), Field: m.Field}
+		if m.Kind == Distribution {
+			qs := m.Quantiles
+			if len(qs) == 0 {
+				qs = []float64{0.1, 0.25, 0.5, 0.75, 0.9}
+			}
+			parts := make([]string, len(qs))
+			for i, q := range qs {
+				parts[i] = fmtG(q)
+			}
+			sm.Quantiles = strings.Join(parts, ", ")
+		}
+		sv.Metrics = append(sv.Metrics, sm)
+	}
+	p.Spec = sv
+
+	suppressed := map[string]bool{}
+	for _, g := range r.Groups {
+		if g.Suppressed {
+			suppressed[g.Name] = true
+		}
+		gr := groupRow{Name: g.Name, Segment: g.Segment, Ref: g.Name == r.Spec.Reference, Suppressed: g.Suppressed}
+		if !g.Suppressed {
+			gr.Users, gr.Events = fmtInt(g.Users), fmtInt(g.Events)
+		}
+		p.Groups = append(p.Groups, gr)
+	}
+
+	// Metrics, in the spec's order, then any others the report holds.
+	kinds := map[string]MetricKind{}
+	fields := map[string]string{}
+	var order []string
+	seen := map[string]bool{}
+	add := func(name string, k MetricKind) {
+		if name == "" {
+			return
+		}
+		if _, ok := kinds[name]; !ok || kinds[name] == "" {
+			kinds[name] = k
+		}
+		if !seen[name] {
+			seen[name] = true
+			order = append(order, name)
+		}
+	}
+	for _, m := range r.Spec.Metrics {
+		add(m.Name, m.Kind)
+		fields[m.Name] = m.Field
+	}
+	for _, g := range r.Groups {
+		for _, m := range g.Metrics {
+			add(m.Metric, m.Kind)
+		}
+	}
+	for _, t := range r.Tests {
+		add(t.Metric, "")
+	}
+	sigOf := map[[2]string]bool{} // metric, group -> significant
+	for _, t := range r.Tests {
+		if t.Significant {
+			sigOf[[2]string{t.Metric, t.Group}] = true
+		}
+	}
+	for i, name := range order {
+		mv := metricView{ID: "metric-" + strconv.Itoa(i+1), Name: name, Kind: kinds[name], Field: fields[name]}
+		mv.Tests.Conf = p.Conf
+		mv.KindTxt = kindText(mv.Kind)
+		mv.Rows, mv.QCols = metricRows(r, name, mv.Kind)
+		mv.SuppCols = 3
+		if mv.Kind != Rate {
+			mv.SuppCols = 4 + len(mv.QCols)
+		}
+		for _, t := range r.Tests {
+			if t.Metric == name {
+				mv.Tests.Rows = append(mv.Tests.Rows, makeTestRow(t, mv.Kind, suppressed))
+			}
+		}
+		switch mv.Kind {
+		case Rate, Mean:
+			mv.Chart = dotChart(r, name, mv.Kind, sigOf, p.Suppressed, p.Conf)
+			if mv.Kind == Rate {
+				mv.Note = "Dots: the share of events in each group; whiskers: " + p.Conf + " Wilson score intervals."
+			} else {
+				mv.Note = "Dots: the mean in each group; whiskers: " + p.Conf + " confidence intervals."
+			}
+		case Distribution:
+			mv.Chart, mv.Note = boxChart(r, name, sigOf, p.Suppressed)
+		}
+		p.Metrics = append(p.Metrics, mv)
+	}
+
+	// Significant results, with their q-values, for the summary.
+	for i, name := range order {
+		for _, t := range r.Tests {
+			if t.Metric == name && t.Significant && !suppressed[t.Group] {
+				p.Significant = append(p.Significant, sigRow{
+					Section: "metric", Anchor: "metric-" + strconv.Itoa(i+1), Metric: name,
+					Group: t.Group, Ref: t.Reference, Effect: effectText(t, kinds[name]),
+					P: fmtP(t.P), Q: fmtP(t.Q), TestName: testName(t.Test),
+				})
+			}
+		}
+	}
+
+	if len(r.Prices) > 0 {
+		pv := &priceView{Bucket: fmtDuration(bucket)}
+		for _, pr := range r.Prices {
+			row := priceRow{Group: pr.Group, Ref: pr.Reference, Suppressed: suppressed[pr.Group] || suppressed[pr.Reference]}
+			if !row.Suppressed {
+				row.Pairs = fmtInt(pr.Pairs)
+				row.Higher, row.Lower = fmtPct(pr.ShareHigher), fmtPct(pr.ShareLower)
+				row.Excess = fmtSigned(pr.MeanExcess)
+				row.ExcessCI = fmtCI(pr.MeanExcessCI, fmtNum)
+				row.ExcessPct = fmtSignedPercent(pr.MeanExcessPct)
+				row.P, row.Q = fmtP(pr.P), fmtP(pr.Q)
+				row.Significant = pr.Significant
+				if pr.Significant {
+					p.Significant = append(p.Significant, sigRow{
+						Section: "prices", Anchor: "prices", Metric: "same-item price",
+						Group: pr.Group, Ref: pr.Reference,
+						Effect: fmt.Sprintf("paid more in %s and less in %s of %s same-item, same-time comparisons (mean excess %s, %s)",
+							fmtPct(pr.ShareHigher), fmtPct(pr.ShareLower), fmtInt(pr.Pairs), fmtSigned(pr.MeanExcess), fmtSignedPercent(pr.MeanExcessPct)),
+						P: fmtP(pr.P), Q: fmtP(pr.Q), TestName: "sign test",
+					})
+				}
+			}
+			pv.Rows = append(pv.Rows, row)
+		}
+		pv.Chart = shareChart(r.Prices, r.Spec.Reference, suppressed, p.Suppressed)
+		p.Prices = pv
+	}
+
+	p.Parity.Conf, p.Parity.ShowMetric = p.Conf, true
+	for _, t := range r.Parity {
+		k := kinds[t.Metric]
+		if k == "" {
+			k = kindOfTest(t.Test)
+		}
+		row := makeTestRow(t, k, suppressed)
+		p.Parity.Rows = append(p.Parity.Rows, row)
+		if t.Significant && !row.Suppressed {
+			p.Significant = append(p.Significant, sigRow{
+				Section: "parity", Anchor: "parity", Metric: t.Metric,
+				Group: t.Group, Ref: t.Reference, Effect: effectText(t, k),
+				P: fmtP(t.P), Q: fmtP(t.Q), TestName: testName(t.Test),
+			})
+		}
+	}
+	return p
+}
+
+// kindOfTest tells a metric's kind from its test, for metrics the spec does
+// not name (parity).
+func kindOfTest(test string) MetricKind {
+	switch test {
+	case "two_proportion_z", "fisher_exact":
+		return Rate
+	case "mann_whitney":
+		return Distribution
+	}
+	return Mean
+}
+
+func severityRank(s string) int {
+	if s == "significant" {
+		return 0
+	}
+	return 1
+}
+
+func kindText(k MetricKind) string {
+	switch k {
+	case Rate:
+		return "rate (share of events)"
+	case Mean:
+		return "mean"
+	case Distribution:
+		return "distribution (quantiles)"
+	}
+	return string(k)
+}
+
+func testName(t string) string {
+	switch t {
+	case "two_proportion_z":
+		return "two-proportion z-test"
+	case "fisher_exact":
+		return "Fisher's exact test"
+	case "welch_t":
+		return "Welch's t-test"
+	case "mann_whitney":
+		return "Mann-Whitney U test"
+	case "sign_test", "sign":
+		return "sign test"
+	}
+	return t
+}
+
+func effectText(t TestResult, k MetricKind) string {
+	var diff string
+	if k == Rate {
+		diff = fmtPP(t.Difference) + " (" + fmtCIPP(t.DifferenceCI) + ")"
+	} else {
+		diff = fmtSigned(t.Difference) + " (" + fmtCI(t.DifferenceCI, fmtNum) + ")"
+	}
+	s := "difference " + strings.TrimSuffix(diff, " (n/a)")
+	if isFinite(t.Ratio) {
+		s += ", ratio " + fmtRatio(t.Ratio)
+		if isFinite(t.RatioCI.Lo) && isFinite(t.RatioCI.Hi) {
+			s += " (" + fmtCI(t.RatioCI, fmtRatio) + ")"
+		}
+	}
+	return s
+}
+
+func metricRows(r *Report, name string, k MetricKind) ([]metricRow, []string) {
+	// Quantile columns: the union of every group's, in order.
+	var qs []float64
+	for _, g := range r.Groups {
+		if g.Suppressed {
+			continue
+		}
+		for _, m := range g.Metrics {
+			if m.Metric != name {
+				continue
+			}
+			for _, q := range m.Quantiles {
+				if !slices.Contains(qs, q.Q) {
+					qs = append(qs, q.Q)
+				}
+			}
+		}
+	}
+	slices.Sort(qs)
+	var cols []string
+	for _, q := range qs {
+		cols = append(cols, quantileName(q))
+	}
+	val := fmtNum
+	if k == Rate {
+		val = fmtPct
+	}
+	var rows []metricRow
+	for _, g := range r.Groups {
+		row := metricRow{Group: g.Name, Ref: g.Name == r.Spec.Reference, Suppressed: g.Suppressed}
+		if g.Suppressed {
+			rows = append(rows, row)
+			continue
+		}
+		m, ok := findMetric(g, name)
+		if !ok {
+			row.NoData = true
+			rows = append(rows, row)
+			continue
+		}
+		row.N = fmtInt(m.N)
+		row.Value = val(m.Value)
+		row.CI = fmtCI(m.CI, val)
+		if m.Kind != Rate && m.SD != 0 {
+			row.SD = fmtNum(m.SD)
+		}
+		for _, q := range qs {
+			cell := "–"
+			for _, mq := range m.Quantiles {
+				if mq.Q == q {
+					cell = fmtNum(mq.Value)
+				}
+			}
+			row.Quantiles = append(row.Quantiles, cell)
+		}
+		rows = append(rows, row)
+	}
+	return rows, cols
+}
+
+func findMetric(g GroupResult, name string) (MetricResult, bool) {
+	for _, m := range g.Metrics {
+		if m.Metric == name {
+			return m, true
+		}
+	}
+	return MetricResult{}, false
+}
+
+func quantileName(q float64) string {
+	switch q {
+	case 0.5:
+		return "median"
+	}
+	return "p" + strconv.FormatFloat(q*100, 'f', -1, 64)
+}
+
+func makeTestRow(t TestResult, k MetricKind, suppressed map[string]bool) testRow {
+	row := testRow{Metric: t.Metric, Group: t.Group, Ref: t.Reference,
+		Suppressed: suppressed[t.Group] || suppressed[t.Reference]}
+	if row.Suppressed {
+		return row
+	}
+	if k == Rate {
+		row.Diff = fmtPP(t.Difference)
+		row.DiffCI = fmtCIPP(t.DifferenceCI)
+	} else {
+		row.Diff = fmtSigned(t.Difference)
+		row.DiffCI = fmtCI(t.DifferenceCI, fmtNum)
+	}
+	row.Ratio = fmtRatio(t.Ratio)
+	row.RatioCI = fmtCI(t.RatioCI, fmtRatio)
+	row.Test = testName(t.Test)
+	row.Stat = fmtNum(t.Statistic)
+	row.P, row.Q = fmtP(t.P), fmtP(t.Q)
+	row.Significant = t.Significant
+	return row
+}
+
+// ---------------------------------------------------------------------------
+// Number formatting. Non-finite values show as "n/a".
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func fmtInt(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// fmtNum shows a number with about three significant digits, never in
+// exponent form for ordinary magnitudes.
+func fmtNum(v float64) string {
+	if !isFinite(v) {
+		return "n/a"
+	}
+	a := math.Abs(v)
+	switch {
+	case v == 0:
+		return "0"
+	case a >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case a >= 0.0001:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	return strconv.FormatFloat(v, 'e', 2, 64)
+}
+
+func fmtG(v float64) string {
+	if !isFinite(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+func fmtSigned(v float64) string {
+	s := fmtNum(v)
+	if isFinite(v) && v > 0 {
+		return "+" + s
+	}
+	return s
+}
+
+// fmtPercentage shows p (already in percent): one decimal from 10, two
+// from 1, two significant digits below.
+func fmtPercentage(p float64) string {
+	a := math.Abs(p)
+	switch {
+	case !isFinite(p):
+		return "n/a"
+	case p == 0:
+		return "0"
+	case a >= 10:
+		return strconv.FormatFloat(p, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(p, 'f', 2, 64)
+	case a >= 0.001:
+		return strconv.FormatFloat(p, 'g', 2, 64)
+	}
+	return "≈0"
+}
+
+func signed(s string, v float64) string {
+	if isFinite(v) && v > 0 {
+		return "+" + s
+	}
+	return s
+}
+
+func fmtPct(v float64) string {
+	if !isFinite(v) {
+		return "n/a"
+	}
+	return fmtPercentage(v*100) + "%"
+}
+
+// fmtSignedPercent shows p, already in percent, with its sign.
+func fmtSignedPercent(p float64) string {
+	if !isFinite(p) {
+		return "n/a"
+	}
+	return signed(fmtPercentage(p), p) + "%"
+}
+
+// fmtPP shows a difference of rates in percentage points.
+func fmtPP(v float64) string {
+	if !isFinite(v) {
+		return "n/a"
+	}
+	return signed(fmtPercentage(v*100), v) + " pp"
+}
+
+// fmtDuration writes 1h rather than 1h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// tickLabel formats ticks with as many decimals as their step needs.
+func tickLabel(step float64, pct bool) func(float64) string {
+	if pct {
+		step *= 100
+	}
+	dec := 0
+	if step > 0 && isFinite(step) {
+		dec = max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+		// 2.5-steps need one more.
+		if f := step * math.Pow(10, float64(dec)); math.Abs(f-math.Round(f)) > 1e-6 {
+			dec++
+		}
+	}
+	dec = min(dec, 10)
+	return func(v float64) string {
+		if pct {
+			v *= 100
+		}
+		if math.Abs(v) < step*1e-9 {
+			v = 0
+		}
+		s := strconv.FormatFloat(v, 'f', dec, 64)
+		if pct {
+			s += "%"
+		}
+		return s
+	}
+}
+
+func fmtRatio(v float64) string {
+	if !isFinite(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
+func fmtP(v float64) string {
+	switch {
+	case !isFinite(v):
+		return "n/a"
+	case v < 0.0001:
+		return "< 0.0001"
+	case v >= 0.1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 2, 64)
+}
+
+func fmtCI(ci Interval, f func(float64) string) string {
+	if !isFinite(ci.Lo) && !isFinite(ci.Hi) {
+		return "n/a"
+	}
+	return f(ci.Lo) + " to " + f(ci.Hi)
+}
+
+// fmtCIPP shows an interval of rate differences: "-1.2 to +0.4 pp".
+func fmtCIPP(ci Interval) string {
+	if !isFinite(ci.Lo) && !isFinite(ci.Hi) {
+		return "n/a"
+	}
+	f := func(v float64) string {
+		if !isFinite(v) {
+			return "n/a"
+		}
+		return signed(fmtPercentage(v*100), v)
+	}
+	return f(ci.Lo) + " to " + f(ci.Hi) + " pp"
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+func fmtWindow(from, to time.Time) string {
+	switch {
+	case from.IsZero() && to.IsZero():
+		return "every event (no window)"
+	case from.IsZero():
+		return "every event before " + fmtTime(to)
+	case to.IsZero():
+		return "every event from " + fmtTime(from)
+	}
+	return "from " + fmtTime(from) + " to " + fmtTime(to)
+}
+
+// ---------------------------------------------------------------------------
+// Charts: inline SVG, geometry computed here, drawn by the template.
+
+const (
+	chartW      = 760
+	chartLeft   = 190 // labels
+	chartRight  = 110 // value labels
+	chartTop    = 12
+	chartRowH   = 30
+	chartAxisH  = 34
+	chartLabelN = 26 // characters of a label before it is cut
+)
+
+type chart struct {
+	Kind   string // "dot", "box", "share"
+	Title  string
+	W, H   int
+	PlotX0 string
+	PlotX1 string
+	PlotY0 string
+	PlotY1 string
+	AxisY  string
+	TickY  string
+	Ticks  []tick
+	Rows   []chartRow
+	RefX   string // dashed line at the reference's value; "" for none
+	Legend []legendItem
+	LegY   string
+}
+
+type tick struct{ X, Label string }
+
+type legendItem struct {
+	X, Label, Class string
+}
+
+type chartRow struct {
+	Label     string // cut to fit
+	FullLabel string
+	Y         string // row centre
+	BandY     string
+	BandH     string
+	TextY     string
+	Ref       bool
+	Sig       bool
+	Note      string // "suppressed (...)" or "no data"
+	Tooltip   string
+	// dot-and-whisker
+	Dot     bool
+	X       string
+	Whisker bool
+	X1, X2  string
+	CapY1   string
+	CapY2   string
+	Value   string
+	ValueX  string
+	// box
+	Box        bool
+	BoxX, BoxW string
+	BoxY, BoxH string
+	Median     bool
+	MedX       string
+	Strip      []stripDot
+	StripLine  bool
+	// share bars
+	Bars []bar
+}
+
+type stripDot struct{ X, Title string }
+
+type bar struct{ X, W, Class, Title string }
+
+// scale maps a domain onto [x0, x1]. A zero-width or non-finite domain is
+// widened so nothing divides by zero.
+type scale struct {
+	lo, hi, x0, x1 float64
+}
+
+func (s scale) at(v float64) float64 {
+	if v < s.lo {
+		v = s.lo
+	}
+	if v > s.hi {
+		v = s.hi
+	}
+	return s.x0 + (v-s.lo)/(s.hi-s.lo)*(s.x1-s.x0)
+}
+
+func (s scale) px(v float64) string { return px(s.at(v)) }
+
+func px(v float64) string { return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) }
+
+// niceDomain widens [lo, hi] to round tick steps and returns the ticks. It
+// copes with lo == hi, reversed and non-finite input.
+func niceDomain(lo, hi float64, nTicks int) (float64, float64, []float64) {
+	if !isFinite(lo) || !isFinite(hi) {
+		lo, hi = 0, 1
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	if hi-lo < 1e-12*math.Max(1, math.Abs(hi)) {
+		d := math.Abs(lo) * 0.1
+		if d == 0 {
+			d = 1
+		}
+		lo, hi = lo-d, hi+d
+	}
+	step := niceStep((hi - lo) / float64(max(nTicks, 1)))
+	lo = math.Floor(lo/step) * step
+	hi = math.Ceil(hi/step) * step
+	var ticks []float64
+	for i := 0; i <= 100; i++ {
+		v := lo + float64(i)*step
+		if v > hi+step/2 {
+			break
+		}
+		// Clean floating-point noise (0.30000000000000004).
+		v = math.Round(v/step) * step
+		ticks = append(ticks, v)
+	}
+	return lo, hi, ticks
+}
+
+func niceStep(raw float64) float64 {
+	if raw <= 0 || !isFinite(raw) {
+		return 1
+	}
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	f := raw / mag
+	switch {
+	case f <= 1:
+		f = 1
+	case f <= 2:
+		f = 2
+	case f <= 2.5:
+		f = 2.5
+	case f <= 5:
+		f = 5
+	default:
+		f = 10
+	}
+	return f * mag
+}
+
+func cut(s string) string {
+	rs := []rune(s)
+	if len(rs) <= chartLabelN {
+		return s
+	}
+	return string(rs[:chartLabelN-1]) + "…"
+}
+
+// newChart lays out n rows and the axis.
+func newChart(kind, title string, n int, lo, hi float64, ticks []float64, pct bool) (*chart, scale) {
+	plotH := n * chartRowH
+	c := &chart{
+		Kind: kind, Title: title, W: chartW,
+		PlotX0: px(chartLeft), PlotX1: px(chartW - chartRight),
+		PlotY0: px(chartTop), PlotY1: px(float64(chartTop + plotH)),
+		AxisY: px(float64(chartTop + plotH)),
+		TickY: px(float64(chartTop + plotH + 16)),
+	}
+	c.LegY = px(float64(chartTop + plotH + chartAxisH - 2))
+	c.H = chartTop + plotH + chartAxisH + 8
+	sc := scale{lo: lo, hi: hi, x0: chartLeft, x1: chartW - chartRight}
+	step := hi - lo
+	if len(ticks) > 1 {
+		step = ticks[1] - ticks[0]
+	}
+	label := tickLabel(step, pct)
+	for _, t := range ticks {
+		c.Ticks = append(c.Ticks, tick{X: sc.px(t), Label: label(t)})
+	}
+	return c, sc
+}
+
+func rowGeometry(row *chartRow, i int) {
+	y := float64(chartTop + i*chartRowH + chartRowH/2)
+	row.Y = px(y)
+	row.TextY = px(y + 4)
+	row.BandY = px(float64(chartTop + i*chartRowH))
+	row.BandH = px(chartRowH)
+	row.CapY1 = px(y - 6)
+	row.CapY2 = px(y + 6)
+	row.BoxY = px(y - 8)
+	row.BoxH = px(16)
+	row.ValueX = px(chartW - chartRight + 8)
+}
+
+func groupLabel(name string, ref bool) string {
+	if ref {
+		return name + " (reference)"
+	}
+	return name
+}
+
+// dotChart draws a rate or mean per group with its interval.
+func dotChart(r *Report, name string, k MetricKind, sig map[[2]string]bool, suppressedText, conf string) *chart {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, g := range r.Groups {
+		if g.Suppressed {
+			continue
+		}
+		if m, ok := findMetric(g, name); ok {
+			for _, v := range []float64{m.Value, m.CI.Lo, m.CI.Hi} {
+				if isFinite(v) {
+					lo, hi = math.Min(lo, v), math.Max(hi, v)
+				}
+			}
+		}
+	}
+	if k == Rate {
+		if !isFinite(lo) { // no data at all
+			lo, hi = 0, 1
+		}
+		lo = 0 // rates start at zero: an honest scale
+		hi = math.Min(math.Max(hi, 0), 1)
+		if hi == 0 {
+			hi = 0.01
+		}
+	} else if !isFinite(lo) {
+		lo, hi = 0, 1
+	} else if lo > 0 && lo < hi*0.5 {
+		lo = 0
+	}
+	lo, hi, ticks := niceDomain(lo, hi, 5)
+	if k == Rate {
+		lo, hi = math.Max(lo, 0), math.Min(hi, 1)
+		ticks = slices.DeleteFunc(ticks, func(t float64) bool { return t < -1e-12 || t > 1+1e-12 })
+	}
+	title := name + ": " + map[MetricKind]string{Rate: "rate", Mean: "mean"}[k] + " per group with " + conf + " interval"
+	c, sc := newChart("dot", title, len(r.Groups), lo, hi, ticks, k == Rate)
+	val := fmtNum
+	if k == Rate {
+		val = fmtPct
+	}
+	for i, g := range r.Groups {
+		ref := g.Name == r.Spec.Reference
+		row := chartRow{Label: cut(groupLabel(g.Name, ref)), FullLabel: groupLabel(g.Name, ref), Ref: ref}
+		rowGeometry(&row, i)
+		switch m, ok := findMetric(g, name); {
+		case g.Suppressed:
+			row.Note = suppressedText
+		case !ok || !isFinite(m.Value):
+			row.Note = "no data"
+		default:
+			row.Sig = sig[[2]string{name, g.Name}]
+			row.Dot = true
+			row.X = sc.px(m.Value)
+			row.Value = val(m.Value)
+			row.Tooltip = fmt.Sprintf("%s: %s (%s interval %s, n = %s)", g.Name, val(m.Value), conf, fmtCI(m.CI, val), fmtInt(m.N))
+			if isFinite(m.CI.Lo) && isFinite(m.CI.Hi) {
+				row.Whisker = true
+				row.X1, row.X2 = sc.px(math.Min(m.CI.Lo, m.CI.Hi)), sc.px(math.Max(m.CI.Lo, m.CI.Hi))
+			}
+			if ref {
+				row.Sig = false
+				c.RefX = row.X
+			}
+		}
+		c.Rows = append(c.Rows, row)
+	}
+	c.Legend = []legendItem{
+		{X: px(chartLeft), Label: "reference", Class: "ref"},
+		{X: px(chartLeft + 110), Label: "significantly different (q ≤ α)", Class: "sig"},
+		{X: px(chartLeft + 340), Label: "not significant", Class: "ns"},
+	}
+	return c
+}
+
+// boxChart draws a distribution per group from its quantiles: a box from
+// the 25th to the 75th percentile with the median, whiskers to the
+// outermost quantiles; without both quartiles, a strip of the quantiles.
+func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText string) (*chart, string) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var qsSeen []float64
+	for _, g := range r.Groups {
+		if g.Suppressed {
+			continue
+		}
+		if m, ok := findMetric(g, name); ok {
+			for _, q := range m.Quantiles {
+				if isFinite(q.Value) {
+					lo, hi = math.Min(lo, q.Value), math.Max(hi, q.Value)
+					if !slices.Contains(qsSeen, q.Q) {
+						qsSeen = append(qsSeen, q.Q)
+					}
+				}
+			}
+		}
+	}
+	if !isFinite(lo) {
+		lo, hi = 0, 1
+	} else if lo > 0 && lo < hi*0.5 {
+		lo = 0
+	}
+	lo, hi, ticks := niceDomain(lo, hi, 5)
+	c, sc := newChart("box", name+": distribution per group", len(r.Groups), lo, hi, ticks, false)
+	for i, g := range r.Groups {
+		ref := g.Name == r.Spec.Reference
+		row := chartRow{Label: cut(groupLabel(g.Name, ref)), FullLabel: groupLabel(g.Name, ref), Ref: ref}
+		rowGeometry(&row, i)
+		m, ok := findMetric(g, name)
+		var qs []Quantile
+		if ok {
+			for _, q := range m.Quantiles {
+				if isFinite(q.Value) && isFinite(q.Q) {
+					qs = append(qs, q)
+				}
+			}
+		}
+		slices.SortFunc(qs, func(a, b Quantile) int { return cmp.Compare(a.Q, b.Q) })
+		switch {
+		case g.Suppressed:
+			row.Note = suppressedText
+		case len(qs) == 0:
+			row.Note = "no data"
+		default:
+			row.Sig = sig[[2]string{name, g.Name}] && !ref
+			parts := make([]string, len(qs))
+			for j, q := range qs {
+				parts[j] = quantileName(q.Q) + " " + fmtNum(q.Value)
+			}
+			row.Tooltip = g.Name + ": " + strings.Join(parts, ", ")
+			q25, ok25 := quantileAt(qs, 0.25)
+			q75, ok75 := quantileAt(qs, 0.75)
+			if med, ok := quantileAt(qs, 0.5); ok {
+				row.Median, row.MedX = true, sc.px(med)
+				row.Value = "median " + fmtNum(med)
+				if ref {
+					c.RefX = row.MedX
+				}
+			}
+			if ok25 && ok75 {
+				row.Box = true
+				x1, x2 := sc.at(math.Min(q25, q75)), sc.at(math.Max(q25, q75))
+				row.BoxX, row.BoxW = px(x1), px(math.Max(x2-x1, 1))
+				if len(qs) > 1 {
+					row.Whisker = true
+					row.X1, row.X2 = sc.px(qs[0].Value), sc.px(qs[len(qs)-1].Value)
+				}
+			} else {
+				for _, q := range qs {
+					row.Strip = append(row.Strip, stripDot{X: sc.px(q.Value), Title: quantileName(q.Q) + " " + fmtNum(q.Value)})
+				}
+				row.StripLine = len(qs) > 1
+				if len(qs) > 1 {
+					row.X1, row.X2 = sc.px(qs[0].Value), sc.px(qs[len(qs)-1].Value)
+				}
+			}
+		}
+		c.Rows = append(c.Rows, row)
+	}
+	slices.Sort(qsSeen)
+	note := "Dots: the quantiles of each group."
+	if slices.Contains(qsSeen, 0.25) && slices.Contains(qsSeen, 0.75) {
+		note = "Boxes: 25th to 75th percentile; line: median"
+		if len(qsSeen) > 2 {
+			note += fmt.Sprintf("; whiskers: %s to %s", quantileName(qsSeen[0]), quantileName(qsSeen[len(qsSeen)-1]))
+		}
+		note += "."
+	}
+	c.Legend = []legendItem{
+		{X: px(chartLeft), Label: "reference", Class: "ref"},
+		{X: px(chartLeft + 110), Label: "significantly different (q ≤ α)", Class: "sig"},
+		{X: px(chartLeft + 340), Label: "not significant", Class: "ns"},
+	}
+	return c, note
+}
+
+func quantileAt(qs []Quantile, q float64) (float64, bool) {
+	for _, x := range qs {
+		if math.Abs(x.Q-q) < 1e-9 {
+			return x.Value, true
+		}
+	}
+	return 0, false
+}
+
+// shareChart draws, per group, the share of same-item comparisons where
+// the group paid more, the same, or less than the reference.
+func shareChart(prices []PriceResult, refName string, suppressed map[string]bool, suppressedText string) *chart {
+	_, _, ticks := niceDomain(0, 1, 4)
+	c, sc := newChart("share", "same item, same time: share of comparisons where each group paid more or less than the reference", len(prices), 0, 1, ticks, true)
+	for i, p := range prices {
+		label := p.Group
+		if p.Reference != refName {
+			label += " vs " + p.Reference
+		}
+		row := chartRow{Label: cut(label), FullLabel: label}
+		rowGeometry(&row, i)
+		hi, lo := p.ShareHigher, p.ShareLower
+		switch {
+		case suppressed[p.Group] || suppressed[p.Reference]:
+			row.Note = suppressedText
+		case p.Pairs == 0 || !isFinite(hi) || !isFinite(lo):
+			row.Note = "no comparable pairs"
+		default:
+			hi, lo = math.Max(0, math.Min(hi, 1)), math.Max(0, math.Min(lo, 1))
+			if hi+lo > 1 {
+				lo = 1 - hi
+			}
+			eq := 1 - hi - lo
+			row.Sig = p.Significant
+			x := 0.0
+			for _, s := range []struct {
+				v     float64
+				class string
+				what  string
+			}{{hi, "higher", "paid more"}, {eq, "same", "paid the same"}, {lo, "lower", "paid less"}} {
+				if s.v > 0 {
+					x0, x1 := sc.at(x), sc.at(x+s.v)
+					row.Bars = append(row.Bars, bar{X: px(x0), W: px(math.Max(x1-x0, 0.5)), Class: s.class,
+						Title: fmt.Sprintf("%s %s in %s of %s comparisons", p.Group, s.what, fmtPct(s.v), fmtInt(p.Pairs))})
+				}
+				x += s.v
+			}
+			row.Value = "↑" + fmtPct(hi) + " ↓" + fmtPct(lo)
+		}
+		c.Rows = append(c.Rows, row)
+	}
+	c.RefX = sc.px(0.5)
+	c.Legend = []legendItem{
+		{X: px(chartLeft), Label: "group paid more", Class: "higher"},
+		{X: px(chartLeft + 150), Label: "same price", Class: "same"},
+		{X: px(chartLeft + 260), Label: "group paid less", Class: "lower"},
+	}
+	return c
+}
+
+// ---------------------------------------------------------------------------
+// The template.
+
+var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
+
+const reportHTML = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="recguard audit">
+<title>{{.Title}}</title>
+<style>
+:root { --ink:#1d2330; --muted:#5b6475; --line:#d5d9e0; --band:#fff4cc; --sig:#b3261e; --ns:#2f6db5; --ref:#1d2330; --same:#b9bec7; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--ink); margin: 0; background: #f4f5f7; }
+main { max-width: 1040px; margin: 0 auto; padding: 28px 36px 48px; background: #fff; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--ink); }
+h3 { font-size: 16px; margin: 22px 0 8px; }
+p.meta, .muted { color: var(--muted); }
+p.meta { margin: 0 0 16px; }
+nav ol { columns: 2; margin: 6px 0 0; padding-left: 22px; }
+nav a, a { color: var(--ns); }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: 13.5px; }
+table.tests, table.prices, table.significant { font-size: 13px; }
+table.tests th, table.tests td, table.prices th, table.prices td { padding: 5px 6px; }
+.scroll { overflow-x: auto; }
+th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th { background: #eef0f4; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.ref td { background: var(--band); }
+tr.sig td { background: #fdecea; }
+td.suppressed { color: var(--muted); font-style: italic; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f1f2f5; padding: 1px 4px; border-radius: 3px; }
+dl.spec { display: grid; grid-template-columns: 190px 1fr; gap: 4px 16px; margin: 8px 0; }
+dl.spec dt { font-weight: 600; }
+dl.spec dd { margin: 0; }
+ol.findings { padding-left: 0; list-style: none; margin: 8px 0; }
+ol.findings li { padding: 8px 12px; margin: 0 0 6px; border-left: 5px solid var(--line); background: #f7f8fa; }
+ol.findings li.significant { border-left-color: var(--sig); background: #fdecea; }
+.badge { display: inline-block; font-size: 11px; font-weight: 700; text-transform: uppercase; letter-spacing: .04em; padding: 1px 6px; border-radius: 3px; margin-right: 8px; color: #fff; background: var(--muted); }
+.badge.significant { background: var(--sig); }
+.yes { color: var(--sig); font-weight: 700; }
+figure { margin: 10px 0 6px; }
+figcaption { color: var(--muted); font-size: 13px; }
+svg.chart { width: 100%; height: auto; display: block; font-family: inherit; }
+svg.chart text { font-size: 12px; fill: var(--ink); }
+svg.chart .tick text, svg.chart .value, svg.chart .note { fill: var(--muted); }
+svg.chart .note { font-style: italic; stroke: #fff; stroke-width: 5px; paint-order: stroke; stroke-linejoin: round; }
+svg.chart .grid { stroke: #e6e8ec; }
+svg.chart .axis { stroke: #9aa1ad; }
+svg.chart .band { fill: var(--band); }
+svg.chart .refline { stroke: var(--ref); stroke-dasharray: 4 3; stroke-width: 1; opacity: .6; }
+svg.chart .whisker { stroke-width: 2; }
+svg.chart .ref .whisker, svg.chart .ref .cap { stroke: var(--ref); }
+svg.chart .ref .dot { fill: var(--ref); }
+svg.chart .sig .whisker, svg.chart .sig .cap, svg.chart .sig .median, svg.chart .sig .boxline { stroke: var(--sig); }
+svg.chart .sig .dot { fill: var(--sig); }
+svg.chart .sig .box { fill: #f6c9c5; stroke: var(--sig); }
+svg.chart .ns .whisker, svg.chart .ns .cap, svg.chart .ns .median, svg.chart .ns .boxline { stroke: var(--ns); }
+svg.chart .ns .dot { fill: var(--ns); }
+svg.chart .ns .box { fill: #cfe0f5; stroke: var(--ns); }
+svg.chart .ref .box { fill: #e5e2d6; stroke: var(--ref); }
+svg.chart .ref .median, svg.chart .ref .boxline { stroke: var(--ref); }
+svg.chart .median { stroke-width: 3; }
+svg.chart .cap, svg.chart .boxline { stroke-width: 1.5; }
+svg.chart .higher { fill: var(--sig); }
+svg.chart .same { fill: var(--same); }
+svg.chart .lower { fill: var(--ns); }
+svg.chart .label.refl { font-weight: 700; }
+svg.chart .key.ref { fill: var(--ref); } svg.chart .key.sig { fill: var(--sig); } svg.chart .key.ns { fill: var(--ns); }
+svg.chart .key.higher { fill: var(--sig); } svg.chart .key.same { fill: var(--same); } svg.chart .key.lower { fill: var(--ns); }
+footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px solid var(--line); padding-top: 10px; }
+@media print { body { background: #fff; } main { padding: 0; max-width: none; } h2 { break-after: avoid; } figure, table { break-inside: avoid; } }
+</style>
+</head>
+<body>
+<main>
+<header>
+<h1>{{.Title}}</h1>
+<p class="meta">Generated {{.Generated}} · {{.Events}} events read, {{.Used}} used (inside the window and in a group), {{.Skipped}} malformed lines skipped</p>
+</header>
+
+<nav aria-label="Contents">
+<strong>Contents</strong>
+<ol>
+<li><a href="#findings">Summary of findings</a></li>
+<li><a href="#spec">What was audited</a></li>
+<li><a href="#groups">Groups</a></li>
+{{- range .Metrics}}
+<li><a href="#{{.ID}}">Metric: {{.Name}}</a></li>
+{{- end}}
+{{- if .Prices}}
+<li><a href="#prices">Same item, same time: prices</a></li>
+{{- end}}
+{{- if .Parity.Rows}}
+<li><a href="#parity">Personalized vs non-personalized</a></li>
+{{- end}}
+{{- if .Problems}}
+<li><a href="#problems">Malformed input</a></li>
+{{- end}}
+<li><a href="#methods">Methods</a></li>
+</ol>
+</nav>
+
+<section id="findings">
+<h2>Summary of findings</h2>
+{{- if .Findings}}
+<ol class="findings">
+{{- range .Findings}}
+<li class="finding {{.Severity}}"><span class="badge {{.Severity}}">{{.Severity}}</span><span class="text">{{.Text}}</span></li>
+{{- end}}
+</ol>
+{{- else}}
+<p>No findings.</p>
+{{- end}}
+{{- if .Significant}}
+<h3>Statistically significant differences</h3>
+<table class="significant">
+<thead><tr><th>Where</th><th>Group</th><th>Compared with</th><th>Effect ({{$.Conf}} interval)</th><th>Test</th><th class="num">p</th><th class="num">q</th></tr></thead>
+<tbody>
+{{- range .Significant}}
+<tr><td><a href="#{{.Anchor}}">{{.Metric}}</a></td><td>{{.Group}}</td><td>{{.Ref}}</td><td>{{.Effect}}</td><td>{{.TestName}}</td><td class="num">{{.P}}</td><td class="num">{{.Q}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+<p class="muted">q is the Benjamini-Hochberg adjusted p-value over every test of this report; a difference is called significant when q ≤ α ({{.Spec.Alpha}}).</p>
+{{- else}}
+<p class="muted">No comparison is statistically significant at the chosen false discovery rate (α = {{.Spec.Alpha}}).</p>
+{{- end}}
+</section>
+
+<section id="spec">
+<h2>What was audited</h2>
+<dl class="spec">
+{{- if .Spec.Name}}<dt>Audit</dt><dd>{{.Spec.Name}}</dd>{{end}}
+<dt>Reference group</dt><dd>{{if .Spec.Reference}}{{.Spec.Reference}}{{else}}none{{end}}</dd>
+<dt>Window</dt><dd>{{.Spec.Window}}</dd>
+<dt>Minimum group size</dt><dd>{{.Spec.MinGroupSize}}; smaller groups are suppressed and show no figures</dd>
+<dt>Significance (α)</dt><dd>{{.Spec.Alpha}}: the false discovery rate, controlled with the Benjamini-Hochberg procedure over every test of the report</dd>
+<dt>Price comparison bucket</dt><dd>{{.Spec.PriceBucket}}</dd>
+</dl>
+<h3>Groups compared</h3>
+<table class="spec-groups">
+<thead><tr><th>Group</th><th>Segment expression</th></tr></thead>
+<tbody>
+{{- range .Spec.Groups}}
+<tr{{if .Ref}} class="ref"{{end}}><td>{{.Name}}{{if .Ref}} <strong>(reference)</strong>{{end}}</td><td><code>{{.Segment}}</code></td></tr>
+{{- end}}
+</tbody>
+</table>
+<h3>Metrics</h3>
+{{- if .Spec.DefaultMet}}
+<p>The default metrics: click rate, conversion rate, discount-offered rate, mean and quantiles of price and rank.</p>
+{{- else}}
+<table class="spec-metrics">
+<thead><tr><th>Metric</th><th>Kind</th><th>Field</th><th>Quantiles</th></tr></thead>
+<tbody>
+{{- range .Spec.Metrics}}
+<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td><code>{{.Field}}</code></td><td>{{.Quantiles}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+</section>
+
+<section id="groups">
+<h2>Groups</h2>
+<table class="groups">
+<thead><tr><th>Group</th><th>Segment</th><th class="num">Users</th><th class="num">Events</th></tr></thead>
+<tbody>
+{{- range .Groups}}
+<tr class="group{{if .Ref}} ref{{end}}" data-group="{{.Name}}"><td>{{.Name}}{{if .Ref}} <strong>(reference)</strong>{{end}}</td><td><code>{{.Segment}}</code></td>
+{{- if .Suppressed}}<td class="suppressed" colspan="2">{{$.Suppressed}}</td>{{else}}<td class="num">{{.Users}}</td><td class="num">{{.Events}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+</section>
+
+{{- range .Metrics}}
+<section id="{{.ID}}" class="metric" data-metric="{{.Name}}" data-kind="{{.Kind}}">
+<h2>Metric: {{.Name}}</h2>
+<p class="muted">{{.KindTxt}}{{if .Field}} of <code>{{.Field}}</code>{{end}}</p>
+{{- if .Chart}}
+<figure>
+{{template "chart" .Chart}}
+<figcaption>{{.Note}} The reference group is highlighted; the dashed line marks its {{if eq .Kind "distribution"}}median{{else}}value{{end}}.</figcaption>
+</figure>
+{{- end}}
+<table class="values">
+<thead><tr><th>Group</th><th class="num">n</th><th class="num">{{if eq .Kind "rate"}}Rate{{else if eq .Kind "distribution"}}Median{{else}}Mean{{end}}</th><th class="num">{{$.Conf}} interval</th>{{if ne .Kind "rate"}}<th class="num">SD</th>{{end}}{{range .QCols}}<th class="num">{{.}}</th>{{end}}</tr></thead>
+<tbody>
+{{- $m := .}}
+{{- range .Rows}}
+<tr class="{{if .Ref}}ref{{end}}" data-group="{{.Group}}"><td>{{.Group}}{{if .Ref}} (reference){{end}}</td>
+{{- if .Suppressed}}<td class="suppressed" colspan="{{$m.SuppCols}}">{{$.Suppressed}}</td>
+{{- else if .NoData}}<td class="suppressed" colspan="{{$m.SuppCols}}">no data</td>
+{{- else}}<td class="num">{{.N}}</td><td class="num">{{.Value}}</td><td class="num">{{.CI}}</td>{{if ne $m.Kind "rate"}}<td class="num">{{.SD}}</td>{{end}}{{range .Quantiles}}<td class="num">{{.}}</td>{{end}}{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+{{- if .Tests.Rows}}
+<h3>Compared with the reference</h3>
+{{template "tests" .Tests}}
+{{- end}}
+</section>
+{{- end}}
+
+{{- with .Prices}}
+<section id="prices">
+<h2>Same item, same time: prices</h2>
+<p>For every item offered to both a group and the reference within the same {{.Bucket}} window, the group's mean price is compared with the reference's. Were prices set without regard to the group, the group would pay more about as often as less (sign test).</p>
+{{- with .Chart}}
+<figure>
+{{template "chart" .}}
+<figcaption>Bars: share of same-item, same-time comparisons where the group paid more (left), the same, or less (right) than the reference; the dashed line marks 50%.</figcaption>
+</figure>
+{{- end}}
+<div class="scroll">
+<table class="prices">
+<thead><tr><th>Group</th><th>Reference</th><th class="num">Pairs</th><th class="num">Paid more</th><th class="num">Paid less</th><th class="num">Mean excess</th><th class="num">{{$.Conf}} interval</th><th class="num">Excess %</th><th class="num">p</th><th class="num">q</th><th>Significant</th></tr></thead>
+<tbody>
+{{- range .Rows}}
+<tr class="{{if .Significant}}sig{{end}}" data-group="{{.Group}}"><td>{{.Group}}</td><td>{{.Ref}}</td>
+{{- if .Suppressed}}<td class="suppressed" colspan="9">{{$.Suppressed}}</td>
+{{- else}}<td class="num">{{.Pairs}}</td><td class="num">{{.Higher}}</td><td class="num">{{.Lower}}</td><td class="num">{{.Excess}}</td><td class="num">{{.ExcessCI}}</td><td class="num">{{.ExcessPct}}</td><td class="num">{{.P}}</td><td class="num">{{.Q}}</td><td>{{if .Significant}}<span class="yes">yes</span>{{else}}no{{end}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+</div>
+</section>
+{{- end}}
+
+{{- if .Parity.Rows}}
+<section id="parity">
+<h2>Personalized vs non-personalized</h2>
+<p>The same metrics compared between the personalized path and the non-personalized one users can choose instead: the non-personalized path must not be a worse service.</p>
+{{template "tests" .Parity}}
+</section>
+{{- end}}
+
+{{- if .Problems}}
+<section id="problems">
+<h2>Malformed input</h2>
+<p>These input lines could not be read and were skipped{{if .MoreProbs}} (the first {{len .Problems}} are listed, and {{.MoreProbs}} more){{end}}.</p>
+<table class="problems">
+<thead><tr><th>File</th><th class="num">Line</th><th>Reason</th></tr></thead>
+<tbody>
+{{- range .Problems}}
+<tr><td>{{.File}}</td><td class="num">{{.Line}}</td><td>{{.Reason}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+</section>
+{{- end}}
+
+<section id="methods">
+<h2>Methods</h2>
+<ul>
+<li>Users are put into groups by segment expressions over their tags and flags and the events' attributes. A group with fewer distinct users than the minimum group size is suppressed: none of its figures are shown, so no figure can single out a person.</li>
+<li>Intervals are at {{.Conf}} confidence (1 − α). Rates are shares of events with Wilson score intervals; differences of rates have Newcombe intervals and are tested with the two-proportion z-test, or Fisher's exact test for small counts.</li>
+<li>Means have t intervals; differences are tested with Welch's t-test. Distributions are compared with the Mann-Whitney U test; their value is the median, with a distribution-free interval, and their difference and ratio are those of the medians. Ratios have log-scale intervals.</li>
+<li>The tests treat events as independent observations. Repeated events of one user are not independent in general, so the p-values of per-event tests can be too small when users differ among themselves; the same-item price comparison works on item and time cells and is not affected in the same way.</li>
+<li>Every p-value of the report is adjusted together with the Benjamini-Hochberg procedure; a result is significant when its adjusted value q is at most α.</li>
+<li>The same-item price comparison pairs a group with the reference for each item and time bucket where both were offered it, and tests with a sign test whether the group paid more as often as less.</li>
+</ul>
+</section>
+
+<footer>Generated by recguard audit. This page is self-contained: it loads nothing from the network.</footer>
+</main>
+</body>
+</html>
+{{define "tests"}}
+<div class="scroll">
+<table class="tests">
+<thead><tr>{{if .ShowMetric}}<th>Metric</th>{{end}}<th>Group</th><th>Reference</th><th class="num">Difference</th><th class="num">{{.Conf}} interval</th><th class="num">Ratio</th><th class="num">{{.Conf}} interval</th><th>Test</th><th class="num">Statistic</th><th class="num">p</th><th class="num">q</th><th>Significant</th></tr></thead>
+<tbody>
+{{- range .Rows}}
+<tr class="{{if .Significant}}sig{{end}}" data-group="{{.Group}}">{{if $.ShowMetric}}<td>{{.Metric}}</td>{{end}}<td>{{.Group}}</td><td>{{.Ref}}</td>
+{{- if .Suppressed}}<td class="suppressed" colspan="9">suppressed (group below the minimum size)</td>
+{{- else}}<td class="num">{{.Diff}}</td><td class="num">{{.DiffCI}}</td><td class="num">{{.Ratio}}</td><td class="num">{{.RatioCI}}</td><td>{{.Test}}</td><td class="num">{{.Stat}}</td><td class="num">{{.P}}</td><td class="num">{{.Q}}</td><td>{{if .Significant}}<span class="yes">yes</span>{{else}}no{{end}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+</div>
+{{end}}
+{{define "chart"}}
+<svg class="chart chart-{{.Kind}}" viewBox="0 0 {{.W}} {{.H}}" width="{{.W}}" height="{{.H}}" role="img" aria-label="{{.Title}}">
+<title>{{.Title}}</title>
+{{- range .Rows}}{{if .Ref}}<rect class="band" x="0" y="{{.BandY}}" width="{{$.W}}" height="{{.BandH}}"/>{{end}}{{end}}
+<g class="tick">
+{{- range .Ticks}}
+<line class="grid" x1="{{.X}}" x2="{{.X}}" y1="{{$.PlotY0}}" y2="{{$.PlotY1}}"/>
+<text x="{{.X}}" y="{{$.TickY}}" text-anchor="middle">{{.Label}}</text>
+{{- end}}
+</g>
+<line class="axis" x1="{{.PlotX0}}" x2="{{.PlotX1}}" y1="{{.AxisY}}" y2="{{.AxisY}}"/>
+{{- if .RefX}}
+<line class="refline" x1="{{.RefX}}" x2="{{.RefX}}" y1="{{.PlotY0}}" y2="{{.PlotY1}}"/>
+{{- end}}
+{{- range .Rows}}
+<g class="row {{if .Ref}}ref{{else if .Sig}}sig{{else}}ns{{end}}">
+{{- if .Tooltip}}<title>{{.Tooltip}}</title>{{end}}
+<text class="label{{if .Ref}} refl{{end}}" x="{{$.PlotX0}}" dx="-10" y="{{.TextY}}" text-anchor="end">{{.Label}}{{if ne .Label .FullLabel}}<title>{{.FullLabel}}</title>{{end}}</text>
+{{- if .Note}}
+<text class="note" x="{{$.PlotX0}}" dx="6" y="{{.TextY}}">{{.Note}}</text>
+{{- end}}
+{{- if .Whisker}}
+<line class="whisker" x1="{{.X1}}" x2="{{.X2}}" y1="{{.Y}}" y2="{{.Y}}"/>
+<line class="cap" x1="{{.X1}}" x2="{{.X1}}" y1="{{.CapY1}}" y2="{{.CapY2}}"/>
+<line class="cap" x1="{{.X2}}" x2="{{.X2}}" y1="{{.CapY1}}" y2="{{.CapY2}}"/>
+{{- end}}
+{{- if .Box}}
+<rect class="box" x="{{.BoxX}}" y="{{.BoxY}}" width="{{.BoxW}}" height="{{.BoxH}}"/>
+{{- end}}
+{{- if .Median}}
+<line class="median" x1="{{.MedX}}" x2="{{.MedX}}" y1="{{.BoxY}}" y2="{{.CapY2}}"/>
+{{- end}}
+{{- if .StripLine}}
+<line class="boxline" x1="{{.X1}}" x2="{{.X2}}" y1="{{.Y}}" y2="{{.Y}}"/>
+{{- end}}
+{{- $row := .}}
+{{- range .Strip}}
+<circle class="dot" cx="{{.X}}" cy="{{$row.Y}}" r="4"><title>{{.Title}}</title></circle>
+{{- end}}
+{{- range .Bars}}
+<rect class="{{.Class}}" x="{{.X}}" y="{{$row.BoxY}}" width="{{.W}}" height="{{$row.BoxH}}"><title>{{.Title}}</title></rect>
+{{- end}}
+{{- if .Dot}}
+<circle class="dot" cx="{{.X}}" cy="{{.Y}}" r="5"/>
+{{- end}}
+{{- if .Value}}
+<text class="value" x="{{.ValueX}}" y="{{.TextY}}">{{.Value}}</text>
+{{- end}}
+</g>
+{{- end}}
+{{- range .Legend}}
+<g class="legend"><rect class="key {{.Class}}" x="{{.X}}" y="{{$.LegY}}" width="10" height="10" transform="translate(0,-9)"/><text x="{{.X}}" dx="14" y="{{$.LegY}}">{{.Label}}</text></g>
+{{- end}}
+</svg>
+{{end}}
+`

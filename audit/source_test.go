@@ -1,0 +1,348 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// drain reads src to the end, returning the events and the line errors.
+func drain(t *testing.T, src Source) ([]Event, []*LineError) {
+	t.Helper()
+	var evs []Event
+	var les []*LineError
+	for range 100000 {
+		ev, err := src.Next()
+		if err == io.EOF {
+			return evs, les
+		}
+		var le *LineError
+		if errors.As(err, &le) {
+			les = append(les, le)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		evs = append(evs, ev)
+	}
+	t.Fatal("source does not end")
+	return nil, nil
+}
+
+func fp(v float64) *float64 { return &v }
+func bp(v bool) *bool       { return &v }
+
+func TestReadJSONL(t *testing.T) {
+	in := strings.Join([]string{
+		`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":2,"price":9.5,"clicked":true,"attrs":["device:ios"]}`,
+		``,
+		`   `,
+		`{"user":"u2","item":"i1","time":"2025-03-01T10:30:00+08:00","mode":"non_personalized","discount":0,"fields":{"basket":3.5}}` + "\r",
+		`{"user":"u3","item":"i2","time":"2025-03-01T10:00:00Z","mode":"personalized","bogus":1}`,
+		`not json`,
+		`{"user":"","item":"i2","time":"2025-03-01T10:00:00Z","mode":"personalized"}`,
+		`{"user":"u4","item":"i2","time":"2025-03-01T10:00:00Z","mode":"sometimes"}`,
+		`{"user":"u4","item":"i2","time":"2025-03-01T10:00:00Z","mode":"personalized"} {}`,
+		`{"user":"u5","item":"i\u00e9","time":"2025-03-01T10:00:00.25Z","mode":"personalized","converted":false,"latency_ms":12}`,
+		`{"user":"u6","item":"i3","mode":"personalized"}`,
+		`{"user":"u6","item":"i3","time":"yesterday","mode":"personalized"}`,
+	}, "\n")
+	evs, les := drain(t, ReadJSONL(strings.NewReader(in), "ev.jsonl"))
+	if len(evs) != 3 {
+		t.Fatalf("got %d events, want 3: %+v", len(evs), evs)
+	}
+	want0 := Event{UserID: "u1", Item: "i1", Time: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC), Mode: ModePersonalized,
+		Rank: fp(2), Price: fp(9.5), Clicked: bp(true), Attrs: []string{"device:ios"}}
+	if !eventsEqual(evs[0], want0) {
+		t.Errorf("event 0 = %+v, want %+v", evs[0], want0)
+	}
+	if !evs[1].Time.Equal(time.Date(2025, 3, 1, 2, 30, 0, 0, time.UTC)) || evs[1].Fields["basket"] != 3.5 || *evs[1].Discount != 0 {
+		t.Errorf("event 1 = %+v", evs[1])
+	}
+	if evs[2].Item != "ié" || evs[2].Time.Nanosecond() != 250_000_000 || *evs[2].Converted || *evs[2].LatencyMS != 12 {
+		t.Errorf("event 2 = %+v", evs[2])
+	}
+	wantLines := []int64{5, 6, 7, 8, 9, 11, 12}
+	if len(les) != len(wantLines) {
+		t.Fatalf("line errors %v, want lines %v", les, wantLines)
+	}
+	for i, le := range les {
+		if le.Line != wantLines[i] || le.File != "ev.jsonl" || le.Reason == "" {
+			t.Errorf("line error %d = %+v, want line %d", i, le, wantLines[i])
+		}
+	}
+	for i, frag := range []string{"unknown field", "invalid character", "missing user", "mode \"sometimes\"", "after the JSON object", "missing time", "time"} {
+		if !strings.Contains(les[i].Reason, frag) {
+			t.Errorf("line %d: reason %q lacks %q", les[i].Line, les[i].Reason, frag)
+		}
+	}
+	if got := les[0].Error(); !strings.HasPrefix(got, "ev.jsonl:5: ") {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestReadJSONLLongLineAndIOError(t *testing.T) {
+	long := `{"user":"u1","item":"` + strings.Repeat("x", MaxLineBytes) + `","time":"2025-03-01T10:00:00Z","mode":"personalized"}`
+	in := long + "\n" + `{"user":"u1","item":"i","time":"2025-03-01T10:00:00Z","mode":"personalized"}`
+	evs, les := drain(t, ReadJSONL(strings.NewReader(in), ""))
+	if len(evs) != 1 || len(les) != 1 || les[0].Line != 1 || !strings.Contains(les[0].Reason, "longer") {
+		t.Fatalf("events %d, errors %+v", len(evs), les)
+	}
+	if got := les[0].Error(); !strings.HasPrefix(got, "line 1: ") {
+		t.Errorf("Error() = %q", got)
+	}
+	boom := errors.New("boom")
+	src := ReadJSONL(io.MultiReader(strings.NewReader(`{"user":"u1","item":"i","time":"2025-03-01T10:00:00Z","mode":"personalized"}`+"\n"), errReader{boom}), "x")
+	if _, err := src.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Next(); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if _, err := src.Next(); !errors.Is(err, boom) {
+		t.Fatalf("err after failure = %v, want boom again", err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestReadCSV(t *testing.T) {
+	in := "\ufeffuser,item,time,mode,rank,price,discount,shown,clicked,converted,latency_ms,attrs,basket\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,1,10.5,0,true,1,no,33,device:ios;region:sh,4\n" +
+		"u2,i1,2025-03-01T10:00:00Z,non_personalized,,,,,,,,,\n" +
+		"\n" +
+		"u3,i1,2025-03-01T10:00:00Z,personalized,x,,,,,,,,\n" +
+		"u4,i1,2025-03-01T10:00:00Z,personalized,1,,,maybe,,,,,\n" +
+		"u5,i1,2025-03-01T10:00:00Z,personalized\n" +
+		"\"u6\",\"i\n2\",2025-03-01T10:00:00Z,bad,,,,,,,,,\n" +
+		"u7,i1,2025-03-01 10:00,personalized,,,,,,,,,\n" +
+		"u8,i1,2025-03-01T10:00:00.5+01:00,personalized,,,,,,,,,\n"
+	src, err := ReadCSV(strings.NewReader(in), "ev.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, les := drain(t, src)
+	if len(evs) != 3 {
+		t.Fatalf("events %+v", evs)
+	}
+	want0 := Event{UserID: "u1", Item: "i1", Time: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC), Mode: ModePersonalized,
+		Rank: fp(1), Price: fp(10.5), Discount: fp(0), Shown: bp(true), Clicked: bp(true), Converted: bp(false), LatencyMS: fp(33),
+		Attrs: []string{"device:ios", "region:sh"}, Fields: map[string]float64{"basket": 4}}
+	if !eventsEqual(evs[0], want0) {
+		t.Errorf("event 0 = %+v\nwant %+v", evs[0], want0)
+	}
+	if e := evs[1]; e.Rank != nil || e.Price != nil || e.Clicked != nil || e.Attrs != nil || e.Fields != nil || e.Mode != ModeNonPersonalized {
+		t.Errorf("event 1 = %+v, want nothing recorded", e)
+	}
+	if !evs[2].Time.Equal(time.Date(2025, 3, 1, 9, 0, 0, 500_000_000, time.UTC)) {
+		t.Errorf("event 2 time %v", evs[2].Time)
+	}
+	wantLines := []int64{5, 6, 7, 8, 10}
+	if len(les) != len(wantLines) {
+		t.Fatalf("line errors %+v, want lines %v", les, wantLines)
+	}
+	for i, le := range les {
+		if le.Line != wantLines[i] || le.File != "ev.csv" {
+			t.Errorf("line error %d = %+v, want line %d", i, le, wantLines[i])
+		}
+	}
+	for i, frag := range []string{"rank \"x\" is not a number", "shown \"maybe\"", "4 cells for 13 columns", "mode \"bad\"", "not RFC 3339"} {
+		if !strings.Contains(les[i].Reason, frag) {
+			t.Errorf("reason %q lacks %q", les[i].Reason, frag)
+		}
+	}
+}
+
+func TestReadCSVHeader(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "no header"},
+		{"user,item,time\n", "lacks column mode"},
+		{"user,rank\n", "lacks column item, time, mode"},
+		{"user,item,time,mode,rank,rank\n", "twice"},
+		{"user,item,,time,mode\n", "no name"},
+		{"user,\"item\n", "header"},
+	} {
+		_, err := ReadCSV(strings.NewReader(tc.in), "h.csv")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ReadCSV(%q) = %v, want error with %q", tc.in, err, tc.want)
+		}
+	}
+	src, err := ReadCSV(strings.NewReader(" mode , time,item,user\n"), "h.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Next(); err != io.EOF {
+		t.Fatalf("Next on empty body = %v, want EOF", err)
+	}
+}
+
+// eventsEqual compares events field by field (times as instants).
+func eventsEqual(a, b Event) bool {
+	fe := func(x, y *float64) bool {
+		return (x == nil) == (y == nil) && (x == nil || *x == *y || math.IsNaN(*x) && math.IsNaN(*y))
+	}
+	be := func(x, y *bool) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	if a.UserID != b.UserID || a.Item != b.Item || !a.Time.Equal(b.Time) || a.Mode != b.Mode ||
+		!fe(a.Rank, b.Rank) || !fe(a.Price, b.Price) || !fe(a.Discount, b.Discount) || !fe(a.LatencyMS, b.LatencyMS) ||
+		!be(a.Shown, b.Shown) || !be(a.Clicked, b.Clicked) || !be(a.Converted, b.Converted) {
+		return false
+	}
+	if len(a.Attrs) != len(b.Attrs) || len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for i := range a.Attrs {
+		if a.Attrs[i] != b.Attrs[i] {
+			return false
+		}
+	}
+	return reflect.DeepEqual(a.Fields, b.Fields) || len(a.Fields) == 0
+}
+
+// fastCorpus are lines for the fast decoder: plain ones it must take and
+// odd ones it must leave to encoding/json (or decode identically).
+var fastCorpus = []string{
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":2,"price":9.5,"discount":0,"shown":true,"clicked":false,"converted":false,"latency_ms":31.2,"attrs":["device:ios"]}`,
+	` { "user" : "u1" , "item":"i1", "time":"2025-03-01T10:00:00.123456789-07:30","mode":"non_personalized" } `,
+	`{"user":"u1","item":"i1","time":"2024-02-29T23:59:59Z","mode":"personalized","fields":{"a":1,"b":-2.5e3},"attrs":[]}`,
+	`{"user":"u1","item":"i1","time":"2023-02-29T23:59:59Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T24:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01t10:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00.Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00.1234567891Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00+24:00","mode":"personalized"}`,
+	`{"user":"u\"1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","User":"u2","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","user":"u2","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":null}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":01}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":1.}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":-0.5E+2}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":1e400}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":"1"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","attrs":["a",]}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","fields":{"a":1,"a":2}}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized",}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized"}x`,
+	"{\"user\":\"u\xff\",\"item\":\"i1\",\"time\":\"2025-03-01T10:00:00Z\",\"mode\":\"personalized\"}",
+	"{\"user\":\"u\x01\",\"item\":\"i1\",\"time\":\"2025-03-01T10:00:00Z\",\"mode\":\"personalized\"}",
+	`{}`,
+	`[]`,
+	`null`,
+	`{"user":"ü","item":"€","time":"0000-01-01T00:00:00Z","mode":"personalized"}`,
+	`{"user":"u1","item":"i1","time":"9999-12-31T23:59:59.999999999-23:59","mode":"personalized"}`,
+}
+
+// checkFastDecode asserts the fast path, when it takes a line, decodes it
+// as encoding/json does.
+func checkFastDecode(t *testing.T, line []byte) bool {
+	var fast Event
+	if !newFastDecoder().decode(line, &fast) {
+		return false
+	}
+	var ref Event
+	if err := decodeJSONEvent(line, &ref); err != nil {
+		t.Fatalf("fast path took %q, encoding/json rejects it: %v", line, err)
+	}
+	if !eventsEqual(fast, ref) {
+		t.Fatalf("fast path decoded %q as\n%+v\nencoding/json as\n%+v", line, fast, ref)
+	}
+	return true
+}
+
+func TestFastDecoderMatchesEncodingJSON(t *testing.T) {
+	took := 0
+	for _, l := range fastCorpus {
+		if checkFastDecode(t, []byte(l)) {
+			took++
+		}
+	}
+	if took < 5 {
+		t.Errorf("fast path took only %d corpus lines", took)
+	}
+	// The synthetic data is all fast-path.
+	var buf bytes.Buffer
+	if err := Synthesize(SynthConfig{Seed: 3, Users: 50, Events: 500}, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		if !checkFastDecode(t, []byte(l)) {
+			t.Fatalf("fast path refused synthetic line %s", l)
+		}
+	}
+}
+
+func FuzzFastDecoder(f *testing.F) {
+	for _, l := range fastCorpus {
+		f.Add([]byte(l))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		checkFastDecode(t, line)
+	})
+}
+
+func TestFastDecoderNoAllocs(t *testing.T) {
+	line := []byte(fastCorpus[0])
+	d := newFastDecoder()
+	var ev Event
+	d.decode(line, &ev)
+	allocs := testing.AllocsPerRun(1000, func() {
+		ev = Event{}
+		if !d.decode(line, &ev) {
+			t.Fatal("refused")
+		}
+	})
+	// The user and item strings are allocated (interning them costs more
+	// than it saves); nothing else is.
+	if allocs > 2.1 {
+		t.Errorf("%.2f allocations per line, want 2", allocs)
+	}
+}
+
+func TestSimpleDecimal(t *testing.T) {
+	check := func(lit string) {
+		t.Helper()
+		v, ok := simpleDecimal([]byte(lit))
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(lit, 64)
+		if err != nil || math.Float64bits(v) != math.Float64bits(want) {
+			t.Fatalf("simpleDecimal(%q) = %v, ParseFloat %v (%v)", lit, v, want, err)
+		}
+	}
+	for _, lit := range []string{"0", "-0", "-0.0", "0.1", "0.3", "123456789012345", "1234567890123456", "0.000000000000001",
+		"999999999999999", "99999999999999.9", "9007199254740993", "1.5", "-2.25", "12.34", "100", "0.07"} {
+		check(lit)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		nd := 1 + rng.IntN(15)
+		digits := make([]byte, nd)
+		for i := range digits {
+			digits[i] = byte('0' + rng.IntN(10))
+		}
+		lit := string(digits)
+		if p := rng.IntN(nd + 1); p < nd && p > 0 {
+			lit = lit[:p] + "." + lit[p:]
+		}
+		if rng.IntN(2) == 0 {
+			lit = "-" + lit
+		}
+		check(lit)
+	}
+	if _, ok := simpleDecimal([]byte("1e5")); ok {
+		t.Error("exponent taken")
+	}
+}

@@ -1,0 +1,330 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
+)
+
+// UserFacts gives each user's tags and flags, written as in segment
+// expressions: tags "ns:value"; flags "consent:personalization_off",
+// "consent:guardian", "refused:<channel>", "sensitive:<category>", "minor",
+// "erased". Facts returns the facts of those of userIDs it knows (a user
+// missing from the map has none). It may be called many times, each time
+// with users not asked before.
+type UserFacts interface {
+	Facts(ctx context.Context, userIDs []string) (map[string][]string, error)
+}
+
+// fileFacts is a users file held in memory.
+type fileFacts map[string][]string
+
+func (f fileFacts) Facts(ctx context.Context, ids []string) (map[string][]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(ids))
+	for _, id := range ids {
+		if fs, ok := f[id]; ok {
+			out[id] = fs
+		}
+	}
+	return out, nil
+}
+
+type userLine struct {
+	ID    string   `json:"id"`
+	Tags  []string `json:"tags"`
+	Flags []string `json:"flags"`
+}
+
+// UsersFile reads a users file: one JSON object per line,
+// {"id": "...", "tags": ["ns:value", ...], "flags": ["minor", ...]}; blank
+// lines are ignored. A line that does not decode (unknown fields are
+// malformed), has no id, repeats an id seen before, or holds a tag that is
+// not a tag or a flag that is not a flag (as segment expressions write
+// them) is skipped and reported as a LineProblem. The error is for reading
+// r only. The facts are held in memory.
+func UsersFile(r io.Reader, name string) (UserFacts, []LineProblem, error) {
+	lr := newLineReader(r)
+	facts := fileFacts{}
+	known := map[string]parsedFact{} // fact as written -> parsed, canonical
+	var probs []LineProblem
+	for {
+		b, tooLong, err := lr.next()
+		if err == io.EOF {
+			return facts, probs, nil
+		}
+		if err != nil {
+			return nil, probs, fmt.Errorf("audit: reading users %s: %w", name, err)
+		}
+		problem := func(reason string) {
+			probs = append(probs, LineProblem{File: name, Line: lr.line, Reason: reason})
+		}
+		if tooLong {
+			problem(fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
+			continue
+		}
+		if blankLine(b) {
+			continue
+		}
+		var u userLine
+		if !decodeUserLine(b, &u) {
+			u = userLine{}
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&u); err != nil {
+				problem(strings.TrimPrefix(err.Error(), "json: "))
+				continue
+			}
+			if _, err := dec.Token(); err != io.EOF {
+				problem("data after the JSON object")
+				continue
+			}
+		}
+		if u.ID == "" {
+			problem("missing id")
+			continue
+		}
+		if _, dup := facts[u.ID]; dup {
+			problem(fmt.Sprintf("user %q already listed", clipText(u.ID)))
+			continue
+		}
+		fs := make([]string, 0, len(u.Tags)+len(u.Flags))
+		bad := ""
+		lookup := func(s string) parsedFact {
+			pf, ok := known[s]
+			if !ok {
+				pf = parseFact(s)
+				if len(known) < 1<<16 {
+					known[s] = pf
+				}
+			}
+			return pf
+		}
+		for _, t := range u.Tags {
+			pf := lookup(t)
+			if !pf.ok || !pf.tag {
+				bad = fmt.Sprintf("tag %q is not a tag ns:value", clipText(t))
+				break
+			}
+			fs = append(fs, pf.canon)
+		}
+		for _, f := range u.Flags {
+			if bad != "" {
+				break
+			}
+			pf := lookup(f)
+			if !pf.ok || pf.tag {
+				bad = fmt.Sprintf("flag %q is not one of consent:personalization_off, consent:guardian, refused:<channel>, sensitive:<category>, minor, erased", clipText(f))
+				break
+			}
+			fs = append(fs, pf.canon)
+		}
+		if bad != "" {
+			problem(bad)
+			continue
+		}
+		facts[u.ID] = fs
+	}
+}
+
+// parsedFact is a tag or flag as parsed: whether it is one, whether it is
+// a tag, and its canonical form (shared by every user).
+type parsedFact struct {
+	canon   string
+	ok, tag bool
+}
+
+// parseFact parses one tag or flag as a single segment atom.
+func parseFact(s string) parsedFact {
+	if s == "" || strings.ContainsAny(s, " \t\r\n!&|()*") {
+		return parsedFact{}
+	}
+	seg, err := tags.ParseSegment(s)
+	if err != nil || seg.Op != tags.OpAtom {
+		return parsedFact{}
+	}
+	return parsedFact{canon: seg.Atom.String(), ok: true, tag: seg.Atom.Kind == tags.AtomTag}
+}
+
+// decodeUserLine decodes the plain shape of a users line without
+// encoding/json (no escapes, nulls, duplicate or unknown keys); false means
+// encoding/json decides.
+func decodeUserLine(b []byte, u *userLine) bool {
+	i := jsonSkipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = jsonSkipWS(b, i+1)
+	seen := 0
+	for i < len(b) && b[i] != '}' {
+		key, j, ok := jsonPlainString(b, i)
+		if !ok {
+			return false
+		}
+		i = jsonSkipWS(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = jsonSkipWS(b, i+1)
+		var bit int
+		switch string(key) {
+		case "id":
+			s, j, ok := jsonPlainString(b, i)
+			if !ok {
+				return false
+			}
+			bit, i, u.ID = 1, j, string(s)
+		case "tags", "flags":
+			if i >= len(b) || b[i] != '[' {
+				return false
+			}
+			i = jsonSkipWS(b, i+1)
+			out := []string{}
+			for i < len(b) && b[i] != ']' {
+				s, j, ok := jsonPlainString(b, i)
+				if !ok {
+					return false
+				}
+				out = append(out, string(s))
+				i = jsonSkipWS(b, j)
+				if i < len(b) && b[i] == ',' {
+					i = jsonSkipWS(b, i+1)
+					if i < len(b) && b[i] == ']' {
+						return false
+					}
+				} else if i >= len(b) || b[i] != ']' {
+					return false
+				}
+			}
+			if i >= len(b) {
+				return false
+			}
+			i++
+			if key[0] == 't' {
+				bit, u.Tags = 2, out
+			} else {
+				bit, u.Flags = 4, out
+			}
+		default:
+			return false
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		i = jsonSkipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = jsonSkipWS(b, i+1)
+			if i >= len(b) || b[i] == '}' {
+				return false
+			}
+		} else if i >= len(b) || b[i] != '}' {
+			return false
+		}
+	}
+	if i >= len(b) {
+		return false
+	}
+	return jsonSkipWS(b, i+1) == len(b)
+}
+
+// StoreFacts returns the users' facts from st's records, read in batches
+// (GetMany when st is a store.BatchGetter, else Get one by one), under the
+// store's settings as they are at each call. The facts mean what the
+// index's do: a tag only where a personalized ranker may use it now
+// (consent.UsableTags: not suppressed or prohibited, sensitive only with the
+// category's consent in force, nothing of a minor without guardian consent
+// or of an erased user); "sensitive:X" where the separate consent for X is
+// in force (consent.State.SensitiveOK); "consent:guardian" for a minor whose
+// guardian's consent is in force; "consent:personalization_off", "minor",
+// "erased" and "refused:<channel>" as recorded. A user never changed
+// (Version 0) and an ID the store cannot hold (consent.ValidUserID) have no
+// facts.
+func StoreFacts(st store.Store) UserFacts { return storeFacts{st} }
+
+type storeFacts struct{ st store.Store }
+
+const storeBatch = 500
+
+func (s storeFacts) Facts(ctx context.Context, ids []string) (map[string][]string, error) {
+	set, err := s.st.Settings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: reading the store's settings: %w", err)
+	}
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if consent.ValidUserID(id) == nil {
+			valid = append(valid, id)
+		}
+	}
+	out := make(map[string][]string, len(valid))
+	bg, batch := s.st.(store.BatchGetter)
+	for start := 0; start < len(valid); start += storeBatch {
+		chunk := valid[start:min(start+storeBatch, len(valid))]
+		var recs []consent.Record
+		if batch {
+			if recs, err = bg.GetMany(ctx, chunk); err != nil {
+				return nil, fmt.Errorf("audit: reading users: %w", err)
+			}
+		} else {
+			recs = make([]consent.Record, 0, len(chunk))
+			for _, id := range chunk {
+				rec, err := s.st.Get(ctx, id)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return nil, fmt.Errorf("audit: reading user %q: %w", id, err)
+				}
+				recs = append(recs, rec)
+			}
+		}
+		for i := range recs {
+			if fs := RecordFacts(&recs[i], &set); len(fs) > 0 {
+				out[recs[i].UserID] = fs
+			}
+		}
+	}
+	return out, nil
+}
+
+// RecordFacts returns the facts of one record under set, as StoreFacts
+// gives them.
+func RecordFacts(rec *consent.Record, set *consent.Settings) []string {
+	if rec == nil || rec.Version == 0 {
+		return nil
+	}
+	st := &rec.State
+	var out []string
+	if st.PersonalizationOff {
+		out = append(out, "consent:personalization_off")
+	}
+	if st.Minor {
+		out = append(out, "minor")
+		if st.Guardian != nil && st.GuardianOK(set) {
+			out = append(out, "consent:guardian")
+		}
+	}
+	if st.Erased {
+		out = append(out, "erased")
+	}
+	for _, ch := range st.RefusedChannels {
+		out = append(out, "refused:"+ch)
+	}
+	for _, sc := range st.Sensitive {
+		if st.SensitiveOK(sc.Category, set) {
+			out = append(out, "sensitive:"+string(sc.Category))
+		}
+	}
+	for _, t := range consent.UsableTags(*st, rec.Tags, set) {
+		out = append(out, string(t))
+	}
+	return out
+}

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/recguard/recguard/audit"
+)
+
+// Art. 46 audits: POST /v1/audits runs an audit over the events in the
+// body and keeps its report; GET /v1/audits/{id} answers a kept report as
+// JSON, CSV or HTML. Both are for auditor keys. A report holds aggregates
+// only: group sizes and figures, never a user ID.
+
+const (
+	// auditTimeout bounds one audit run.
+	auditTimeout = 60 * time.Second
+	// auditsKept is how many reports the server keeps (the most recent).
+	auditsKept = 100
+)
+
+// AuditRequest is the body of POST /v1/audits.
+type AuditRequest struct {
+	// Spec is the audit's spec (see audit.Spec), as JSON.
+	Spec json.RawMessage `json:"spec"`
+	// Events are the outcome events, each an audit.Event.
+	Events []json.RawMessage `json:"events"`
+	// Users gives the users' tags and flags. Omitted (or null), the
+	// server's store gives them.
+	Users *[]AuditUser `json:"users,omitempty"`
+	// Strict fails the audit on the first malformed event instead of
+	// skipping it.
+	Strict bool `json:"strict,omitempty"`
+}
+
+// AuditUser is one user's facts in an AuditRequest.
+type AuditUser struct {
+	ID    string   `json:"id"`
+	Tags  []string `json:"tags,omitempty"`
+	Flags []string `json:"flags,omitempty"`
+}
+
+// AuditResponse is the answer to POST /v1/audits.
+type AuditResponse struct {
+	ID     string        `json:"id"`
+	Report *audit.Report `json:"report"`
+}
+
+// auditLRU keeps the most recent reports.
+type auditLRU struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // of *auditEntry, most recent first
+	byID  map[string]*list.Element
+}
+
+type auditEntry struct {
+	id     string
+	report *audit.Report
+}
+
+func newAuditLRU(max int) *auditLRU {
+	return &auditLRU{max: max, order: list.New(), byID: map[string]*list.Element{}}
+}
+
+func (l *auditLRU) put(id string, r *audit.Report) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.byID[id]; ok {
+		e.Value.(*auditEntry).report = r
+		l.order.MoveToFront(e)
+		return
+	}
+	l.byID[id] = l.order.PushFront(&auditEntry{id: id, report: r})
+	for l.order.Len() > l.max {
+		last := l.order.Back()
+		l.order.Remove(last)
+		delete(l.byID, last.Value.(*auditEntry).id)
+	}
+}
+
+func (l *auditLRU) get(id string) (*audit.Report, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.byID[id]
+	if !ok {
+		return nil, false
+	}
+	l.order.MoveToFront(e)
+	return e.Value.(*auditEntry).report, true
+}
+
+// audits serves the audit routes.
+type audits struct {
+	s    *Server
+	kept *auditLRU
+}
+
+// auditRoutes registers POST /v1/audits and GET /v1/audits/{id} on g (a
+// group already authenticated for auditors).
+func (s *Server) auditRoutes(g *gin.RouterGroup) {
+	a := &audits{s: s, kept: newAuditLRU(auditsKept)}
+	g.POST("", a.post)
+	g.GET("/:id", a.get)
+}
+
+func newAuditID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func (a *audits) post(c *gin.Context) {
+	var req AuditRequest
+	if !a.s.decode(c, &req) {
+		return
+	}
+	spec, err := audit.LoadSpec(req.Spec)
+	if err != nil {
+		failSpec(c, err)
+		return
+	}
+
+	// The events go through the same reader as an events file, so they are
+	// checked the same way; event i is line i+1.
+	var lines bytes.Buffer
+	for _, ev := range req.Events {
+		if err := json.Compact(&lines, ev); err != nil {
+			// Cannot happen: the decoder has checked it is JSON.
+			failCode(c, http.StatusBadRequest, codeMalformed, "events", "an event is not valid JSON: %v", err)
+			return
+		}
+		lines.WriteByte('\n')
+	}
+	src := audit.ReadJSONL(&lines, "events")
+
+	var users audit.UserFacts
+	if req.Users != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		for _, u := range *req.Users {
+			if err := enc.Encode(u); err != nil {
+				fail(c, err)
+				return
+			}
+		}
+		f, probs, err := audit.UsersFile(&buf, "users")
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if len(probs) > 0 {
+			p := probs[0]
+			more := ""
+			if len(probs) > 1 {
+				more = fmt.Sprintf(" (and %d more)", len(probs)-1)
+			}
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "users",
+				"users[%d]: %s%s", p.Line-1, p.Reason, more)
+			return
+		}
+		users = f
+	} else {
+		users = audit.StoreFacts(a.s.st)
+	}
+
+	ctx, cancel := context.WithTimeout(c.Request.Context(), auditTimeout)
+	defer cancel()
+	rep, err := audit.Run(ctx, spec, src, users, audit.Options{Strict: req.Strict, Now: a.s.cfg.Now})
+	if err != nil {
+		var le *audit.LineError
+		switch {
+		case errors.Is(err, audit.ErrInvalidSpec):
+			failSpec(c, err)
+		case errors.As(err, &le):
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events",
+				"events[%d]: %s", le.Line-1, le.Reason)
+		case errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil:
+			failCode(c, http.StatusServiceUnavailable, codeUnavailable, "",
+				"the audit did not finish within %s: send fewer events or run recguard audit", auditTimeout)
+		default:
+			fail(c, err)
+		}
+		return
+	}
+	relabelProblems(rep)
+
+	id, err := newAuditID()
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	body, err := json.Marshal(AuditResponse{ID: id, Report: rep})
+	if err != nil {
+		fail(c, fmt.Errorf("encoding the report: %w", err))
+		return
+	}
+	a.kept.put(id, rep)
+	c.Header("Location", "/v1/audits/"+id)
+	c.Data(http.StatusCreated, "application/json; charset=utf-8", body)
+}
+
+// failSpec answers an invalid spec (audit.ErrInvalidSpec, 422) naming the
+// field at fault as "spec.<path>".
+func failSpec(c *gin.Context, err error) {
+	var se *audit.SpecError
+	if !errors.As(err, &se) {
+		fail(c, err)
+		return
+	}
+	field := "spec"
+	if se.Field != "" {
+		field += "." + se.Field
+	}
+	status, code := statusOf(err)
+	failCode(c, status, code, field, "%s", err.Error())
+}
+
+// relabelProblems makes the malformed-line reports of inline events name
+// "events[i]" rather than a line of a file nobody has.
+func relabelProblems(r *audit.Report) {
+	for i, p := range r.Problems {
+		if p.File == "events" {
+			r.Problems[i] = audit.LineProblem{File: fmt.Sprintf("events[%d]", p.Line-1), Line: p.Line, Reason: p.Reason}
+		}
+	}
+}
+
+func (a *audits) get(c *gin.Context) {
+	id := c.Param("id")
+	rep, ok := a.kept.get(id)
+	if !ok {
+		failCode(c, http.StatusNotFound, codeNotFound, "",
+			"no audit %q (the server keeps the last %d audits, in memory)", clipID(id), auditsKept)
+		return
+	}
+	format := strings.ToLower(c.Query("format"))
+	switch format {
+	case "":
+		switch c.NegotiateFormat("application/json", "text/csv", "text/html") {
+		case "text/csv":
+			format = "csv"
+		case "text/html":
+			format = "html"
+		default:
+			format = "json"
+		}
+	case "json", "csv", "html":
+	default:
+		failCode(c, http.StatusUnprocessableEntity, codeInvalid, "format", "format %q: want json, csv or html", clipID(format))
+		return
+	}
+	var buf bytes.Buffer
+	var ctype string
+	var err error
+	switch format {
+	case "json":
+		ctype = "application/json; charset=utf-8"
+		err = json.NewEncoder(&buf).Encode(rep)
+	case "csv":
+		ctype = "text/csv; charset=utf-8; header=present"
+		err = rep.WriteCSV(&buf)
+		c.Header("Content-Disposition", `attachment; filename="audit-`+id+`.csv"`)
+	case "html":
+		ctype = "text/html; charset=utf-8"
+		err = rep.WriteHTML(&buf)
+		// The page is self-contained: nothing may load or run.
+		c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	}
+	if err != nil {
+		fail(c, fmt.Errorf("rendering the report as %s: %w", format, err))
+		return
+	}
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Header("Vary", "Accept")
+	c.Data(http.StatusOK, ctype, buf.Bytes())
+}
+
+// clipID keeps an echoed path or query value short.
+func clipID(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

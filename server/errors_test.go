@@ -1,0 +1,681 @@
+package server_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/server"
+	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/store/memory"
+	"github.com/recguard/recguard/tags"
+)
+
+// writes lists one valid write per write route, for user u.
+func writes(e *env, u string) []call {
+	set, err := e.mem.Settings(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	U := "/v1/users/" + u
+	return []call{
+		{method: "PUT", path: U + "/consent/personalization", key: e.app(), body: map[string]any{"enabled": false}},
+		{method: "PUT", path: U + "/consent/channels/sms", key: e.app(), body: map[string]any{"refused": true}},
+		{method: "PUT", path: U + "/consent/sensitive/religion", key: e.app(), body: map[string]any{"granted": true, "purpose": "personalization"}},
+		{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski"}},
+		{method: "DELETE", path: U + "/tags/interest:golf", key: e.app()},
+		{method: "DELETE", path: U, key: e.app()},
+		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set},
+		{method: "PUT", path: "/v1/admin/suspension", key: e.admin(), body: map[string]any{"suspended": true, "reason": "order 1"}},
+	}
+}
+
+// TestUnauthenticated: no key, a malformed key, an unknown key, a wrong
+// secret and a revoked key are 401 on every /v1 route, and change nothing.
+func TestUnauthenticated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *envConfig) { c.srv.KeyCacheTTL = 30 * time.Millisecond })
+	const u = "u1"
+	app := e.app()
+	id, secret, _ := strings.Cut(strings.TrimPrefix(app, "rg_"), "_")
+	badKeys := map[string]string{
+		"none":         "",
+		"not rg_":      "sk_" + id + "_" + secret,
+		"short id":     "rg_abc_" + secret,
+		"unknown id":   "rg_0123456789ab_" + secret,
+		"wrong secret": "rg_" + id + "_x" + secret[1:],
+		"long secret":  "rg_" + id + "_" + strings.Repeat("a", 65),
+	}
+	for name, key := range badKeys {
+		for _, c := range append(writes(e, u), call{method: "GET", path: "/v1/users/u1/decision"}, call{method: "GET", path: "/v1/admin/settings"}) {
+			c.key = key
+			if key == "" {
+				c.req = violates // the document requires the bearer scheme
+			}
+			e.rejected(c, 401, "unauthenticated", u)
+			if ah := e.last.Header.Get("WWW-Authenticate"); !strings.HasPrefix(ah, `Bearer realm="recguard"`) ||
+				(key != "") != strings.Contains(ah, `error="invalid_token"`) {
+				t.Errorf("%s: WWW-Authenticate %q", name, ah)
+			}
+		}
+	}
+	// "Authorization: Bearer" with nothing after it, and another scheme.
+	e.rejected(call{method: "GET", path: "/v1/users/u1/consent", header: map[string]string{"Authorization": "Bearer "}, req: violates}, 401, "unauthenticated", u)
+	e.rejected(call{method: "GET", path: "/v1/users/u1/consent", header: map[string]string{"Authorization": "Basic " + app}, req: violates}, 401, "unauthenticated", u)
+
+	// A revoked key stops working within the key cache TTL.
+	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: app}), 200)
+	if err := server.RevokeKey(e.ctx, e.mem, e.keyIDs[server.RoleApp], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := e.do(call{method: "GET", path: "/v1/users/u1/decision", key: app})
+		if r.Status == 401 {
+			wantProblem(t, r, 401, "unauthenticated")
+			break
+		}
+		want(t, r, 200)
+		if time.Now().After(deadline) {
+			t.Fatal("the revoked key still works")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(40 * time.Millisecond) // past the TTL for sure
+	for _, c := range writes(e, u)[:6] {
+		e.rejected(c, 401, "unauthenticated", u)
+	}
+	// The other keys still work.
+	want(t, e.do(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}), 200)
+}
+
+// route is one operation with a valid request and the role it admits.
+type route struct {
+	c    call
+	role server.Role
+	ok   int
+}
+
+func allRoutes(e *env, u, auditID string) []route {
+	U := "/v1/users/" + u
+	set, err := e.mem.Settings(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return []route{
+		{call{method: "GET", path: U + "/decision"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/can-push?channel=push&targeted=false"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/consent"}, server.RoleApp, 200},
+		{call{method: "PUT", path: U + "/consent/personalization", body: map[string]any{"enabled": true}}, server.RoleApp, 200},
+		{call{method: "PUT", path: U + "/consent/channels/email", body: map[string]any{"refused": false}}, server.RoleApp, 200},
+		{call{method: "PUT", path: U + "/consent/sensitive/whereabouts", body: map[string]any{"granted": false}}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/tags"}, server.RoleApp, 200},
+		{call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:chess"}}, server.RoleApp, 201},
+		{call{method: "DELETE", path: U + "/tags/interest:golf"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/receipts"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/export"}, server.RoleApp, 200},
+		{call{method: "DELETE", path: U}, server.RoleApp, 200},
+		{call{method: "GET", path: "/v1/admin/settings"}, server.RoleAdmin, 200},
+		{call{method: "PUT", path: "/v1/admin/settings", body: set}, server.RoleAdmin, 200},
+		{call{method: "PUT", path: "/v1/admin/suspension", body: map[string]any{"suspended": false}}, server.RoleAdmin, 200},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push"}, server.RoleAdmin, 200},
+		{call{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d", time.Now().UTC().Year())}, server.RoleAdmin, 200},
+		{call{method: "POST", path: "/v1/audits", body: auditBody}, server.RoleAuditor, 201},
+		{call{method: "GET", path: "/v1/audits/" + auditID}, server.RoleAuditor, 200},
+	}
+}
+
+// auditBody is a small valid POST /v1/audits body.
+var auditBody = map[string]any{
+	"spec":   map[string]any{"groups": []map[string]string{{"name": "all", "segment": "*"}}, "reference": "all"},
+	"events": []map[string]any{{"user": "u1", "item": "i1", "time": "2026-01-02T03:04:05Z", "mode": "personalized", "clicked": true}},
+}
+
+// TestRoleMatrix: each role against each /v1 route is 2xx or 403 exactly
+// as routes() says (app: users; admin: admin; auditor: audits), and a 403
+// changes nothing.
+func TestRoleMatrix(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const u = "matrix"
+	ar := e.postAudit(auditBody)
+	for _, role := range []server.Role{server.RoleApp, server.RoleAdmin, server.RoleAuditor} {
+		for _, rt := range allRoutes(e, u, ar.ID) {
+			c := rt.c
+			c.key = e.keys[role]
+			if role == rt.role {
+				r := e.do(c)
+				if r.Status != rt.ok {
+					t.Errorf("%s %s as %s: %s, want %d", c.method, c.path, role, r, rt.ok)
+				}
+				continue
+			}
+			p := e.rejected(c, 403, "forbidden", u)
+			if !strings.Contains(p.Detail, string(role)) {
+				t.Errorf("403 detail %q does not name the role", p.Detail)
+			}
+		}
+	}
+}
+
+// TestNoRoute: unknown paths are 404 and known paths with another method
+// 405, both as problems (validated against the document's NotFound and
+// MethodNotAllowed responses).
+func TestNoRoute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, path := range []string{"/", "/nope", "/v1", "/v1/nope", "/v1/users/u1/nope", "/v1/admin/nope", "/v2/users/u1/decision", "/v1/users/u1/tags/a:b/c"} {
+		for _, key := range []string{"", e.app(), e.admin()} {
+			p := wantProblem(t, e.do(call{method: "GET", path: path, key: key, noRoute: true}), 404, "not-found")
+			if !strings.Contains(p.Detail, path) {
+				t.Errorf("404 detail %q", p.Detail)
+			}
+		}
+	}
+	for _, c := range []call{
+		{method: "POST", path: "/v1/users/u1/decision"},
+		{method: "DELETE", path: "/v1/users/u1/consent"},
+		{method: "GET", path: "/v1/users/u1/consent/personalization"},
+		{method: "PATCH", path: "/v1/admin/settings"},
+		{method: "POST", path: "/healthz"},
+	} {
+		c.key, c.noRoute = e.app(), true
+		wantProblem(t, e.do(c), 405, "not-allowed")
+	}
+}
+
+// TestMalformedBodies: bodies that are not valid JSON for the route are
+// 400 on every route with a body, and change nothing.
+func TestMalformedBodies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const u = "u1"
+	for _, c := range writes(e, u) {
+		if c.body == nil {
+			continue
+		}
+		bodies := []struct {
+			body  string
+			field string
+			req   conformance
+		}{
+			{`{"enabled":`, "", violates},
+			{`{`, "", violates},
+			{`not json`, "", violates},
+			{``, "", violates},
+			{`[]`, "", violates},
+			{`"x"`, "", violates},
+			{`{"bogus":true}`, "", violates},
+			{`{} {}`, "", maybeViolate},
+			{`{}x`, "", maybeViolate},
+		}
+		for _, b := range bodies {
+			c := c
+			c.body, c.req = b.body, b.req
+			p := e.rejected(c, 400, "malformed-request", u)
+			if p.Field != b.field {
+				t.Errorf("%s %s %q: field %q", c.method, c.path, b.body, p.Field)
+			}
+		}
+	}
+	// A wrong type names the field.
+	for _, tc := range []struct {
+		path, body, field string
+	}{
+		{"/v1/users/u1/consent/personalization", `{"enabled":"yes"}`, "enabled"},
+		{"/v1/users/u1/consent/channels/sms", `{"refused":1}`, "refused"},
+		{"/v1/users/u1/consent/sensitive/religion", `{"granted":true,"by_guardian":"no"}`, "by_guardian"},
+		{"/v1/users/u1/tags", `{"tag":7}`, "tag"},
+		{"/v1/admin/settings", `{"version":"1"}`, "version"},
+		{"/v1/admin/settings", `{"version":1,"retention":"3y"}`, "retention"},
+		{"/v1/admin/suspension", `{"suspended":"true"}`, "suspended"},
+	} {
+		method, key := "PUT", e.app()
+		if tc.path == "/v1/users/u1/tags" {
+			method = "POST"
+		}
+		if strings.HasPrefix(tc.path, "/v1/admin/") {
+			key = e.admin()
+		}
+		p := e.rejected(call{method: method, path: tc.path, key: key, body: tc.body, req: violates}, 400, "malformed-request", u)
+		if p.Field != tc.field {
+			t.Errorf("%s %s: field %q, want %q", tc.path, tc.body, p.Field, tc.field)
+		}
+	}
+	// Unknown fields nested in the settings too.
+	set, _ := e.mem.Settings(e.ctx)
+	body := fmt.Sprintf(`{"version":%d,"channels":["sms"],"taxonomy":{"health":{"sensitive":"medical_health","color":"red"}}}`, set.Version)
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: body, req: violates}, 400, "malformed-request", u)
+}
+
+// TestBodyTooLarge: a body over Config.MaxBody is 413 and changes nothing,
+// also when the JSON value itself fits and the rest is whitespace.
+func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *envConfig) { c.srv.MaxBody = 128 })
+	const u = "u1"
+	for _, c := range writes(e, u) {
+		if c.body == nil {
+			continue
+		}
+		if c.path == "/v1/admin/settings" {
+			c.body = `{"version":1,"channels":["` + strings.Repeat("a", 200) + `"]}`
+		} else {
+			c.body = `{"surface":"` + strings.Repeat("a", 200) + `"}`
+		}
+		c.req = violates
+		e.rejected(c, 413, "body-too-large", u)
+	}
+	// The value fits the limit; the whitespace after it does not.
+	padded := `{"enabled":false}` + strings.Repeat(" ", 300)
+	e.rejected(call{method: "PUT", path: "/v1/users/u1/consent/personalization", key: e.app(), body: padded}, 413, "body-too-large", u)
+	// Exactly at the limit is fine.
+	exact := `{"enabled":false}`
+	exact += strings.Repeat(" ", 128-len(exact))
+	want(t, e.do(call{method: "PUT", path: "/v1/users/u1/consent/personalization", key: e.app(), body: exact}), 200)
+}
+
+// TestUnsupportedMediaType: a body not sent as application/json is 415.
+func TestUnsupportedMediaType(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const u = "u1"
+	for _, c := range writes(e, u) {
+		if c.body == nil {
+			continue
+		}
+		for _, ct := range []string{"text/plain", "-", "application/x-www-form-urlencoded", "application/jsonx", "application/problem+json"} {
+			c := c
+			c.ctype, c.req = ct, violates
+			e.rejected(c, 415, "unsupported-media-type", u)
+		}
+	}
+	// Parameters are fine.
+	r := e.do(call{method: "PUT", path: "/v1/users/u1/consent/personalization", key: e.app(),
+		body: `{"enabled":false}`, ctype: "application/json; charset=utf-8"})
+	want(t, r, 200)
+}
+
+// TestInvalidValues: every 422 the routes answer, with the field at fault,
+// changing nothing.
+func TestInvalidValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const u = "u1"
+	U := "/v1/users/" + u
+	// Prohibit a namespace, for the prohibited-tag case.
+	set, err := e.mem.Settings(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Taxonomy["banned"] = tags.Namespace{Prohibited: true}
+	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}), 200)
+	set, _ = e.mem.Settings(e.ctx)
+	year := time.Now().UTC().Year()
+
+	long := strings.Repeat("a", 129)
+	cases := []struct {
+		c     call
+		field string
+		docOK bool // the document cannot tell (e.g. what the settings configure)
+	}{
+		// User IDs, on every user route.
+		{call{method: "GET", path: "/v1/users/" + long + "/decision"}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/bad%7Bid%7D/can-push?channel=sms"}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/b%20d/consent"}, "user_id", false},
+		{call{method: "PUT", path: "/v1/users/" + long + "/consent/personalization", body: `{"enabled":true}`}, "user_id", false},
+		{call{method: "PUT", path: "/v1/users/" + long + "/consent/channels/sms", body: `{"refused":true}`}, "user_id", false},
+		{call{method: "PUT", path: "/v1/users/" + long + "/consent/sensitive/religion", body: `{"granted":false}`}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/" + long + "/tags"}, "user_id", false},
+		{call{method: "POST", path: "/v1/users/" + long + "/tags", body: `{"tag":"a:b"}`}, "user_id", false},
+		{call{method: "DELETE", path: "/v1/users/" + long + "/tags/a:b"}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/" + long + "/receipts"}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/" + long + "/export"}, "user_id", false},
+		{call{method: "DELETE", path: "/v1/users/" + long}, "user_id", false},
+		{call{method: "DELETE", path: "/v1/users/%C3%A9"}, "user_id", false},
+		// Required booleans.
+		{call{method: "PUT", path: U + "/consent/personalization", body: `{}`}, "enabled", false},
+		{call{method: "PUT", path: U + "/consent/personalization", body: `{"enabled":null}`}, "enabled", false},
+		{call{method: "PUT", path: U + "/consent/channels/sms", body: `{"surface":"web"}`}, "refused", false},
+		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"purpose":"personalization"}`}, "granted", false},
+		// Surfaces.
+		{call{method: "PUT", path: U + "/consent/personalization", body: `{"enabled":true,"surface":"Web"}`}, "surface", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"a:b","surface":"a b"}`}, "surface", false},
+		// Channels: bad syntax, and not configured.
+		{call{method: "PUT", path: U + "/consent/channels/SMS", body: `{"refused":true}`}, "channel", false},
+		{call{method: "PUT", path: U + "/consent/channels/fax", body: `{"refused":true}`}, "channel", true},
+		{call{method: "GET", path: U + "/can-push"}, "channel", false},
+		{call{method: "GET", path: U + "/can-push?channel=S-M-S"}, "channel", false},
+		{call{method: "GET", path: U + "/can-push?channel=sms&targeted=maybe"}, "targeted", false},
+		// Categories and purposes.
+		{call{method: "PUT", path: U + "/consent/sensitive/astrology", body: `{"granted":true,"purpose":"personalization"}`}, "category", false},
+		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true}`}, "purpose", false},
+		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true,"purpose":"Bad"}`}, "purpose", false},
+		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true,"purpose":"marketing"}`}, "purpose", true},
+		// Tags.
+		{call{method: "POST", path: U + "/tags", body: `{}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"Interest:Ski"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"consent:x"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"banned:x","source":"inferred"}`}, "tag", true},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"banned:x"}`}, "tag", true},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"a:b","source":"guessed"}`}, "source", false},
+		{call{method: "DELETE", path: U + "/tags/Bad:Tag"}, "tag", false},
+		{call{method: "DELETE", path: U + "/tags/refused:sms"}, "tag", false},
+		{call{method: "DELETE", path: U + "/tags/nocolon"}, "tag", false},
+		// Settings.
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["SMS"]}`, set.Version)}, "channel", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms","sms"]}`, set.Version)}, "channels", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"retention":1}`, set.Version)}, "retention", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":-1}`, set.Version)}, "reask_cooldown", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"policies":{"Bad":1}}`, set.Version)}, "policies", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"policies":{"push":-1}}`, set.Version)}, "policies", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"taxonomy":{"Bad":{}}}`, set.Version)}, "taxonomy", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"taxonomy":{"x":{"sensitive":"astrology"}}}`, set.Version)}, "taxonomy", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"suspend_reason":"%s"}`, set.Version, strings.Repeat("r", 513))}, "suspend_reason", false},
+		// Suspension.
+		{call{method: "PUT", path: "/v1/admin/suspension", body: `{}`}, "suspended", false},
+		{call{method: "PUT", path: "/v1/admin/suspension", body: `{"suspended":true}`}, "reason", false},
+		{call{method: "PUT", path: "/v1/admin/suspension", body: `{"suspended":true,"reason":""}`}, "reason", false},
+		{call{method: "PUT", path: "/v1/admin/suspension", body: fmt.Sprintf(`{"suspended":true,"reason":"%s"}`, strings.Repeat("r", 513))}, "suspend_reason", false},
+		// Audiences.
+		{call{method: "GET", path: "/v1/admin/audience?channel=push"}, "segment", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=&channel=push"}, "segment", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=interest:ski%20%26&channel=push"}, "segment", true},
+		{call{method: "GET", path: "/v1/admin/audience?segment=consent:bogus&channel=push"}, "segment", true},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*"}, "channel", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=Push"}, "channel", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&targeted=maybe"}, "targeted", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&limit=10001"}, "limit", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&limit=-1"}, "limit", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&limit=ten"}, "limit", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&cursor=abc"}, "cursor", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&cursor=-1"}, "cursor", false},
+		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push&cursor=99999999999"}, "cursor", false},
+		// The rights report.
+		{call{method: "GET", path: "/v1/admin/reports/rights"}, "year", false},
+		{call{method: "GET", path: "/v1/admin/reports/rights?year=1999"}, "year", false},
+		{call{method: "GET", path: "/v1/admin/reports/rights?year=10000"}, "year", false},
+		{call{method: "GET", path: "/v1/admin/reports/rights?year=twenty"}, "year", false},
+		{call{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d.5", year)}, "year", false},
+	}
+	for _, tc := range cases {
+		c := tc.c
+		if !tc.docOK {
+			c.req = violates
+		}
+		c.key = e.app()
+		if strings.HasPrefix(c.path, "/v1/admin/") {
+			c.key = e.admin()
+		}
+		p := e.rejected(c, 422, "invalid-value", u)
+		if p.Field != tc.field {
+			t.Errorf("%s %s: field %q, want %q (%s)", c.method, c.path, p.Field, tc.field, p.Detail)
+		}
+	}
+
+	// A channel the settings do not list, for audiences.
+	p := e.rejected(call{method: "GET", path: "/v1/admin/audience?segment=*&channel=fax", key: e.admin()}, 422, "invalid-value", u)
+	if !strings.Contains(p.Detail, "fax") {
+		t.Errorf("unknown audience channel: %+v", p)
+	}
+}
+
+// TestConflicts: the 409s of the routes, each changing nothing.
+func TestConflicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const u = "u1"
+	U := "/v1/users/" + u
+
+	// Stale settings version.
+	set, err := e.mem.Settings(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := set
+	stale.Version--
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: stale}, 409, "conflict", u)
+	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}), 200)
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}, 409, "conflict", u) // read before the save above
+	future := set
+	future.Version += 10
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: future}, 409, "conflict", u)
+
+	// The pipeline re-adding a tag the user deleted.
+	want(t, e.do(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"inferred"}`}), 201)
+	want(t, e.do(call{method: "DELETE", path: U + "/tags/interest:ski", key: e.app()}), 200)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"inferred"}`}, 409, "tag-suppressed", u)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"inferred","surface":"batch"}`}, 409, "tag-suppressed", u)
+
+	// A sensitive tag without the category's consent, by the user or the pipeline.
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"medical_health:asthma"}`}, 409, "consent-required", u)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"whereabouts:home","source":"inferred"}`}, 409, "consent-required", u)
+
+	// A guardian acting for an adult.
+	e.rejected(call{method: "PUT", path: U + "/consent/sensitive/biometrics", key: e.app(),
+		body: `{"granted":true,"purpose":"personalization","by_guardian":true}`}, 409, "not-allowed", u)
+
+	// The pipeline tagging an erased user.
+	want(t, e.do(call{method: "DELETE", path: U, key: e.app()}), 200)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:golf","source":"inferred"}`}, 409, "not-allowed", u)
+}
+
+// TestRateLimited: over its rate a key gets 429 with Retry-After, and the
+// request changes nothing; other keys have their own bucket.
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	// One token every 4 s: the requests below take far less, even under
+	// -race on a loaded machine, so no token comes back mid-test.
+	e := newEnv(t, func(c *envConfig) { c.srv.RateLimit, c.srv.RateBurst = 0.25, 1 })
+	const u = "u1"
+	// Each key spends its one token on a route it may use.
+	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200)
+	want(t, e.do(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}), 200)
+	for _, c := range writes(e, u) {
+		p := e.rejected(c, 429, "rate-limited", u)
+		if ra := e.last.Header.Get("Retry-After"); ra != "4" { // seconds to the next token
+			t.Errorf("Retry-After %q", ra)
+		}
+		if !strings.Contains(p.Detail, "over its rate") {
+			t.Errorf("429 detail %q", p.Detail)
+		}
+	}
+	e.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}, 429, "rate-limited", u)
+	e.rejected(call{method: "GET", path: "/v1/admin/reports/rights?year=2026", key: e.admin()}, 429, "rate-limited", u)
+	// The auditor's bucket is untouched: its request gets as far as 403.
+	wantProblem(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.auditor()}), 403, "forbidden")
+	// The bucket refills.
+	time.Sleep(4100 * time.Millisecond)
+	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200)
+}
+
+// TestUnavailable: a closed client is 503 on every route that needs it, a
+// store that cannot be read 503, and a client that cannot confirm it is
+// current fails closed (200 unverified decisions, 503 readiness and
+// audiences).
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	t.Run("closed client", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		const u = "u1"
+		want(t, e.do(call{method: "POST", path: "/v1/users/u1/tags", key: e.app(), body: `{"tag":"interest:ski"}`}), 201)
+		want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200) // cached
+		if err := e.client.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []call{
+			{method: "GET", path: "/v1/users/u1/decision", key: e.app()},
+			{method: "GET", path: "/v1/users/u2/decision", key: e.app()},
+			{method: "GET", path: "/v1/users/u1/can-push?channel=sms", key: e.app()},
+			{method: "GET", path: "/v1/users/u1/tags", key: e.app()},
+			{method: "GET", path: "/v1/admin/audience?segment=*&channel=push", key: e.admin()},
+		} {
+			p := e.rejected(c, 503, "unavailable", u)
+			if !strings.Contains(p.Detail, "closed") {
+				t.Errorf("%s: detail %q", c.path, p.Detail)
+			}
+		}
+		for _, c := range writes(e, u) {
+			e.rejected(c, 503, "unavailable", u)
+		}
+		// Routes that read the store directly still answer.
+		want(t, e.do(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}), 200)
+		want(t, e.do(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}), 200)
+	})
+	t.Run("unverified", func(t *testing.T) {
+		t.Parallel()
+		var fs *flakyStore
+		e := newEnv(t, func(c *envConfig) {
+			c.sdk.Lease = 100 * time.Millisecond
+			c.wrap = func(m *memory.Store) store.Store { fs = &flakyStore{Store: m}; return fs }
+		})
+		const u = "u1"
+		want(t, e.do(call{method: "GET", path: "/readyz"}), 200)
+		fs.logsDown.Store(true)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			r := e.do(call{method: "GET", path: "/readyz"})
+			if r.Status == 503 {
+				p := wantProblem(t, r, 503, "unavailable")
+				if !strings.Contains(p.Detail, "not current") {
+					t.Errorf("readyz detail %q", p.Detail)
+				}
+				break
+			}
+			want(t, r, 200)
+			if time.Now().After(deadline) {
+				t.Fatal("readyz stays ready with the changelog down")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		d := e.decision(u)
+		if d.Personalized || d.Reason != consent.ReasonUnverified || d.PushBlock != consent.ReasonUnverified || len(d.Channels) != 0 {
+			t.Errorf("unverified decision %+v", d)
+		}
+		if p := e.canPush(u, "push", false); p.Allowed || p.Reason != consent.ReasonUnverified {
+			t.Errorf("unverified push %+v", p)
+		}
+		e.rejected(call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push", key: e.admin()}, 503, "unavailable", u)
+		fs.logsDown.Store(false)
+		deadline = time.Now().Add(5 * time.Second)
+		for e.do(call{method: "GET", path: "/readyz"}).Status != 200 {
+			if time.Now().After(deadline) {
+				t.Fatal("readyz does not recover")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if d := e.decision(u); !d.Personalized {
+			t.Errorf("decision after recovery %+v", d)
+		}
+	})
+	t.Run("store down", func(t *testing.T) {
+		t.Parallel()
+		var fs *flakyStore
+		e := newEnv(t, func(c *envConfig) {
+			c.srv.KeyCacheTTL = time.Millisecond
+			c.wrap = func(m *memory.Store) store.Store { fs = &flakyStore{Store: m}; return fs }
+		})
+		const u = "u1"
+		down := fmt.Errorf("%w: test: connection refused", store.ErrUnavailable)
+		fs.getErr.Store(&down)
+		e.rejected(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}, 503, "unavailable", u)
+		e.rejected(call{method: "GET", path: "/v1/users/u1/export", key: e.app()}, 503, "unavailable", u)
+		e.rejected(call{method: "GET", path: "/v1/users/u1/tags", key: e.app()}, 503, "unavailable", u)
+		fs.getErr.Store(nil)
+		fs.keyErr.Store(&down)
+		time.Sleep(5 * time.Millisecond) // past the key cache TTL
+		e.rejected(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}, 503, "unavailable", u)
+		e.rejected(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}, 503, "unavailable", u)
+		fs.keyErr.Store(nil)
+		want(t, e.do(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}), 200)
+		// A closed store: not ready.
+		e.mem.Close()
+		p := wantProblem(t, e.do(call{method: "GET", path: "/readyz"}), 503, "unavailable")
+		if !strings.Contains(p.Detail, "store unreachable") {
+			t.Errorf("readyz detail %q", p.Detail)
+		}
+		wantProblem(t, e.do(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}), 503, "unavailable")
+	})
+}
+
+// TestInternal: an error the server does not know is 500 without its text;
+// a store without a rights log answers the report 501; a client without
+// audiences answers audiences 500.
+func TestInternal(t *testing.T) {
+	t.Parallel()
+	t.Run("unknown store error", func(t *testing.T) {
+		t.Parallel()
+		var fs *flakyStore
+		e := newEnv(t, func(c *envConfig) {
+			c.srv.KeyCacheTTL = time.Millisecond
+			c.wrap = func(m *memory.Store) store.Store { fs = &flakyStore{Store: m}; return fs }
+		})
+		const u = "u1"
+		boom := errors.New("secret disk path /var/lib/x is on fire")
+		fs.getErr.Store(&boom)
+		for _, path := range []string{"/v1/users/u1/consent", "/v1/users/u1/export", "/v1/users/u1/tags"} {
+			p := e.rejected(call{method: "GET", path: path, key: e.app()}, 500, "internal", u)
+			if p.Detail != "" || strings.Contains(string(e.last.Body), "fire") {
+				t.Errorf("500 shows the error: %s", e.last.Body)
+			}
+		}
+		fs.getErr.Store(nil)
+		fs.keyErr.Store(&boom)
+		time.Sleep(5 * time.Millisecond) // past the key cache TTL
+		e.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}, 500, "internal", u)
+		fs.keyErr.Store(nil)
+	})
+	t.Run("bare store", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, func(c *envConfig) {
+			c.sdk.Audiences = false
+			c.wrap = func(m *memory.Store) store.Store { return bareStore{Store: m, KeyStore: m} }
+		})
+		const u = "u1"
+		year := time.Now().UTC().Year()
+		p := e.rejected(call{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d", year), key: e.admin()}, 501, "unavailable", u)
+		if !strings.Contains(p.Detail, "rights log") {
+			t.Errorf("501 detail %q", p.Detail)
+		}
+		e.rejected(call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push", key: e.admin()}, 501, "unavailable", u)
+		// Everything else works; rights requests are simply not logged.
+		want(t, e.do(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}), 200)
+		want(t, e.do(call{method: "PUT", path: "/v1/users/u1/consent/personalization", key: e.app(), body: `{"enabled":false}`}), 200)
+		if d := e.decision(u); d.Reason != consent.ReasonOptedOut {
+			t.Errorf("decision %+v", d)
+		}
+	})
+}
+
+// TestNotPropagated: with WaitForAll, a change another live instance does
+// not confirm in time is 202: recorded, with its receipt.
+func TestNotPropagated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *envConfig) {
+		c.sdk.WaitForAll = true
+		c.sdk.PropagationTimeout = 50 * time.Millisecond
+	})
+	// A live instance that never applies anything.
+	if err := e.mem.Announce(e.ctx, "ghost", make([]store.Position, e.mem.Shards()+1), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	cr := e.change(call{method: "PUT", path: "/v1/users/u1/consent/personalization", body: `{"enabled":false}`}, 202, true)
+	if cr.Version != 1 || !cr.State.PersonalizationOff {
+		t.Fatalf("202 answer %+v", cr)
+	}
+	cr = e.change(call{method: "POST", path: "/v1/users/u1/tags", body: `{"tag":"interest:ski"}`}, 202, true)
+	if cr.Version != 2 {
+		t.Fatalf("202 answer %+v", cr)
+	}
+	// The change stands.
+	if d := e.decision("u1"); d.Reason != consent.ReasonOptedOut {
+		t.Fatalf("decision %+v", d)
+	}
+	// A no-op waits for nothing.
+	e.change(call{method: "PUT", path: "/v1/users/u1/consent/personalization", body: `{"enabled":false}`}, 200, false)
+}
