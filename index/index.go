@@ -88,7 +88,7 @@ type Index struct {
 	bm       map[string]*roaring.Bitmap
 	grants   map[string]*roaring.Bitmap // the "g:" and "s:" facts of bm, scanned at query time
 	ids      [][]string                 // per shard: local number - 1 -> user ID
-	pos      []store.Position // per log index: shards..., then settings
+	pos      []store.Position           // per log index: shards..., then settings
 	settings consent.Settings
 }
 
