@@ -76,10 +76,10 @@ func TestTrimmedChangelogForcesRebuild(t *testing.T) {
 		}
 	}
 	g.open()
-	eventually(t, 3*time.Second, "rebuild after trimming", func() bool { return c.Stats().Rebuilds >= 1 })
+	eventually(t, 15*time.Second, "rebuild after trimming", func() bool { return c.Stats().Rebuilds >= 1 })
 	// Right after the rebuild the log is unverified until the next read
 	// confirms it; then x is read again. Never personalized meanwhile.
-	eventually(t, 3*time.Second, "x re-read after the rebuild", func() bool {
+	eventually(t, 15*time.Second, "x re-read after the rebuild", func() bool {
 		d := mustDecide(t, c, "x")
 		if d.Personalized {
 			t.Fatalf("x answered personalized after its opt-out was trimmed from the log: %+v", d)
