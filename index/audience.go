@@ -82,6 +82,8 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 	r := x.eval(seg)
 	r.AndNot(x.get(factRefused(channel)))
 	r.AndNot(x.get(factErased))
+	// Any tag atom makes seg personal, so minors without guardian consent
+	// leave here, once, instead of at every tag atom.
 	if targeted || seg.UsesPersonalData() {
 		r.AndNot(x.get(factOff))
 		r.AndNot(x.minorsWithoutGuardian())
@@ -127,13 +129,13 @@ func (x *Index) eval(seg *tags.Segment) *roaring.Bitmap {
 		if a.Op == tags.OpNot && b.Op != tags.OpNot {
 			a, b = b, a
 		}
-		l := x.eval(a)
+		// The two-operand forms build the result from shared operands: no
+		// clone of the left operand, and no in-place bitmap&array AND
+		// (roaring converts the array container to a bitmap for it).
 		if b.Op == tags.OpNot {
-			l.AndNot(x.evalShared(b.X))
-		} else {
-			l.And(x.evalShared(b))
+			return roaring.AndNot(x.evalShared(a), x.evalShared(b.X))
 		}
-		return l
+		return roaring.And(x.evalShared(a), x.evalShared(b))
 	case tags.OpOr:
 		l := x.eval(seg.X)
 		l.Or(x.evalShared(seg.Y))
@@ -157,7 +159,7 @@ func (x *Index) evalShared(seg *tags.Segment) *roaring.Bitmap {
 			return x.get(factErased)
 		case tags.AtomTag:
 			ns := x.settings.Taxonomy.Lookup(seg.Atom.Tag)
-			if !ns.Prohibited && ns.Sensitive == "" && x.bm[factMinor] == nil {
+			if !ns.Prohibited && ns.Sensitive == "" {
 				return x.get(factTag(seg.Atom.Tag))
 			}
 		}
@@ -180,8 +182,8 @@ func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
 		if ns.Sensitive != "" {
 			r.And(x.sensitiveOK(ns.Sensitive))
 		}
-		// Nothing of a minor without guardian consent is usable.
-		r.AndNot(x.minorsWithoutGuardian())
+		// Minors without guardian consent are removed by Audience (a
+		// segment with a tag is always personal).
 		return r
 	case tags.AtomPersonalizationOff:
 		return x.get(factOff).Clone()

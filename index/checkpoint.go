@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -32,6 +31,13 @@ type header struct {
 // settings, fact names), each fact's roaring bitmap (length-prefixed), and
 // the number -> user ID table.
 func (x *Index) MarshalBinary() ([]byte, error) {
+	// RunOptimize changes the bitmaps, so it runs under the write lock;
+	// the serialization itself only reads.
+	x.mu.Lock()
+	for _, b := range x.bm {
+		b.RunOptimize()
+	}
+	x.mu.Unlock()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	h := header{Shards: x.shards, Positions: x.pos, Settings: x.settings}
@@ -43,16 +49,25 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 		h.Users = append(h.Users, len(ids))
 	}
 	var buf bytes.Buffer
-	buf.WriteString(checkpointMagic)
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
+	size := len(checkpointMagic) + len(hj) + 2*binary.MaxVarintLen64
+	for _, k := range h.Facts {
+		size += binary.MaxVarintLen64 + int(x.bm[k].GetSerializedSizeInBytes())
+	}
+	for _, ids := range x.ids {
+		for _, id := range ids {
+			size += 1 + len(id)
+		}
+	}
+	buf.Grow(size)
+	buf.WriteString(checkpointMagic)
 	writeUvarint(&buf, uint64(len(hj)))
 	buf.Write(hj)
 	for _, k := range h.Facts {
 		b := x.bm[k]
-		b.RunOptimize()
 		writeUvarint(&buf, b.GetSerializedSizeInBytes())
 		if _, err := b.WriteTo(&buf); err != nil {
 			return nil, err
@@ -81,15 +96,21 @@ func Unmarshal(data []byte) (*Index, error) {
 	if !bytes.HasPrefix(data, []byte(checkpointMagic)) {
 		return bad("magic", errors.New("not an index checkpoint"))
 	}
-	r := bufio.NewReader(bytes.NewReader(data[len(checkpointMagic):]))
-	n, err := binary.ReadUvarint(r)
-	if err != nil || n > uint64(len(data)) {
-		return bad("header length", err)
+	p := data[len(checkpointMagic):]
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return 0, false
+		}
+		p = p[n:]
+		return v, true
 	}
-	hj := make([]byte, n)
-	if _, err := io.ReadFull(r, hj); err != nil {
-		return bad("header", err)
+	n, ok := uv()
+	if !ok || n > uint64(len(p)) {
+		return bad("header length", io.ErrUnexpectedEOF)
 	}
+	hj := p[:n]
+	p = p[n:]
 	var h header
 	if err := json.Unmarshal(hj, &h); err != nil {
 		return bad("header", err)
@@ -100,42 +121,40 @@ func Unmarshal(data []byte) (*Index, error) {
 	x := New(h.Shards, h.Settings)
 	copy(x.pos, h.Positions)
 	for _, k := range h.Facts {
-		size, err := binary.ReadUvarint(r)
-		if err != nil || size > uint64(len(data)) {
-			return bad("bitmap "+k, err)
-		}
-		raw := make([]byte, size)
-		if _, err := io.ReadFull(r, raw); err != nil {
-			return bad("bitmap "+k, err)
+		size, ok := uv()
+		if !ok || size > uint64(len(p)) {
+			return bad("bitmap "+k, io.ErrUnexpectedEOF)
 		}
 		b := roaring.New()
-		if _, err := b.ReadFrom(bytes.NewReader(raw)); err != nil {
+		if _, err := b.ReadFrom(bytes.NewReader(p[:size])); err != nil {
 			return bad("bitmap "+k, err)
 		}
+		p = p[size:]
 		x.bm[k] = b
 		if isGrant(k) {
 			x.grants[k] = b
 		}
 	}
+	// One string holds every ID; each ID is a substring of it.
+	all := string(p)
+	off := 0
 	for s, count := range h.Users {
 		if count < 0 || count > len(data) {
 			return bad("user table", fmt.Errorf("shard %d: %d users", s, count))
 		}
 		ids := make([]string, count)
 		for i := range ids {
-			l, err := binary.ReadUvarint(r)
-			if err != nil || l > consent.MaxUserIDLen {
-				return bad("user table", err)
+			l, n := binary.Uvarint(p[off:])
+			if n <= 0 || l > consent.MaxUserIDLen || uint64(len(p)-off-n) < l {
+				return bad("user table", io.ErrUnexpectedEOF)
 			}
-			b := make([]byte, l)
-			if _, err := io.ReadFull(r, b); err != nil {
-				return bad("user table", err)
-			}
-			ids[i] = string(b)
+			off += n
+			ids[i] = all[off : off+int(l)]
+			off += int(l)
 		}
 		x.ids[s] = ids
 	}
-	if _, err := r.ReadByte(); err != io.EOF {
+	if off != len(p) {
 		return bad("trailer", errors.New("data after the user table"))
 	}
 	return x, nil

@@ -153,6 +153,10 @@ func (x *Index) apply(ev *store.Event) {
 	if ev.Record == nil || ev.Record.Number == 0 {
 		return
 	}
+	if pr := ev.Prev; pr != nil && pr.Number == ev.Record.Number && pr.Version != 0 && ev.Record.Version != 0 {
+		x.diffUser(pr, ev.Record)
+		return
+	}
 	x.setUser(ev.Record, Facts(ev.Prev), Facts(ev.Record))
 }
 
@@ -166,7 +170,11 @@ func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 		for len(ids) < local {
 			ids = append(ids, "")
 		}
-		ids[local-1] = rec.UserID
+		if ids[local-1] != rec.UserID {
+			// Only a new number is written: frozen audiences share these
+			// slices and read them without the lock.
+			ids[local-1] = rec.UserID
+		}
 		x.ids[shard] = ids
 	}
 	i, j := 0, 0
@@ -195,7 +203,7 @@ func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 func (x *Index) Load(rec *consent.Record) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.setUser(rec, nil, Facts(rec))
+	x.loadFast(rec)
 }
 
 // SetPositions sets the positions the index reflects (after Build or Load).
@@ -261,4 +269,166 @@ func (x *Index) newBitmap(fact string) *roaring.Bitmap {
 
 func isGrant(fact string) bool {
 	return len(fact) > 2 && (fact[:2] == "g:" || fact[:2] == "s:")
+}
+
+// ---- prototype: allocation-free Load and diff-based Apply ----
+
+func (x *Index) setID(rec *consent.Record) {
+	shard, local := store.NumberShard(rec.Number, x.shards)
+	if shard < len(x.ids) {
+		ids := x.ids[shard]
+		for len(ids) < local {
+			ids = append(ids, "")
+		}
+		if ids[local-1] != rec.UserID {
+			// Only a new number is written: frozen audiences share these
+			// slices and read them without the lock.
+			ids[local-1] = rec.UserID
+		}
+		x.ids[shard] = ids
+	}
+}
+
+func (x *Index) addFact(prefix, name string, num uint32) {
+	if b := x.bm[prefix+name]; b != nil {
+		b.Add(num)
+		return
+	}
+	x.newBitmap(prefix + name).Add(num)
+}
+
+func (x *Index) removeFact(prefix, name string, num uint32) {
+	if b := x.bm[prefix+name]; b != nil {
+		b.Remove(num)
+	}
+}
+
+// extraFacts are the sensitive and guardian facts (rare): built as Facts
+// builds them.
+func extraFacts(st *consent.State) []string {
+	if len(st.Sensitive) == 0 && st.Guardian == nil {
+		return nil
+	}
+	var out []string
+	for _, sc := range st.Sensitive {
+		if sc.Granted {
+			by := "u"
+			if sc.ByGuardian {
+				by = "g"
+			}
+			out = append(out, "s:"+string(sc.Category)+":"+sc.Purpose+":"+strconv.Itoa(sc.PolicyVersion)+":"+by)
+		}
+	}
+	if g := st.Guardian; g != nil && g.Granted {
+		out = append(out, "g:"+strconv.Itoa(g.PolicyVersion))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedStrings(xs []string) bool { return sort.StringsAreSorted(xs) }
+
+func sortedEntries(es []tags.Entry) bool {
+	for i := 1; i < len(es); i++ {
+		if es[i-1].Tag >= es[i].Tag {
+			return false
+		}
+	}
+	return true
+}
+
+// loadFast is Load without building fact strings.
+func (x *Index) loadFast(rec *consent.Record) {
+	if rec.Number == 0 || rec.Version == 0 {
+		x.setUser(rec, nil, Facts(rec))
+		return
+	}
+	num := rec.Number
+	x.setID(rec)
+	st := &rec.State
+	x.addFact("", factAll, num)
+	if st.PersonalizationOff {
+		x.addFact("", factOff, num)
+	}
+	if st.Minor {
+		x.addFact("", factMinor, num)
+	}
+	if st.Erased {
+		x.addFact("", factErased, num)
+	}
+	for _, ch := range st.RefusedChannels {
+		x.addFact("r:", ch, num)
+	}
+	for _, f := range extraFacts(st) {
+		x.addFact("", f, num)
+	}
+	for _, e := range rec.Tags.Entries {
+		x.addFact("t:", string(e.Tag), num)
+	}
+}
+
+// diffUser moves rec from prev's facts to its own, touching only the facts
+// that differ. Falls back to setUser when an input is not sorted.
+func (x *Index) diffUser(prev, rec *consent.Record) {
+	p, c := &prev.State, &rec.State
+	if !sortedStrings(p.RefusedChannels) || !sortedStrings(c.RefusedChannels) || !sortedEntries(prev.Tags.Entries) || !sortedEntries(rec.Tags.Entries) {
+		x.setUser(rec, Facts(prev), Facts(rec))
+		return
+	}
+	num := rec.Number
+	x.setID(rec)
+	flag := func(f string, was, is bool) {
+		switch {
+		case is && !was:
+			x.addFact("", f, num)
+		case was && !is:
+			x.removeFact("", f, num)
+		}
+	}
+	flag(factOff, p.PersonalizationOff, c.PersonalizationOff)
+	flag(factMinor, p.Minor, c.Minor)
+	flag(factErased, p.Erased, c.Erased)
+	a, b := p.RefusedChannels, c.RefusedChannels
+	for i, j := 0, 0; i < len(a) || j < len(b); {
+		switch {
+		case j == len(b) || i < len(a) && a[i] < b[j]:
+			x.removeFact("r:", a[i], num)
+			i++
+		case i == len(a) || b[j] < a[i]:
+			x.addFact("r:", b[j], num)
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	if ea, eb := extraFacts(p), extraFacts(c); ea != nil || eb != nil {
+		for i, j := 0, 0; i < len(ea) || j < len(eb); {
+			switch {
+			case j == len(eb) || i < len(ea) && ea[i] < eb[j]:
+				x.removeFact("", ea[i], num)
+				i++
+			case i == len(ea) || eb[j] < ea[i]:
+				x.addFact("", eb[j], num)
+				j++
+			default:
+				i++
+				j++
+			}
+		}
+	}
+	ta, tb := prev.Tags.Entries, rec.Tags.Entries
+	for i, j := 0, 0; i < len(ta) || j < len(tb); {
+		switch {
+		case j == len(tb) || i < len(ta) && ta[i].Tag < tb[j].Tag:
+			x.removeFact("t:", string(ta[i].Tag), num)
+			i++
+		case i == len(ta) || tb[j].Tag < ta[i].Tag:
+			x.addFact("t:", string(tb[j].Tag), num)
+			j++
+		default:
+			i++
+			j++
+		}
+	}
 }
