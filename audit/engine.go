@@ -58,12 +58,17 @@ const (
 // users (nil: no user has any fact), and returns the report.
 //
 // The spec is normalized and validated first (an invalid one fails with an
-// error wrapping ErrInvalidSpec). Events are read once, by a goroutine of
-// their own, while Run aggregates them: memory is O(users + items + groups x
-// metrics x distinct values + price cells), not O(events). Malformed lines
-// are counted, listed (the first MaxProblems) and skipped, unless
-// opts.Strict. User facts are asked of users in batches of distinct new
-// users and kept per user.
+// error wrapping ErrInvalidSpec). Events are read once, in a pipeline of
+// two goroutines: one reads and decodes them and numbers users (by two
+// independent hashes of the ID; two IDs equal on both, a chance near 2^-96
+// per pair, would be merged) and items, the calling one aggregates. Memory
+// is O(users + items + groups x metrics x distinct values + price cells),
+// not O(events). Malformed lines are counted, listed (the first
+// MaxProblems) and skipped, unless opts.Strict. User facts are asked of
+// users in batches of up to 1,024 distinct new users (their events wait,
+// at most 65,536 of them) and kept per user; a user missing from the
+// answer has no facts. A Source of this package must not be used after it
+// is given to Run.
 //
 // For each event inside [From, To) (a zero bound is open), each group's
 // segment is evaluated with an oracle that holds for the user's facts and
@@ -72,7 +77,9 @@ const (
 // is successes/n over the events that record the field (for discount and
 // free fields: value > 0); a mean keeps a running mean and variance; a
 // distribution keeps value counts (rounded to 1e-6; rebinned to 3
-// significant digits past MaxDistinctValues distinct values).
+// significant digits past MaxDistinctValues distinct values, after which
+// its quantiles and Mann-Whitney test are those of the rounded values).
+// Non-finite values (from a Source of another package) are not recorded.
 //
 // Groups with fewer distinct users than MinGroupSize are suppressed: they
 // show no figures and take no part in any comparison; a suppressed
@@ -97,8 +104,9 @@ const (
 // quantiles asked. A group without data for a metric has no MetricResult
 // for it. Intervals are at the confidence 1 - Alpha.
 //
-// Same item, same time: the events with a price are put in cells (item,
-// floor(time / PriceBucket)), each keeping every group's mean price. For
+// Same item, same time: the events of some group with a price are put in
+// cells (item, floor(time / PriceBucket)), each keeping every group's mean
+// price; at most MaxPriceCells cells are started (see Options). For
 // each group, the cells where both it and the reference have a price are
 // its pairs: the shares where its mean was higher and lower (equal within
 // 1e-9 relative counts as neither), the mean excess (group - reference)
@@ -135,6 +143,9 @@ func Run(ctx context.Context, spec Spec, src Source, users UserFacts, opts Optio
 	e, err := newEngine(ctx, spec, users, opts)
 	if err != nil {
 		return nil, err
+	}
+	if js, ok := src.(*jsonlSource); ok {
+		js.dec.raw = true // see engine.prepare
 	}
 	if err := e.read(src); err != nil {
 		return nil, err
@@ -185,51 +196,36 @@ type metricDef struct {
 	field metricField
 }
 
-// value extracts the metric's observation from ev: for a rate 1 or 0.
-func (m *metricDef) value(ev *Event) (float64, bool) {
-	var p *float64
+// value extracts the metric's observation from an event: for a rate 1 or
+// 0.
+func (m *metricDef) value(it *readItem) (float64, bool) {
+	var v float64
 	switch m.field {
 	case mfClicked:
-		return boolValue(ev.Clicked)
+		return it.boolValue(fClicked)
 	case mfConverted:
-		return boolValue(ev.Converted)
+		return it.boolValue(fConverted)
 	case mfShown:
-		return boolValue(ev.Shown)
-	case mfDiscount:
-		p = ev.Discount
-	case mfPrice:
-		p = ev.Price
-	case mfRank:
-		p = ev.Rank
-	case mfLatency:
-		p = ev.LatencyMS
-	default:
-		v, ok := ev.Fields[m.spec.Field]
-		if !ok {
+		return it.boolValue(fShown)
+	case mfDiscount, mfPrice, mfRank, mfLatency:
+		k := m.field - mfDiscount
+		if it.flags&(fDiscount<<k) == 0 {
 			return 0, false
 		}
-		p = &v
-	}
-	if p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
-		return 0, false
+		v = it.num[k]
+	default:
+		var ok bool
+		if v, ok = it.ev.Fields[m.spec.Field]; !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+			return 0, false
+		}
 	}
 	if m.spec.Kind == Rate {
-		if *p > 0 {
+		if v > 0 {
 			return 1, true
 		}
 		return 0, true
 	}
-	return *p, true
-}
-
-func boolValue(b *bool) (float64, bool) {
-	if b == nil {
-		return 0, false
-	}
-	if *b {
-		return 1, true
-	}
-	return 0, true
+	return v, true
 }
 
 // metricAcc accumulates one metric of one group.
@@ -445,11 +441,11 @@ type groupAcc struct {
 
 // userState is what Run keeps per user.
 type userState struct {
-	ready   bool   // facts fetched
-	pending bool   // waiting for facts
 	atoms   uint64 // the user's facts as atom bits (the first 64 atoms)
 	plain   uint64 // groups of the user's events without attributes
 	seen    uint64 // groups the user was counted in
+	ready   bool   // facts fetched
+	pending bool   // waiting for facts
 	modes   uint8  // 1: personalized, 2: non_personalized events seen
 }
 
@@ -496,33 +492,73 @@ func (n *segNode) eval(b []uint64) bool {
 	return false
 }
 
-// A price cell is keyed by item number (28 bits) and time bucket relative
-// to the first bucket seen (36 bits, signed), packed in a uint64. Its
-// groups' prices sit in one block of the arena, in group order, so an event
-// touches one map entry and one block whatever its groups.
-const (
-	cellItemBits   = 28
-	cellBucketBits = 64 - cellItemBits
-)
-
+// A price cell is one item in one time bucket. Each item lists its cells
+// by bucket (itemState); a cell's groups' prices sit in one block of the
+// arena, in group order, so an event touches one block whatever its
+// groups.
 type cellInfo struct {
 	mask uint64 // groups present
 	off  int32  // block offset in the arena
 	cap  int32  // block capacity (a power of two)
 }
 
-// itemState remembers an item's latest cell: events come roughly in time
-// order, so most find their cell here without a map lookup.
+// itemState lists an item's cells, sorted by bucket. Events come roughly
+// in time order, so most find their cell as the latest one used, or start a
+// new one at the end; others search.
 type itemState struct {
-	bucket int64 // of cell
-	cell   int32 // -1: none yet
-	max    int64 // the latest bucket with a cell; a later one has none yet
+	lastB   int64 // bucket and cell used last (when buckets is not empty)
+	lastC   int32
+	buckets []int64
+	cells   []int32
+}
+
+// cell returns the number of the item's cell for bucket b, starting it
+// when new; false when the cell limit left the event out.
+func (e *engine) cell(st *itemState, b int64) (int32, bool) {
+	n := len(st.buckets)
+	if n > 0 && st.lastB == b {
+		return st.lastC, true
+	}
+	i := n
+	if n > 0 && b <= st.buckets[n-1] {
+		i, _ = slices.BinarySearch(st.buckets, b)
+		if st.buckets[i] == b {
+			st.lastB, st.lastC = b, st.cells[i]
+			return st.lastC, true
+		}
+	}
+	if int(e.nCells) >= e.maxCells {
+		return 0, false
+	}
+	c := e.nCells
+	e.nCells++
+	if int(c/arenaPage) == len(e.cellInfos) {
+		e.cellInfos = append(e.cellInfos, make([]cellInfo, arenaPage))
+	}
+	st.buckets = slices.Insert(st.buckets, i, b)
+	st.cells = slices.Insert(st.cells, i, c)
+	st.lastB, st.lastC = b, c
+	return c, true
 }
 
 // priceAgg is one group's prices in one cell.
 type priceAgg struct {
 	sum float64
 	n   uint32
+}
+
+// readerState is what the reading goroutine owns (see prepare), kept
+// apart from the aggregating goroutine's fields.
+//
+// Users are numbered densely in order of appearance, found by two
+// independent hashes of their ID (64 + 32 bits) in an open-addressing
+// table: no string is compared or chased per event. Two different IDs
+// agreeing on both hashes (a chance near 2^-96 per pair) would be merged.
+// Items are numbered likewise, by ID.
+type readerState struct {
+	users        userTable
+	seed1, seed2 maphash.Seed
+	items        map[string]int32
 }
 
 type engine struct {
@@ -544,31 +580,18 @@ type engine struct {
 	parity  [2]groupAcc // personalized, non_personalized
 	seenM   []int64     // events with the metric's field, per metric
 
-	ustate []userState // by user number (see userNums)
+	ustate []userState // by user number (see readerState)
 	ubits  []uint64    // all atom words per user, when there are over 64 atoms
 
 	pendingIDs  []string
 	pendingNums []int32
 	pendingEvts []readItem
 
-	// Owned by the reading goroutine (see prepare) until reading ends.
-	//
-	// Users are numbered densely in order of appearance. They are found by
-	// a 64-bit hash of their ID (seed1) and confirmed by a second,
-	// independent one (seed2): no string is compared or chased per event.
-	// IDs whose first hash collides with another user's go to collide. Two
-	// different IDs agreeing on both 64-bit hashes (a chance near 2^-128
-	// per pair) would be merged.
-	userNums     map[uint64]int32
-	userChecks   []uint64 // by user number: the seed2 hash
-	collide      map[string]int32
-	seed1, seed2 maphash.Seed
-	items        map[string]int32
-	bucketBase   int64 // first bucket seen
-	haveBase     bool
-	bucketSecs   float64
-	bucketWhole  int64 // bucket in whole seconds, or 0
+	rd          *readerState // the reading goroutine's
+	bucketSecs  float64
+	bucketWhole int64 // bucket in whole seconds, or 0
 
+	// Price cells.
 	itemStates []itemState
 	cells      map[uint64]int32 // cell key -> cell number
 	cellInfos  [][]cellInfo     // by cell number, in order of creation, in pages of arenaPage
@@ -577,8 +600,10 @@ type engine struct {
 	arenaFill  int32        // next free offset in the last page
 	freeBlocks [7][]int32   // free arena blocks by log2 capacity
 	maxCells   int
+	firstCap   int32 // capacity of a cell's first block
 	leftOut    int64
 
+	sink                                    uint8 // see touchUsers
 	events, used, skipped, outside, noGroup int64
 	problems                                []LineProblem
 }
@@ -589,16 +614,15 @@ func newEngine(ctx context.Context, spec Spec, users UserFacts, opts Options) (*
 		conf:     1 - spec.Alpha,
 		atomIdx:  map[string]int{},
 		memo:     map[uint64]uint64{},
-		userNums: map[uint64]int32{},
-		collide:  map[string]int32{},
-		seed1:    maphash.MakeSeed(),
-		seed2:    maphash.MakeSeed(),
-		items:    map[string]int32{},
-		cells:    map[uint64]int32{},
+		rd:       &readerState{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), items: map[string]int32{}},
 		maxCells: opts.MaxPriceCells,
 	}
 	if e.maxCells <= 0 {
 		e.maxCells = DefaultMaxPriceCells
+	}
+	e.firstCap = 1
+	for int(e.firstCap) < min(4, len(spec.Groups)) {
+		e.firstCap *= 2
 	}
 	for i, g := range spec.Groups {
 		seg, err := tags.ParseSegment(g.Segment)
@@ -643,31 +667,104 @@ var parityMetrics = []metricDef{
 // chunk is a run of events handed from the reading goroutine.
 type chunk struct {
 	items []readItem
-	final error // io.EOF or a fatal error; nil: more to come
+	ids   []byte // the items' user IDs, back to back (readItem.idOff)
+	final error  // io.EOF or a fatal error; nil: more to come
 }
 
 // readItem is one event with what the reading goroutine works out for it
-// (prepare), so the aggregating goroutine does less.
+// (prepare), so the aggregating goroutine does less. The event's numbers
+// and yes/no fields are copied into num and flags (finite numbers only),
+// and its pointer fields cleared.
 type readItem struct {
 	ev       Event
+	num      [4]float64 // discount, price, rank, latency_ms (in mfDiscount order)
+	flags    uint16
 	err      *LineError
 	inWindow bool
 	user     int32  // user number
+	h1, h2   uint64 // hashes of the user ID (userTable)
+	idOff    int32  // the user ID is chunk.ids[idOff : idOff+idLen]
+	idLen    int32
 	attrBits uint64 // atoms the event's attributes hold (with at most 64 atoms)
 	attrsHit bool   // some attribute is an atom of a segment
 	item     int32  // item number; -1 without a usable price
-	cellKey  uint64
+	bucket   int64  // time bucket of the price comparison
 }
 
-// prepare works out it's derived fields. It runs in the reading goroutine:
-// it reads only what does not change while reading, and owns e.items.
-func (e *engine) prepare(it *readItem) {
+// Bits of readItem.flags: a number recorded (the order of num), a yes/no
+// field recorded, and its value.
+const (
+	fDiscount uint16 = 1 << iota
+	fPrice
+	fRank
+	fLatency
+	fShown
+	fShownTrue
+	fClicked
+	fClickedTrue
+	fConverted
+	fConvertedTrue
+)
+
+// boolValue returns the yes/no field with flag f as 1 or 0.
+func (it *readItem) boolValue(f uint16) (float64, bool) {
+	if it.flags&f == 0 {
+		return 0, false
+	}
+	if it.flags&(f<<1) != 0 {
+		return 1, true
+	}
+	return 0, true
+}
+
+// takeFields copies the event's numbers and yes/no fields into the item
+// and clears the pointers.
+func (it *readItem) takeFields() {
 	ev := &it.ev
+	for k, p := range [4]*float64{ev.Discount, ev.Price, ev.Rank, ev.LatencyMS} {
+		if p != nil && !math.IsNaN(*p) && !math.IsInf(*p, 0) {
+			it.num[k] = *p
+			it.flags |= fDiscount << k
+		}
+	}
+	for k, b := range [3]*bool{ev.Shown, ev.Clicked, ev.Converted} {
+		if b != nil {
+			it.flags |= fShown << (2 * k)
+			if *b {
+				it.flags |= fShownTrue << (2 * k)
+			}
+		}
+	}
+	ev.Discount, ev.Price, ev.Rank, ev.LatencyMS = nil, nil, nil, nil
+	ev.Shown, ev.Clicked, ev.Converted = nil, nil, nil
+}
+
+// prepare works out an event's derived fields as it is read, and
+// numberUsers the user numbers of a whole chunk: done together, the
+// independent lookups of the user table overlap their cache misses. Both
+// run in the reading goroutine: they read only what does not change while
+// reading, and own e.rd.
+//
+// With a source of this package in raw mode, ev.UserID, ev.Item and the
+// pointer fields point into the source's buffers, valid until its next
+// call: prepare copies the numbers and yes/no fields into the item, the
+// user ID into the chunk (numberUsers makes a string of it only for a
+// user's first event, when it is needed to ask for the user's facts) and a
+// new item's ID into the item table, and clears both, so no event outlives
+// the buffer.
+func (e *engine) prepare(c *chunk, it *readItem) {
+	ev := &it.ev
+	item, id := ev.Item, ev.UserID
+	ev.Item, ev.UserID = "", ""
+	it.takeFields()
 	it.inWindow = e.inWindow(ev.Time)
 	if !it.inWindow {
 		return
 	}
-	it.user = e.userNum(ev.UserID)
+	rd := e.rd
+	it.h1, it.h2 = maphash.String(rd.seed1, id), maphash.String(rd.seed2, id)
+	it.idOff, it.idLen = int32(len(c.ids)), int32(len(id))
+	c.ids = append(c.ids, id...)
 	for _, a := range ev.Attrs {
 		if i, ok := e.atomIdx[a]; ok {
 			it.attrsHit = true
@@ -677,51 +774,55 @@ func (e *engine) prepare(it *readItem) {
 		}
 	}
 	it.item = -1
-	if p := ev.Price; p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
+	if it.flags&fPrice == 0 {
 		return
 	}
-	item, ok := e.items[ev.Item]
+	num, ok := rd.items[item]
 	if !ok {
-		if len(e.items) >= 1<<cellItemBits {
-			return // beyond what a cell key holds; counted as left out
+		num = int32(len(rd.items))
+		rd.items[strings.Clone(item)] = num
+	}
+	it.item, it.bucket = num, e.bucket(ev.Time)
+}
+
+func (e *engine) numberUsers(c *chunk) {
+	for i := range c.items {
+		it := &c.items[i]
+		if it.err != nil || !it.inWindow {
+			continue
 		}
-		item = int32(len(e.items))
-		e.items[ev.Item] = item
+		var isNew bool
+		it.user, isNew = e.rd.users.number(it.h1, uint32(it.h2))
+		if isNew {
+			it.ev.UserID = string(c.ids[it.idOff : it.idOff+it.idLen])
+		}
 	}
-	b := e.bucket(ev.Time)
-	if !e.haveBase {
-		e.bucketBase, e.haveBase = b, true
-	}
-	rel := b - e.bucketBase
-	if rel < -(1<<(cellBucketBits-1)) || rel >= 1<<(cellBucketBits-1) {
-		return // beyond what a cell key holds; counted as left out
-	}
-	it.item = item
-	it.cellKey = uint64(item)<<cellBucketBits | uint64(rel)&(1<<cellBucketBits-1)
 }
 
 // read consumes src, reading in a goroutine of its own.
 func (e *engine) read(src Source) error {
-	out := make(chan chunk, 4)
-	free := make(chan []readItem, 8)
+	out := make(chan *chunk, 4)
+	free := make(chan *chunk, 8)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer close(out)
 		for {
-			var buf []readItem
+			var c *chunk
 			select {
-			case buf = <-free:
+			case <-stop:
+				return
+			case c = <-free:
+				c.items, c.ids = c.items[:0], c.ids[:0]
 			default:
-				buf = make([]readItem, 0, chunkSize)
+				c = &chunk{items: make([]readItem, 0, chunkSize)}
 			}
-			c := chunk{items: buf[:0]}
 			for len(c.items) < chunkSize {
 				ev, err := src.Next()
 				if err == nil {
 					c.items = append(c.items, readItem{ev: ev})
-					e.prepare(&c.items[len(c.items)-1])
+					e.prepare(c, &c.items[len(c.items)-1])
 					continue
 				}
 				var le *LineError
@@ -732,6 +833,7 @@ func (e *engine) read(src Source) error {
 				c.final = err
 				break
 			}
+			e.numberUsers(c)
 			select {
 			case out <- c:
 			case <-stop:
@@ -755,7 +857,7 @@ func (e *engine) read(src Source) error {
 		return err
 	}
 	for {
-		var c chunk
+		var c *chunk
 		var ok bool
 		select {
 		case c, ok = <-out:
@@ -765,6 +867,7 @@ func (e *engine) read(src Source) error {
 		if !ok {
 			return finish(errors.New("audit: event reader stopped"))
 		}
+		e.touchUsers(c)
 		for i := range c.items {
 			it := &c.items[i]
 			if it.err != nil {
@@ -790,7 +893,7 @@ func (e *engine) read(src Source) error {
 			return nil
 		}
 		select {
-		case free <- c.items:
+		case free <- c:
 		default:
 		}
 		if err := e.ctx.Err(); err != nil {
@@ -803,27 +906,78 @@ func (e *engine) inWindow(t time.Time) bool {
 	return (e.spec.From.IsZero() || !t.Before(e.spec.From)) && (e.spec.To.IsZero() || t.Before(e.spec.To))
 }
 
-// userNum returns the number of the user with ID id, numbering a new one.
-// It runs in the reading goroutine.
-func (e *engine) userNum(id string) int32 {
-	h1, h2 := maphash.String(e.seed1, id), maphash.String(e.seed2, id)
-	n, ok := e.userNums[h1]
-	if ok && e.userChecks[n] == h2 {
-		return n
-	}
-	if ok { // another user has this first hash
-		if n, ok := e.collide[id]; ok {
-			return n
+// userNum returns the number of the user with ID id, numbering a new one
+// (new reports that). It runs in the reading goroutine.
+func (e *engine) userNum(id string) (n int32, new bool) {
+	rd := e.rd
+	return rd.users.number(maphash.String(rd.seed1, id), uint32(maphash.String(rd.seed2, id)))
+}
+
+// touchUsers reads the state of a chunk's users before the chunk is
+// processed: the independent loads overlap their cache misses, and
+// processing then finds the states in cache.
+func (e *engine) touchUsers(c *chunk) {
+	var sink uint8
+	for i := range c.items {
+		it := &c.items[i]
+		if !it.inWindow {
+			continue
+		}
+		if int(it.user) < len(e.ustate) {
+			sink += e.ustate[it.user].modes
+		}
+		if it.item >= 0 && int(it.item) < len(e.itemStates) {
+			sink += uint8(e.itemStates[it.item].lastC)
 		}
 	}
-	n = int32(len(e.userChecks))
-	e.userChecks = append(e.userChecks, h2)
-	if ok {
-		e.collide[id] = n
-	} else {
-		e.userNums[h1] = n
+	e.sink += sink
+}
+
+// userTable numbers users by their ID's hashes, with linear probing at a
+// load of at most 1/2.
+type userTable struct {
+	slots []userSlot
+	n     int
+}
+
+type userSlot struct {
+	h1  uint64
+	h2  uint32
+	num uint32 // user number + 1; 0 marks an empty slot
+}
+
+func (t *userTable) number(h1 uint64, h2 uint32) (int32, bool) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
 	}
-	return n
+	mask := uint64(len(t.slots) - 1)
+	for i := h1 & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.num == 0 {
+			t.n++
+			*sl = userSlot{h1: h1, h2: h2, num: uint32(t.n)}
+			return int32(t.n - 1), true
+		}
+		if sl.h1 == h1 && sl.h2 == h2 {
+			return int32(sl.num - 1), false
+		}
+	}
+}
+
+func (t *userTable) grow() {
+	old := t.slots
+	t.slots = make([]userSlot, max(1<<12, 2*len(old)))
+	mask := uint64(len(t.slots) - 1)
+	for _, sl := range old {
+		if sl.num == 0 {
+			continue
+		}
+		i := sl.h1 & mask
+		for t.slots[i].num != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = sl
+	}
 }
 
 func (e *engine) add(it *readItem) error {
@@ -963,7 +1117,7 @@ func (e *engine) process(it *readItem, ui int32) {
 	pa := &e.parity[mode]
 	pa.events++
 	for i := range parityMetrics {
-		if v, ok := parityMetrics[i].value(ev); ok {
+		if v, ok := parityMetrics[i].value(it); ok {
 			pa.metrics[i].add(parityMetrics[i].spec.Kind, v)
 		}
 	}
@@ -977,7 +1131,7 @@ func (e *engine) process(it *readItem, ui int32) {
 	var vals [MaxMetrics]float64
 	var have [MaxMetrics]bool
 	for i := range e.metrics {
-		vals[i], have[i] = e.metrics[i].value(ev)
+		vals[i], have[i] = e.metrics[i].value(it)
 		if have[i] {
 			e.seenM[i]++
 		}
@@ -991,7 +1145,7 @@ func (e *engine) process(it *readItem, ui int32) {
 			}
 		}
 	}
-	if ev.Price != nil && !math.IsNaN(*ev.Price) && !math.IsInf(*ev.Price, 0) {
+	if it.flags&fPrice != 0 {
 		e.addPrice(it, mask)
 	}
 }
@@ -1009,40 +1163,16 @@ func (e *engine) bucket(t time.Time) int64 {
 }
 
 func (e *engine) addPrice(it *readItem, mask uint64) {
-	if it.item < 0 {
-		e.leftOut++ // beyond what a cell key holds: not expected in real data
+	for int(it.item) >= len(e.itemStates) {
+		e.itemStates = append(e.itemStates, itemState{})
+	}
+	c, ok := e.cell(&e.itemStates[it.item], it.bucket)
+	if !ok {
+		e.leftOut++
 		return
 	}
-	for int(it.item) >= len(e.itemStates) {
-		e.itemStates = append(e.itemStates, itemState{cell: -1})
-	}
-	st := &e.itemStates[it.item]
-	rel := int64(it.cellKey<<cellItemBits) >> cellItemBits // the bucket, sign-extended
-	c := st.cell
-	if c < 0 || st.bucket != rel {
-		ok := false
-		if st.cell >= 0 && rel <= st.max {
-			c, ok = e.cells[it.cellKey]
-		}
-		if !ok {
-			if int(e.nCells) >= e.maxCells {
-				e.leftOut++
-				return
-			}
-			c = e.nCells
-			e.nCells++
-			e.cells[it.cellKey] = c
-			if int(c/arenaPage) == len(e.cellInfos) {
-				e.cellInfos = append(e.cellInfos, make([]cellInfo, arenaPage))
-			}
-			if st.cell < 0 || rel > st.max {
-				st.max = rel
-			}
-		}
-		st.bucket, st.cell = rel, c
-	}
 	ci := e.cellInfo(c)
-	p := *it.ev.Price
+	p := it.num[mfPrice-mfDiscount]
 	for m := mask; m != 0; m &= m - 1 {
 		bit := m & -m
 		if ci.mask&bit == 0 {
@@ -1062,7 +1192,8 @@ func (e *engine) cellInfo(c int32) *cellInfo {
 func (e *engine) insertGroup(ci *cellInfo, bit uint64) {
 	cnt := int32(bits.OnesCount64(ci.mask))
 	if cnt == ci.cap {
-		ncap := max(1, 2*ci.cap)
+		// Start at room for up to 4 groups: most cells gather several.
+		ncap := max(e.firstCap, 2*ci.cap)
 		off := e.allocBlock(ncap)
 		if ci.cap > 0 {
 			copy(e.block(off, ncap), e.block(ci.off, cnt))
@@ -1499,6 +1630,18 @@ func findingNum(v float64) string {
 	return strconv.FormatFloat(v, 'f', max(0, 3-int(math.Floor(math.Log10(math.Max(math.Abs(v), 1e-3))))), 64)
 }
 
+// findingPctNum writes a percentage figure: one decimal from 1 up, two
+// significant digits below (0.011).
+func findingPctNum(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	if math.Abs(v) >= 1 || v == 0 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 2, 64)
+}
+
 func findingSigned(v float64) string {
 	s := findingNum(v)
 	if v > 0 {
@@ -1627,7 +1770,7 @@ func (e *engine) findings(r *Report) []Finding {
 		}
 		n := int64(math.Round(share * float64(p.Pairs)))
 		fs = append(fs, sigF{p.Q, fmt.Sprintf("Group %s paid %s%% %s than %s for the same item at the same time (%s in %s of %s %s, mean difference %s, %s).",
-			p.Group, strconv.FormatFloat(math.Abs(p.MeanExcessPct), 'f', 1, 64), more, p.Reference,
+			p.Group, findingPctNum(math.Abs(p.MeanExcessPct)), more, p.Reference,
 			dir, findingCount(n), findingCount(p.Pairs), cellWord(e.spec.PriceBucket), findingSigned(p.MeanExcess), findingQ(p.Q))})
 	}
 	for _, t := range r.Parity {

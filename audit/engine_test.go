@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"math"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -768,7 +768,14 @@ func TestPlantedGapsFlagged(t *testing.T) {
 	if !click.Significant || click.Difference < 0.02 || click.Difference > 0.06 {
 		t.Fatalf("click gap not flagged: %+v", click)
 	}
-	if !hasFinding(r, "significant", "Group loyalty:gold paid") || !hasFinding(r, "significant", "Group loyalty:gold had a click rate") {
+	priceText := regexp.MustCompile(`^Group loyalty:gold paid [45]\.\d% more than loyalty:new for the same item at the same time \(higher in [\d,]+ of [\d,]+ item-hours, mean difference \+[\d.]+, q < 0\.0001\)\.$`)
+	clickText := regexp.MustCompile(`^Group loyalty:gold had a click rate of [\d.]+% against [\d.]+% for loyalty:new \(difference \+[\d.]+ points, 95% CI \+[\d.]+ to \+[\d.]+; two-proportion z test, q < 0\.0001\)\.$`)
+	var sawPrice, sawClick bool
+	for _, f := range r.Findings {
+		sawPrice = sawPrice || f.Severity == "significant" && priceText.MatchString(f.Text)
+		sawClick = sawClick || f.Severity == "significant" && clickText.MatchString(f.Text)
+	}
+	if !sawPrice || !sawClick {
 		t.Errorf("findings %+v", r.Findings)
 	}
 	// Nothing about the other tier.
@@ -875,22 +882,46 @@ func TestSynthesizeDeterministic(t *testing.T) {
 	}
 }
 
-func TestUserNumbersCollide(t *testing.T) {
+func TestUserTable(t *testing.T) {
+	var tb userTable
+	for i := range 3000 {
+		// Equal first hashes in pairs: the second hash tells them apart.
+		n, isNew := tb.number(uint64(i/2), uint32(i))
+		if n != int32(i) || !isNew {
+			t.Fatalf("user %d numbered %d (new %v)", i, n, isNew)
+		}
+	}
+	for i := range 3000 {
+		if n, isNew := tb.number(uint64(i/2), uint32(i)); n != int32(i) || isNew {
+			t.Fatalf("user %d found as %d (new %v)", i, n, isNew)
+		}
+	}
+	if len(tb.slots) < 2*tb.n {
+		t.Errorf("load %d/%d", tb.n, len(tb.slots))
+	}
 	e, err := newEngine(context.Background(), Spec{Groups: []GroupSpec{{Name: "all", Segment: "*"}}, Reference: "all"}, nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := e.userNum("a")
-	if e.userNum("a") != a {
-		t.Fatal("a renumbered")
+	a, _ := e.userNum("a")
+	b, bNew := e.userNum("b")
+	a2, aNew := e.userNum("a")
+	if a != 0 || b != 1 || !bNew || a2 != 0 || aNew {
+		t.Fatalf("a %d b %d a %d", a, b, a2)
 	}
-	// Make b's first hash collide with a's.
-	e.userNums[maphash.String(e.seed1, "b")] = a
-	b := e.userNum("b")
-	if b == a || e.userNum("b") != b || e.userNum("a") != a || e.collide["b"] != b {
-		t.Fatalf("a %d, b %d, collide %v", a, b, e.collide)
-	}
-	if c := e.userNum("c"); c == a || c == b {
-		t.Fatalf("c numbered %d", c)
+}
+
+func TestFindingFormats(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{findingCount(0), "0"}, {findingCount(1204), "1,204"}, {findingCount(1530000), "1,530,000"}, {findingCount(-12345), "-12,345"},
+		{findingQ(0.00005), "q < 0.0001"}, {findingQ(0.031), "q = 0.031"}, {findingQ(0.0001), "q = 0.0001"},
+		{findingPct(0.123), "12.3%"}, {findingPts(0.021), "+2.1"}, {findingPts(-0.021), "-2.1"},
+		{findingNum(105.2), "105.2"}, {findingNum(3), "3.000"}, {findingNum(1e7), "1e+07"}, {findingNum(math.NaN()), "n/a"},
+		{findingPctNum(4.8), "4.8"}, {findingPctNum(0.0111), "0.011"},
+		{cellWord(Duration(time.Hour)), "item-hours"}, {cellWord(Duration(90 * time.Minute)), "item-1h30m0s cells"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
 	}
 }

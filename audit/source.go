@@ -224,6 +224,14 @@ func decodeJSONEvent(b []byte, ev *Event) error {
 // Strings are interned (a bounded table), and the values behind the
 // pointer fields come from slabs, so a common line allocates nothing.
 type fastDecoder struct {
+	// raw leaves UserID and Item pointing into the line (valid until the
+	// next line is read) instead of copying them: Run's reader, which
+	// copies what it keeps, sets it.
+	raw    bool
+	rawF   [8]float64 // raw mode: the line's numbers
+	rawB   [8]bool    // raw mode: the line's yes/no fields
+	rawNF  int
+	rawNB  int
 	intern map[string]string
 	floats []float64
 	bools  []bool
@@ -252,7 +260,21 @@ func (d *fastDecoder) str(b []byte) string {
 	return s
 }
 
+// lineString returns b as a string: a copy, or in raw mode b itself.
+func (d *fastDecoder) lineString(b []byte) string {
+	if d.raw && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
+}
+
 func (d *fastDecoder) float(v float64) *float64 {
+	if d.raw && d.rawNF < len(d.rawF) {
+		p := &d.rawF[d.rawNF]
+		d.rawNF++
+		*p = v
+		return p
+	}
 	if len(d.floats) == 0 {
 		d.floats = make([]float64, slabSize)
 	}
@@ -263,6 +285,12 @@ func (d *fastDecoder) float(v float64) *float64 {
 }
 
 func (d *fastDecoder) bool(v bool) *bool {
+	if d.raw && d.rawNB < len(d.rawB) {
+		p := &d.rawB[d.rawNB]
+		d.rawNB++
+		*p = v
+		return p
+	}
 	if len(d.bools) == 0 {
 		d.bools = make([]bool, slabSize)
 	}
@@ -434,6 +462,7 @@ func jsonLiteral(b []byte, i int, lit string) (int, bool) {
 }
 
 func (d *fastDecoder) decode(b []byte, ev *Event) bool {
+	d.rawNF, d.rawNB = 0, 0
 	i := jsonSkipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -463,9 +492,9 @@ func (d *fastDecoder) decode(b []byte, ev *Event) bool {
 			i = j
 			switch string(key) {
 			case "user":
-				bit, ev.UserID = kUser, string(s)
+				bit, ev.UserID = kUser, d.lineString(s)
 			case "item":
-				bit, ev.Item = kItem, string(s)
+				bit, ev.Item = kItem, d.lineString(s)
 			default:
 				bit = kMode
 				switch string(s) {
