@@ -59,18 +59,7 @@ func Facts(rec *consent.Record) []string {
 	for _, ch := range st.RefusedChannels {
 		out = append(out, factRefused(ch))
 	}
-	for _, sc := range st.Sensitive {
-		if sc.Granted {
-			by := "u"
-			if sc.ByGuardian {
-				by = "g"
-			}
-			out = append(out, "s:"+string(sc.Category)+":"+sc.Purpose+":"+strconv.Itoa(sc.PolicyVersion)+":"+by)
-		}
-	}
-	if g := st.Guardian; g != nil && g.Granted {
-		out = append(out, "g:"+strconv.Itoa(g.PolicyVersion))
-	}
+	out = appendGrantFacts(out, st)
 	for _, e := range rec.Tags.Entries {
 		out = append(out, factTag(e.Tag))
 	}
@@ -309,7 +298,15 @@ func extraFacts(st *consent.State) []string {
 	if len(st.Sensitive) == 0 && st.Guardian == nil {
 		return nil
 	}
-	var out []string
+	out := appendGrantFacts(nil, st)
+	sort.Strings(out)
+	return out
+}
+
+// appendGrantFacts appends the facts of st's sensitive and guardian grants:
+// "s:<category>:<purpose>:<policy version>:<u|g>" (given by the user or the
+// guardian) and "g:<policy version>".
+func appendGrantFacts(out []string, st *consent.State) []string {
 	for _, sc := range st.Sensitive {
 		if sc.Granted {
 			by := "u"
@@ -322,7 +319,6 @@ func extraFacts(st *consent.State) []string {
 	if g := st.Guardian; g != nil && g.Granted {
 		out = append(out, "g:"+strconv.Itoa(g.PolicyVersion))
 	}
-	sort.Strings(out)
 	return out
 }
 

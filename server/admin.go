@@ -112,14 +112,9 @@ func (s *Server) getAudience(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	targeted := true
-	if t := c.Query("targeted"); t != "" {
-		b, err := strconv.ParseBool(t)
-		if err != nil {
-			failCode(c, 422, codeInvalid, "targeted", "targeted must be true or false, got %q", t)
-			return
-		}
-		targeted = b
+	targeted, ok := boolQuery(c, "targeted", true)
+	if !ok {
+		return
 	}
 	limit := 100
 	if l := c.Query("limit"); l != "" {

@@ -80,14 +80,9 @@ func (s *Server) getCanPush(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	targeted := false
-	if t := c.Query("targeted"); t != "" {
-		b, err := strconv.ParseBool(t)
-		if err != nil {
-			failCode(c, 422, codeInvalid, "targeted", "targeted must be true or false, got %q", t)
-			return
-		}
-		targeted = b
+	targeted, ok := boolQuery(c, "targeted", false)
+	if !ok {
+		return
 	}
 	allowed, why, err := s.client.CanPush(c.Request.Context(), id, ch, targeted)
 	if err != nil {
@@ -403,4 +398,19 @@ func (s *Server) rightsLog() gin.HandlerFunc {
 			s.m.rightsLogErrors.Inc()
 		}
 	}
+}
+
+// boolQuery reads an optional true/false query parameter (def when absent);
+// a bad value answers 422 and returns ok false.
+func boolQuery(c *gin.Context, name string, def bool) (v, ok bool) {
+	t := c.Query(name)
+	if t == "" {
+		return def, true
+	}
+	b, err := strconv.ParseBool(t)
+	if err != nil {
+		failCode(c, 422, codeInvalid, name, "%s must be true or false, got %q", name, t)
+		return false, false
+	}
+	return b, true
 }
