@@ -152,3 +152,15 @@ type RightsRequest struct {
 	// Status is the HTTP status answered.
 	Status int `json:"status"`
 }
+
+// OutcomeLog keeps outcome events (what was shown to whom, at which rank and
+// price) for Art. 46 audits, in one bounded stream per shard: the oldest
+// events are dropped once a shard holds its bound. Events are opaque JSON
+// objects to the store.
+type OutcomeLog interface {
+	// AppendOutcomes appends events[i] to the stream of userIDs[i]'s shard.
+	AppendOutcomes(ctx context.Context, userIDs []string, events [][]byte) error
+	// ReadOutcomes calls fn with every event kept, shard by shard, oldest
+	// first within a shard; an error from fn stops the read and is returned.
+	ReadOutcomes(ctx context.Context, fn func(event []byte) error) error
+}

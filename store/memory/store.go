@@ -37,6 +37,8 @@ type Store struct {
 	ckptMu sync.Mutex
 	ckpts  map[string][]byte // checkpoints without a data directory
 
+	outcomes outcomes // outcome events for audits (memory only)
+
 	ab *abilities // API keys and rights requests (abilities.go)
 }
 

@@ -474,3 +474,63 @@ func (s *Store) RightsRequests(ctx context.Context, from, to time.Time) ([]store
 	slices.SortStableFunc(out, func(a, b store.RightsRequest) int { return a.Received.Compare(b.Received) })
 	return out, nil
 }
+
+var _ store.OutcomeLog = (*Store)(nil)
+
+// DefaultOutcomesPerShard bounds each shard's outcome stream.
+const DefaultOutcomesPerShard = 2_000_000
+
+func (k keys) outcomes(shard int) string { return k.tag(shard) + "outcomes" }
+
+// AppendOutcomes XADDs each event to its user's shard stream (MAXLEN ~), in
+// one pipeline.
+func (s *Store) AppendOutcomes(ctx context.Context, userIDs []string, events [][]byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if len(userIDs) != len(events) {
+		return fmt.Errorf("%w: %d users for %d events", consent.ErrInvalidChange, len(userIDs), len(events))
+	}
+	for _, id := range userIDs {
+		if err := consent.ValidUserID(id); err != nil {
+			return err
+		}
+	}
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range userIDs {
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.k.outcomes(store.ShardOf(id, s.shards)), MaxLen: DefaultOutcomesPerShard, Approx: true, Values: []any{"e", events[i]}})
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ReadOutcomes reads every shard's outcome stream in pages.
+func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	for shard := 0; shard < s.shards; shard++ {
+		start := "-"
+		for {
+			msgs, err := s.c.XRangeN(ctx, s.k.outcomes(shard), start, "+", 1000).Result()
+			if err != nil {
+				return unavailable(err)
+			}
+			for _, m := range msgs {
+				e, _ := m.Values["e"].(string)
+				if err := fn([]byte(e)); err != nil {
+					return err
+				}
+			}
+			if len(msgs) < 1000 {
+				break
+			}
+			start = "(" + msgs[len(msgs)-1].ID
+		}
+	}
+	return nil
+}

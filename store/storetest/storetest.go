@@ -53,6 +53,7 @@ var groups = []struct {
 	{"Optional", testOptional},
 	{"Numbers", testNumbers},
 	{"Checkpoints", testCheckpoints},
+	{"Outcomes", testOutcomes},
 	{"KeysAndRights", testKeysAndRights},
 }
 
