@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/store"
 )
 
 // Art. 46 audits: POST /v1/audits runs an audit over the events in the
@@ -35,7 +36,9 @@ const (
 type AuditRequest struct {
 	// Spec is the audit's spec (see audit.Spec), as JSON.
 	Spec json.RawMessage `json:"spec"`
-	// Events are the outcome events, each an audit.Event.
+	// Events are the outcome events, each an audit.Event. Omitted (or
+	// null), the audit reads the events kept in the server's store
+	// (recorded by the SDK or posted to /v1/events).
 	Events []json.RawMessage `json:"events"`
 	// Users gives the users' tags and flags. Omitted (or null), the
 	// server's store gives them.
@@ -147,6 +150,16 @@ func (a *audits) post(c *gin.Context) {
 		lines.WriteByte('\n')
 	}
 	src := audit.ReadJSONL(&lines, "events")
+	if req.Events == nil {
+		ol, ok := a.s.st.(store.OutcomeLog)
+		if !ok {
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "send events: this server's store keeps none")
+			return
+		}
+		ctx, cancel := context.WithCancel(c.Request.Context())
+		defer cancel()
+		src = audit.StoreSource(ctx, ol)
+	}
 
 	var users audit.UserFacts
 	if req.Users != nil {

@@ -156,6 +156,7 @@ func (s *Server) routes() *gin.Engine {
 	u.GET("/export", s.getExport)
 	u.DELETE("", s.deleteUser)
 	u.GET("/can-push", s.getCanPush)
+	app.POST("/events", s.postEvents)
 
 	adm := v1.Group("/admin", s.authenticate(RoleAdmin))
 	adm.GET("/settings", s.getSettings)
