@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/store"
 )
 
-const auditUsage = `usage: recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags]
+const auditUsage = `usage: recguard audit --spec spec.yaml --events events.jsonl|events.csv|store [--users users.jsonl | store flags]
                       [--format html|json|csv] [--out report.html] [--strict]
 
 Runs an Art. 46 audit: reads the outcome events (JSON lines, or CSV when the
@@ -48,7 +49,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var sf storeFlags
 	sf.register(fs)
 	specPath := fs.String("spec", "", "the audit spec (YAML or JSON)")
-	eventsPath := fs.String("events", "", "the outcome events: JSON lines, or CSV if the name ends in .csv")
+	eventsPath := fs.String("events", "", `the outcome events: JSON lines, CSV if the name ends in .csv, or "store" for the events kept in the store (Redis; see the store flags)`)
 	usersPath := fs.String("users", "", "the users' tags and flags, one JSON object a line (default: the store)")
 	format := fs.String("format", "", "report format: html, json or csv (default from --out's extension, else json)")
 	out := fs.String("out", "", "report file (default standard output)")
@@ -70,7 +71,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			storeSet = true
 		}
 	})
-	if *usersPath != "" && storeSet {
+	fromStore := *eventsPath == "store"
+	if *usersPath != "" && storeSet && !fromStore {
 		return errors.New("audit: give --users or store flags, not both")
 	}
 	fmtName, err := reportFormat(*format, *out)
@@ -95,6 +97,32 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tty := isTerminal(stderr)
 	stderr = &lockedWriter{w: stderr}
 	shown := &problemPrinter{w: stderr, tty: tty}
+	// The store, opened once when the users' facts or the events come from it.
+	var st store.Store
+	var closers []func()
+	openStore := func() error {
+		if st != nil {
+			return nil
+		}
+		if sf.redisURL == "" && sf.cluster == "" {
+			// Opening the embedded store would create an empty one.
+			if _, err := os.Stat(sf.data); err != nil {
+				return fmt.Errorf("audit: no store at %s: give --users FILE and --events FILE, or the store flags of an existing store", sf.data)
+			}
+		}
+		s, closeAll, err := sf.open(ctx)
+		if err != nil {
+			return fmt.Errorf("audit: opening the store: %w", err)
+		}
+		st = s
+		closers = append(closers, closeAll)
+		return nil
+	}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	var users audit.UserFacts
 	if *usersPath != "" {
 		f, err := os.Open(*usersPath)
@@ -114,18 +142,21 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		users = facts
 	} else {
-		if sf.redisURL == "" && sf.cluster == "" {
-			// Opening the embedded store would create an empty one.
-			if _, err := os.Stat(sf.data); err != nil {
-				return fmt.Errorf("audit: no store at %s to read the users' facts from: give --users FILE or the store flags of an existing store", sf.data)
-			}
+		if err := openStore(); err != nil {
+			return err
 		}
-		st, closeAll, err := sf.open(ctx)
-		if err != nil {
-			return fmt.Errorf("audit: opening the store for the users' facts (or give --users): %w", err)
-		}
-		defer closeAll()
 		users = audit.StoreFacts(st)
+	}
+
+	if fromStore {
+		if err := openStore(); err != nil {
+			return err
+		}
+		ol, ok := st.(store.OutcomeLog)
+		if !ok {
+			return errors.New("audit: this store keeps no outcome events")
+		}
+		return finishAudit(ctx, spec, &reportingSource{src: audit.StoreSource(ctx, ol), p: shown}, users, *strict, nil, -1, stderr, tty, shown, fmtName, *out, stdout)
 	}
 
 	ef, err := os.Open(*eventsPath)
@@ -146,10 +177,19 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		src = audit.ReadJSONL(cr, *eventsPath)
 	}
-	src = &reportingSource{src: src, p: shown}
+	return finishAudit(ctx, spec, &reportingSource{src: src, p: shown}, users, *strict, cr, total, stderr, tty, shown, fmtName, *out, stdout)
+}
 
-	bar := newProgress(stderr, tty, cr, total)
-	opts := audit.Options{Strict: *strict}
+// finishAudit runs the audit over src and writes the report.
+func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users audit.UserFacts, strict bool,
+	cr *countingReader, total int64, stderr io.Writer, tty bool, shown *problemPrinter, fmtName, outPath string, stdout io.Writer) error {
+	out := &outPath
+
+	var bar *progress
+	if cr != nil {
+		bar = newProgress(stderr, tty, cr, total)
+	}
+	opts := audit.Options{Strict: strict}
 	if bar != nil {
 		opts.Progress = bar.update
 	}
