@@ -153,19 +153,7 @@ func (x *Index) apply(ev *store.Event) {
 // of old facts to those of new facts (both sorted).
 func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 	num := rec.Number
-	shard, local := store.NumberShard(num, x.shards)
-	if shard < len(x.ids) {
-		ids := x.ids[shard]
-		for len(ids) < local {
-			ids = append(ids, "")
-		}
-		if ids[local-1] != rec.UserID {
-			// Only a new number is written: frozen audiences share these
-			// slices and read them without the lock.
-			ids[local-1] = rec.UserID
-		}
-		x.ids[shard] = ids
-	}
+	x.setID(rec)
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
@@ -260,8 +248,10 @@ func isGrant(fact string) bool {
 	return len(fact) > 2 && (fact[:2] == "g:" || fact[:2] == "s:")
 }
 
-// ---- prototype: allocation-free Load and diff-based Apply ----
+// Allocation-free paths for loading and applying: diffUser touches only the
+// facts that changed between two records.
 
+// setID records rec's ID under its number.
 func (x *Index) setID(rec *consent.Record) {
 	shard, local := store.NumberShard(rec.Number, x.shards)
 	if shard < len(x.ids) {
