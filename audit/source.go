@@ -269,33 +269,28 @@ func (d *fastDecoder) lineString(b []byte) string {
 }
 
 func (d *fastDecoder) float(v float64) *float64 {
-	if d.raw && d.rawNF < len(d.rawF) {
-		p := &d.rawF[d.rawNF]
-		d.rawNF++
-		*p = v
-		return p
-	}
-	if len(d.floats) == 0 {
-		d.floats = make([]float64, slabSize)
-	}
-	p := &d.floats[0]
-	d.floats = d.floats[1:]
-	*p = v
-	return p
+	return slabPtr(d.raw, d.rawF[:], &d.rawNF, &d.floats, v)
 }
 
 func (d *fastDecoder) bool(v bool) *bool {
-	if d.raw && d.rawNB < len(d.rawB) {
-		p := &d.rawB[d.rawNB]
-		d.rawNB++
+	return slabPtr(d.raw, d.rawB[:], &d.rawNB, &d.bools, v)
+}
+
+// slabPtr returns a pointer to a copy of v: from the caller's reusable
+// slab (raw mode, next free index *n) while it lasts, else from a shared
+// slab that is refilled slabSize values at a time.
+func slabPtr[T any](raw bool, rawSlab []T, n *int, slab *[]T, v T) *T {
+	if raw && *n < len(rawSlab) {
+		p := &rawSlab[*n]
+		*n++
 		*p = v
 		return p
 	}
-	if len(d.bools) == 0 {
-		d.bools = make([]bool, slabSize)
+	if len(*slab) == 0 {
+		*slab = make([]T, slabSize)
 	}
-	p := &d.bools[0]
-	d.bools = d.bools[1:]
+	p := &(*slab)[0]
+	*slab = (*slab)[1:]
 	*p = v
 	return p
 }
@@ -473,15 +468,11 @@ func (d *fastDecoder) decode(b []byte, ev *Event) bool {
 	}
 	seen := 0
 	for {
-		key, j, ok := jsonPlainString(b, i)
+		key, j, ok := jsonKey(b, i)
 		if !ok {
 			return false
 		}
-		i = jsonSkipWS(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return false
-		}
-		i = jsonSkipWS(b, i+1)
+		i = j
 		var bit int
 		switch string(key) {
 		case "user", "item", "mode":
@@ -957,4 +948,18 @@ func (s *srcCSVSource) event(rec []string) (Event, string) {
 		}
 	}
 	return ev, ""
+}
+
+// jsonKey reads an object key and its colon at b[i:]: it returns the key
+// and the index of the value after them.
+func jsonKey(b []byte, i int) (key []byte, next int, ok bool) {
+	key, j, ok := jsonPlainString(b, i)
+	if !ok {
+		return nil, 0, false
+	}
+	i = jsonSkipWS(b, j)
+	if i >= len(b) || b[i] != ':' {
+		return nil, 0, false
+	}
+	return key, jsonSkipWS(b, i+1), true
 }

@@ -167,15 +167,11 @@ func decodeUserLine(b []byte, u *userLine) bool {
 	i = jsonSkipWS(b, i+1)
 	seen := 0
 	for i < len(b) && b[i] != '}' {
-		key, j, ok := jsonPlainString(b, i)
+		key, j, ok := jsonKey(b, i)
 		if !ok {
 			return false
 		}
-		i = jsonSkipWS(b, j)
-		if i >= len(b) || b[i] != ':' {
-			return false
-		}
-		i = jsonSkipWS(b, i+1)
+		i = j
 		var bit int
 		switch string(key) {
 		case "id":
