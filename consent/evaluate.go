@@ -24,6 +24,7 @@ const (
 	ReasonUnknownChannel                // the channel is not configured
 	ReasonUnverified                    // the SDK cannot confirm its view is current (lease expired)
 	ReasonUnavailable                   // the store could not be reached
+	ReasonDataLoss                      // the store lost data this answer depends on (keyspace lost or replaced, record missing or corrupt)
 	numReasons
 )
 
@@ -39,6 +40,7 @@ var reasonNames = [numReasons]string{
 	ReasonUnknownChannel:  "unknown_channel",
 	ReasonUnverified:      "unverified",
 	ReasonUnavailable:     "unavailable",
+	ReasonDataLoss:        "data_loss",
 }
 
 // String returns the reason's stable snake_case name.

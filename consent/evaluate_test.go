@@ -327,9 +327,10 @@ func TestReasonNames(t *testing.T) {
 		consent.ReasonUnknownChannel:  "unknown_channel",
 		consent.ReasonUnverified:      "unverified",
 		consent.ReasonUnavailable:     "unavailable",
+		consent.ReasonDataLoss:        "data_loss",
 	}
 	seen := map[string]bool{}
-	for r := consent.Reason(0); r <= consent.ReasonUnavailable; r++ {
+	for r := consent.Reason(0); r <= consent.ReasonDataLoss; r++ {
 		name := r.String()
 		if name != want[r] {
 			t.Errorf("Reason(%d).String() = %q, want %q", r, name, want[r])
@@ -347,8 +348,8 @@ func TestReasonNames(t *testing.T) {
 			t.Errorf("UnmarshalText(%q) = %d, %v; want %d, nil", b, back, err, r)
 		}
 	}
-	if len(want) != int(consent.ReasonUnavailable)+1 {
-		t.Errorf("test table has %d reasons, want %d", len(want), consent.ReasonUnavailable+1)
+	if len(want) != int(consent.ReasonDataLoss)+1 {
+		t.Errorf("test table has %d reasons, want %d", len(want), consent.ReasonDataLoss+1)
 	}
 }
 
@@ -357,7 +358,7 @@ func TestReasonOutOfRange(t *testing.T) {
 		r    consent.Reason
 		want string
 	}{
-		{consent.ReasonUnavailable + 1, "reason(11)"},
+		{consent.ReasonDataLoss + 1, "reason(12)"},
 		{200, "reason(200)"},
 		{255, "reason(255)"},
 	} {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,7 +19,11 @@ type BatchGetter interface {
 	// GetMany returns the records of userIDs, in order. A user never seen
 	// gets consent.NewRecord(id) (Version 0); there is no ErrNotFound. The
 	// IDs must be valid (consent.ValidUserID); an invalid one fails the
-	// whole call. An error wrapping ErrUnavailable fails the whole batch.
+	// whole call. An error wrapping ErrUnavailable or ErrDataLoss fails the
+	// whole batch. A user whose record is missing or corrupt does not: the
+	// call returns every record (consent.NewRecord(id) in that user's place)
+	// together with a *CorruptError naming those users, whom the caller must
+	// treat as unknown.
 	GetMany(ctx context.Context, userIDs []string) ([]consent.Record, error)
 }
 
@@ -163,4 +168,47 @@ type OutcomeLog interface {
 	// ReadOutcomes calls fn with every event kept, shard by shard, oldest
 	// first within a shard; an error from fn stops the read and is returned.
 	ReadOutcomes(ctx context.Context, fn func(event []byte) error) error
+}
+
+// RegressedError reports which log is behind its reader. It wraps
+// ErrRegressed.
+type RegressedError struct {
+	Log   int      // the log, or SettingsLog
+	After Position // the reader's position
+	Tail  Position // the newest entry the log holds now (zero: none)
+}
+
+func (e *RegressedError) Error() string {
+	return fmt.Sprintf("%v: log %d: reader at %s, log holds up to %s", ErrRegressed, e.Log, e.After.String(), e.Tail.String())
+}
+
+// Unwrap returns ErrRegressed.
+func (e *RegressedError) Unwrap() error { return ErrRegressed }
+
+// CorruptError names the users whose records are missing or cannot be
+// decoded. It wraps ErrCorrupt. Detail says what was wrong, for logs only
+// (it never holds record content).
+type CorruptError struct {
+	UserIDs []string
+	Detail  string
+}
+
+func (e *CorruptError) Error() string {
+	if len(e.UserIDs) == 1 {
+		return fmt.Sprintf("%v: user %q: %s", ErrCorrupt, e.UserIDs[0], e.Detail)
+	}
+	return fmt.Sprintf("%v: %d users: %s", ErrCorrupt, len(e.UserIDs), e.Detail)
+}
+
+// Unwrap returns ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// Corrupted returns the IDs named by a *CorruptError in err's chain (nil when
+// there is none).
+func Corrupted(err error) []string {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		return ce.UserIDs
+	}
+	return nil
 }

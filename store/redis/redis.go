@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -37,6 +38,45 @@ type Options struct {
 	MaxRetries int
 	// Now is the clock for changes without a time. Nil means time.Now.
 	Now func() time.Time
+
+	// Init creates the keyspace when it is empty. Without it New refuses an
+	// empty keyspace with store.ErrNotInitialized: initialising is an
+	// explicit act, so a Redis that lost its data (restarted without
+	// persistence, flushed, replaced) is never silently re-created. Init is
+	// ignored when the keyspace already holds a recguard store.
+	Init bool
+	// AcceptDataLoss lets New open a keyspace that lost shards (their
+	// identity marker is gone) by marking them anew: the operator accepts
+	// that the users on those shards start from empty records. Without it
+	// New fails with store.ErrDataLoss naming the shards. Running SDK
+	// instances keep failing closed on those shards until restarted.
+	AcceptDataLoss bool
+	// AllowEvicting lets New open a Redis whose maxmemory-policy may evict
+	// keys that have no expiry (allkeys-*). Without it New fails with
+	// store.ErrUnsafeConfig: an evicted record is a forgotten opt-out.
+	AllowEvicting bool
+	// Durability says when a write is acknowledged. The zero value
+	// acknowledges once the primary executed it.
+	Durability Durability
+	// Logger receives warnings (no persistence configured, data loss
+	// accepted). Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Durability says when a write (Apply, SetSettings, PutKey) is acknowledged.
+//
+//   - Replicas == 0: after the primary executed it. It survives a primary
+//     crash and restart only with appendonly yes and appendfsync always, and
+//     a failover only if the promoted replica had already received it.
+//   - Replicas > 0: after WAIT confirmed that at least Replicas replicas
+//     received it (within Timeout). It survives a failover to any of those
+//     replicas. When fewer confirm in time the write stands on the primary
+//     but the call returns an error wrapping store.ErrNotReplicated.
+type Durability struct {
+	// Replicas is how many replicas must confirm each write.
+	Replicas int
+	// Timeout bounds the wait for replicas. Zero means 1 s.
+	Timeout time.Duration
 }
 
 // DefaultChangelogMaxLen is the changelog bound when Options leave it zero.
