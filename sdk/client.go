@@ -346,7 +346,7 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 	if !c.cfg.WaitForAll || a.Receipt == nil {
 		return a, nil
 	}
-	return a, c.waitForAll(ctx, a.Shard, a.Pos)
+	return a, c.WaitApplied(ctx, a.Shard, a.Pos)
 }
 
 // installRecord caches rec (if newer than what is cached).
@@ -355,9 +355,18 @@ func (c *Client) installRecord(rec consent.Record, onlyIfPresent bool) *view {
 	return c.cache.install(c.makeView(h, rec, c.settings.Load()), onlyIfPresent)
 }
 
-// waitForAll polls the live instances until each has applied pos in shard.
-func (c *Client) waitForAll(ctx context.Context, shard int, pos store.Position) error {
-	p := c.st.(store.Presence)
+// WaitApplied waits until every live instance (store.Presence) has applied
+// log (a shard, or store.SettingsLog) up to pos, or returns an error
+// wrapping ErrNotPropagated after Config.PropagationTimeout or when ctx
+// ends. The change at pos stands either way. A store without Presence
+// returns ErrNoPresence. The server uses it to acknowledge restrictive
+// changes only once every instance honours them.
+func (c *Client) WaitApplied(ctx context.Context, log int, pos store.Position) error {
+	p, ok := c.st.(store.Presence)
+	if !ok {
+		return ErrNoPresence
+	}
+	shard := log
 	deadline := time.Now().Add(c.cfg.PropagationTimeout)
 	sleep := 100 * time.Microsecond
 	for {

@@ -20,8 +20,22 @@ type Stats struct {
 	// Lag is the age of the oldest follower confirmation.
 	Lag time.Duration
 	// Rebuilds counts cache drops after a changelog was trimmed past a
-	// follower.
+	// follower or found behind it (a regression).
 	Rebuilds uint64
+	// Regressions counts changelogs found behind what this client applied
+	// (failover to a lagging replica, restore from an older snapshot) and
+	// records read with a lower version than cached; each dropped the
+	// shard's views and failed the shard closed until it re-read the truth.
+	Regressions uint64
+	// DataLoss is true while the store reports lost data (its identity
+	// marker is gone or replaced) for DataLossLogs logs: answers for their
+	// users fail closed with consent.ReasonDataLoss until an operator
+	// restores the data (or accepts the loss and restarts the instance).
+	DataLoss     bool
+	DataLossLogs int
+	// CorruptRecords counts reads that found a user's record missing or
+	// undecodable (answered fail closed with consent.ReasonDataLoss).
+	CorruptRecords uint64
 	// ExposuresSent and ExposuresDropped count exposure events handed to
 	// the sink and dropped (queue full or sink error).
 	ExposuresSent, ExposuresDropped uint64
