@@ -212,7 +212,7 @@ func runPropagation(tb testing.TB, mode string, n int) propResult {
 	switch mode {
 	case "sdk", "sdk-sleep":
 		// The parent creates the store first so the child finds it made.
-		st, err := rs.New(ctx, rc, rs.Options{Prefix: p})
+		st, err := rs.New(ctx, rc, rs.Options{Prefix: p, Init: true})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -298,7 +298,7 @@ func TestPropagationChild(t *testing.T) {
 }
 
 func childSDK(ctx context.Context, rc goredis.UniversalClient, prefix string, ids []string, sleep bool, say func(string, ...any)) {
-	st, err := rs.New(ctx, rc, rs.Options{Prefix: prefix})
+	st, err := rs.New(ctx, rc, rs.Options{Prefix: prefix, Init: true})
 	if err != nil {
 		say("error store: %v", err)
 		return

@@ -54,7 +54,7 @@ func newHitFixture(tb testing.TB, n int) *hitFixture {
 	ctx := context.Background()
 	c := redistest.Client(tb)
 	p := redistest.Prefix(tb, c)
-	st, err := rs.New(ctx, c, rs.Options{Prefix: p})
+	st, err := rs.New(ctx, c, rs.Options{Prefix: p, Init: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func missIDs(run int64, n int) []string {
 func BenchmarkMiss(b *testing.B) {
 	ctx := context.Background()
 	c := redistest.Client(b)
-	st, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c)})
+	st, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c), Init: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func BenchmarkApply(b *testing.B) {
 	})
 	b.Run("redis", func(b *testing.B) {
 		measure(b, "apply", "redis", false)
-		s, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c)})
+		s, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c), Init: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func BenchmarkGet(b *testing.B) {
 	})
 	b.Run("redis", func(b *testing.B) {
 		measure(b, "get", "redis", false)
-		s, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c)})
+		s, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(b, c), Init: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -23,6 +23,7 @@ func redisStore(t *testing.T, opts rs.Options) *rs.Store {
 	if opts.Prefix == "" {
 		opts.Prefix = redistest.Prefix(t, c)
 	}
+	opts.Init = true
 	s, err := rs.New(context.Background(), c, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ func redisStore(t *testing.T, c goredis.UniversalClient, p string, opts rs.Optio
 		p = redistest.Prefix(t, c)
 	}
 	opts.Prefix = p
+	opts.Init = true
 	s, err := rs.New(context.Background(), c, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ func TestAuditEventsFromStore(t *testing.T) {
 	_, spec, events, users := auditFixture(t)
 	c := redistest.Client(t)
 	prefix := redistest.Prefix(t, c)
-	st, err := rs.New(context.Background(), c, rs.Options{Prefix: prefix})
+	st, err := rs.New(context.Background(), c, rs.Options{Prefix: prefix, Init: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func TestConformanceCluster(t *testing.T) {
 
 func newStoreOn(c goredis.UniversalClient) func(t *testing.T) store.Store {
 	return func(t *testing.T) store.Store {
-		s, err := rs.New(context.Background(), c, rs.Options{Prefix: redistest.Prefix(t, c)})
+		s, err := rs.New(context.Background(), c, rs.Options{Prefix: redistest.Prefix(t, c), Init: true})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

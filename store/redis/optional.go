@@ -23,7 +23,8 @@ var (
 )
 
 // GetMany reads many users' records in one pipelined round trip (on a
-// Redis Cluster, one per node).
+// Redis Cluster, one per node): one script per shard that also checks the
+// shard's identity marker (store.ErrDataLoss when it is gone).
 func (s *Store) GetMany(ctx context.Context, userIDs []string) ([]consent.Record, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -33,25 +34,10 @@ func (s *Store) GetMany(ctx context.Context, userIDs []string) ([]consent.Record
 			return nil, err
 		}
 	}
-	cmds := make([]*goredis.SliceCmd, len(userIDs))
-	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, id := range userIDs {
-			cmds[i] = p.HMGet(ctx, s.k.user(store.ShardOf(id, s.shards), id), "v", "d", "n")
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, unavailable(err)
+	if len(userIDs) == 0 {
+		return []consent.Record{}, nil
 	}
-	out := make([]consent.Record, len(userIDs))
-	for i, id := range userIDs {
-		rec, _, err := decodeRecord(id, cmds[i].Val())
-		if err != nil {
-			return nil, err
-		}
-		out[i] = rec
-	}
-	return out, nil
+	return s.getUsers(ctx, userIDs)
 }
 
 // ReadLogs follows several logs with one XREAD. On a Redis Cluster it
@@ -85,7 +71,10 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 	}
 	res, err := s.xread(ctx, streams, count, block)
 	if errors.Is(err, goredis.Nil) {
-		return nil, ctx.Err()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, s.checkLogs(ctx, logs, after)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -94,12 +83,28 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 		return nil, unavailable(err)
 	}
 	var out []store.Event
+	seen := make([]bool, len(logs))
 	for _, st := range res {
 		i, ok := byKey[st.Stream]
-		if !ok {
+		if !ok || len(st.Messages) == 0 {
 			continue
 		}
+		seen[i] = true
 		if out, err = decodeMessages(out, logs[i], after[i], st.Messages); err != nil {
+			return nil, err
+		}
+	}
+	// The logs with nothing new are checked for regression and loss.
+	var quiet []int
+	var qafter []store.Position
+	for i, ok := range seen {
+		if !ok {
+			quiet = append(quiet, logs[i])
+			qafter = append(qafter, after[i])
+		}
+	}
+	if len(quiet) > 0 {
+		if err := s.checkLogs(ctx, quiet, qafter); err != nil {
 			return nil, err
 		}
 	}

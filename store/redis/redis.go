@@ -91,6 +91,10 @@ type Store struct {
 	tries  int
 	now    func() time.Time
 	closed atomic.Bool
+	log    *slog.Logger
+	dur    Durability
+	// epoch is the keyspace's identity (see identity.go).
+	epoch string
 
 	mu  sync.Mutex // guards set
 	set *consent.Settings
@@ -98,9 +102,13 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New opens the recguard keyspace on c, creating it (shard count, default
-// settings) on first use. The caller keeps ownership of c: Close does not
-// close it.
+// New opens the recguard keyspace on c. An empty keyspace is created (shard
+// count, identity, default settings) only with Options.Init; otherwise New
+// returns an error wrapping store.ErrNotInitialized. A keyspace that lost
+// data (its identity is gone from some slots) fails with store.ErrDataLoss
+// unless Options.AcceptDataLoss; a Redis that may evict keys fails with
+// store.ErrUnsafeConfig unless Options.AllowEvicting. The caller keeps
+// ownership of c: Close does not close it.
 func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, error) {
 	s := &Store{c: c, k: keys{prefix: opts.Prefix}, maxLen: opts.ChangelogMaxLen, tries: opts.MaxRetries, now: opts.Now}
 	if s.k.prefix == "" {
@@ -118,29 +126,25 @@ func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, 
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.log = opts.Logger
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.dur = opts.Durability
+	if s.dur.Replicas < 0 {
+		return nil, fmt.Errorf("redis store: Durability.Replicas %d < 0", s.dur.Replicas)
+	}
+	if s.dur.Timeout == 0 {
+		s.dur.Timeout = time.Second
+	}
 	if opts.Shards < 0 || opts.Shards > 16384 {
 		return nil, fmt.Errorf("redis store: shards %d out of range 1..16384", opts.Shards)
 	}
-	want := opts.Shards
-	if want == 0 {
-		want = store.DefaultShards
+	if err := s.open(ctx, opts); err != nil {
+		return nil, err
 	}
-	if err := s.c.HSetNX(ctx, s.k.meta(), "shards", want).Err(); err != nil {
-		return nil, unavailable(err)
-	}
-	n, err := s.c.HGet(ctx, s.k.meta(), "shards").Int()
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if opts.Shards != 0 && n != opts.Shards {
-		return nil, fmt.Errorf("redis store: keyspace %q has %d shards, options ask for %d", s.k.prefix, n, opts.Shards)
-	}
-	s.shards = n
-	def := consent.DefaultSettings().Normalize()
-	def.Version = 1
-	b, _ := json.Marshal(def)
-	if err := initSettingsScript.Run(ctx, s.c, []string{s.k.settings()}, b).Err(); err != nil {
-		return nil, unavailable(err)
+	if err := s.checkConfig(ctx, opts); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -173,23 +177,15 @@ func (s *Store) Get(ctx context.Context, userID string) (consent.Record, error) 
 	if err := consent.ValidUserID(userID); err != nil {
 		return consent.Record{}, err
 	}
-	rec, _, err := s.read(ctx, store.ShardOf(userID, s.shards), userID)
+	recs, err := s.getUsers(ctx, []string{userID})
 	if err != nil {
-		return consent.Record{}, err
+		return consent.NewRecord(userID), err
 	}
+	rec := recs[0]
 	if rec.Version == 0 {
 		return rec, fmt.Errorf("%w: user %q", store.ErrNotFound, userID)
 	}
 	return rec, nil
-}
-
-// read returns the user's record and its version as stored ("0" if none).
-func (s *Store) read(ctx context.Context, shard int, userID string) (consent.Record, string, error) {
-	vals, err := s.c.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n").Result()
-	if err != nil {
-		return consent.Record{}, "", unavailable(err)
-	}
-	return decodeRecord(userID, vals)
 }
 
 func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
@@ -200,13 +196,19 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 	}
 	var rec consent.Record
 	if err := json.Unmarshal([]byte(d), &rec); err != nil {
-		return consent.Record{}, "", unavailable(fmt.Errorf("record of %q: %w", userID, err))
+		return consent.Record{}, "", &store.CorruptError{UserIDs: []string{userID}, Detail: "record not decodable"}
+	}
+	ver, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || ver != rec.Version || rec.UserID != userID || ver == 0 {
+		return consent.Record{}, "", &store.CorruptError{UserIDs: []string{userID}, Detail: "record version or ID does not match its key"}
 	}
 	if len(vals) > 2 {
-		if ns, ok := vals[2].(string); ok {
-			n, _ := strconv.ParseUint(ns, 10, 32)
-			rec.Number = uint32(n)
+		ns, _ := vals[2].(string)
+		n, err := strconv.ParseUint(ns, 10, 32)
+		if err != nil || n == 0 {
+			return consent.Record{}, "", &store.CorruptError{UserIDs: []string{userID}, Detail: "record has no valid user number"}
 		}
+		rec.Number = uint32(n)
 	}
 	return rec, v, nil
 }
@@ -334,16 +336,21 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		if err != nil {
 			return store.Applied{}, err
 		}
-		res, err := applyScript.Run(ctx, s.c, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID, s.shards, shard, prevJSON).Slice()
-		if err != nil {
-			return store.Applied{}, unavailable(err)
+		res, err := s.evalWrite(ctx, applyScript, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID, s.shards, shard, prevJSON, s.epoch)
+		if res == nil {
+			return store.Applied{}, err
 		}
-		if ok, _ := res[0].(int64); ok == 1 {
+		switch ok, _ := res[0].(int64); ok {
+		case 1:
 			id, _ := res[1].(string)
 			num, _ := res[2].(string)
 			n, _ := strconv.ParseUint(num, 10, 32)
 			next.Number = uint32(n)
-			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, nil
+			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, err
+		case -1:
+			return store.Applied{}, &DataLossError{Logs: []int{shard}, Detail: "write refused: the shard's identity marker is gone or replaced"}
+		case -2:
+			return store.Applied{}, &store.CorruptError{UserIDs: []string{ch.UserID}, Detail: "write refused: the record is gone while the user's receipts remain"}
 		}
 		backoff(attempt)
 	}
@@ -436,11 +443,15 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	rcJSON, _ := json.Marshal(rc)
 	item := strconv.FormatInt(rc.At.UnixMilli(), 10) + " " + string(rcJSON)
 	keys := []string{s.k.settings(), s.k.settingsReceipts(), s.k.settingsLog(), s.k.settingsSeq()}
-	res, err := settingsScript.Run(ctx, s.c, keys, old.Version, next.Version, setJSON, item, rcJSON, rc.Hash, rc.Seq, s.maxLen).Slice()
-	if err != nil {
-		return consent.Settings{}, consent.Receipt{}, unavailable(err)
+	res, err := s.evalWrite(ctx, settingsScript, keys, old.Version, next.Version, setJSON, item, rcJSON, rc.Hash, rc.Seq, s.maxLen, s.epoch)
+	if res == nil {
+		return consent.Settings{}, consent.Receipt{}, err
 	}
-	if ok, _ := res[0].(int64); ok != 1 {
+	switch ok, _ := res[0].(int64); ok {
+	case -1:
+		return consent.Settings{}, consent.Receipt{}, &DataLossError{Logs: []int{store.SettingsLog}, Detail: "write refused: the settings slot's identity marker is gone or replaced"}
+	case 1:
+	default:
 		return consent.Settings{}, consent.Receipt{}, fmt.Errorf("%w: settings changed concurrently", store.ErrConflict)
 	}
 	s.mu.Lock()
@@ -449,7 +460,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 		s.set = &c
 	}
 	s.mu.Unlock()
-	return next.Clone(), rc, nil
+	return next.Clone(), rc, err
 }
 
 // settingsReceipt builds the receipt of a settings change.
@@ -480,12 +491,13 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	}
 	streams, err := s.xread(ctx, []string{key, after.String()}, count, block)
 	if errors.Is(err, goredis.Nil) {
-		if block > 0 {
+		if block > 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		// Nothing after `after`. MAXLEN ~ only drops the oldest entries and
-		// always keeps the newest, so an empty answer never hides a gap.
-		return nil, nil
+		// always keeps the newest, so an empty answer never hides a gap;
+		// but the log may be behind `after` (or gone): check its counter.
+		return nil, s.checkLogs(ctx, []int{log}, []store.Position{after})
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -498,9 +510,56 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 		msgs = streams[0].Messages
 	}
 	if len(msgs) == 0 {
-		return nil, nil
+		return nil, s.checkLogs(ctx, []int{log}, []store.Position{after})
 	}
 	return decodeMessages(nil, log, after, msgs)
+}
+
+// checkLogs checks, for logs a read found nothing new in, that each log's
+// counter is not behind the reader's position (a failover to a replica that
+// missed entries, a restore from an older snapshot: *store.RegressedError)
+// and that its slot still carries the keyspace's identity (*DataLossError).
+// The counter (n, ms) of a log that did not regress is at or after the
+// reader's position in both parts, because entry IDs only grow.
+func (s *Store) checkLogs(ctx context.Context, logs []int, after []store.Position) error {
+	cmds := make([]*goredis.SliceCmd, len(logs))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, l := range logs {
+			cmds[i] = p.HMGet(ctx, s.seqKey(l), "n", "ms", "e")
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return unavailable(err)
+	}
+	var lost []int
+	for i, l := range logs {
+		vals := cmds[i].Val()
+		ns, _ := vals[0].(string)
+		mss, _ := vals[1].(string)
+		e, _ := vals[2].(string)
+		if e != s.epoch {
+			lost = append(lost, l)
+			continue
+		}
+		n, _ := strconv.ParseUint(ns, 10, 64)
+		ms, _ := strconv.ParseUint(mss, 10, 64)
+		ams, an := after[i].Parts()
+		if n < an || (an > 0 && ms < ams) {
+			tail := store.Position("")
+			if n > 0 {
+				tail = store.Position(strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(n, 10))
+			}
+			return &store.RegressedError{Log: l, After: after[i], Tail: tail}
+		}
+	}
+	if len(lost) > 0 {
+		return &DataLossError{Logs: lost, Detail: "the changelog's slot lost its identity marker"}
+	}
+	return nil
 }
 
 // blockSlice bounds one blocking XREAD: go-redis cannot interrupt a
@@ -540,8 +599,14 @@ func decodeMessages(out []store.Event, log int, after store.Position, msgs []gor
 		return out, nil
 	}
 	_, a := after.Parts()
-	if _, f := store.Position(msgs[0].ID).Parts(); f > a+1 {
+	_, f := store.Position(msgs[0].ID).Parts()
+	if f > a+1 {
 		return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(msgs[0].ID)}
+	}
+	if a > 0 && f < a+1 {
+		// The entry after ours carries a number we already read: the log
+		// was rewound (failover, restore) and written again since.
+		return nil, &store.RegressedError{Log: log, After: after, Tail: store.Position(msgs[len(msgs)-1].ID)}
 	}
 	for _, m := range msgs {
 		ev, err := decodeMessage(log, m)
@@ -653,4 +718,11 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+func defaultSettingsJSON() []byte {
+	def := consent.DefaultSettings().Normalize()
+	def.Version = 1
+	b, _ := json.Marshal(def)
+	return b
 }

@@ -20,6 +20,7 @@ import (
 
 func mustNew(tb testing.TB, c goredis.UniversalClient, opts rs.Options) *rs.Store {
 	tb.Helper()
+	opts.Init = true
 	s, err := rs.New(context.Background(), c, opts)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
@@ -79,6 +80,9 @@ func TestUserKeysShareOneHashTag(t *testing.T) {
 	for _, k := range keys {
 		if strings.Contains(k, "{cfg}") {
 			continue
+		}
+		if strings.HasSuffix(k, ":seq") && !strings.Contains(k, want) {
+			continue // every shard's counter carries the keyspace's identity from the start
 		}
 		n++
 		first := k[strings.Index(k, "{") : strings.Index(k, "}")+1]

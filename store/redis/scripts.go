@@ -24,14 +24,22 @@ end
 // A user's first change also appends the user to the shard's user list,
 // whose length gives the user's dense number.
 //
+// It refuses to write to a slot that lost its identity marker (the log
+// counter's field e differs from the store's epoch) and to a user whose
+// record is gone while receipts of theirs remain (a lost record must not be
+// silently re-created from empty).
+//
 // KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log
 // counter, 6 shard user list
 // ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list item,
 // 5 receipt JSON, 6 receipt time (unix ms), 7 changelog MAXLEN, 8 user ID,
-// 9 shard count, 10 shard, 11 previous record JSON
-// Returns {1, stream ID, user number} or {0, current version}.
+// 9 shard count, 10 shard, 11 previous record JSON, 12 epoch
+// Returns {1, stream ID, user number}, {0, current version}, {-1} (slot lost
+// its identity) or {-2} (record lost).
 var applyScript = goredis.NewScript(nextID + `
+if redis.call('HGET', KEYS[5], 'e') ~= ARGV[12] then return {-1} end
 local cur = redis.call('HGET', KEYS[1], 'v') or '0'
+if cur == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
 if cur ~= ARGV[1] then return {0, cur} end
 local num = redis.call('HGET', KEYS[1], 'n')
 if not num then
@@ -49,9 +57,11 @@ return {1, id, num}
 //
 // KEYS: 1 settings hash, 2 settings receipts list, 3 settings log, 4 log counter
 // ARGV: 1 expected version, 2 new version, 3 settings JSON, 4 receipt list
-// item, 5 receipt JSON, 6 receipt hash, 7 receipt seq, 8 MAXLEN
-// Returns {1, stream ID} or {0, current version}.
+// item, 5 receipt JSON, 6 receipt hash, 7 receipt seq, 8 MAXLEN, 9 epoch
+// Returns {1, stream ID}, {0, current version} or {-1} (slot lost its
+// identity).
 var settingsScript = goredis.NewScript(nextID + `
+if redis.call('HGET', KEYS[4], 'e') ~= ARGV[9] then return {-1} end
 local cur = redis.call('HGET', KEYS[1], 'v') or '0'
 if cur ~= ARGV[1] then return {0, cur} end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'h', ARGV[6], 'n', ARGV[7])
@@ -93,4 +103,33 @@ while true do
   n = n + 1
 end
 return n
+`)
+
+// initMetaScript writes a new keyspace's identity unless one exists.
+//
+// KEYS: 1 meta hash. ARGV: 1 shard count, 2 epoch. Returns 1 if it wrote.
+var initMetaScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'shards', ARGV[1], 'epoch', ARGV[2])
+return 1
+`)
+
+// readScript reads users' records of one shard, checking the shard's
+// identity marker in the same atomic step.
+//
+// KEYS: 1 the shard's log counter, then for each user its hash and its
+// receipts list. ARGV: 1 epoch.
+// Returns {-1} when the shard lost its identity, else {1, then per user: v,
+// d, n, receipts-exist (0/1)}; missing fields are nil.
+var readScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return {-1} end
+local out = {1}
+local j = 2
+for i = 2, #KEYS, 2 do
+  local r = redis.call('HMGET', KEYS[i], 'v', 'd', 'n')
+  out[j] = r[1]; out[j+1] = r[2]; out[j+2] = r[3]
+  if r[1] then out[j+3] = 0 else out[j+3] = redis.call('EXISTS', KEYS[i+1]) end
+  j = j + 4
+end
+return out
 `)
