@@ -203,14 +203,35 @@ type Cluster struct {
 // every node reports cluster_state:ok, and stops them when the test ends.
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
+	return StartClusterWith(tb, ClusterOptions{})
+}
+
+// ClusterOptions configure StartClusterWith. The zero value is StartCluster's
+// cluster.
+type ClusterOptions struct {
+	// NodeTimeout is cluster-node-timeout: how long a master may be
+	// unreachable before its replica is promoted. Zero means 5 s.
+	NodeTimeout time.Duration
+	// Extra are more redis-server arguments for every node (e.g.
+	// "--appendonly", "yes").
+	Extra []string
+}
+
+// StartClusterWith starts a cluster like StartCluster, configured by o.
+func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
+	tb.Helper()
 	RequireBinary(tb)
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		tb.Skip("redis-cli not installed: cannot create a cluster")
 	}
+	if o.NodeTimeout <= 0 {
+		o.NodeTimeout = 5 * time.Second
+	}
 	cl := &Cluster{}
 	for i := 0; i < 6; i++ {
-		s := StartServer(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000", "--appendonly", "no")
+		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10), "--appendonly", "no"}
+		s := StartServer(tb, append(args, o.Extra...)...)
 		cl.Servers = append(cl.Servers, s)
 		cl.Addrs = append(cl.Addrs, s.Addr)
 	}
