@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,16 @@ type Client struct {
 	// confirmed it was current within the lease.
 	ok        []atomic.Bool
 	confirmed []atomic.Int64 // unix nanos of each log's last confirmation
+	// lost[i] says the store reported log i's slot lost its data
+	// (store.ErrDataLoss): answers for its users fail closed with
+	// consent.ReasonDataLoss until a read shows the data is back.
+	lost []atomic.Bool
+	// resync[i] asks log i's follower to drop the shard's views and re-read
+	// the truth before confirming again (a record regressed).
+	resync []atomic.Bool
+	// lostLogged says a data loss was logged (once per episode).
+	lostLogged atomic.Bool
+	verifyq    chan verifyCall
 
 	posMu   sync.Mutex
 	applied []store.Position // per log index, what the follower applied
@@ -46,12 +57,15 @@ type Client struct {
 	hits       [64]paddedCounter
 	misses     atomic.Uint64
 	rebuilds   atomic.Uint64
+	regressed  atomic.Uint64
+	corrupt    atomic.Uint64
 	dropped    atomic.Uint64
 	sent       atomic.Uint64
 	prop       histogram
 	unverified consent.Decision
 	unavail    consent.Decision
 	suspended  consent.Decision
+	dataLoss   consent.Decision
 
 	loadMu   sync.Mutex
 	inflight map[string]*loadCall
@@ -100,6 +114,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 		cache:     newCache(cfg.CacheSize),
 		ok:        make([]atomic.Bool, n+1),
 		confirmed: make([]atomic.Int64, n+1),
+		lost:      make([]atomic.Bool, n+1),
+		resync:    make([]atomic.Bool, n+1),
+		verifyq:   make(chan verifyCall, 64),
 		applied:   make([]store.Position, n+1),
 		inflight:  map[string]*loadCall{},
 		loadq:     make(chan *loadCall, 4*cfg.MissBatch*cfg.Loaders),
@@ -110,6 +127,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	c.unverified = consent.Decision{Reason: consent.ReasonUnverified, PushBlock: consent.ReasonUnverified}
 	c.unavail = consent.Decision{Reason: consent.ReasonUnavailable, PushBlock: consent.ReasonUnavailable}
 	c.suspended = consent.Decision{Reason: consent.ReasonSuspended, PushBlock: consent.ReasonSuspended}
+	c.dataLoss = consent.Decision{Reason: consent.ReasonDataLoss, PushBlock: consent.ReasonDataLoss}
 
 	// Positions first, then the settings: nothing written in between is
 	// missed, because the followers start from these positions. With
@@ -139,6 +157,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.startFollowers()
 	c.goRun(c.watchdog)
+	c.goRun(c.verifier)
 	for i := 0; i < cfg.Loaders; i++ {
 		c.goRun(c.loader)
 	}
@@ -161,6 +180,8 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	_ = c.Ready(wait)
 	return c, nil
 }
+
+func (c *Client) log() *slog.Logger { return c.cfg.Logger }
 
 // logOf maps a log index (0..n) to the store's log number.
 func (c *Client) logOf(i int) int {
@@ -257,6 +278,9 @@ func (c *Client) view(ctx context.Context, userID string) (*view, consent.Decisi
 	h := xxhash.Sum64String(userID)
 	shard := int(h % uint64(c.shards))
 	if !c.ok[shard].Load() || !c.ok[c.shards].Load() {
+		if c.lost[shard].Load() || c.lost[c.shards].Load() {
+			return nil, c.dataLoss, nil
+		}
 		return nil, c.unverified, nil
 	}
 	sv := c.settings.Load()
@@ -281,6 +305,9 @@ func (c *Client) view(ctx context.Context, userID string) (*view, consent.Decisi
 		}
 		if errors.Is(err, ErrClosed) {
 			return nil, c.unavail, err
+		}
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrDataLoss) {
+			return nil, c.dataLoss, nil
 		}
 		return nil, c.unavail, nil
 	}
@@ -339,20 +366,47 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 		return store.Applied{}, ErrClosed
 	}
 	a, err := c.st.Apply(ctx, ch)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotReplicated) {
+		var dl *store.DataLossError
+		if errors.As(err, &dl) {
+			c.markLost(dl.Logs, err)
+		}
 		return a, err
 	}
-	c.installRecord(a.Record, false)
-	if !c.cfg.WaitForAll || a.Receipt == nil {
-		return a, nil
+	// The change stands (on the primary at least): read-your-writes.
+	c.installTruth(ctx, a.Record)
+	if err != nil || !c.cfg.WaitForAll || a.Receipt == nil {
+		return a, err
 	}
 	return a, c.WaitApplied(ctx, a.Shard, a.Pos)
 }
 
-// installRecord caches rec (if newer than what is cached).
+// installRecord caches rec (if newer than what is cached). rec comes from
+// the store as it is now or was recently (a changelog event, a write's
+// result); a cached view of the same version from another history (another
+// receipt chain head) shows the store went back in time: the shard is
+// resynced and rec, which is the truth now, replaces the view.
 func (c *Client) installRecord(rec consent.Record, onlyIfPresent bool) *view {
 	h := xxhash.Sum64String(rec.UserID)
-	return c.cache.install(c.makeView(h, rec, c.settings.Load()), onlyIfPresent)
+	v := c.makeView(h, rec, c.settings.Load())
+	in := c.cache.install(v, onlyIfPresent)
+	if in != nil && in != v && !in.loading && in.rec.Version == rec.Version && in.rec.LastHash != rec.LastHash {
+		c.regress(int(h%uint64(c.shards)), "a record came back at a version already seen with another history")
+		in = c.cache.install(v, onlyIfPresent)
+	}
+	return in
+}
+
+// installTruth caches rec, the result of this client's own write. A cached
+// view with a higher version may be legitimate (another writer's change
+// applied meanwhile) or a sign that the store lost changes; the user is
+// re-read at once to tell, so the write is never hidden behind a view from
+// a lost history.
+func (c *Client) installTruth(ctx context.Context, rec consent.Record) {
+	in := c.installRecord(rec, false)
+	if in != nil && !in.loading && in.rec.Version > rec.Version {
+		c.verify(ctx, rec.UserID, in.rec.Version)
+	}
 }
 
 // WaitApplied waits until every live instance (store.Presence) has applied

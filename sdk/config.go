@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	CheckpointEvery time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Logger receives the client's warnings (a store that went back in
+	// time, lost data, corrupt records). Nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the configuration with every default filled in.
@@ -97,6 +101,9 @@ func (c *Config) fill() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/store"
 )
@@ -26,39 +28,65 @@ func (c *Client) startFollowers() {
 
 // followAll reads every log with one blocking read. If the store turns out
 // not to support that (a Redis Cluster), it hands over to per-log followers.
+// A log whose slot lost its data is handed to a follower of its own, so the
+// others keep confirming.
 func (c *Client) followAll(mr store.MultiLogReader) {
-	logs := make([]int, c.shards+1)
-	for i := range logs {
-		logs[i] = c.logOf(i)
+	var idx []int // log indexes read here
+	for i := 0; i <= c.shards; i++ {
+		idx = append(idx, i)
 	}
-	after := make([]store.Position, len(logs))
 	fails := 0
 	block := time.Duration(0) // the first read does not wait: it confirms at once
-	for c.ctx.Err() == nil {
+	for c.ctx.Err() == nil && len(idx) > 0 {
+		for _, i := range idx {
+			if c.resync[i].Load() && c.rebuild(i) {
+				c.resync[i].Store(false)
+			}
+		}
+		logs := make([]int, len(idx))
+		after := make([]store.Position, len(idx))
 		c.posMu.Lock()
-		copy(after, c.applied)
+		for j, i := range idx {
+			logs[j] = c.logOf(i)
+			after[j] = c.applied[i]
+		}
 		c.posMu.Unlock()
 		start := time.Now()
 		evs, err := mr.ReadLogs(c.ctx, logs, after, followBatch, block)
 		block = c.cfg.PollBlock
 		if errors.Is(err, errors.ErrUnsupported) {
-			for i := 0; i <= c.shards; i++ {
+			for _, i := range idx {
 				c.goRun(func() { c.followOne(i) })
 			}
 			return
+		}
+		var dl *store.DataLossError
+		if errors.As(err, &dl) {
+			c.markLost(dl.Logs, err)
+			// Follow the lost logs on their own; keep reading the others.
+			keep := idx[:0:0]
+			for _, i := range idx {
+				if c.lost[i].Load() {
+					c.goRun(func() { c.followOne(i) })
+				} else {
+					keep = append(keep, i)
+				}
+			}
+			idx = keep
+			continue
 		}
 		if err != nil {
 			fails = c.readFailed(err, fails)
 			continue
 		}
 		fails = 0
-		per := make([]int, len(logs))
+		per := make([]int, c.shards+1)
 		for i := range evs {
 			per[c.index(evs[i].Log)]++
 		}
 		c.applyEvents(evs)
-		for i := range logs {
-			if per[i] < followBatch {
+		for _, i := range idx {
+			if per[i] < followBatch && !c.resync[i].Load() {
 				c.confirm(i, start)
 			}
 		}
@@ -82,10 +110,27 @@ func (c *Client) followOne(i int) {
 			if errors.Is(err, store.ErrTrimmed) && !errors.As(err, &te) {
 				err = &store.TrimmedError{Log: log, After: after}
 			}
+			var re *store.RegressedError
+			if errors.Is(err, store.ErrRegressed) && !errors.As(err, &re) {
+				err = &store.RegressedError{Log: log, After: after}
+			}
+			var dl *store.DataLossError
+			if errors.Is(err, store.ErrDataLoss) && !errors.As(err, &dl) {
+				err = &store.DataLossError{Logs: []int{log}, Detail: err.Error()}
+			}
 			fails = c.readFailed(err, fails)
 			continue
 		}
 		fails = 0
+		if !c.found(i) {
+			continue
+		}
+		if c.resync[i].Load() {
+			if c.rebuild(i) {
+				c.resync[i].Store(false)
+			}
+			continue
+		}
 		c.applyEvents(evs)
 		if len(evs) < followBatch {
 			c.confirm(i, start)
@@ -104,6 +149,17 @@ func (c *Client) readFailed(err error, fails int) int {
 	if errors.As(err, &te) {
 		c.rebuild(c.index(te.Log))
 		return 0
+	}
+	var re *store.RegressedError
+	if errors.As(err, &re) {
+		c.regressed.Add(1)
+		c.log().Warn("sdk: changelog behind what this instance applied (failover or restore); shard fails closed until re-read", "log", re.Log, "applied", re.After.String(), "log_tail", re.Tail.String())
+		c.rebuild(c.index(re.Log))
+		return 0
+	}
+	var dl *store.DataLossError
+	if errors.As(err, &dl) {
+		c.markLost(dl.Logs, err)
 	}
 	fails++
 	d := time.Duration(min(fails, 10)) * 50 * time.Millisecond
@@ -188,16 +244,18 @@ func (c *Client) watchdog() {
 }
 
 // rebuild restarts log index i after its changelog was trimmed past the
-// follower: the follower jumps to the log's end and every cached view of the
-// shard is dropped (or the settings re-read), so nothing is guessed.
-func (c *Client) rebuild(i int) {
+// follower, or found behind it (a regression): the follower jumps to the
+// log's end and every cached view of the shard is dropped (or the settings
+// re-read), so nothing is guessed. It reports whether it succeeded; until
+// it does the log stays unconfirmed and its answers fail closed.
+func (c *Client) rebuild(i int) bool {
 	c.rebuilds.Add(1)
 	c.ok[i].Store(false)
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Lease)
 	defer cancel()
 	tail, err := c.st.Tail(ctx, c.logOf(i))
 	if err != nil {
-		return // retried on the next read; the lease keeps answers closed
+		return false // retried on the next read; the lease keeps answers closed
 	}
 	if c.idx.Load() != nil {
 		// The index cannot be patched either: build it again, and follow
@@ -206,7 +264,7 @@ func (c *Client) rebuild(i int) {
 		x, err := index.Build(bctx, c.st)
 		bcancel()
 		if err != nil {
-			return
+			return false
 		}
 		c.idx.Store(x)
 		tail = x.Positions()[i]
@@ -214,7 +272,7 @@ func (c *Client) rebuild(i int) {
 	if i == c.shards {
 		set, err := c.st.Settings(ctx)
 		if err != nil {
-			return
+			return false
 		}
 		// The log was trimmed: take the stored settings as they are now,
 		// even if (after a restore) their version went backwards.
@@ -232,6 +290,7 @@ func (c *Client) rebuild(i int) {
 	c.posMu.Lock()
 	c.applied[i] = tail
 	c.posMu.Unlock()
+	return true
 }
 
 // heartbeat announces the instance and its applied positions regularly,
@@ -264,4 +323,105 @@ func (c *Client) announce() {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Heartbeat)
 	defer cancel()
 	_ = p.Announce(ctx, c.id, applied, 3*c.cfg.Heartbeat)
+}
+
+// verifyCall asks the verifier to re-read a user whose cached view has a
+// higher version than a record just read from the store.
+type verifyCall struct {
+	userID  string
+	version uint64 // the cached version
+}
+
+// verifyLater queues a verification without waiting (dropped when the
+// queue is full: the next read of the user queues it again).
+func (c *Client) verifyLater(userID string, cached uint64) {
+	select {
+	case c.verifyq <- verifyCall{userID, cached}:
+	default:
+	}
+}
+
+// verifier runs queued verifications.
+func (c *Client) verifier() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case v := <-c.verifyq:
+			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Lease)
+			c.verify(ctx, v.userID, v.version)
+			cancel()
+		}
+	}
+}
+
+// verify re-reads userID, whose view was cached at version cached. Versions
+// of a record never go down in a store that lost nothing, and the view was
+// installed before this read began, so a lower version now means the store
+// went back in time: the shard's views are dropped, the shard fails closed
+// until its follower re-read the truth, and the record read is installed.
+// When the read fails the view is dropped (the next answer re-reads).
+func (c *Client) verify(ctx context.Context, userID string, cached uint64) {
+	h := xxhash.Sum64String(userID)
+	shard := int(h % uint64(c.shards))
+	recs, err := c.readWith(ctx, []string{userID})
+	if err != nil {
+		c.cache.drop(func(v *view) bool { return v.hash == h && v.userID == userID })
+		return
+	}
+	if recs[0].Version < cached {
+		c.regress(shard, "a record was read at a lower version than one already applied")
+		c.installRecord(recs[0], false)
+	}
+}
+
+// regress handles evidence that shard's history went back in time (a
+// failover to a replica that missed changes, a restore): the shard fails
+// closed at once, its views are dropped, and its follower re-reads the
+// truth (rebuild) before it confirms again.
+func (c *Client) regress(shard int, why string) {
+	c.regressed.Add(1)
+	c.ok[shard].Store(false)
+	c.resync[shard].Store(true)
+	n := uint64(c.shards)
+	c.cache.drop(func(v *view) bool { return v.hash%n == uint64(shard) })
+	c.log().Warn("sdk: the store went back in time; shard fails closed until re-read", "shard", shard, "why", why)
+}
+
+// markLost records that the store reported data loss for logs (shards or
+// store.SettingsLog): their answers fail closed with consent.ReasonDataLoss
+// until a follower read shows the data is back.
+func (c *Client) markLost(logs []int, err error) {
+	for _, l := range logs {
+		i := c.index(l)
+		if i < 0 || i > c.shards {
+			continue
+		}
+		c.lost[i].Store(true)
+		c.ok[i].Store(false)
+	}
+	if !c.lostLogged.Swap(true) {
+		c.log().Error("sdk: the store lost data (keyspace emptied or replaced); answers fail closed with reason data_loss until it is restored", "logs", logs, "err", err)
+	}
+}
+
+// found clears log index i's data-loss mark after a successful read: the
+// data is back (restored), but from an unknown point in time, so the shard
+// is rebuilt before it is trusted.
+func (c *Client) found(i int) bool {
+	if !c.lost[i].Load() {
+		return true
+	}
+	if !c.rebuild(i) {
+		return false
+	}
+	c.lost[i].Store(false)
+	c.log().Warn("sdk: data is back on a log that had lost it; rebuilt", "log", c.logOf(i))
+	for j := range c.lost {
+		if c.lost[j].Load() {
+			return true
+		}
+	}
+	c.lostLogged.Store(false)
+	return true
 }

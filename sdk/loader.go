@@ -100,17 +100,45 @@ func (c *Client) loader() {
 			ids = append(ids, call.userID)
 		}
 		recs, err := c.read(bg, ids)
+		bad := map[string]bool{}
+		if ids := store.Corrupted(err); ids != nil {
+			// Those users are unknown: fail closed for them, serve the rest.
+			for _, id := range ids {
+				bad[id] = true
+			}
+			c.corrupt.Add(uint64(len(ids)))
+			c.log().Error("sdk: records missing or corrupt; those users are answered fail closed (data_loss) until restored", "users", len(ids), "err", err)
+			err = nil
+		}
+		var dl *store.DataLossError
+		if errors.As(err, &dl) {
+			c.markLost(dl.Logs, err)
+		}
 		sv := c.settings.Load()
 		for i, call := range batch {
 			if err != nil {
 				c.finish(call, nil, err)
 				continue
 			}
+			if bad[call.userID] {
+				c.finish(call, nil, &store.CorruptError{UserIDs: []string{call.userID}, Detail: "record missing or corrupt"})
+				continue
+			}
 			v := c.makeView(call.hash, recs[i], sv)
 			// Install only over our placeholder or an older view: if the
 			// user was dropped meanwhile (trimmed changelog), the answer
 			// is still fresh for this caller but not cached.
-			if in := c.cache.install(v, true); in != nil && in.rec.Version > v.rec.Version {
+			in := c.cache.install(v, true)
+			switch {
+			case in == nil || in == v || in.loading:
+			case in.rec.Version > v.rec.Version:
+				// Newer news arrived meanwhile, or the store went back in
+				// time: the verifier tells which.
+				c.verifyLater(call.userID, in.rec.Version)
+				v = in
+			case in.rec.Version == v.rec.Version && in.rec.LastHash != v.rec.LastHash:
+				c.regress(int(call.hash%uint64(c.shards)), "a record was read at a version already seen with another history")
+			default:
 				v = in
 			}
 			c.finish(call, v, nil)
@@ -122,16 +150,32 @@ func (c *Client) loader() {
 func (c *Client) read(bg store.BatchGetter, ids []string) ([]consent.Record, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Lease)
 	defer cancel()
-	if bg != nil {
+	return c.readWith(ctx, ids)
+}
+
+// readWith reads the records of ids (GetMany when the store has it). Users
+// whose record is missing or corrupt come back as empty records named by a
+// *store.CorruptError returned with the records.
+func (c *Client) readWith(ctx context.Context, ids []string) ([]consent.Record, error) {
+	if bg, ok := c.st.(store.BatchGetter); ok {
 		return bg.GetMany(ctx, ids)
 	}
 	out := make([]consent.Record, len(ids))
+	var bad []string
 	for i, id := range ids {
 		r, err := c.st.Get(ctx, id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		switch {
+		case err == nil || errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrCorrupt):
+			bad = append(bad, id)
+			r = consent.NewRecord(id)
+		default:
 			return nil, err
 		}
 		out[i] = r
+	}
+	if bad != nil {
+		return out, &store.CorruptError{UserIDs: bad, Detail: "record missing or corrupt"}
 	}
 	return out, nil
 }

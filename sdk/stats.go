@@ -61,6 +61,8 @@ func (c *Client) Stats() Stats {
 		Misses:           c.misses.Load(),
 		Evictions:        c.cache.evictions.Load(),
 		Rebuilds:         c.rebuilds.Load(),
+		Regressions:      c.regressed.Load(),
+		CorruptRecords:   c.corrupt.Load(),
 		ExposuresSent:    c.sent.Load(),
 		ExposuresDropped: c.dropped.Load(),
 	}
@@ -69,6 +71,12 @@ func (c *Client) Stats() Stats {
 	}
 	s.Verified = !c.closed.Load()
 	now := time.Now()
+	for i := range c.lost {
+		if c.lost[i].Load() {
+			s.DataLoss = true
+			s.DataLossLogs++
+		}
+	}
 	for i := range c.ok {
 		if !c.ok[i].Load() {
 			s.Verified = false

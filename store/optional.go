@@ -212,3 +212,18 @@ func Corrupted(err error) []string {
 	}
 	return nil
 }
+
+// DataLossError names the logs (shards, or SettingsLog for the settings and
+// keys) whose data is gone: the slot lost the identity marker the keyspace
+// was initialised with. It wraps ErrDataLoss. Detail is for logs.
+type DataLossError struct {
+	Logs   []int
+	Detail string
+}
+
+func (e *DataLossError) Error() string {
+	return fmt.Sprintf("%v: logs %v: %s", ErrDataLoss, e.Logs, e.Detail)
+}
+
+// Unwrap returns ErrDataLoss.
+func (e *DataLossError) Unwrap() error { return ErrDataLoss }

@@ -89,6 +89,16 @@ func (l *changelog) isTrimmed(ms, seq uint64) bool {
 	return cmpPos(l.trimMs, l.trimSeq, ms, seq) > 0
 }
 
+// regressedError returns a *store.RegressedError when (ms, seq) is after
+// the newest position ever appended: the reader applied entries this log
+// does not have (it was restored from an older copy).
+func (l *changelog) regressedError(ms, seq uint64, after store.Position) error {
+	if cmpPos(ms, seq, l.lastMs, l.lastSeq) > 0 {
+		return &store.RegressedError{Log: l.id, After: after, Tail: l.last}
+	}
+	return nil
+}
+
 // after returns copies of up to count entries after (ms, seq), as events.
 func (l *changelog) after(ms, seq uint64, count int) []store.Event {
 	es := l.entries

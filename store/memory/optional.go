@@ -106,6 +106,10 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 				r.mu.RUnlock()
 				return nil, err
 			}
+			if err := r.l.regressedError(r.ms, r.seq, r.after); err != nil {
+				r.mu.RUnlock()
+				return nil, err
+			}
 			out = append(out, r.l.after(r.ms, r.seq, count)...)
 			r.notified = r.l.notify
 			r.mu.RUnlock()

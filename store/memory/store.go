@@ -226,6 +226,10 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 			mu.RUnlock()
 			return nil, err
 		}
+		if err := l.regressedError(ams, aseq, after); err != nil {
+			mu.RUnlock()
+			return nil, err
+		}
 		evs := l.after(ams, aseq, count)
 		wait := l.notify
 		mu.RUnlock()

@@ -98,7 +98,7 @@ func decodeShard(shard int, ids []string, idx []int, reply []any, out []consent.
 		return nil, unavailable(errors.New("empty reply"))
 	}
 	if ok, _ := reply[0].(int64); ok != 1 {
-		return nil, &DataLossError{Logs: []int{shard}, Detail: "the shard's identity marker is gone or replaced"}
+		return nil, &store.DataLossError{Logs: []int{shard}, Detail: "the shard's identity marker is gone or replaced"}
 	}
 	if len(reply) < 1+4*len(ids) {
 		return nil, unavailable(fmt.Errorf("short reply: %d values for %d users", len(reply), len(ids)))

@@ -23,21 +23,6 @@ import (
 // and so is reported as store.ErrDataLoss instead of being taken for a new,
 // empty store whose users all start personalized.
 
-// DataLossError names the logs (shards, or store.SettingsLog for the {cfg}
-// slot) whose identity marker is missing or differs from the store's epoch.
-// It wraps store.ErrDataLoss.
-type DataLossError struct {
-	Logs   []int
-	Detail string
-}
-
-func (e *DataLossError) Error() string {
-	return fmt.Sprintf("%v: logs %v: %s", store.ErrDataLoss, e.Logs, e.Detail)
-}
-
-// Unwrap returns store.ErrDataLoss.
-func (e *DataLossError) Unwrap() error { return store.ErrDataLoss }
-
 func newEpoch() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
@@ -66,7 +51,7 @@ func (s *Store) open(ctx context.Context, opts Options) error {
 			return err
 		}
 		if len(held) > 0 && !opts.AcceptDataLoss {
-			return &DataLossError{Logs: []int{store.SettingsLog}, Detail: fmt.Sprintf("keyspace %q has no identity (rg:{cfg}:meta is gone) but shards %v hold data: restore the keyspace from a backup, or accept the loss explicitly", s.k.prefix, held)}
+			return &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: fmt.Sprintf("keyspace %q has no identity (rg:{cfg}:meta is gone) but shards %v hold data: restore the keyspace from a backup, or accept the loss explicitly", s.k.prefix, held)}
 		}
 		if len(held) == 0 && !opts.Init {
 			return fmt.Errorf("%w: keyspace %q on this Redis is empty; initialising it is an explicit act (Options.Init, `recguard serve --init`): do it only for a new deployment, never after a Redis lost its data", store.ErrNotInitialized, s.k.prefix)
@@ -92,7 +77,7 @@ func (s *Store) open(ctx context.Context, opts Options) error {
 		// in use and still there, so this is adoption, not initialisation).
 		n, err := strconv.Atoi(shardsStr)
 		if err != nil || n < 1 {
-			return &DataLossError{Logs: []int{store.SettingsLog}, Detail: "rg:{cfg}:meta holds no valid shard count"}
+			return &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "rg:{cfg}:meta holds no valid shard count"}
 		}
 		if _, err := s.c.HSetNX(ctx, s.k.meta(), "epoch", newEpoch()).Result(); err != nil {
 			return unavailable(err)
@@ -107,7 +92,7 @@ func (s *Store) open(ctx context.Context, opts Options) error {
 	default:
 		n, err := strconv.Atoi(shardsStr)
 		if err != nil || n < 1 {
-			return &DataLossError{Logs: []int{store.SettingsLog}, Detail: "rg:{cfg}:meta holds no valid shard count"}
+			return &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "rg:{cfg}:meta holds no valid shard count"}
 		}
 		s.shards, s.epoch = n, epoch
 	}
@@ -120,7 +105,7 @@ func (s *Store) open(ctx context.Context, opts Options) error {
 	}
 	if len(lost) > 0 {
 		if !opts.AcceptDataLoss {
-			return &DataLossError{Logs: lost, Detail: fmt.Sprintf("keyspace %q: these slots lost their data (identity marker gone or replaced): restore them from a backup, or accept the loss explicitly", s.k.prefix)}
+			return &store.DataLossError{Logs: lost, Detail: fmt.Sprintf("keyspace %q: these slots lost their data (identity marker gone or replaced): restore them from a backup, or accept the loss explicitly", s.k.prefix)}
 		}
 		s.log.Warn("redis store: data loss accepted: marking lost slots anew; their users start from empty records", "prefix", s.k.prefix, "logs", lost)
 		if err := s.mark(ctx, lost, true); err != nil {

@@ -348,7 +348,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			next.Number = uint32(n)
 			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, err
 		case -1:
-			return store.Applied{}, &DataLossError{Logs: []int{shard}, Detail: "write refused: the shard's identity marker is gone or replaced"}
+			return store.Applied{}, &store.DataLossError{Logs: []int{shard}, Detail: "write refused: the shard's identity marker is gone or replaced"}
 		case -2:
 			return store.Applied{}, &store.CorruptError{UserIDs: []string{ch.UserID}, Detail: "write refused: the record is gone while the user's receipts remain"}
 		}
@@ -449,7 +449,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	switch ok, _ := res[0].(int64); ok {
 	case -1:
-		return consent.Settings{}, consent.Receipt{}, &DataLossError{Logs: []int{store.SettingsLog}, Detail: "write refused: the settings slot's identity marker is gone or replaced"}
+		return consent.Settings{}, consent.Receipt{}, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "write refused: the settings slot's identity marker is gone or replaced"}
 	case 1:
 	default:
 		return consent.Settings{}, consent.Receipt{}, fmt.Errorf("%w: settings changed concurrently", store.ErrConflict)
@@ -557,7 +557,7 @@ func (s *Store) checkLogs(ctx context.Context, logs []int, after []store.Positio
 		}
 	}
 	if len(lost) > 0 {
-		return &DataLossError{Logs: lost, Detail: "the changelog's slot lost its identity marker"}
+		return &store.DataLossError{Logs: lost, Detail: "the changelog's slot lost its identity marker"}
 	}
 	return nil
 }
