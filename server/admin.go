@@ -13,6 +13,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/sdk"
+	"github.com/recguard/recguard/store"
 	"github.com/recguard/recguard/tags"
 )
 
@@ -36,11 +38,36 @@ func (s *Server) putSettings(c *gin.Context) {
 		return
 	}
 	saved, rc, err := s.client.SetSettings(c.Request.Context(), set, consent.ActorAdmin, adminSurface(c))
-	if err != nil {
-		fail(c, err)
-		return
+	s.answerSettings(c, saved, rc, err)
+}
+
+// answerSettings answers a settings change. Switching the suspension on
+// is restrictive: under WaitForAll it is acknowledged (200) only once
+// every live instance applied the settings log up to its tail read right
+// after the write (conservative: it includes the change); otherwise, and
+// when the store did not confirm the write on its replicas, 202.
+func (s *Server) answerSettings(c *gin.Context, saved consent.Settings, rc consent.Receipt, err error) {
+	if err == nil && s.cfg.WaitForAll && saved.Suspended {
+		ctx := c.Request.Context()
+		var pos store.Position
+		if pos, err = s.st.Tail(ctx, store.SettingsLog); err != nil {
+			err = fmt.Errorf("%w: reading the settings log tail: %w", sdk.ErrNotPropagated, err)
+		} else {
+			err = s.client.WaitApplied(ctx, store.SettingsLog, pos)
+		}
 	}
-	c.JSON(http.StatusOK, SettingsResponse{Settings: saved, Receipt: rc})
+	switch {
+	case err == nil:
+		c.JSON(http.StatusOK, SettingsResponse{Settings: saved, Receipt: rc})
+	case unconfirmed(err):
+		var body *SettingsResponse
+		if saved.Version > 0 {
+			body = &SettingsResponse{Settings: saved, Receipt: rc}
+		}
+		s.pending(c, err, pendingSettings{SettingsResponse: body})
+	default:
+		fail(c, err)
+	}
 }
 
 // SettingsResponse is the answer to a settings change.
@@ -79,11 +106,7 @@ func (s *Server) putSuspension(c *gin.Context) {
 		if err != nil && attempt < 3 && statusIs(err, http.StatusConflict) {
 			continue // someone else saved settings meanwhile: re-read
 		}
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, SettingsResponse{Settings: saved, Receipt: rc})
+		s.answerSettings(c, saved, rc, err)
 		return
 	}
 }

@@ -98,55 +98,195 @@ func parseKey(key string) (id, secret string, ok bool) {
 }
 
 // keyCache verifies keys against the KeyStore, remembering answers for a
-// short time so a request does not always cost a store read. A revoked key
-// stops working within cacheTTL.
+// short time so a request does not always cost a store read.
+//
+//   - A key the store answered for within ttl is judged from that answer: a
+//     revoked key stops working within ttl whenever the store answers.
+//   - Past ttl the key is read again (one read per key at a time, bounded
+//     by budget). When that read fails because the store is unavailable or
+//     slow, a key the store confirmed within grace keeps working, and the
+//     next synchronous read of it is tried no sooner than retry later, so
+//     requests during an outage do not each wait for the store.
+//   - An unknown key is remembered as unknown for ttl too.
 type keyCache struct {
-	ks  store.KeyStore
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]cachedKey
+	ks     store.KeyStore
+	ttl    time.Duration
+	grace  time.Duration
+	budget time.Duration
+	retry  time.Duration
+	now    func() time.Time
+
+	mu       sync.Mutex
+	known    map[string]*knownKey    // keys the store holds (revoked ones too)
+	unknown  map[string]time.Time    // IDs the store said it does not hold, and when
+	inflight map[string]*keyReadCall // reads in progress, by ID
 }
 
-type cachedKey struct {
-	k       store.APIKey
-	err     error
-	expires time.Time
+// knownKey is a key as the store last answered for it.
+type knownKey struct {
+	k          store.APIKey
+	confirmed  time.Time // when the store last answered with k
+	retryAfter time.Time // after a failed read: no synchronous read before
 }
 
-func (kc *keyCache) verify(ctx context.Context, key string) (store.APIKey, error) {
+type keyReadCall struct {
+	done chan struct{}
+	k    store.APIKey
+	err  error
+}
+
+// maxUnknownKeys bounds the unknown-key memory; past it, it starts over.
+const maxUnknownKeys = 100_000
+
+func newKeyCache(ks store.KeyStore, ttl, grace, budget time.Duration) *keyCache {
+	return &keyCache{
+		ks: ks, ttl: ttl, grace: grace, budget: budget, retry: min(time.Second, ttl), now: time.Now,
+		known: map[string]*knownKey{}, unknown: map[string]time.Time{}, inflight: map[string]*keyReadCall{},
+	}
+}
+
+// keyCheck is what the cache can say about a key without the store.
+type keyCheck int
+
+const (
+	keyNeedsRead keyCheck = iota // nothing fresh enough is known: read the store
+	keyOK                        // a known, unrevoked key with this secret
+	keyBad                       // malformed, unknown, revoked or a wrong secret
+	keyGrace                     // stale, but the store failed lately and the key is within its grace
+)
+
+// cached judges key from what the cache holds (no I/O).
+func (kc *keyCache) cached(key string) (store.APIKey, keyCheck) {
 	id, secret, ok := parseKey(key)
 	if !ok {
-		return store.APIKey{}, ErrBadKey
+		return store.APIKey{}, keyBad
 	}
-	now := time.Now()
+	now := kc.now()
 	kc.mu.Lock()
-	ck, hit := kc.m[id]
+	kk := kc.known[id]
+	var e knownKey
+	if kk != nil {
+		e = *kk
+	}
+	unknownAt, isUnknown := kc.unknown[id]
 	kc.mu.Unlock()
-	if !hit || now.After(ck.expires) {
-		k, err := kc.ks.GetKey(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			err = ErrBadKey
+	switch {
+	case kk != nil && now.Sub(e.confirmed) < kc.ttl:
+		return judge(e.k, secret)
+	case kk == nil && isUnknown && now.Sub(unknownAt) < kc.ttl:
+		return store.APIKey{}, keyBad
+	case kk != nil && now.Before(e.retryAfter) && now.Sub(e.confirmed) < kc.grace:
+		if k, c := judge(e.k, secret); c == keyOK {
+			return k, keyGrace
 		}
-		if err != nil && !errors.Is(err, ErrBadKey) {
-			return store.APIKey{}, err // store trouble: not cached
-		}
-		ck = cachedKey{k: k, err: err, expires: now.Add(kc.ttl)}
-		kc.mu.Lock()
-		if len(kc.m) > 100_000 {
-			kc.m = map[string]cachedKey{}
-		}
-		kc.m[id] = ck
-		kc.mu.Unlock()
+		return store.APIKey{}, keyBad
 	}
-	if ck.err != nil || ck.k.Revoked() {
-		return store.APIKey{}, ErrBadKey
+	return store.APIKey{}, keyNeedsRead
+}
+
+func judge(k store.APIKey, secret string) (store.APIKey, keyCheck) {
+	if k.Revoked() {
+		return store.APIKey{}, keyBad
 	}
-	want, _ := hex.DecodeString(ck.k.Hash)
+	want, _ := hex.DecodeString(k.Hash)
 	got := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(want, got[:]) != 1 {
-		return store.APIKey{}, ErrBadKey
+		return store.APIKey{}, keyBad
 	}
-	return ck.k, nil
+	return k, keyOK
+}
+
+// unavailableErr reports a store that could not answer (down, or slower
+// than the budget): the errors a key's grace covers.
+func unavailableErr(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// read reads the key from the store (bounded by the budget, shared with
+// concurrent reads of the same ID) and judges it. With the store
+// unavailable, a key confirmed within the grace is judged from its last
+// answer (keyGrace); otherwise the store's error is returned.
+func (kc *keyCache) read(ctx context.Context, key string) (store.APIKey, keyCheck, error) {
+	id, secret, ok := parseKey(key)
+	if !ok {
+		return store.APIKey{}, keyBad, nil
+	}
+	kc.mu.Lock()
+	call := kc.inflight[id]
+	if call == nil {
+		call = &keyReadCall{done: make(chan struct{})}
+		kc.inflight[id] = call
+		go kc.fetch(id, call)
+	}
+	kc.mu.Unlock()
+	var k store.APIKey
+	var err error
+	select {
+	case <-call.done:
+		k, err = call.k, call.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	switch {
+	case err == nil:
+		return judgeOrBad(k, secret)
+	case errors.Is(err, ErrBadKey):
+		return store.APIKey{}, keyBad, nil
+	case !unavailableErr(err):
+		return store.APIKey{}, keyBad, err
+	}
+	now := kc.now()
+	kc.mu.Lock()
+	kk := kc.known[id]
+	var e knownKey
+	if kk != nil {
+		e = *kk
+	}
+	kc.mu.Unlock()
+	if kk != nil && now.Sub(e.confirmed) < kc.grace {
+		if k, c := judge(e.k, secret); c == keyOK {
+			return k, keyGrace, nil
+		}
+		return store.APIKey{}, keyBad, nil
+	}
+	return store.APIKey{}, keyBad, err
+}
+
+func judgeOrBad(k store.APIKey, secret string) (store.APIKey, keyCheck, error) {
+	k, c := judge(k, secret)
+	return k, c, nil
+}
+
+// fetch is one store read of key id; it records the answer and wakes the
+// requests waiting for it.
+func (kc *keyCache) fetch(id string, call *keyReadCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), kc.budget)
+	k, err := kc.ks.GetKey(ctx, id)
+	cancel()
+	if errors.Is(err, store.ErrNotFound) {
+		err = ErrBadKey
+	}
+	now := kc.now()
+	kc.mu.Lock()
+	switch {
+	case err == nil:
+		kc.known[id] = &knownKey{k: k, confirmed: now}
+		delete(kc.unknown, id)
+	case errors.Is(err, ErrBadKey):
+		delete(kc.known, id)
+		if len(kc.unknown) >= maxUnknownKeys {
+			kc.unknown = map[string]time.Time{}
+		}
+		kc.unknown[id] = now
+	default:
+		if kk := kc.known[id]; kk != nil {
+			kk.retryAfter = now.Add(kc.retry)
+		}
+	}
+	delete(kc.inflight, id)
+	kc.mu.Unlock()
+	call.k, call.err = k, err
+	close(call.done)
 }
 
 // limiter is a token bucket per key.
@@ -171,28 +311,112 @@ func (l *limiter) allow(id string) bool {
 	return lim.Allow()
 }
 
-const ctxKey = "recguard.key"
+// addrLimiter is a token bucket per client address for failed
+// authentications.
+type addrLimiter struct {
+	rps   rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+}
 
-// authenticate checks the bearer key, the role and the key's rate.
+// maxAddrs bounds the addresses tracked; past it, full buckets (which say
+// nothing) are dropped, and if that is not enough, all are.
+const maxAddrs = 100_000
+
+func newAddrLimiter(rps float64, burst int) *addrLimiter {
+	return &addrLimiter{rps: rate.Limit(rps), burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+func (l *addrLimiter) get(addr string) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.m[addr]
+	if lim == nil {
+		if len(l.m) >= maxAddrs {
+			now := time.Now()
+			for a, b := range l.m {
+				if b.TokensAt(now) >= float64(l.burst) {
+					delete(l.m, a)
+				}
+			}
+			if len(l.m) >= maxAddrs {
+				l.m = map[string]*rate.Limiter{}
+			}
+		}
+		lim = rate.NewLimiter(l.rps, l.burst)
+		l.m[addr] = lim
+	}
+	return lim
+}
+
+// exhausted reports whether addr has no failed attempt left now (without
+// spending one).
+func (l *addrLimiter) exhausted(addr string) bool {
+	if l.rps <= 0 {
+		return false
+	}
+	return l.get(addr).Tokens() < 1
+}
+
+// spend counts one failed attempt of addr and reports whether it was
+// within the rate.
+func (l *addrLimiter) spend(addr string) bool {
+	if l.rps <= 0 {
+		return true
+	}
+	return l.get(addr).Allow()
+}
+
+// retryAfter is the Retry-After of a 429: whole seconds to the next token.
+func retryAfter(rps rate.Limit) string {
+	return strconv.Itoa(max(1, int(math.Ceil(1/float64(rps)))))
+}
+
+const (
+	ctxKey    = "recguard.key"
+	ctxBudget = "recguard.budget"
+)
+
+// authenticate checks the bearer key, the role and the key's rate. Failed
+// attempts are counted per client address; an address over its rate is
+// answered 429 before the store is read. The decision budget starts here:
+// the key read and the decision routes share it (budgetCtx).
 func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
+		defer cancel()
+		c.Set(ctxBudget, ctx)
+		addr := c.ClientIP()
 		h := c.GetHeader("Authorization")
 		scheme, key, ok := strings.Cut(h, " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer")
+		key = strings.TrimSpace(key)
 		if !ok || key == "" {
-			c.Header("WWW-Authenticate", `Bearer realm="recguard"`)
-			failCode(c, 401, codeUnauth, "", "send Authorization: Bearer <key>")
+			s.authFailed(c, addr, `Bearer realm="recguard"`, "send Authorization: Bearer <key>")
 			return
 		}
-		k, err := s.keys.verify(c.Request.Context(), strings.TrimSpace(key))
-		if errors.Is(err, ErrBadKey) {
-			c.Header("WWW-Authenticate", `Bearer realm="recguard", error="invalid_token"`)
-			failCode(c, 401, codeUnauth, "", "unknown or revoked key")
-			return
+		k, check := s.keys.cached(key)
+		var err error
+		if check == keyNeedsRead {
+			if s.authFail.exhausted(addr) {
+				s.m.authLimited.Inc()
+				c.Header("Retry-After", retryAfter(s.authFail.rps))
+				failCode(c, 429, codeRateLimited, "", "too many failed authentications from this address")
+				return
+			}
+			k, check, err = s.keys.read(ctx, key)
 		}
-		if err != nil {
+		switch {
+		case err != nil:
+			s.authFail.spend(addr)
 			fail(c, err)
 			return
+		case check == keyBad:
+			s.authFailed(c, addr, `Bearer realm="recguard", error="invalid_token"`, "unknown or revoked key")
+			return
+		case check == keyGrace:
+			s.m.keyGrace.Inc()
 		}
 		allowed := false
 		for _, r := range roles {
@@ -205,13 +429,37 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 			return
 		}
 		if !s.limit.allow(k.ID) {
-			c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(1/float64(s.limit.rps))))))
+			c.Header("Retry-After", retryAfter(s.limit.rps))
 			failCode(c, 429, codeRateLimited, "", "key %s is over its rate of %v requests per second", k.ID, s.limit.rps)
 			return
 		}
 		c.Set(ctxKey, k)
 		c.Next()
 	}
+}
+
+// authFailed answers a failed authentication: 401, or 429 when the client
+// address is over its rate of failed attempts.
+func (s *Server) authFailed(c *gin.Context, addr, challenge, detail string) {
+	if !s.authFail.spend(addr) {
+		s.m.authLimited.Inc()
+		c.Header("Retry-After", retryAfter(s.authFail.rps))
+		failCode(c, 429, codeRateLimited, "", "too many failed authentications from this address")
+		return
+	}
+	c.Header("WWW-Authenticate", challenge)
+	failCode(c, 401, codeUnauth, "", "%s", detail)
+}
+
+// budgetCtx is the request's context bounded by the decision budget (set
+// by authenticate; a fresh one elsewhere). cancel must be called.
+func (s *Server) budgetCtx(c *gin.Context) (context.Context, context.CancelFunc) {
+	if v, ok := c.Get(ctxBudget); ok {
+		if ctx, ok := v.(context.Context); ok {
+			return ctx, func() {}
+		}
+	}
+	return context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
 }
 
 // keyOf returns the authenticated key of a request.

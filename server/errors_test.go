@@ -578,6 +578,7 @@ func TestUnavailable(t *testing.T) {
 		var fs *flakyStore
 		e := newEnv(t, func(c *envConfig) {
 			c.srv.KeyCacheTTL = time.Millisecond
+			c.srv.KeyGrace = -1 // no grace: a key that cannot be read is 503 (TestKeyGrace has the grace)
 			c.wrap = func(m *memory.Store) store.Store { fs = &flakyStore{Store: m}; return fs }
 		})
 		const u = "u1"
@@ -652,8 +653,9 @@ func TestInternal(t *testing.T) {
 	})
 }
 
-// TestNotPropagated: with WaitForAll, a change another live instance does
-// not confirm in time is 202: recorded, with its receipt.
+// TestNotPropagated: with the SDK's WaitForAll, a change another live
+// instance does not confirm in time is 202: recorded, a not-propagated
+// problem that carries the state and receipt.
 func TestNotPropagated(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *envConfig) {
@@ -664,11 +666,11 @@ func TestNotPropagated(t *testing.T) {
 	if err := e.mem.Announce(e.ctx, "ghost", make([]store.Position, e.mem.Shards()+1), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	cr := e.change(call{method: "PUT", path: "/v1/users/u1/consent/personalization", body: `{"enabled":false}`}, 202, true)
-	if cr.Version != 1 || !cr.State.PersonalizationOff {
+	cr := e.pendingChange(call{method: "PUT", path: "/v1/users/u1/consent/personalization", body: `{"enabled":false}`}, "not-propagated")
+	if cr.Version != 1 || !cr.State.PersonalizationOff || cr.Receipt == nil {
 		t.Fatalf("202 answer %+v", cr)
 	}
-	cr = e.change(call{method: "POST", path: "/v1/users/u1/tags", body: `{"tag":"interest:ski"}`}, 202, true)
+	cr = e.pendingChange(call{method: "POST", path: "/v1/users/u1/tags", body: `{"tag":"interest:ski"}`}, "not-propagated")
 	if cr.Version != 2 {
 		t.Fatalf("202 answer %+v", cr)
 	}
@@ -678,4 +680,19 @@ func TestNotPropagated(t *testing.T) {
 	}
 	// A no-op waits for nothing.
 	e.change(call{method: "PUT", path: "/v1/users/u1/consent/personalization", body: `{"enabled":false}`}, 200, false)
+}
+
+// pendingChange sends a change that must be answered 202 with a problem of
+// type code that carries the change's state, and returns that state.
+func (e *env) pendingChange(c call, code string) server.ConsentResponse {
+	e.t.Helper()
+	if c.key == "" {
+		c.key = e.app()
+	}
+	r := e.do(c)
+	p := wantProblem(e.t, r, 202, code)
+	if p.Detail == "" {
+		e.t.Errorf("202 without a detail: %s", r.Body)
+	}
+	return decode[server.ConsentResponse](e.t, r)
 }

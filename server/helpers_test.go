@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -97,11 +98,12 @@ type env struct {
 
 // newEnv starts a memory store in t.TempDir(), an SDK client with audiences
 // on it, the server and an httptest server, and makes one key per role.
-// Rate limiting is off unless an option sets it.
+// Rate limiting (per key and of failed authentications per address) is off
+// unless an option sets it.
 func newEnv(t *testing.T, opts ...func(*envConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
-	cfg := envConfig{srv: server.Config{RateLimit: -1}, sdk: sdk.Config{Audiences: true}}
+	cfg := envConfig{srv: server.Config{RateLimit: -1, AuthFailRate: -1, Logger: slog.New(slog.DiscardHandler)}, sdk: sdk.Config{Audiences: true}}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -17,6 +18,9 @@ type metrics struct {
 	latency         *prometheus.HistogramVec
 	decisions       *prometheus.CounterVec
 	rightsLogErrors prometheus.Counter
+	authLimited     prometheus.Counter
+	keyGrace        prometheus.Counter
+	notPropagated   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
@@ -35,12 +39,21 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 		rightsLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "recguard_rights_log_errors_total", Help: "Rights requests that could not be logged for the Art. 44 report.",
 		}),
+		authLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recguard_auth_fail_limited_total", Help: "Requests refused (429) because their client address was over its rate of failed authentications.",
+		}),
+		keyGrace: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recguard_auth_key_grace_total", Help: "Requests let in on a key last confirmed before the store became unavailable (KeyGrace).",
+		}),
+		notPropagated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recguard_changes_not_confirmed_total", Help: "Changes answered 202: recorded, but not confirmed by every live instance or by the required replicas.",
+		}),
 	}
 	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.decisions, m.rightsLogErrors,
+		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated,
 		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
 		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
 		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),
@@ -63,9 +76,20 @@ func (m *metrics) middleware() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		m.requests.WithLabelValues(route, methodLabel(c.Request.Method), strconv.Itoa(c.Writer.Status())).Inc()
 		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	}
+}
+
+// methodLabel maps a request method to one of a fixed set, so a client
+// sending made-up methods cannot create new metric series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 func (s *Server) metricsHandler() gin.HandlerFunc {

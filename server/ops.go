@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	_ "embed"
 	"net/http"
 
@@ -23,13 +24,31 @@ type HealthResponse struct {
 
 func (s *Server) healthz(c *gin.Context) { c.JSON(http.StatusOK, HealthResponse{Status: "ok"}) }
 
-// readyz is ready when the store answers and every follower is current.
+// readyz is ready when the store answers within the decision budget, every
+// changelog follower is current and the store reports no lost data. The
+// answer never holds the store's error text or addresses: they are logged.
 func (s *Server) readyz(c *gin.Context) {
-	if _, err := s.st.Settings(c.Request.Context()); err != nil {
-		failCode(c, http.StatusServiceUnavailable, codeUnavailable, "", "store unreachable: %v", err)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
+	defer cancel()
+	if _, err := s.st.Settings(ctx); err != nil {
+		c.Error(err) // logged, never shown
+		status, code := statusOf(err)
+		if status != http.StatusServiceUnavailable {
+			code = codeUnavailable
+		}
+		detail := "store unreachable or slower than the decision budget: answers fail closed"
+		if code == codeDataLoss {
+			detail = "store unreachable: " + safeDetails[codeDataLoss]
+		}
+		failCode(c, http.StatusServiceUnavailable, code, "", "%s", detail)
 		return
 	}
-	if st := s.client.Stats(); !st.Verified {
+	st := s.client.Stats()
+	if st.DataLoss {
+		failCode(c, http.StatusServiceUnavailable, codeDataLoss, "", "%d changelogs report lost data: %s", st.DataLossLogs, safeDetails[codeDataLoss])
+		return
+	}
+	if !st.Verified {
 		failCode(c, http.StatusServiceUnavailable, codeUnavailable, "", "%d changelog followers not current (oldest confirmation %v ago): answers fail closed", st.UnverifiedLogs, st.Lag.Round(1e6))
 		return
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,6 +46,9 @@ const (
 	codeInternal     = "internal"
 	codeNotAllowed   = "not-allowed"
 	codeNotPropagate = "not-propagated"
+	codeNotReplicate = "not-replicated"
+	codeDataLoss     = "data-loss"
+	codeCorrupt      = "record-corrupt"
 )
 
 var titles = map[string]string{
@@ -63,12 +67,37 @@ var titles = map[string]string{
 	codeInternal:     "Internal error",
 	codeNotAllowed:   "The change is not allowed",
 	codeNotPropagate: "Recorded, but not confirmed by every instance",
+	codeNotReplicate: "Recorded on the primary, but not confirmed by the required replicas",
+	codeDataLoss:     "The store lost data",
+	codeCorrupt:      "The user's record is missing or corrupt",
 }
+
+// safeDetails are the details of answers whose error text is not shown
+// (5xx, 202): the error may hold internal addresses or backing-store text,
+// so it is logged and one of these fixed sentences is answered instead.
+var safeDetails = map[string]string{
+	codeUnavailable: "store unreachable, too slow or not confirmed current: nothing is guessed; retry later (a change sent now may or may not have been recorded: read it back)",
+	codeDataLoss:    "the store lost data it should hold (its keyspace was emptied or replaced): recguard answers nothing from it and changes nothing until an operator restores it or accepts the loss",
+	codeCorrupt:     "this user's record is missing or cannot be read: the user is treated as unknown (answers fail closed) and changes to them are refused until the record is restored",
+	codeNotPropagate: "the change is recorded and stands, but not every live recguard instance confirmed applying it in time: " +
+		"for a moment some may still answer from the state before it; sending the same request again waits again",
+	codeNotReplicate: "the change is recorded and stands on the Redis primary, but fewer replicas than the durability option requires confirmed it in time: " +
+		"a failover now could lose it; read it back later and send it again if it is gone",
+}
+
+// closedDetail is the detail of a 503 from a closed client or store.
+const closedDetail = "the server is shutting down (its store client is closed)"
 
 // statusOf is the one table from error to HTTP status and problem code.
 // Errors not listed are internal (500) and their text is not shown.
 func statusOf(err error) (int, string) {
 	switch {
+	case errors.Is(err, store.ErrDataLoss):
+		return http.StatusServiceUnavailable, codeDataLoss
+	case errors.Is(err, store.ErrCorrupt):
+		return http.StatusServiceUnavailable, codeCorrupt
+	case errors.Is(err, store.ErrNotReplicated):
+		return http.StatusAccepted, codeNotReplicate
 	case errors.Is(err, tags.ErrSuppressed):
 		return http.StatusConflict, codeSuppressed
 	case errors.Is(err, consent.ErrConsentRequired):
@@ -88,7 +117,8 @@ func statusOf(err error) (int, string) {
 		errors.Is(err, index.ErrUnknownChannel), errors.Is(err, store.ErrInvalidPosition):
 		return http.StatusUnprocessableEntity, codeInvalid
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, index.ErrUnverified),
-		errors.Is(err, sdk.ErrClosed), errors.Is(err, store.ErrClosed):
+		errors.Is(err, sdk.ErrClosed), errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrRegressed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, codeUnavailable
 	case errors.Is(err, sdk.ErrNoAudiences):
 		return http.StatusNotImplemented, codeUnavailable
@@ -98,11 +128,18 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, codeInternal
 }
 
-// fail answers err as problem+json and aborts the request.
+// fail answers err as problem+json and aborts the request. The error's
+// text is the detail of 4xx answers only; behind 5xx and 202 it may hold
+// internal addresses or backing-store text, so it is logged (c.Error) and
+// the detail is a fixed sentence (none for 500).
 func fail(c *gin.Context, err error) {
 	status, code := statusOf(err)
 	p := Problem{Type: problemTypeBase + code, Title: titles[code], Status: status}
-	if status != http.StatusInternalServerError {
+	switch {
+	case status >= 500 || status < 400:
+		c.Error(err) // logged, never shown
+		p.Detail = safeDetail(status, code, err)
+	default:
 		p.Detail = err.Error()
 		var fe *consent.FieldError
 		if errors.As(err, &fe) {
@@ -112,10 +149,21 @@ func fail(c *gin.Context, err error) {
 		if errors.As(err, &se) {
 			p.Field = "segment"
 		}
-	} else {
-		c.Error(err) // logged, never shown
 	}
 	problem(c, p)
+}
+
+// safeDetail is the fixed detail of a 5xx or 202 answer for err.
+func safeDetail(status int, code string, err error) string {
+	switch {
+	case status == http.StatusInternalServerError:
+		return ""
+	case status == http.StatusNotImplemented:
+		return "this server runs without what the route needs (started without an audience index, or on a store without it)"
+	case errors.Is(err, sdk.ErrClosed), errors.Is(err, store.ErrClosed):
+		return closedDetail
+	}
+	return safeDetails[code]
 }
 
 // failCode answers a problem that is not an error value (auth, limits).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"time"
@@ -44,18 +45,63 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+
+	// DecisionBudget bounds GET /v1/users/{id}/decision and /can-push from
+	// the key check to the answer, and every key read and the store check
+	// of /readyz. When the store is slow or gone, decisions answer within
+	// it, fail closed (personalized=false, allowed=false, reason
+	// unavailable or unverified) and with status 200, never a long wait or
+	// a 503. Zero means 250 ms.
+	DecisionBudget time.Duration
+	// KeyGrace is how long a key the store last confirmed keeps working
+	// while the store cannot be read (its read fails with
+	// store.ErrUnavailable or does not answer within DecisionBudget). A
+	// revoked key still stops within KeyCacheTTL whenever the store
+	// answers; during an outage, a revocation the server could not read
+	// takes effect when the store is back, or at the latest KeyGrace after
+	// the key was last confirmed. Keys not confirmed within KeyGrace are
+	// refused with 503 during an outage. Zero means 10 minutes; negative
+	// means no grace.
+	KeyGrace time.Duration
+	// WaitForAll acknowledges restrictive changes (personalization off, a
+	// channel refused, sensitive consent withdrawn, a tag deleted, erasure,
+	// the suspension switched on) only after every live instance applied
+	// them (sdk.Client.WaitApplied, bounded by the client's
+	// PropagationTimeout): when one does not confirm in time the answer is
+	// 202 with a not-propagated problem, and the change stands. Other
+	// changes are acknowledged once recorded. The store must track
+	// instances (store.Presence). recguard serve turns it on by default.
+	WaitForAll bool
+	// AuthFailRate is the rate of failed authentications (no key, a
+	// malformed, unknown, revoked or wrong key, or a key that could not be
+	// checked) allowed per client address, per second (token bucket,
+	// burst AuthFailBurst). Over it, requests from that address that
+	// cannot be authenticated from keys already verified are answered 429
+	// before any store read. Zero means 1; negative means no limit.
+	AuthFailRate float64
+	// AuthFailBurst is the bucket size of AuthFailRate. Zero means 30.
+	AuthFailBurst int
+	// TrustedProxies are the addresses or CIDRs of reverse proxies whose
+	// X-Forwarded-For / X-Real-IP headers name the client address for
+	// AuthFailRate. Nil means none: the client address is the peer's.
+	TrustedProxies []string
+	// Logger receives what answers never show: store errors behind 5xx
+	// answers, failed propagation. Nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Server is the HTTP API. Make it with New; serve Handler.
 type Server struct {
-	cfg    Config
-	client *sdk.Client
-	st     store.Store
-	keys   *keyCache
-	rights store.RightsLog // nil when the store keeps none
-	limit  *limiter
-	m      *metrics
-	engine *gin.Engine
+	cfg      Config
+	client   *sdk.Client
+	st       store.Store
+	keys     *keyCache
+	rights   store.RightsLog // nil when the store keeps none
+	limit    *limiter
+	authFail *addrLimiter
+	m        *metrics
+	log      *errLog
+	engine   *gin.Engine
 }
 
 // New builds the server and its routes.
@@ -91,10 +137,33 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.DecisionBudget == 0 {
+		cfg.DecisionBudget = 250 * time.Millisecond
+	}
+	if cfg.DecisionBudget < 0 {
+		return nil, fmt.Errorf("server: DecisionBudget %v < 0", cfg.DecisionBudget)
+	}
+	if cfg.KeyGrace == 0 {
+		cfg.KeyGrace = 10 * time.Minute
+	}
+	if cfg.AuthFailRate == 0 {
+		cfg.AuthFailRate = 1
+	}
+	if cfg.AuthFailBurst == 0 {
+		cfg.AuthFailBurst = 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, ok := cfg.Store.(store.Presence); cfg.WaitForAll && !ok {
+		return nil, fmt.Errorf("server: WaitForAll needs a store that tracks live instances (store.Presence): %w", errors.ErrUnsupported)
+	}
 	s := &Server{
 		cfg: cfg, client: cfg.Client, st: cfg.Store,
-		keys:  &keyCache{ks: ks, ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
-		limit: &limiter{rps: rate.Limit(cfg.RateLimit), burst: cfg.RateBurst, m: map[string]*rate.Limiter{}},
+		keys:     newKeyCache(ks, cfg.KeyCacheTTL, max(cfg.KeyGrace, 0), cfg.DecisionBudget),
+		limit:    &limiter{rps: rate.Limit(cfg.RateLimit), burst: cfg.RateBurst, m: map[string]*rate.Limiter{}},
+		authFail: newAddrLimiter(cfg.AuthFailRate, cfg.AuthFailBurst),
+		log:      newErrLog(cfg.Logger),
 	}
 	s.rights, _ = cfg.Store.(store.RightsLog)
 	m, err := newMetrics(cfg.Registry, cfg.Client)
@@ -102,7 +171,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	s.engine = s.routes()
+	if s.engine, err = s.routes(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -122,11 +193,17 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 	}
 }
 
-func (s *Server) routes() *gin.Engine {
+func (s *Server) routes() (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.Use(s.m.middleware(), gin.CustomRecovery(func(c *gin.Context, _ any) {
+	// The client address (for AuthFailRate) is the peer's unless a trusted
+	// proxy forwards the request.
+	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server: TrustedProxies: %w", err)
+	}
+	e.Use(s.m.middleware(), s.log.middleware(), gin.CustomRecovery(func(c *gin.Context, v any) {
+		c.Error(fmt.Errorf("panic: %v", v))
 		failCode(c, http.StatusInternalServerError, codeInternal, "", "internal error")
 	}))
 	e.NoRoute(func(c *gin.Context) {
@@ -166,7 +243,7 @@ func (s *Server) routes() *gin.Engine {
 	adm.GET("/reports/rights", s.getRightsReport)
 
 	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
-	return e
+	return e, nil
 }
 
 // decode reads a JSON body into v: application/json only, at most MaxBody

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -38,13 +40,22 @@ func (s *Server) getDecision(c *gin.Context) {
 	if !ok {
 		return
 	}
-	d, err := s.client.Decide(c.Request.Context(), id)
-	if err != nil {
+	ctx, cancel := s.budgetCtx(c)
+	defer cancel()
+	d, err := s.client.Decide(ctx, id)
+	if err != nil && !budgetSpent(ctx, err) {
 		fail(c, err)
 		return
 	}
 	s.m.decisions.WithLabelValues(d.Reason.String()).Inc()
 	c.JSON(http.StatusOK, DecisionResponse{UserID: id, Decision: nonNil(d)})
+}
+
+// budgetSpent reports whether err only says the decision budget (or the
+// request) ended: the SDK then gives its fail-closed decision, which is
+// the answer (200), not an error.
+func budgetSpent(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
 
 // nonNil makes the decision's lists [] rather than null in JSON.
@@ -84,8 +95,10 @@ func (s *Server) getCanPush(c *gin.Context) {
 	if !ok {
 		return
 	}
-	allowed, why, err := s.client.CanPush(c.Request.Context(), id, ch, targeted)
-	if err != nil {
+	ctx, cancel := s.budgetCtx(c)
+	defer cancel()
+	allowed, why, err := s.client.CanPush(ctx, id, ch, targeted)
+	if err != nil && !budgetSpent(ctx, err) {
 		fail(c, err)
 		return
 	}
@@ -116,18 +129,110 @@ func (s *Server) getConsent(c *gin.Context) {
 	c.JSON(http.StatusOK, ConsentResponse{UserID: id, Version: rec.Version, State: rec.State})
 }
 
-// apply makes the change through the client and answers with the state.
+// apply makes the change through the client and answers with the state:
+// status once recorded (and, for a restrictive change under WaitForAll,
+// applied by every live instance), 202 with a problem when it is recorded
+// but not confirmed.
 func (s *Server) apply(c *gin.Context, ch consent.Change, status int) {
 	ch.Reason = "api key " + keyOf(c).ID
-	a, err := s.client.Apply(c.Request.Context(), ch)
-	if err != nil && !errors.Is(err, sdk.ErrNotPropagated) {
+	ctx := c.Request.Context()
+	a, err := s.client.Apply(ctx, ch)
+	if err == nil && s.cfg.WaitForAll && restrictive(ch) {
+		err = s.waitApplied(ctx, ch.UserID, a)
+	}
+	var body *ConsentResponse
+	if a.Record.Version > 0 || err == nil {
+		body = &ConsentResponse{UserID: ch.UserID, Version: a.Record.Version, State: a.Record.State, Receipt: a.Receipt}
+	}
+	switch {
+	case err == nil:
+		c.JSON(status, body)
+	case unconfirmed(err):
+		s.pending(c, err, pendingConsent{ConsentResponse: body})
+	default:
 		fail(c, err)
-		return
 	}
-	if err != nil {
-		status = http.StatusAccepted
+}
+
+// restrictive reports whether ch takes something away: personalization
+// off, a channel refused, sensitive consent withdrawn, a tag deleted,
+// erasure. These are what WaitForAll waits for.
+func restrictive(ch consent.Change) bool {
+	switch ch.Op {
+	case consent.OpSetPersonalization, consent.OpSetSensitive:
+		return !ch.Value
+	case consent.OpSetChannel:
+		return ch.Value
+	case consent.OpDeleteTag, consent.OpErase:
+		return true
 	}
-	c.JSON(status, ConsentResponse{UserID: ch.UserID, Version: a.Record.Version, State: a.Record.State, Receipt: a.Receipt})
+	return false
+}
+
+// waitApplied waits until every live instance applied a's change to the
+// user, or returns an error wrapping sdk.ErrNotPropagated. A no-op change
+// (the state was already so, perhaps from an earlier request answered
+// 202) waits for everything in the user's log so far: conservative, and a
+// retry of a 202 then says whether it propagated since.
+func (s *Server) waitApplied(ctx context.Context, userID string, a store.Applied) error {
+	log, pos := a.Shard, a.Pos
+	if a.Receipt == nil || pos.IsZero() {
+		log = store.ShardOf(userID, s.st.Shards())
+		var err error
+		if pos, err = s.st.Tail(ctx, log); err != nil {
+			return fmt.Errorf("%w: reading the changelog tail: %w", sdk.ErrNotPropagated, err)
+		}
+		if pos.IsZero() {
+			return nil
+		}
+	}
+	return s.client.WaitApplied(ctx, log, pos)
+}
+
+// unconfirmed reports an error that leaves the change standing but not
+// confirmed (202).
+func unconfirmed(err error) bool {
+	return errors.Is(err, sdk.ErrNotPropagated) || errors.Is(err, store.ErrNotReplicated)
+}
+
+// pendingConsent is the 202 answer to a user change: a problem whose
+// extension members are the 200 answer (absent when the store did not
+// return the record).
+type pendingConsent struct {
+	Problem
+	*ConsentResponse
+}
+
+// pendingSettings is the 202 answer to a settings change.
+type pendingSettings struct {
+	Problem
+	*SettingsResponse
+}
+
+// pending answers 202 for a change recorded but not confirmed: a
+// problem+json (type not-propagated or not-replicated, a fixed detail) that
+// also carries the answer the change would have had (v, with its Problem
+// filled in here). The error is logged.
+func (s *Server) pending(c *gin.Context, err error, v any) {
+	code := codeNotPropagate
+	if errors.Is(err, store.ErrNotReplicated) {
+		code = codeNotReplicate
+	}
+	p := Problem{Type: problemTypeBase + code, Title: titles[code], Status: http.StatusAccepted, Detail: safeDetails[code]}
+	switch b := v.(type) {
+	case pendingConsent:
+		b.Problem = p
+		v = b
+	case pendingSettings:
+		b.Problem = p
+		v = b
+	default:
+		v = p
+	}
+	s.m.notPropagated.Inc()
+	c.Error(err) // logged, never shown
+	c.Header("Content-Type", "application/problem+json")
+	c.AbortWithStatusJSON(http.StatusAccepted, v)
 }
 
 type personalizationBody struct {
