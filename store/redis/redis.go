@@ -75,7 +75,8 @@ type Options struct {
 type Durability struct {
 	// Replicas is how many replicas must confirm each write.
 	Replicas int
-	// Timeout bounds the wait for replicas. Zero means 1 s.
+	// Timeout bounds the wait for replicas. Zero means 500 ms. It must be
+	// under the client's read timeout.
 	Timeout time.Duration
 }
 
@@ -135,7 +136,20 @@ func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, 
 		return nil, fmt.Errorf("redis store: Durability.Replicas %d < 0", s.dur.Replicas)
 	}
 	if s.dur.Timeout == 0 {
-		s.dur.Timeout = time.Second
+		s.dur.Timeout = 500 * time.Millisecond
+	}
+	if s.dur.Replicas > 0 {
+		// WAIT blocks up to the timeout: the client must wait longer.
+		rt := time.Duration(0)
+		switch cc := c.(type) {
+		case *goredis.Client:
+			rt = cc.Options().ReadTimeout
+		case *goredis.ClusterClient:
+			rt = cc.Options().ReadTimeout
+		}
+		if rt > 0 && rt <= s.dur.Timeout {
+			return nil, fmt.Errorf("redis store: Durability.Timeout %v must be under the client's read timeout %v", s.dur.Timeout, rt)
+		}
 	}
 	if opts.Shards < 0 || opts.Shards > 16384 {
 		return nil, fmt.Errorf("redis store: shards %d out of range 1..16384", opts.Shards)
@@ -218,18 +232,26 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 // version moved since last read.
 func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (consent.Record, string, *consent.Settings, error) {
 	var hm *goredis.SliceCmd
+	var rx *goredis.IntCmd
 	var sv *goredis.StringCmd
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n")
+		rx = p.Exists(ctx, s.k.receipts(shard, userID))
 		sv = p.HGet(ctx, s.k.settings(), "v")
 		return nil
 	})
+	if errors.Is(err, goredis.Nil) && errors.Is(sv.Err(), goredis.Nil) {
+		return consent.Record{}, "", nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
+	}
 	if err != nil {
 		return consent.Record{}, "", nil, unavailable(err)
 	}
 	rec, ver, err := decodeRecord(userID, hm.Val())
 	if err != nil {
 		return consent.Record{}, "", nil, err
+	}
+	if rec.Version == 0 && rx.Val() == 1 {
+		return consent.Record{}, "", nil, &store.CorruptError{UserIDs: []string{userID}, Detail: "the record is gone while the user's receipts remain"}
 	}
 	v, _ := strconv.ParseUint(sv.Val(), 10, 64)
 	s.mu.Lock()
@@ -281,6 +303,9 @@ func (s *Store) readSettings(ctx context.Context) (*consent.Settings, string, ui
 	h, _ := vals[1].(string)
 	ns, _ := vals[2].(string)
 	n, _ := strconv.ParseUint(ns, 10, 64)
+	if d == "" {
+		return nil, "", 0, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
+	}
 	set := new(consent.Settings)
 	if err := json.Unmarshal([]byte(d), set); err != nil {
 		return nil, "", 0, unavailable(fmt.Errorf("settings: %w", err))

@@ -55,6 +55,7 @@ var groups = []struct {
 	{"Checkpoints", testCheckpoints},
 	{"Outcomes", testOutcomes},
 	{"KeysAndRights", testKeysAndRights},
+	{"Regression", testRegression},
 }
 
 // parallel runs fn as a parallel subtest named name with a fresh store.
