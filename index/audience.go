@@ -40,8 +40,11 @@ func (a *Audience) Page(cursor uint32, limit int) (ids []string, next uint32) {
 	var last uint32
 	for it.HasNext() && len(ids) < limit {
 		last = it.Next()
+		if last == 0 {
+			continue
+		}
 		shard, local := numberShard(last, a.n)
-		if t := a.ids[shard]; local <= len(t) {
+		if t := a.ids[shard]; local <= len(t) && t[local-1] != "" {
 			ids = append(ids, t[local-1])
 		}
 	}
@@ -65,10 +68,16 @@ func numberShard(num uint32, n int) (int, int) {
 // consents), minus those who may not be personalized (personalization off,
 // a minor without current guardian consent). Tags in seg only match where
 // they may be used now (not prohibited; sensitive only with the category's
-// current consent). With the kill switch on, the audience is empty.
+// current consent). With the kill switch on, the audience is empty. Unknown
+// users (see Unknown) are never in an audience. After a settings entry it
+// could not read, the index refuses audiences (ErrUnverified) until it is
+// rebuilt.
 func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Audience, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	if x.staleSettings {
+		return nil, fmt.Errorf("%w: a settings changelog entry could not be read; the index needs a rebuild", ErrUnverified)
+	}
 	set := &x.settings
 	if !set.HasChannel(channel) {
 		return nil, fmt.Errorf("%w: %q is not one of %v", ErrUnknownChannel, channel, set.Channels)
@@ -80,6 +89,8 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 		return a, nil
 	}
 	r := x.eval(seg)
+	r.AndNot(x.unk)
+	r.Remove(0)
 	r.AndNot(x.get(factRefused(channel)))
 	r.AndNot(x.get(factErased))
 	// Any tag atom makes seg personal, so minors without guardian consent

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sort"
 
@@ -16,8 +17,16 @@ import (
 	"github.com/recguard/recguard/store"
 )
 
-// checkpointMagic starts every serialized index.
-const checkpointMagic = "RGIDX1\n"
+// checkpointMagic starts every serialized index; its body ends with the
+// CRC-32C (Castagnoli, big-endian) of everything before it. Checkpoints
+// written before the checksum start with checkpointMagicV1 and are still
+// read.
+const (
+	checkpointMagic   = "RGIDX2\n"
+	checkpointMagicV1 = "RGIDX1\n"
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 type header struct {
 	Shards    int              `json:"shards"`
@@ -27,9 +36,15 @@ type header struct {
 	Users     []int            `json:"users"` // IDs kept per shard
 }
 
+// ErrNeedsRebuild reports a checkpoint asked of an index that saw a
+// changelog entry it could not attribute (see Index.NeedsRebuild): saving it
+// would carry its doubt into the next start.
+var ErrNeedsRebuild = errors.New("index: needs a rebuild; not checkpointed")
+
 // MarshalBinary serializes the index: a JSON header (shards, positions,
-// settings, fact names), each fact's roaring bitmap (length-prefixed), and
-// the number -> user ID table.
+// settings, fact names), each fact's roaring bitmap (length-prefixed; the
+// unknown users' numbers are one of them), the number -> user ID table, and
+// a CRC-32C of all that. An index that NeedsRebuild returns ErrNeedsRebuild.
 func (x *Index) MarshalBinary() ([]byte, error) {
 	// RunOptimize changes the bitmaps, so it runs under the write lock;
 	// the serialization itself only reads.
@@ -40,6 +55,9 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 	x.mu.Unlock()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	if x.needsRebuild {
+		return nil, ErrNeedsRebuild
+	}
 	h := header{Shards: x.shards, Positions: x.pos, Settings: x.settings}
 	for k := range x.bm {
 		h.Facts = append(h.Facts, k)
@@ -53,7 +71,7 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := len(checkpointMagic) + len(hj) + 2*binary.MaxVarintLen64
+	size := len(checkpointMagic) + len(hj) + 2*binary.MaxVarintLen64 + crc32.Size
 	for _, k := range h.Facts {
 		size += binary.MaxVarintLen64 + int(x.bm[k].GetSerializedSizeInBytes())
 	}
@@ -79,6 +97,9 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 			buf.WriteString(id)
 		}
 	}
+	var sum [crc32.Size]byte
+	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(buf.Bytes(), crcTable))
+	buf.Write(sum[:])
 	return buf.Bytes(), nil
 }
 
@@ -87,16 +108,33 @@ func writeUvarint(w *bytes.Buffer, v uint64) {
 	w.Write(b[:binary.PutUvarint(b[:], v)])
 }
 
-// Unmarshal decodes an index serialized by MarshalBinary. The error wraps
-// ErrCorruptCheckpoint.
+// Unmarshal decodes an index serialized by MarshalBinary. A checkpoint that
+// does not decode, fails its checksum, or holds an impossible header
+// (shards, positions, settings) returns an error wrapping
+// ErrCorruptCheckpoint. Within a checkpoint that decodes, users the bitmaps
+// and the number -> ID table disagree about (a number with facts but no
+// valid ID of its shard, facts outside "all", number 0) are unknown (see
+// Index.Unknown), not an error.
 func Unmarshal(data []byte) (*Index, error) {
 	bad := func(what string, err error) (*Index, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptCheckpoint, what, err)
 	}
-	if !bytes.HasPrefix(data, []byte(checkpointMagic)) {
+	var p []byte
+	switch {
+	case bytes.HasPrefix(data, []byte(checkpointMagic)):
+		if len(data) < len(checkpointMagic)+crc32.Size {
+			return bad("checksum", io.ErrUnexpectedEOF)
+		}
+		body := data[:len(data)-crc32.Size]
+		if got, want := crc32.Checksum(body, crcTable), binary.BigEndian.Uint32(data[len(body):]); got != want {
+			return bad("checksum", fmt.Errorf("%08x, checkpoint says %08x", got, want))
+		}
+		p = body[len(checkpointMagic):]
+	case bytes.HasPrefix(data, []byte(checkpointMagicV1)):
+		p = data[len(checkpointMagicV1):]
+	default:
 		return bad("magic", errors.New("not an index checkpoint"))
 	}
-	p := data[len(checkpointMagic):]
 	uv := func() (uint64, bool) {
 		v, n := binary.Uvarint(p)
 		if n <= 0 {
@@ -115,8 +153,16 @@ func Unmarshal(data []byte) (*Index, error) {
 	if err := json.Unmarshal(hj, &h); err != nil {
 		return bad("header", err)
 	}
-	if h.Shards < 1 || len(h.Positions) != h.Shards+1 || len(h.Users) != h.Shards {
+	if h.Shards < 1 || h.Shards > 1<<20 || len(h.Positions) != h.Shards+1 || len(h.Users) != h.Shards {
 		return bad("header", fmt.Errorf("%d shards, %d positions, %d user tables", h.Shards, len(h.Positions), len(h.Users)))
+	}
+	for i, ps := range h.Positions {
+		if _, err := store.ParsePosition(string(ps)); err != nil {
+			return bad("header", fmt.Errorf("position %d: %v", i, err))
+		}
+	}
+	if err := h.Settings.Validate(); err != nil {
+		return bad("header", fmt.Errorf("settings: %v", err))
 	}
 	x := New(h.Shards, h.Settings)
 	copy(x.pos, h.Positions)
@@ -126,7 +172,7 @@ func Unmarshal(data []byte) (*Index, error) {
 			return bad("bitmap "+k, io.ErrUnexpectedEOF)
 		}
 		b := roaring.New()
-		if _, err := b.ReadFrom(bytes.NewReader(p[:size])); err != nil {
+		if err := readBitmap(b, p[:size]); err != nil {
 			return bad("bitmap "+k, err)
 		}
 		p = p[size:]
@@ -135,11 +181,17 @@ func Unmarshal(data []byte) (*Index, error) {
 			x.grants[k] = b
 		}
 	}
+	if u := x.bm[factUnknown]; u != nil {
+		x.unk = u
+	} else {
+		x.bm[factUnknown] = x.unk
+	}
 	// One string holds every ID; each ID is a substring of it.
 	all := string(p)
 	off := 0
+	invalid := roaring.New() // numbers without a valid ID of their shard
 	for s, count := range h.Users {
-		if count < 0 || count > len(data) {
+		if count < 0 || count > len(p) {
 			return bad("user table", fmt.Errorf("shard %d: %d users", s, count))
 		}
 		ids := make([]string, count)
@@ -149,15 +201,38 @@ func Unmarshal(data []byte) (*Index, error) {
 				return bad("user table", io.ErrUnexpectedEOF)
 			}
 			off += n
-			ids[i] = all[off : off+int(l)]
+			id := all[off : off+int(l)]
 			off += int(l)
+			// A hole (a number with no user) or an ID that is not one of
+			// the shard: its number may hold no facts.
+			if id == "" || consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s {
+				invalid.Add(x.number(s, i+1))
+				continue
+			}
+			ids[i] = id
 		}
 		x.ids[s] = ids
 	}
 	if off != len(p) {
 		return bad("trailer", errors.New("data after the user table"))
 	}
+	x.validate(invalid)
 	return x, nil
+}
+
+// readBitmap decodes a serialized roaring bitmap, turning a panic of the
+// decoder on hostile input into an error.
+func readBitmap(b *roaring.Bitmap, data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bitmap does not decode: %v", r)
+		}
+	}()
+	_, err = b.ReadFrom(bytes.NewReader(data))
+	if err == nil {
+		err = b.Validate()
+	}
+	return err
 }
 
 // Save writes the index as checkpoint name through the store's
@@ -184,6 +259,13 @@ func LoadCheckpoint(ctx context.Context, cp store.Checkpointer, name string) (*I
 // first (every change after them will be replayed), then every user of
 // every shard, read in batches. The store must list users
 // (store.UserLister) and read them in batches (store.BatchGetter).
+//
+// A listed user whose record is missing or corrupt (named by a
+// *store.CorruptError from GetMany, a record never written, one whose ID or
+// number disagrees with the list) and a list entry that is not a valid user
+// of its shard are unknown (see Index.Unknown): in no audience, logged, and
+// the build goes on. An error that fails the whole batch (one wrapping
+// store.ErrUnavailable or store.ErrDataLoss) fails the build.
 func Build(ctx context.Context, st store.Store) (*Index, error) {
 	ul, ok1 := st.(store.UserLister)
 	bg, ok2 := st.(store.BatchGetter)
@@ -191,6 +273,9 @@ func Build(ctx context.Context, st store.Store) (*Index, error) {
 		return nil, fmt.Errorf("index: Build needs a store that lists users and reads them in batches: %w", errors.ErrUnsupported)
 	}
 	n := st.Shards()
+	if n < 1 {
+		return nil, fmt.Errorf("index: store has %d shards", n)
+	}
 	pos := make([]store.Position, n+1)
 	for i := range pos {
 		log := i
@@ -208,19 +293,27 @@ func Build(ctx context.Context, st store.Store) (*Index, error) {
 		return nil, err
 	}
 	x := New(n, set)
+	x.startBulk("build")
+	defer x.endBulk()
 	const page = 1000
+	valid := make([]string, 0, page)
+	at := make([]int, 0, page)
 	for shard := 0; shard < n; shard++ {
 		for from := 1; ; from += page {
 			ids, err := ul.ListUsers(ctx, shard, from, page)
 			if err != nil {
 				return nil, err
 			}
-			recs, err := bg.GetMany(ctx, ids)
-			if err != nil {
-				return nil, err
+			valid, at = valid[:0], at[:0]
+			for i, id := range ids {
+				if consent.ValidUserID(id) != nil || store.ShardOf(id, n) != shard {
+					x.buildUnknown(shard, x.number(shard, from+i), "", "user list entry that is not a valid user ID of the shard")
+					continue
+				}
+				valid, at = append(valid, id), append(at, i)
 			}
-			for i := range recs {
-				x.Load(&recs[i])
+			if err := x.buildBatch(ctx, bg, shard, from, valid, at); err != nil {
+				return nil, err
 			}
 			if len(ids) < page {
 				break
@@ -229,6 +322,63 @@ func Build(ctx context.Context, st store.Store) (*Index, error) {
 	}
 	copy(x.pos, pos)
 	return x, nil
+}
+
+// buildBatch reads the users listed at local numbers from+at[i] of shard
+// and loads them.
+func (x *Index) buildBatch(ctx context.Context, bg store.BatchGetter, shard, from int, ids []string, at []int) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	recs, err := bg.GetMany(ctx, ids)
+	var corrupt map[string]bool
+	if err != nil {
+		var ce *store.CorruptError
+		if !errors.As(err, &ce) || len(ce.UserIDs) == 0 || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrDataLoss) {
+			return err
+		}
+		corrupt = make(map[string]bool, len(ce.UserIDs))
+		for _, id := range ce.UserIDs {
+			corrupt[id] = true
+		}
+	}
+	if len(recs) != len(ids) {
+		return fmt.Errorf("index: the store returned %d records for %d users", len(recs), len(ids))
+	}
+	for i := range recs {
+		rec, id, num := &recs[i], ids[i], x.number(shard, from+at[i])
+		switch {
+		case corrupt[id]:
+			x.buildUnknown(shard, num, id, "record missing or corrupt in the store")
+		case rec.Version == 0:
+			x.buildUnknown(shard, num, id, "listed user without a record")
+		case rec.UserID != id || rec.Number != num:
+			x.buildUnknown(shard, num, id, "record whose ID or number disagrees with the user list")
+		default:
+			x.loadFast(rec)
+		}
+	}
+	return nil
+}
+
+// buildUnknown makes the user at number num of shard unknown during a
+// build: num has no facts yet, so it only joins the unknown users; id (when
+// valid) is kept under num, so a later changelog event of that user with
+// their whole record makes them known again.
+func (x *Index) buildUnknown(shard int, num uint32, id, reason string) {
+	_, local := store.NumberShard(num, x.shards)
+	ids := x.ids[shard]
+	for len(ids) < local {
+		ids = append(ids, "")
+	}
+	if id != "" {
+		ids[local-1] = id
+	}
+	x.ids[shard] = ids
+	if !x.unk.Contains(num) {
+		x.unk.Add(num)
+		x.logUnknown(shard, num, reason)
+	}
 }
 
 // Equal reports whether two indexes hold the same users and facts (used to

@@ -3,6 +3,7 @@ package index
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
@@ -79,18 +80,35 @@ type Index struct {
 	ids      [][]string                 // per shard: local number - 1 -> user ID
 	pos      []store.Position           // per log index: shards..., then settings
 	settings consent.Settings
+
+	// unk is bm[factUnknown]: the numbers of unknown users (see unknown.go).
+	unk *roaring.Bitmap
+	// unplaced are unknown users with no usable number (in no bitmap).
+	unplaced map[string]struct{}
+	// needsRebuild is set by a changelog entry the index could not
+	// attribute; staleSettings by an unreadable settings entry (audiences
+	// are refused until a rebuild).
+	needsRebuild, staleSettings bool
+	bulk                        *bulkLog // non-nil during a bulk operation
 }
 
 // New returns an empty index for a store with the given shard count and
 // settings, positioned at the start of every log.
+// It panics if shards < 1.
 func New(shards int, set consent.Settings) *Index {
+	if shards < 1 {
+		panic(fmt.Sprintf("index: %d shards", shards))
+	}
+	unk := roaring.New()
 	return &Index{
 		shards:   shards,
-		bm:       map[string]*roaring.Bitmap{},
+		bm:       map[string]*roaring.Bitmap{factUnknown: unk},
 		grants:   map[string]*roaring.Bitmap{},
 		ids:      make([][]string, shards),
 		pos:      make([]store.Position, shards+1),
 		settings: set.Clone(),
+		unk:      unk,
+		unplaced: map[string]struct{}{},
 	}
 }
 
@@ -119,6 +137,14 @@ func (x *Index) Settings() consent.Settings {
 // Apply brings the index up to date with changelog events. Events at or
 // before the position the index already reflects for their log are skipped,
 // so replaying an overlap is harmless.
+//
+// An event whose record cannot be trusted (none, no version, a number of 0,
+// out of range, of another shard or held by another user) makes its user
+// unknown (see Unknown) instead of being indexed; one that names no user at
+// all makes every user of its shard unknown and the index NeedsRebuild; a
+// settings entry without settings makes audiences fail (ErrUnverified)
+// until a rebuild. The next event that carries the user's whole record
+// makes them known again.
 func (x *Index) Apply(evs ...store.Event) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -133,20 +159,55 @@ func (x *Index) apply(ev *store.Event) {
 		return
 	}
 	x.pos[li] = ev.Pos
-	if ev.Settings != nil {
+	if ev.Log == store.SettingsLog {
+		if ev.Settings == nil {
+			if !x.staleSettings {
+				slog.Warn("index: settings changelog entry without settings; audiences are refused until the index is rebuilt", "pos", string(ev.Pos))
+			}
+			x.needsRebuild, x.staleSettings = true, true
+			return
+		}
 		if ev.Settings.Version > x.settings.Version {
 			x.settings = ev.Settings.Clone()
 		}
 		return
 	}
-	if ev.Record == nil || ev.Record.Number == 0 {
+	rec, pr := ev.Record, ev.Prev
+	if rec == nil {
+		var num uint32
+		id := ev.Receipt.UserID
+		if pr != nil {
+			id, num = pr.UserID, pr.Number
+		}
+		if id == "" {
+			x.damageShard(ev.Log, "changelog entry that names no user")
+			return
+		}
+		x.unknownUser(id, num, ev.Log, "changelog entry without a readable record")
 		return
 	}
-	if pr := ev.Prev; pr != nil && pr.Number == ev.Record.Number && pr.Version != 0 && ev.Record.Version != 0 {
-		x.diffUser(pr, ev.Record)
+	if why := x.checkRecord(rec, ev.Log); why != "" {
+		x.unknownUser(rec.UserID, rec.Number, ev.Log, why)
 		return
 	}
-	x.setUser(ev.Record, Facts(ev.Prev), Facts(ev.Record))
+	if len(x.unplaced) > 0 {
+		delete(x.unplaced, rec.UserID)
+	}
+	num := rec.Number
+	switch {
+	case x.unk.Contains(num):
+		x.resetUser(rec)
+		shard, _ := store.NumberShard(num, x.shards)
+		slog.Info("index: user known again from a changelog entry with their whole record", "shard", shard, "number", num)
+	case pr != nil && pr.Version != 0 && pr.Number == num && pr.UserID == rec.UserID:
+		x.diffUser(pr, rec)
+	case pr != nil && pr.Version == 0:
+		x.setUser(rec, nil, Facts(rec))
+	default:
+		// No usable "before": the facts the index holds for the number
+		// cannot be diffed against, so they are replaced.
+		x.resetUser(rec)
+	}
 }
 
 // setUser records rec's ID under its number and moves it from the bitmaps
@@ -176,10 +237,30 @@ func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 	}
 }
 
-// Load adds a record read from the store (rebuilding from scratch).
+// Load adds a record read from the store (rebuilding from scratch). A
+// user never seen (Version 0 and no number) adds nothing; a record that
+// cannot be trusted (no version, a number of 0, out of range, of another
+// shard than the user's or held by another user) makes its user unknown.
 func (x *Index) Load(rec *consent.Record) {
+	if rec == nil {
+		return
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if rec.Version == 0 && rec.Number == 0 {
+		return
+	}
+	if why := x.checkRecord(rec, -1); why != "" {
+		x.unknownUser(rec.UserID, rec.Number, -1, why)
+		return
+	}
+	if len(x.unplaced) > 0 {
+		delete(x.unplaced, rec.UserID)
+	}
+	if x.unk.Contains(rec.Number) {
+		x.resetUser(rec)
+		return
+	}
 	x.loadFast(rec)
 }
 
@@ -206,7 +287,7 @@ func (x *Index) userID(num uint32) string {
 		return ""
 	}
 	shard, local := store.NumberShard(num, x.shards)
-	if ids := x.ids[shard]; local <= len(ids) {
+	if ids := x.ids[shard]; local >= 1 && local <= len(ids) {
 		return ids[local-1]
 	}
 	return ""
@@ -217,13 +298,14 @@ type Stats struct {
 	Users   uint64 // users with a number
 	Bitmaps int    // facts with a bitmap
 	Bytes   uint64 // serialized size of all bitmaps
+	Unknown uint64 // users whose record is missing or corrupt (see Unknown)
 }
 
 // Stats returns the index's size.
 func (x *Index) Stats() Stats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	s := Stats{Bitmaps: len(x.bm)}
+	s := Stats{Bitmaps: len(x.bm) - 1, Unknown: x.unknownCount()}
 	if b := x.bm[factAll]; b != nil {
 		s.Users = b.GetCardinality()
 	}
@@ -251,8 +333,12 @@ func isGrant(fact string) bool {
 // Allocation-free paths for loading and applying: diffUser touches only the
 // facts that changed between two records.
 
-// setID records rec's ID under its number.
+// setID records rec's ID under its number (checked by the caller: not 0,
+// within range).
 func (x *Index) setID(rec *consent.Record) {
+	if rec.Number == 0 {
+		return
+	}
 	shard, local := store.NumberShard(rec.Number, x.shards)
 	if shard < len(x.ids) {
 		ids := x.ids[shard]
@@ -323,10 +409,10 @@ func sortedEntries(es []tags.Entry) bool {
 	return true
 }
 
-// loadFast is Load without building fact strings.
+// loadFast is Load without building fact strings and without checks: rec
+// has a version and a number the index can hold.
 func (x *Index) loadFast(rec *consent.Record) {
 	if rec.Number == 0 || rec.Version == 0 {
-		x.setUser(rec, nil, Facts(rec))
 		return
 	}
 	num := rec.Number

@@ -17,9 +17,16 @@ import (
 // Audience clones the same bitmaps under the read lock.
 func TestRaceMarshalVsAudience(t *testing.T) {
 	x := New(4, consent.DefaultSettings())
+	var count [4]int
 	for i := 1; i <= 200000; i++ {
-		x.Load(&consent.Record{UserID: "u" + strconv.Itoa(i), Number: uint32(i), Version: 1,
+		id := "u" + strconv.Itoa(i)
+		sh := store.ShardOf(id, 4)
+		count[sh]++
+		x.Load(&consent.Record{UserID: id, Number: store.UserNumber(sh, count[sh], 4), Version: 1,
 			Tags: tags.Set{Entries: []tags.Entry{{Tag: "interest:a"}}}})
+	}
+	if n, _ := x.Count(tags.MustParseSegment("interest:a"), "sms", true); n != 200000 || x.Unknown() != 0 {
+		t.Fatalf("loaded %d users, %d unknown; want 200000, 0", n, x.Unknown())
 	}
 	seg := tags.MustParseSegment("interest:a")
 	var wg sync.WaitGroup

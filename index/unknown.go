@@ -1,0 +1,314 @@
+package index
+
+import (
+	"log/slog"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
+)
+
+// Unknown users.
+//
+// A user whose record is missing or cannot be trusted (a shard's user list
+// names them but the store holds no record, the record does not decode, its
+// number is 0, out of range, of another shard or held by another user, a
+// changelog entry about them is unreadable) is unknown: the index keeps none
+// of their facts, so they are in no audience, until a changelog event brings
+// their whole record again (or a rebuild finds it intact). Unknown users are
+// counted (Index.Unknown) and logged once each, by shard and number: the
+// logs name no user.
+
+// factUnknown is the key of the bitmap of unknown users' numbers. It is kept
+// with the facts so checkpoints carry it; it is never a fact of a record.
+const factUnknown = "?unknown"
+
+const (
+	// maxGap bounds how far past the last number the index knows in a shard
+	// a new user's number may land. Numbers are dense, so a new user comes
+	// right after the last one; a larger jump is a corrupt number, and
+	// trusting it would grow the number -> ID table without bound.
+	maxGap = 1 << 16
+	// maxUnplaced bounds the set of unknown users who have no usable
+	// number (they are in no bitmap; the set only counts them and keeps
+	// their log line to one).
+	maxUnplaced = 1 << 16
+	// bulkLogLines is how many users a bulk operation (a build, a checkpoint
+	// load, a damaged shard) logs one by one before it only counts them.
+	bulkLogLines = 20
+)
+
+// Unknown returns how many users the index treats as unknown: their record
+// is missing or corrupt, so they are in no audience. It is 0 for a healthy
+// store.
+func (x *Index) Unknown() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.unknownCount()
+}
+
+func (x *Index) unknownCount() uint64 {
+	return x.unk.GetCardinality() + uint64(len(x.unplaced))
+}
+
+// NeedsRebuild reports whether the index saw a changelog entry it could not
+// attribute (a shard entry naming no user, a settings entry without
+// settings): the users of that shard are unknown, or the settings may be
+// stale (audiences are refused), until the index is built again. CatchUp
+// rebuilds such an index.
+func (x *Index) NeedsRebuild() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.needsRebuild
+}
+
+// MarkUnknown makes userID unknown: out of every audience until a changelog
+// event brings their whole record again or the index is rebuilt. A reader
+// that finds the user's record missing or corrupt (store.ErrCorrupt) calls
+// it, so audiences fail closed for the user as decisions do. It is a no-op
+// for an ID the index does not hold.
+func (x *Index) MarkUnknown(userID string) {
+	if consent.ValidUserID(userID) != nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.markID(userID, 0, "a reader found the record missing or corrupt")
+}
+
+// markID makes every number the index holds for userID (a valid ID) other
+// than skip unknown, and reports whether it holds any.
+func (x *Index) markID(userID string, skip uint32, reason string) bool {
+	shard := store.ShardOf(userID, x.shards)
+	found := false
+	for i, id := range x.ids[shard] {
+		if id == userID {
+			if n := x.number(shard, i+1); n != skip {
+				x.setUnknown(n, reason)
+			}
+			found = true
+		}
+	}
+	return found
+}
+
+// logUnknown logs that the user with number num of shard became unknown.
+func (x *Index) logUnknown(shard int, num uint32, reason string) {
+	if x.bulk != nil {
+		x.bulk.n++
+		if x.bulk.n > bulkLogLines {
+			return
+		}
+	}
+	slog.Warn("index: user record missing or corrupt; the user is left out of every audience", "shard", shard, "number", num, "reason", reason)
+}
+
+// bulkLog counts the users a bulk operation made unknown, so it logs only
+// the first few one by one and then a summary.
+type bulkLog struct {
+	op string
+	n  int
+}
+
+func (x *Index) startBulk(op string) { x.bulk = &bulkLog{op: op} }
+
+func (x *Index) endBulk() {
+	b := x.bulk
+	x.bulk = nil
+	if b == nil || b.n == 0 {
+		return
+	}
+	slog.Warn("index: users with a missing or corrupt record are left out of every audience",
+		"op", b.op, "users", b.n, "logged_one_by_one", min(b.n, bulkLogLines), "unknown_total", x.unknownCount())
+}
+
+// setUnknown makes number num unknown: out of every fact bitmap, into the
+// unknown one. It logs the change once.
+func (x *Index) setUnknown(num uint32, reason string) {
+	if num == 0 || x.unk.Contains(num) {
+		return
+	}
+	for k, b := range x.bm {
+		if k != factUnknown {
+			b.Remove(num)
+		}
+	}
+	x.unk.Add(num)
+	shard, _ := store.NumberShard(num, x.shards)
+	x.logUnknown(shard, num, reason)
+}
+
+// setUnknownMany is setUnknown for many numbers at once.
+func (x *Index) setUnknownMany(nums *roaring.Bitmap, reason string) {
+	nums = roaring.AndNot(nums, x.unk)
+	nums.Remove(0)
+	if nums.IsEmpty() {
+		return
+	}
+	for k, b := range x.bm {
+		if k != factUnknown {
+			b.AndNot(nums)
+		}
+	}
+	x.unk.Or(nums)
+	it := nums.Iterator()
+	logged := 0
+	for it.HasNext() && (x.bulk == nil || logged <= bulkLogLines) {
+		num := it.Next()
+		shard, _ := store.NumberShard(num, x.shards)
+		x.logUnknown(shard, num, reason)
+		logged++
+	}
+	if x.bulk != nil {
+		// The rest are only counted.
+		x.bulk.n += int(nums.GetCardinality()) - logged
+	}
+}
+
+// number returns the number of the local-th user of shard.
+func (x *Index) number(shard, local int) uint32 { return store.UserNumber(shard, local, x.shards) }
+
+// inRange reports whether num is a number the index can hold: not 0, and
+// within maxGap of the last number it knows in its shard.
+func (x *Index) inRange(num uint32) bool {
+	if num == 0 {
+		return false
+	}
+	shard, local := store.NumberShard(num, x.shards)
+	return local <= len(x.ids[shard])+maxGap
+}
+
+// checkRecord returns why rec cannot be indexed under its number, or "".
+// log is the shard log the record came from, or -1.
+func (x *Index) checkRecord(rec *consent.Record, log int) string {
+	switch {
+	case rec.Version == 0:
+		return "record without a version"
+	case rec.Number == 0:
+		return "record without a user number"
+	case consent.ValidUserID(rec.UserID) != nil:
+		return "record with an invalid user ID"
+	}
+	shard, local := store.NumberShard(rec.Number, x.shards)
+	switch {
+	case store.ShardOf(rec.UserID, x.shards) != shard:
+		return "user number of another shard than the user's"
+	case log >= 0 && log != shard:
+		return "record in another shard's changelog"
+	case local > len(x.ids[shard])+maxGap:
+		return "user number out of range"
+	case local <= len(x.ids[shard]) && x.ids[shard][local-1] != "" && x.ids[shard][local-1] != rec.UserID:
+		return "user number held by another user"
+	}
+	return ""
+}
+
+// unknownUser makes a user unknown after a record or event about them could
+// not be trusted: the number the record claims (when it is one the index
+// can hold, in log's shard when log >= 0), and every number the index holds
+// for userID. A user it cannot place anywhere is only counted.
+func (x *Index) unknownUser(userID string, num uint32, log int, reason string) {
+	placed := false
+	if x.inRange(num) {
+		if shard, _ := store.NumberShard(num, x.shards); log < 0 || shard == log {
+			x.setUnknown(num, reason)
+			placed = true
+		}
+	}
+	if consent.ValidUserID(userID) != nil {
+		if !placed {
+			x.logUnknown(log, 0, reason+" (and an invalid user ID)")
+		}
+		return
+	}
+	if x.markID(userID, num, reason) || placed {
+		return
+	}
+	if _, ok := x.unplaced[userID]; ok || len(x.unplaced) >= maxUnplaced {
+		return
+	}
+	x.unplaced[userID] = struct{}{}
+	x.logUnknown(store.ShardOf(userID, x.shards), 0, reason+" (no usable user number)")
+}
+
+// resetUser indexes rec afresh: its number leaves every bitmap (and the
+// unknown users) and joins those of rec's facts. Used when the facts the
+// index holds for the number cannot be trusted as the "before" of rec.
+func (x *Index) resetUser(rec *consent.Record) {
+	num := rec.Number
+	for _, b := range x.bm {
+		b.Remove(num)
+	}
+	if len(x.unplaced) > 0 {
+		delete(x.unplaced, rec.UserID)
+	}
+	x.loadFast(rec)
+}
+
+// damageShard makes every user of shard unknown: a changelog entry of the
+// shard could not be attributed to a user, so any of them may have changed.
+func (x *Index) damageShard(shard int, reason string) {
+	x.needsRebuild = true
+	if shard < 0 || shard >= x.shards {
+		return
+	}
+	nums := roaring.New()
+	for i := range x.ids[shard] {
+		nums.Add(x.number(shard, i+1))
+	}
+	x.startBulk("damaged shard log")
+	x.setUnknownMany(nums, reason)
+	x.endBulk()
+}
+
+// validate makes the users of a decoded checkpoint unknown where its
+// bitmaps and number -> ID table disagree: numbers in a bitmap with no ID
+// (beyond the table, or a hole), IDs that are invalid or of another shard,
+// numbers with facts but not in "all". Number 0 is dropped from every
+// bitmap.
+func (x *Index) validate(bad *roaring.Bitmap) {
+	all := x.get(factAll)
+	union := roaring.New()
+	for k, b := range x.bm {
+		b.Remove(0)
+		if k != factUnknown {
+			union.Or(b)
+		}
+	}
+	// Facts of numbers not in "all".
+	bad.Or(roaring.AndNot(union, all))
+	// Numbers beyond their shard's table.
+	var maxNum uint32
+	for s, ids := range x.ids {
+		if len(ids) > 0 {
+			maxNum = max(maxNum, x.number(s, len(ids)))
+		}
+	}
+	if !union.IsEmpty() && union.Maximum() > maxNum {
+		beyond := union.Clone()
+		beyond.RemoveRange(0, uint64(maxNum)+1)
+		bad.Or(beyond)
+	}
+	for s, ids := range x.ids {
+		for local := len(ids) + 1; ; local++ {
+			n := uint64(local-1)*uint64(x.shards) + uint64(s) + 1
+			if n > uint64(maxNum) {
+				break
+			}
+			if union.Contains(uint32(n)) {
+				bad.Add(uint32(n))
+			}
+		}
+	}
+	bad.And(union)
+	x.startBulk("checkpoint load")
+	x.setUnknownMany(bad, "checkpoint holds facts for a number without a valid user")
+	// Unknown numbers hold no facts, whatever the checkpoint says.
+	for k, b := range x.bm {
+		if k != factUnknown {
+			b.AndNot(x.unk)
+		}
+	}
+	x.endBulk()
+}
