@@ -53,6 +53,10 @@ type Client struct {
 
 	posMu   sync.Mutex
 	applied []store.Position // per log index, what the follower applied
+	// wrote is, per log index, the newest position of a write this client
+	// made: a follower that caught up without reaching it (the read began
+	// after the write was acknowledged) shows the write was lost.
+	wrote []store.Position
 
 	hits       [64]paddedCounter
 	misses     atomic.Uint64
@@ -118,6 +122,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 		resync:    make([]atomic.Bool, n+1),
 		verifyq:   make(chan verifyCall, 64),
 		applied:   make([]store.Position, n+1),
+		wrote:     make([]store.Position, n+1),
 		inflight:  map[string]*loadCall{},
 		loadq:     make(chan *loadCall, 4*cfg.MissBatch*cfg.Loaders),
 		expq:      make(chan Exposure, cfg.ExposureBuffer),
@@ -374,6 +379,11 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 		return a, err
 	}
 	// The change stands (on the primary at least): read-your-writes.
+	c.posMu.Lock()
+	if a.Pos.Compare(c.wrote[a.Shard]) > 0 {
+		c.wrote[a.Shard] = a.Pos
+	}
+	c.posMu.Unlock()
 	c.installTruth(ctx, a.Record)
 	if err != nil || !c.cfg.WaitForAll || a.Receipt == nil {
 		return a, err

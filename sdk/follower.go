@@ -45,10 +45,12 @@ func (c *Client) followAll(mr store.MultiLogReader) {
 		}
 		logs := make([]int, len(idx))
 		after := make([]store.Position, len(idx))
+		wrote := make([]store.Position, len(idx))
 		c.posMu.Lock()
 		for j, i := range idx {
 			logs[j] = c.logOf(i)
 			after[j] = c.applied[i]
+			wrote[j] = c.wrote[i]
 		}
 		c.posMu.Unlock()
 		start := time.Now()
@@ -85,8 +87,8 @@ func (c *Client) followAll(mr store.MultiLogReader) {
 			per[c.index(evs[i].Log)]++
 		}
 		c.applyEvents(evs)
-		for _, i := range idx {
-			if per[i] < followBatch && !c.resync[i].Load() {
+		for j, i := range idx {
+			if per[i] < followBatch && !c.resync[i].Load() && !c.lostWrite(i, wrote[j]) {
 				c.confirm(i, start)
 			}
 		}
@@ -100,7 +102,7 @@ func (c *Client) followOne(i int) {
 	block := time.Duration(0) // the first read does not wait: it confirms at once
 	for c.ctx.Err() == nil {
 		c.posMu.Lock()
-		after := c.applied[i]
+		after, wrote := c.applied[i], c.wrote[i]
 		c.posMu.Unlock()
 		start := time.Now()
 		evs, err := c.st.ReadChangelog(c.ctx, log, after, followBatch, block)
@@ -132,7 +134,7 @@ func (c *Client) followOne(i int) {
 			continue
 		}
 		c.applyEvents(evs)
-		if len(evs) < followBatch {
+		if len(evs) < followBatch && !c.lostWrite(i, wrote) {
 			c.confirm(i, start)
 		}
 	}
@@ -212,6 +214,33 @@ func (c *Client) applyEvents(evs []store.Event) {
 	case c.announceNow <- struct{}{}:
 	default: // one is already pending; it will carry these positions too
 	}
+}
+
+// lostWrite checks, after a read of log index i that caught up with the
+// log, that the read reached wrote, this client's newest write to the log
+// acknowledged before the read began. When it did not, the store lost an
+// acknowledged write (a failover to a replica that had not received it, a
+// restart from an older copy): the shard is resynced and stays unconfirmed.
+func (c *Client) lostWrite(i int, wrote store.Position) bool {
+	if wrote == "" {
+		return false
+	}
+	c.posMu.Lock()
+	applied := c.applied[i]
+	c.posMu.Unlock()
+	if applied.Compare(wrote) >= 0 {
+		return false
+	}
+	c.regressed.Add(1)
+	c.log().Warn("sdk: the store lost a write this instance made and saw acknowledged; shard fails closed until re-read", "log", c.logOf(i), "write", wrote.String(), "log_reaches", applied.String())
+	if c.rebuild(i) {
+		c.posMu.Lock()
+		if c.wrote[i].Compare(wrote) <= 0 {
+			c.wrote[i] = ""
+		}
+		c.posMu.Unlock()
+	}
+	return true
 }
 
 // confirm records that log index i was current as of t (when the read that
