@@ -414,13 +414,40 @@ func (e *env) rejected(c call, status int, code string, users ...string) server.
 
 // ---- store wrappers ----
 
-// flakyStore is a memory store whose changelog reads, Get and GetKey can
-// be made to fail.
+// flakyStore is a memory store whose changelog reads, Get, GetKey,
+// Settings and Apply can be made to fail.
 type flakyStore struct {
 	*memory.Store
-	logsDown atomic.Bool
-	getErr   atomic.Pointer[error]
-	keyErr   atomic.Pointer[error]
+	logsDown    atomic.Bool
+	getErr      atomic.Pointer[error]
+	keyErr      atomic.Pointer[error]
+	settingsErr atomic.Pointer[error]
+	applyErr    atomic.Pointer[error] // returned after the change was applied (like store.ErrNotReplicated)
+	keyReads    atomic.Int64          // GetKey calls
+	gets        atomic.Int64          // Get calls
+}
+
+func (f *flakyStore) Settings(ctx context.Context) (consent.Settings, error) {
+	if p := f.settingsErr.Load(); p != nil {
+		return consent.Settings{}, *p
+	}
+	return f.Store.Settings(ctx)
+}
+
+func (f *flakyStore) Apply(ctx context.Context, ch consent.Change) (store.Applied, error) {
+	a, err := f.Store.Apply(ctx, ch)
+	if p := f.applyErr.Load(); p != nil && err == nil {
+		return a, *p
+	}
+	return a, err
+}
+
+func (f *flakyStore) SetSettings(ctx context.Context, s consent.Settings, actor consent.Actor, surface consent.Surface) (consent.Settings, consent.Receipt, error) {
+	saved, rc, err := f.Store.SetSettings(ctx, s, actor, surface)
+	if p := f.applyErr.Load(); p != nil && err == nil {
+		return saved, rc, *p
+	}
+	return saved, rc, err
 }
 
 func (f *flakyStore) ReadChangelog(ctx context.Context, log int, after store.Position, count int, block time.Duration) ([]store.Event, error) {
@@ -438,6 +465,7 @@ func (f *flakyStore) ReadLogs(ctx context.Context, logs []int, after []store.Pos
 }
 
 func (f *flakyStore) Get(ctx context.Context, id string) (consent.Record, error) {
+	f.gets.Add(1)
 	if p := f.getErr.Load(); p != nil {
 		return consent.NewRecord(id), *p
 	}
@@ -445,6 +473,7 @@ func (f *flakyStore) Get(ctx context.Context, id string) (consent.Record, error)
 }
 
 func (f *flakyStore) GetKey(ctx context.Context, id string) (store.APIKey, error) {
+	f.keyReads.Add(1)
 	if p := f.keyErr.Load(); p != nil {
 		return store.APIKey{}, *p
 	}

@@ -32,15 +32,11 @@ func (s *Server) readyz(c *gin.Context) {
 	defer cancel()
 	if _, err := s.st.Settings(ctx); err != nil {
 		c.Error(err) // logged, never shown
-		status, code := statusOf(err)
-		if status != http.StatusServiceUnavailable {
-			code = codeUnavailable
+		if _, code := statusOf(err); code == codeDataLoss {
+			failCode(c, http.StatusServiceUnavailable, codeDataLoss, "", "%s", safeDetails[codeDataLoss])
+			return
 		}
-		detail := "store unreachable or slower than the decision budget: answers fail closed"
-		if code == codeDataLoss {
-			detail = "store unreachable: " + safeDetails[codeDataLoss]
-		}
-		failCode(c, http.StatusServiceUnavailable, code, "", "%s", detail)
+		failCode(c, http.StatusServiceUnavailable, codeUnavailable, "", "store unreachable or slower than the decision budget: answers fail closed")
 		return
 	}
 	st := s.client.Stats()

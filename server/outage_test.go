@@ -1,0 +1,234 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/internal/redistest"
+	"github.com/recguard/recguard/sdk"
+	"github.com/recguard/recguard/server"
+	rs "github.com/recguard/recguard/store/redis"
+)
+
+// leakWords matches what a body must never show: an address, or the text
+// of a Redis or network error.
+var leakWords = regexp.MustCompile(`(?i)\d+\.\d+\.\d+\.\d+|localhost|redis|dial|tcp|i/o|deadline|refused|timeout|\bEOF\b|broken pipe|connection`)
+
+// leaks reports whether body shows internals: leakWords, or addr's port.
+func leaks(body []byte, addr string) bool {
+	_, port, _ := strings.Cut(addr, ":")
+	return leakWords.Match(body) || (port != "" && strings.Contains(string(body), ":"+port))
+}
+
+// TestRedisHangs points the server at a real Redis that stops answering
+// (SIGSTOP: connections are accepted by the kernel, nothing is answered)
+// and checks the fast-failure promises: decisions and push answers are 200
+// fail closed within the decision budget (never a 5 s wait or a 503), a key
+// verified before the outage keeps working, an unknown key is a fast 503,
+// /readyz is a fast 503, and no answer shows an address or Redis error
+// text. Then Redis resumes and everything recovers.
+func TestRedisHangs(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	ctx := context.Background()
+	rc := rs.NewClient(rs.ClientOptions{Addrs: []string{srv.Addr}})
+	t.Cleanup(func() { rc.Close() })
+	st, err := rs.New(ctx, rc, rs.Options{Init: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	client, err := sdk.New(ctx, st, sdk.Config{Lease: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if err := client.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 250 * time.Millisecond
+	s, err := server.New(server.Config{
+		Client: client, Store: st, DecisionBudget: budget,
+		KeyCacheTTL:  100 * time.Millisecond, // so the outage forces key reads
+		AuthFailRate: -1, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	app, _, err := server.NewKey(ctx, st, server.RoleApp, "app", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unused, _, err := server.NewKey(ctx, st, server.RoleApp, "never used before the outage", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	get := func(path, key string) (int, []byte, time.Duration) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, time.Since(start)
+	}
+
+	// Before: alice opts out; ready; decisions are personalized.
+	if _, err := client.Apply(ctx, consent.SetPersonalization("alice", false)); err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := get("/readyz", ""); code != 200 {
+		t.Fatalf("readyz before the outage: %d %s", code, b)
+	}
+	if code, b, _ := get("/v1/users/bob/decision", app); code != 200 || !strings.Contains(string(b), `"personalized":true`) {
+		t.Fatalf("decision before the outage: %d %s", code, b)
+	}
+
+	// The outage: Redis stops answering.
+	pid := redisPID(t, srv)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	time.Sleep(150 * time.Millisecond) // past the key cache TTL: keys must be read (and cannot be)
+
+	// The bound: the budget plus slack for a loaded CI machine under -race;
+	// far from go-redis's seconds.
+	bound := budget + 750*time.Millisecond
+	var worst time.Duration
+	for i := 0; i < 3; i++ {
+		for _, u := range []string{"carol", "dave-" + strconv.Itoa(i), "alice", "bob"} {
+			code, b, took := get("/v1/users/"+u+"/decision", app)
+			var d server.DecisionResponse
+			if code != 200 || json.Unmarshal(b, &d) != nil {
+				t.Fatalf("decision for %s during the outage: %d %s", u, code, b)
+			}
+			worst = max(worst, took)
+			if took > bound {
+				t.Errorf("decision for %s took %v during the outage, want <= %v", u, took, bound)
+			}
+			switch u {
+			case "carol", "dave-" + strconv.Itoa(i): // never read: fail closed
+				if d.Personalized || (d.Reason != consent.ReasonUnavailable && d.Reason != consent.ReasonUnverified) {
+					t.Errorf("decision for %s during the outage: %+v, want fail closed (unavailable or unverified)", u, d)
+				}
+			case "alice": // opted out: never personalized
+				if d.Personalized {
+					t.Errorf("alice personalized during the outage: %+v", d)
+				}
+			}
+			code, b, took = get("/v1/users/"+u+"/can-push?channel=push", app)
+			var p server.CanPushResponse
+			if code != 200 || json.Unmarshal(b, &p) != nil {
+				t.Fatalf("can-push for %s during the outage: %d %s", u, code, b)
+			}
+			worst = max(worst, took)
+			if took > bound {
+				t.Errorf("can-push for %s took %v during the outage, want <= %v", u, took, bound)
+			}
+			if u != "bob" && p.Allowed {
+				t.Errorf("push allowed for %s during the outage: %+v", u, p)
+			}
+		}
+	}
+	// Past the lease every answer fails closed, cached or not.
+	time.Sleep(600 * time.Millisecond)
+	for _, u := range []string{"bob", "alice", "erin"} {
+		code, b, took := get("/v1/users/"+u+"/decision", app)
+		var d server.DecisionResponse
+		if code != 200 || json.Unmarshal(b, &d) != nil || d.Personalized || took > bound {
+			t.Errorf("decision for %s past the lease: %d in %v: %s", u, code, took, b)
+		}
+		code, b, took = get("/v1/users/"+u+"/can-push?channel=push", app)
+		if code != 200 || !strings.Contains(string(b), `"allowed":false`) || took > bound {
+			t.Errorf("can-push for %s past the lease: %d in %v: %s", u, code, took, b)
+		}
+	}
+
+	t.Logf("slowest decision or push answer during the outage: %v (budget %v)", worst, budget)
+
+	// A key never verified cannot be checked: a fast 503, no leak.
+	code, b, took := get("/v1/users/bob/decision", unused)
+	if code != 503 || took > bound {
+		t.Errorf("unverified key during the outage: %d in %v, want a 503 within %v: %s", code, took, bound, b)
+	}
+	if leaks(b, srv.Addr) {
+		t.Errorf("503 body leaks internals: %s", b)
+	}
+	// Readiness: a fast 503 without the address or Redis text.
+	t.Logf("unverified key answered %d in %v", code, took)
+	code, b, took = get("/readyz", "")
+	t.Logf("readyz answered %d in %v: %s", code, took, b)
+	if code != 503 || took > bound {
+		t.Errorf("readyz during the outage: %d in %v, want 503 within %v: %s", code, took, bound, b)
+	}
+	if leaks(b, srv.Addr) {
+		t.Errorf("readyz body leaks internals: %s", b)
+	}
+
+	// Redis resumes: ready again, and decisions are personalized again.
+	resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, b, _ := get("/readyz", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz did not recover within 10 s: %d %s", code, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, b, _ := get("/v1/users/carol/decision", app); code != 200 || !strings.Contains(string(b), `"personalized":true`) {
+		t.Errorf("decision after recovery: %d %s", code, b)
+	}
+	if code, b, _ := get("/v1/users/alice/decision", app); code != 200 || !strings.Contains(string(b), `"reason":"personalization_off"`) {
+		t.Errorf("alice after recovery: %d %s", code, b)
+	}
+	if code, b, _ := get("/v1/users/bob/decision", unused); code != 200 {
+		t.Errorf("the other key after recovery: %d %s", code, b)
+	}
+}
+
+// redisPID returns the process ID of a test's redis-server.
+func redisPID(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	info, err := s.Client(nil).Info(context.Background(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^process_id:(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		t.Fatalf("no process_id in INFO server:\n%s", info)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
