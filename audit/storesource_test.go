@@ -1,15 +1,23 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/internal/redistest"
+	"github.com/recguard/recguard/store"
 	"github.com/recguard/recguard/store/memory"
+	rs "github.com/recguard/recguard/store/redis"
 )
 
 // Events appended to a store's outcome log come back through StoreSource,
@@ -55,5 +63,224 @@ func TestStoreSource(t *testing.T) {
 	}
 	if n != 25 || bad != 1 || sum != 25*100+300 {
 		t.Fatalf("read %d events (price sum %v) and %d malformed; want 25 (sum %v) and 1", n, sum, bad, 25*100+300)
+	}
+}
+
+// undecodable are stored outcome events that cannot be audited, each
+// with what makes it so.
+var undecodable = [][]byte{
+	[]byte(`{"user":"ua","nonsense":1}`), // unknown field
+	[]byte(``),                           // empty
+	[]byte("  \t "),                      // blank
+	[]byte("\x00\xff\xfe garbage\n{\"user\":\"ub\"}\n"),                                                    // binary, with newlines
+	[]byte(`{"user":"uc","item":"sku1"}`),                                                                  // no time, no mode
+	[]byte(`{"user":"ud","item":"sku1","time":"2026-11-01T10:00:00Z","mode":"personalized","price":"12"}`), // a string price
+	[]byte(`[1,2,3]`),
+	append(append([]byte(`{"user":"ue","item":"`), bytes.Repeat([]byte("x"), audit.MaxLineBytes)...), `","time":"2026-11-01T10:00:00Z","mode":"personalized"}`...), // too long
+}
+
+// goodEvents returns n valid outcome events (prices 100, 101, ...), one of
+// them pretty-printed over several lines, which is still one event.
+func goodEvents(t *testing.T, n int) (users []string, events [][]byte) {
+	t.Helper()
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		price := float64(100 + i)
+		ev := audit.Event{UserID: "u" + string(rune('a'+i%5)), Item: "sku1", Time: at.Add(time.Duration(i) * time.Minute), Mode: audit.ModePersonalized, Price: &price}
+		var b []byte
+		var err error
+		if i == 3 {
+			b, err = json.MarshalIndent(ev, "", "  ")
+		} else {
+			b, err = json.Marshal(ev)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		users, events = append(users, ev.UserID), append(events, b)
+	}
+	return users, events
+}
+
+// ordinals returns the 1-based places (in the store's read order) of the
+// stored events for which bad is true.
+func ordinals(t *testing.T, ol store.OutcomeLog, bad func([]byte) bool) []int64 {
+	t.Helper()
+	var out []int64
+	var n int64
+	if err := ol.ReadOutcomes(context.Background(), func(e []byte) error {
+		n++
+		if bad(e) {
+			out = append(out, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func isUndecodable(e []byte) bool {
+	for _, u := range undecodable {
+		if bytes.Equal(e, u) {
+			return true
+		}
+	}
+	return false
+}
+
+// auditStore runs a one-group audit (mean price) over the store's events.
+func auditStore(ctx context.Context, st store.Store) (*audit.Report, error) {
+	spec := audit.Spec{
+		Name:         "store",
+		Groups:       []audit.GroupSpec{{Name: "all", Segment: "*"}, {Name: "others", Segment: "!*"}},
+		Reference:    "all",
+		MinGroupSize: 1,
+		Metrics:      []audit.MetricSpec{{Name: "price", Kind: audit.Mean, Field: "price"}},
+	}
+	return audit.Run(ctx, spec, audit.StoreSource(ctx, st.(store.OutcomeLog)), audit.StoreFacts(st), audit.Options{})
+}
+
+// checkSkipped checks a report of 25 good events and the undecodable ones:
+// every good one used, every bad one skipped, counted and listed with its
+// place in the store's read order.
+func checkSkipped(t *testing.T, rep *audit.Report, want []int64) {
+	t.Helper()
+	if rep.Used != 25 || rep.Skipped != int64(len(want)) {
+		t.Fatalf("report used %d events, skipped %d; want 25 and %d", rep.Used, rep.Skipped, len(want))
+	}
+	if len(rep.Problems) != len(want) {
+		t.Fatalf("report lists %d problems, want %d: %+v", len(rep.Problems), len(want), rep.Problems)
+	}
+	for i, p := range rep.Problems {
+		if p.File != "store" || p.Line != want[i] || p.Reason == "" {
+			t.Errorf("problem %d = %+v, want store:%d with a reason", i, p, want[i])
+		}
+	}
+	g := rep.Groups[0]
+	if len(g.Metrics) != 1 || g.Metrics[0].N != 25 || math.Abs(g.Metrics[0].Value-112) > 1e-9 {
+		t.Fatalf("group %+v: want the mean price of the 25 good events (112)", g)
+	}
+}
+
+// Undecodable events in the store are skipped and counted, never a crash,
+// never the end of the read, never a silently short report; an event
+// pretty-printed over several lines is one event.
+func TestStoreSourceSkipsUndecodable(t *testing.T) {
+	ctx := context.Background()
+	st, err := memory.Open(ctx, memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	users, events := goodEvents(t, 25)
+	for i, u := range undecodable {
+		// Interleaved with the good ones, on every shard.
+		at := (i * 3) % len(users)
+		users = append(users[:at], append([]string{"u" + string(rune('a'+i%5))}, users[at:]...)...)
+		events = append(events[:at], append([][]byte{u}, events[at:]...)...)
+	}
+	if err := st.AppendOutcomes(ctx, users, events); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := auditStore(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSkipped(t, rep, ordinals(t, st, isUndecodable))
+}
+
+// The same on Redis, with stream entries damaged behind the store's back:
+// an entry without the event field, and binary garbage in it.
+func TestStoreSourceRedisDamagedEntries(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Client(t)
+	prefix := redistest.Prefix(t, c)
+	st, err := rs.New(ctx, c, rs.Options{Prefix: prefix, Shards: 2, Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	users, events := goodEvents(t, 25)
+	if err := st.AppendOutcomes(ctx, users[:10], events[:10]); err != nil {
+		t.Fatal(err)
+	}
+	for sh := 0; sh < 2; sh++ {
+		key := prefix + ":{" + strconv.Itoa(sh) + "}:outcomes"
+		for _, vals := range [][]any{{"x", "no event field"}, {"e", "\xff\x00{\"user\":"}, {"e", ""}} {
+			if err := c.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: vals}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.AppendOutcomes(ctx, users[10:], events[10:]); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := auditStore(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSkipped(t, rep, ordinals(t, st, func(e []byte) bool { return !json.Valid(e) }))
+	if rep.Skipped != 6 {
+		t.Fatalf("skipped %d, want the 6 damaged entries", rep.Skipped)
+	}
+}
+
+// A store that fails while the events are read fails the audit: no report
+// that looks complete.
+func TestStoreSourceStoreFails(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.Client(t)
+	st, err := rs.New(ctx, c, rs.Options{Prefix: redistest.Prefix(t, c), Shards: 2, Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, events := goodEvents(t, 5)
+	if err := st.AppendOutcomes(ctx, users, events); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	rep, err := auditStore(ctx, st)
+	if err == nil || !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("audit over a closed store: report %v, err %v; want an error wrapping store.ErrClosed", rep != nil, err)
+	}
+}
+
+// Cancelling the context ends the read even when Next is no longer called,
+// and a caller still calling Next gets the cancellation, not io.EOF.
+func TestStoreSourceCancel(t *testing.T) {
+	ctx := context.Background()
+	st, err := memory.Open(ctx, memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	users, events := goodEvents(t, 25)
+	for len(users) < 5000 {
+		users, events = append(users, users[:25]...), append(events, events[:25]...)
+	}
+	if err := st.AppendOutcomes(ctx, users, events); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	src := audit.StoreSource(cctx, st)
+	if _, err := src.Next(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	n := 1
+	for {
+		_, err := src.Next()
+		if err == nil {
+			n++
+			continue
+		}
+		if errors.Is(err, io.EOF) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("after %d events: %v; want context.Canceled", n, err)
+		}
+		break
+	}
+	if n >= 5000 {
+		t.Fatal("the read went on to the end after the cancellation")
 	}
 }
