@@ -18,6 +18,16 @@ type Config struct {
 	// confirmed it was current. Past it, Decide and CanPush fail closed with
 	// consent.ReasonUnverified. Zero means 2 s.
 	Lease time.Duration
+	// SettingsLease is how long the settings (the kill switch, the
+	// taxonomy, the channels) are trusted after the settings changelog's
+	// follower last confirmed them. Past it every answer fails closed with
+	// consent.ReasonUnverified. It is longer than Lease by default so that
+	// losing the Redis node that holds the settings (a Redis Cluster's {cfg}
+	// slot) for a failover does not stop decisions for users whose records
+	// live on other nodes; the price is that a settings change made while
+	// this instance cannot reach that node (a partition) reaches it up to
+	// SettingsLease late. Zero means 30 s; it is never shorter than Lease.
+	SettingsLease time.Duration
 	// PollBlock is how long one changelog read waits for news. It must be
 	// well under Lease. Zero means Lease/4.
 	PollBlock time.Duration
@@ -77,6 +87,12 @@ func (c *Config) fill() {
 	}
 	if c.Lease == 0 {
 		c.Lease = 2 * time.Second
+	}
+	if c.SettingsLease == 0 {
+		c.SettingsLease = 30 * time.Second
+	}
+	if c.SettingsLease < c.Lease {
+		c.SettingsLease = c.Lease
 	}
 	if c.PollBlock == 0 {
 		c.PollBlock = c.Lease / 4

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/recguard/recguard/internal/redistest"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/store/memory"
 	rs "github.com/recguard/recguard/store/redis"
 	"github.com/recguard/recguard/tags"
 )
@@ -216,4 +218,55 @@ func TestCorruptRecordFailsClosedForThatUserOnly(t *testing.T) {
 	if !c.Stats().Verified {
 		t.Error("a damaged record made the whole client unverified")
 	}
+}
+
+// cfgDown is a store whose settings changelog cannot be read (the Redis
+// node holding the settings is down) while the shards answer. Embedding the
+// interface hides the store's multi-log reader: one follower per log.
+type cfgDown struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (s *cfgDown) ReadChangelog(ctx context.Context, log int, after store.Position, count int, block time.Duration) ([]store.Event, error) {
+	if log == store.SettingsLog && s.down.Load() {
+		time.Sleep(10 * time.Millisecond)
+		return nil, store.ErrUnavailable
+	}
+	return s.Store.ReadChangelog(ctx, log, after, count, block)
+}
+
+// Losing the node that holds the settings does not stop decisions for users
+// on other nodes for SettingsLease; past it, answers fail closed.
+func TestSettingsLeaseOutlivesShardLease(t *testing.T) {
+	ms, err := memory.Open(context.Background(), memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	st := &cfgDown{Store: ms}
+	lease, settingsLease := 200*time.Millisecond, 1500*time.Millisecond
+	c := newClient(t, st, sdk.Config{Lease: lease, SettingsLease: settingsLease, Logger: quiet})
+	mustApply(t, c, consent.DeclareTag("eve", tags.MustParse("interest:ski")))
+	mustApply(t, c, consent.SetPersonalization("fay", false))
+	st.down.Store(true)
+	down := time.Now()
+	time.Sleep(3 * lease)
+	if d := mustDecide(t, c, "eve"); !d.Personalized {
+		t.Fatalf("%v after the settings node went down (shard lease %v): %+v, want decisions to go on", time.Since(down), lease, d)
+	}
+	if d := mustDecide(t, c, "fay"); d.Reason != consent.ReasonOptedOut {
+		t.Fatalf("opted-out user while the settings node is down: %+v", d)
+	}
+	took := eventually(t, settingsLease+time.Second, "failing closed past the settings lease", func() bool {
+		return mustDecide(t, c, "eve").Reason == consent.ReasonUnverified
+	})
+	// The lease runs from the last confirmation, at most one poll before
+	// the node went down.
+	if since := time.Since(down); since < settingsLease-lease {
+		t.Fatalf("failed closed %v after the settings node went down, well before the settings lease %v", since, settingsLease)
+	}
+	t.Logf("failed closed %v after the settings lease", took)
+	st.down.Store(false)
+	eventually(t, 2*time.Second, "recovering", func() bool { return mustDecide(t, c, "eve").Personalized })
 }

@@ -247,9 +247,18 @@ func (c *Client) lostWrite(i int, wrote store.Position) bool {
 // proved it was issued).
 func (c *Client) confirm(i int, t time.Time) {
 	c.confirmed[i].Store(t.UnixNano())
-	if time.Since(t) < c.cfg.Lease {
+	if time.Since(t) < c.leaseOf(i) {
 		c.ok[i].Store(true)
 	}
+}
+
+// leaseOf is the lease of log index i: SettingsLease for the settings log,
+// Lease for a shard.
+func (c *Client) leaseOf(i int) time.Duration {
+	if i == c.shards {
+		return c.cfg.SettingsLease
+	}
+	return c.cfg.Lease
 }
 
 // watchdog withdraws the trust of every log whose follower has not
@@ -264,7 +273,7 @@ func (c *Client) watchdog() {
 			return
 		case now := <-t.C:
 			for i := range c.ok {
-				if now.Sub(time.Unix(0, c.confirmed[i].Load())) > c.cfg.Lease {
+				if now.Sub(time.Unix(0, c.confirmed[i].Load())) > c.leaseOf(i) {
 					c.ok[i].Store(false)
 				}
 			}
