@@ -171,8 +171,13 @@ func (c Change) Because(reason string) Change {
 	return c
 }
 
-// restrictive reports whether the change can only narrow what the platform
-// may do with the user's data. Any actor may make a restrictive change.
+// Restrictive reports whether the change can only narrow what the platform
+// may do with the user's data (an opt-out, a channel refusal, a withdrawn
+// consent, a tag deletion, an erasure). Any actor may make one, and stores
+// accept one even when the settings cannot be re-read (it is valid under
+// any settings that know its channel).
+func (c Change) Restrictive() bool { return c.restrictive() }
+
 func (c Change) restrictive() bool {
 	switch c.Op {
 	case OpSetPersonalization, OpSetSensitive, OpSetGuardian:

@@ -294,3 +294,65 @@ func mustSettings(t *testing.T, s store.Store) consent.Settings {
 	}
 	return set
 }
+
+// On a Redis Cluster whose {cfg} primary is down (before its replica is
+// promoted), a user can still opt out: restrictive changes are validated
+// against the settings last read. Other changes wait for the settings.
+func TestOptOutWhileSettingsNodeIsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping a Redis Cluster test")
+	}
+	ctx := context.Background()
+	cl := redistest.StartCluster(t)
+	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs, DialTimeout: 200 * time.Millisecond, MaxRetries: 1, ReadTimeout: time.Second})
+	t.Cleanup(func() { c.Close() })
+	waitWritable(t, c)
+	s := mustNew(t, c, rs.Options{Logger: quiet})
+	// Find the master holding {cfg} and a user whose shard lives elsewhere.
+	cfgNode := nodeOf(t, c, "rg:{cfg}:meta")
+	user := ""
+	for i := 0; user == ""; i++ {
+		u := "z" + strconv.Itoa(i)
+		if nodeOf(t, c, "rg:{"+strconv.Itoa(store.ShardOf(u, s.Shards()))+"}:seq") != cfgNode {
+			user = u
+		}
+	}
+	mustApply(t, s, consent.DeclareTag(user, "interest:ski"))
+	for _, srv := range cl.Servers {
+		if srv.Addr == cfgNode {
+			srv.Stop()
+		}
+	}
+	start := time.Now()
+	a, err := s.Apply(ctx, consent.SetPersonalization(user, false))
+	if err != nil || a.Receipt == nil {
+		t.Fatalf("opt-out with the settings node down: %v", err)
+	}
+	t.Logf("opt-out acknowledged in %v with the settings node down", time.Since(start))
+	if _, err := s.Apply(ctx, consent.DeclareTag(user, "interest:golf")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a widening change with the settings node down: err = %v, want store.ErrUnavailable", err)
+	}
+}
+
+func waitWritable(t *testing.T, c *goredis.ClusterClient) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 64; i++ {
+		for c.Set(context.Background(), "probe:{"+strconv.Itoa(i)+"}", "1", time.Minute).Err() != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("cluster not writable")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// nodeOf returns the address of the master serving key.
+func nodeOf(t *testing.T, c *goredis.ClusterClient, key string) string {
+	t.Helper()
+	n, err := c.MasterForKey(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Options().Addr
+}

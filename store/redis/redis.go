@@ -229,8 +229,11 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 
 // readForWrite reads the user's record and the settings version in one
 // round trip (a pipeline), and the settings themselves only when their
-// version moved since last read.
-func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (consent.Record, string, *consent.Settings, error) {
+// version moved since last read. For a restrictive change (an opt-out, a
+// refusal, a deletion) the settings last read are used when the settings'
+// node cannot be reached (a Redis Cluster losing the {cfg} primary): the
+// user can always say no.
+func (s *Store) readForWrite(ctx context.Context, shard int, userID string, restrictive bool) (consent.Record, string, *consent.Settings, error) {
 	var hm *goredis.SliceCmd
 	var rx *goredis.IntCmd
 	var sv *goredis.StringCmd
@@ -243,8 +246,15 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (con
 	if errors.Is(err, goredis.Nil) && errors.Is(sv.Err(), goredis.Nil) {
 		return consent.Record{}, "", nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
 	}
+	stale := false
 	if err != nil {
-		return consent.Record{}, "", nil, unavailable(err)
+		s.mu.Lock()
+		cached := s.set != nil
+		s.mu.Unlock()
+		if !restrictive || !cached || hm.Err() != nil || rx.Err() != nil {
+			return consent.Record{}, "", nil, unavailable(err)
+		}
+		stale = true // only the settings' node failed
 	}
 	rec, ver, err := decodeRecord(userID, hm.Val())
 	if err != nil {
@@ -257,7 +267,7 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string) (con
 	s.mu.Lock()
 	set := s.set
 	s.mu.Unlock()
-	if set == nil || set.Version != v {
+	if !stale && (set == nil || set.Version != v) {
 		if set, _, _, err = s.readSettings(ctx); err != nil {
 			return consent.Record{}, "", nil, err
 		}
@@ -333,7 +343,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	shard := store.ShardOf(ch.UserID, s.shards)
 	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard)}
 	for attempt := 0; attempt < s.tries; attempt++ {
-		rec, ver, set, err := s.readForWrite(ctx, shard, ch.UserID)
+		rec, ver, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
 		if err != nil {
 			return store.Applied{}, err
 		}
