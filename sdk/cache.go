@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
 )
 
 // ways is the associativity of the cache: a user can live in one of the
@@ -19,6 +20,9 @@ type view struct {
 	rec    consent.Record
 	// gen is the settings generation dec was computed under.
 	gen uint64
+	// pos is the changelog position rec was written at, when known (a
+	// changelog event, this client's write); empty for a record read.
+	pos store.Position
 	dec consent.Decision
 	// loading marks a placeholder inserted when a miss starts loading, so
 	// changelog events for the user that arrive during the load are kept.

@@ -322,6 +322,7 @@ func (c *Client) view(ctx context.Context, userID string) (*view, consent.Decisi
 // refresh recomputes a view's decision under newer settings (no I/O).
 func (c *Client) refresh(v *view, sv *settingsView) *view {
 	nv := c.makeView(v.hash, v.rec, sv)
+	nv.pos = v.pos
 	if in := c.cache.install(nv, true); in != nil && in.rec.Version > nv.rec.Version {
 		return in
 	}
@@ -384,7 +385,7 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 		c.wrote[a.Shard] = a.Pos
 	}
 	c.posMu.Unlock()
-	c.installTruth(ctx, a.Record)
+	c.installTruth(ctx, a.Record, a.Pos)
 	if err != nil || !c.cfg.WaitForAll || a.Receipt == nil {
 		return a, err
 	}
@@ -396,13 +397,30 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 // result); a cached view of the same version from another history (another
 // receipt chain head) shows the store went back in time: the shard is
 // resynced and rec, which is the truth now, replaces the view.
-func (c *Client) installRecord(rec consent.Record, onlyIfPresent bool) *view {
+//
+// pos is where rec was written in its changelog (empty when unknown). A
+// cached view written earlier in the log with a higher version than rec
+// shows the same: the log was rewound and written again.
+func (c *Client) installRecord(rec consent.Record, pos store.Position, onlyIfPresent bool) *view {
 	h := xxhash.Sum64String(rec.UserID)
 	v := c.makeView(h, rec, c.settings.Load())
+	v.pos = pos
 	in := c.cache.install(v, onlyIfPresent)
-	if in != nil && in != v && !in.loading && in.rec.Version == rec.Version && in.rec.LastHash != rec.LastHash {
-		c.regress(int(h%uint64(c.shards)), "a record came back at a version already seen with another history")
+	if in == nil || in == v || in.loading {
+		return in
+	}
+	shard := int(h % uint64(c.shards))
+	switch {
+	case in.rec.Version == rec.Version && in.rec.LastHash != rec.LastHash:
+		c.regress(shard, "a record came back at a version already seen with another history")
 		in = c.cache.install(v, onlyIfPresent)
+	case in.rec.Version > rec.Version && pos != "" && in.pos != "" && pos.Compare(in.pos) > 0:
+		c.regress(shard, "a later changelog entry carries a lower version than one applied")
+		in = c.cache.install(v, onlyIfPresent)
+	case in.rec.Version > rec.Version && in.pos == "" && pos != "":
+		// The cached view was read, not followed: a newer read, or one from
+		// a history since lost. The verifier tells which.
+		c.verifyLater(rec.UserID, in.rec.Version)
 	}
 	return in
 }
@@ -412,8 +430,8 @@ func (c *Client) installRecord(rec consent.Record, onlyIfPresent bool) *view {
 // applied meanwhile) or a sign that the store lost changes; the user is
 // re-read at once to tell, so the write is never hidden behind a view from
 // a lost history.
-func (c *Client) installTruth(ctx context.Context, rec consent.Record) {
-	in := c.installRecord(rec, false)
+func (c *Client) installTruth(ctx context.Context, rec consent.Record, pos store.Position) {
+	in := c.installRecord(rec, pos, false)
 	if in != nil && !in.loading && in.rec.Version > rec.Version {
 		c.verify(ctx, rec.UserID, in.rec.Version)
 	}

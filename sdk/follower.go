@@ -192,7 +192,7 @@ func (c *Client) applyEvents(evs []store.Event) {
 		case ev.Settings != nil:
 			c.installSettings(*ev.Settings)
 		case ev.Record != nil:
-			c.installRecord(*ev.Record, true)
+			c.installRecord(*ev.Record, ev.Pos, true)
 		}
 		if !ev.Receipt.At.IsZero() {
 			c.prop.observe(now.Sub(ev.Receipt.At))
@@ -409,7 +409,7 @@ func (c *Client) verify(ctx context.Context, userID string, cached uint64) {
 	}
 	if recs[0].Version < cached {
 		c.regress(shard, "a record was read at a lower version than one already applied")
-		c.installRecord(recs[0], false)
+		c.installRecord(recs[0], "", false)
 	}
 }
 
