@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -354,14 +355,23 @@ func reportHistory(t *testing.T, h *History, truth map[string]Truth, strict bool
 	return violations, losses
 }
 
-// errSummary counts the distinct error texts of ops (first 60 chars).
+var (
+	reQuoted = regexp.MustCompile(`"[^"]*"`)
+	reAddr   = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	reNum    = regexp.MustCompile(`\d+`)
+)
+
+// errSummary counts the distinct error texts of ops (addresses, quoted
+// strings and numbers blanked, first 70 chars).
 func errSummary(h *History) string {
 	m := map[string]int{}
 	for _, o := range h.Ops {
 		if o.Err != "" {
-			e := o.Err
-			if len(e) > 60 {
-				e = e[:60]
+			e := reAddr.ReplaceAllString(o.Err, "ADDR")
+			e = reQuoted.ReplaceAllString(e, `"…"`)
+			e = reNum.ReplaceAllString(e, "N")
+			if len(e) > 70 {
+				e = e[:70]
 			}
 			m[e]++
 		}

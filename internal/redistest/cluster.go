@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,10 @@ func (cl *Cluster) server(addr string) *Server {
 	return nil
 }
 
-// SlotNodes asks the running nodes (CLUSTER SLOTS) which node is the master
-// of slot and which are its replicas.
+// SlotNodes asks the running nodes (CLUSTER NODES) which node is the master
+// of slot and which are its replicas (replicas flagged as failed are left
+// out). CLUSTER SLOTS is not used: Redis 7 leaves out of it replicas whose
+// offset the master has not heard of yet.
 func (cl *Cluster) SlotNodes(ctx context.Context, slot int) (master *Server, replicas []*Server, err error) {
 	var last error
 	for _, s := range cl.Servers {
@@ -52,28 +55,56 @@ func (cl *Cluster) SlotNodes(ctx context.Context, slot int) (master *Server, rep
 			continue
 		}
 		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
-		slots, err := c.ClusterSlots(ctx).Result()
+		txt, err := c.ClusterNodes(ctx).Result()
 		c.Close()
 		if err != nil {
 			last = err
 			continue
 		}
-		for _, r := range slots {
-			if slot < int(r.Start) || slot > int(r.End) || len(r.Nodes) == 0 {
+		type node struct{ id, addr, flags, master string }
+		var nodes []node
+		masterID := ""
+		for _, line := range strings.Split(strings.TrimSpace(txt), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 8 {
 				continue
 			}
-			master = cl.server(r.Nodes[0].Addr)
-			for _, n := range r.Nodes[1:] {
-				if rs := cl.server(n.Addr); rs != nil {
+			n := node{id: f[0], addr: f[1], flags: f[2], master: f[3]}
+			if at := strings.IndexByte(n.addr, '@'); at >= 0 {
+				n.addr = n.addr[:at]
+			}
+			nodes = append(nodes, n)
+			if !strings.Contains(n.flags, "master") || strings.Contains(n.flags, "fail") {
+				continue
+			}
+			for _, r := range f[8:] {
+				lo, hi, ok := strings.Cut(r, "-")
+				if !ok {
+					hi = lo
+				}
+				a, err1 := strconv.Atoi(lo)
+				b, err2 := strconv.Atoi(hi)
+				if err1 == nil && err2 == nil && a <= slot && slot <= b {
+					masterID = n.id
+					master = cl.server(n.addr)
+				}
+			}
+		}
+		if masterID == "" {
+			last = fmt.Errorf("slot %d not covered", slot)
+			continue
+		}
+		if master == nil {
+			return nil, nil, fmt.Errorf("slot %d served by a node that is not one of this cluster's servers", slot)
+		}
+		for _, n := range nodes {
+			if n.master == masterID && strings.Contains(n.flags, "slave") && !strings.Contains(n.flags, "fail") {
+				if rs := cl.server(n.addr); rs != nil {
 					replicas = append(replicas, rs)
 				}
 			}
-			if master == nil {
-				return nil, nil, fmt.Errorf("slot %d served by %s, not one of this cluster's servers", slot, r.Nodes[0].Addr)
-			}
-			return master, replicas, nil
 		}
-		last = fmt.Errorf("slot %d not covered", slot)
+		return master, replicas, nil
 	}
 	if last == nil {
 		last = fmt.Errorf("no node running")

@@ -230,7 +230,10 @@ func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
 	cl := &Cluster{}
 	for i := 0; i < 6; i++ {
 		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10), "--appendonly", "no"}
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10), "--appendonly", "no",
+			// A replica (a new one, or a killed master rejoining) syncs at
+			// once instead of after the default 5 s diskless-sync delay.
+			"--repl-diskless-sync-delay", "0"}
 		s := StartServer(tb, append(args, o.Extra...)...)
 		cl.Servers = append(cl.Servers, s)
 		cl.Addrs = append(cl.Addrs, s.Addr)
@@ -254,6 +257,23 @@ func StartClusterWith(tb testing.TB, o ClusterOptions) *Cluster {
 				tb.Fatalf("cluster node %s not ok: %v %s", a, err, info)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		c.Close()
+	}
+	// Every replica synced: until then CLUSTER SLOTS does not list it and a
+	// failover would have nothing to promote.
+	for _, s := range cl.Servers {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr})
+		for {
+			info, err := c.Info(context.Background(), "replication").Result()
+			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				tb.Fatalf("cluster node %s: replica not synced: %v %s", s.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		c.Close()
 	}
