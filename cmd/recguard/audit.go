@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -60,10 +61,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("audit: unexpected arguments %q", fs.Args())
 	}
-	if *specPath == "" || *eventsPath == "" {
-		fs.Usage()
-		return errors.New("audit: --spec and --events are required")
-	}
+	// Store flags given on the command line (not from the environment,
+	// which may name a store for other commands) conflict with --users.
 	storeSet := false
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -71,6 +70,13 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			storeSet = true
 		}
 	})
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if *specPath == "" || *eventsPath == "" {
+		fs.Usage()
+		return errors.New("audit: --spec and --events are required")
+	}
 	fromStore := *eventsPath == "store"
 	if *usersPath != "" && storeSet && !fromStore {
 		return errors.New("audit: give --users or store flags, not both")
@@ -110,7 +116,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return fmt.Errorf("audit: no store at %s: give --users FILE and --events FILE, or the store flags of an existing store", sf.data)
 			}
 		}
-		s, closeAll, err := sf.open(ctx)
+		s, closeAll, err := sf.open(ctx, openOptions{cmd: "audit", log: slog.New(slog.NewTextHandler(stderr, nil))})
 		if err != nil {
 			return fmt.Errorf("audit: opening the store: %w", err)
 		}

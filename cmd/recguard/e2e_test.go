@@ -25,7 +25,8 @@ func TestServeRedis(t *testing.T) {
 	redisURL := "redis://" + rsrv.Addr + "/0"
 	sf := []string{"--redis", redisURL}
 
-	p := startServe(t, append([]string{"--addr", "127.0.0.1:0"}, sf...)...)
+	// A new Redis keyspace is created explicitly: --init.
+	p := startServe(t, append([]string{"--addr", "127.0.0.1:0", "--init"}, sf...)...)
 	adminID, admin, ok := p.adminKey()
 	if !ok {
 		t.Fatalf("first start printed no admin key; stdout:\n%s", p.stdout.String())
@@ -289,8 +290,9 @@ func TestServeRedis(t *testing.T) {
 		t.Errorf("no shutdown log line; stderr:\n%s", p.stderr.String())
 	}
 
-	// Restart on the same Redis: no new admin key, the revoked key stays
-	// revoked, the change made in flight is there.
+	// Restart on the same Redis (no --init needed: it holds a store): no
+	// new admin key, the revoked key stays revoked, the change made in
+	// flight is there.
 	p2 := startServe(t, append([]string{"--addr", "127.0.0.1:0"}, sf...)...)
 	if _, _, ok := p2.adminKey(); ok {
 		t.Fatalf("restart on a Redis with keys printed a new admin key:\n%s", p2.stdout.String())

@@ -129,14 +129,35 @@ type proc struct {
 	addr   string
 }
 
+// childEnv is the environment of the binary under test: this process's,
+// without RECGUARD_ variables that would set its flags (a developer's shell
+// must not change what the tests run), plus env.
+func childEnv(env []string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "RECGUARD_") && !strings.HasPrefix(kv, "RECGUARD_REDIS_ADDRS=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, env...)
+}
+
 // startServe starts `recguard serve args...`, waits (at most 20 s) for its
 // "listening on" line and returns it. The process is killed at the end of
 // the test if it is still running.
 func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startServeEnv(t, nil, args...)
+}
+
+// startServeEnv is startServe with more environment variables (KEY=VALUE).
+func startServeEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	bin := recguardBinary(t)
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
+	p.cmd.Env = childEnv(env)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.cmd.Dir = t.TempDir() // a default ./recguard-data never lands in the source tree
 	p.cmd.WaitDelay = 5 * time.Second
@@ -248,9 +269,16 @@ func (p *proc) waitReady() {
 // stdout, stderr and error.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runCLIEnv(t, nil, args...)
+}
+
+// runCLIEnv is runCLI with more environment variables (KEY=VALUE).
+func runCLIEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, recguardBinary(t), args...)
+	cmd.Env = childEnv(env)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	cmd.Dir = t.TempDir() // a default ./recguard-data never lands in the source tree

@@ -1,16 +1,26 @@
 // Command recguard runs recguard's companion server and its tools.
 //
-//	recguard serve [--addr :8080] [--data ./recguard-data | --redis redis://host:port/0 | --redis-cluster host:port,...]
+//	recguard serve [--addr :8080] [--init] [serve flags] [--data ./recguard-data | --redis redis://host:port/0 | --redis-cluster host:port,...]
 //	recguard keys create --role app|admin|auditor [--name NAME] [store flags]
 //	recguard keys revoke ID [store flags]
 //	recguard keys list [store flags]
+//	recguard audit --spec spec.yaml --events events.jsonl [...]
 //
 // With no store flag it uses the embedded store in --data, which survives
-// restarts. On first start, serve prints an admin key once.
+// restarts. On first start, serve prints an admin key once. A Redis
+// keyspace is created only by serve --init: without it serve refuses an
+// empty keyspace, so a Redis that lost its data is never silently
+// re-initialised.
+//
+// Every flag of every subcommand can also be set by an environment
+// variable: RECGUARD_ and the flag's name in upper case with dashes as
+// underscores (--redis-password: RECGUARD_REDIS_PASSWORD). A flag on the
+// command line wins over the variable; an empty variable counts as unset.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +51,7 @@ func main() {
 }
 
 const usage = `usage:
-  recguard serve [--addr :8080] [store flags]
+  recguard serve [--addr :8080] [--init] [serve flags] [store flags]
   recguard keys create --role app|admin|auditor [--name NAME] [store flags]
   recguard keys revoke ID [store flags]
   recguard keys list [store flags]
@@ -49,9 +59,48 @@ const usage = `usage:
 
 store flags:
   --data DIR               embedded store directory (default ./recguard-data)
-  --redis URL              a Redis, e.g. redis://127.0.0.1:6379/0
+  --redis URL              a Redis, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)
   --redis-cluster ADDRS    a Redis Cluster, e.g. 10.0.0.1:6379,10.0.0.2:6379
   --prefix P               Redis key prefix (default rg)
+  --redis-username U, --redis-password P
+                           Redis ACL user and password (over the URL's; prefer
+                           RECGUARD_REDIS_PASSWORD to a flag others can see in ps)
+  --redis-tls              TLS to Redis (rediss:// URLs have it already)
+  --redis-timeout D        one Redis command's read/write timeout (default 1s)
+  --redis-dial-timeout D   connecting to Redis (default 500ms)
+  --allow-evicting         open a Redis whose maxmemory-policy evicts keys (refused
+                           otherwise: an evicted record is a forgotten opt-out)
+  --durability-replicas N  acknowledge a write only once N replicas have it (WAIT);
+                           without it a failover may lose acknowledged writes
+  --durability-timeout D   how long to wait for them (default 500ms; under
+                           --redis-timeout); past it the answer is 202 not-replicated
+
+serve flags:
+  --init                   create the recguard keyspace in an empty Redis (ignored
+                           when it holds one). Without it serve refuses an empty
+                           keyspace: it may be one that lost its data
+  --accept-data-loss       open a Redis keyspace that lost shards, accepting that
+                           their users start from empty records
+  --lease D                trust the cache this long without a confirmed changelog
+                           read (default 2s)
+  --decision-budget D      /decision and /can-push answer within it, failing closed
+                           when the store is slow or gone (default 250ms)
+  --key-cache-ttl D        a revoked key stops working within it (default 5s)
+  --key-grace D            keys verified within it keep working while the store
+                           cannot be read (default 10m; 0s: none)
+  --wait-for-all           acknowledge opt-outs, refusals, withdrawals, deletions,
+                           erasures and suspensions only once every live instance
+                           applied them, else 202 not-propagated (default true;
+                           --wait-for-all=false to acknowledge once recorded)
+  --propagation-timeout D  how long to wait for every instance (default 2s)
+  --auth-fail-rate R       failed authentications allowed per client address per
+                           second before 429 (default 1, burst 30; negative: off)
+  --trusted-proxies LIST   proxies whose X-Forwarded-For names the client address
+                           (default none)
+
+Every flag can also be set by an environment variable: RECGUARD_ and the
+flag's name in upper case, dashes as underscores (--redis-password:
+RECGUARD_REDIS_PASSWORD, --init: RECGUARD_INIT=true). The command line wins.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,46 +127,147 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-// storeFlags are the flags that choose the store.
+// storeFlags are the flags that choose and open the store.
 type storeFlags struct {
 	data, redisURL, cluster, prefix string
+	username, password              string
+	tls, allowEvicting              bool
+	timeout, dialTimeout            time.Duration
+	replicas                        int
+	durTimeout                      time.Duration
 }
 
 func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.data, "data", "./recguard-data", "embedded store directory")
-	fs.StringVar(&sf.redisURL, "redis", "", "Redis URL (redis://host:port/db)")
+	fs.StringVar(&sf.redisURL, "redis", "", "Redis URL (redis://host:port/db, rediss:// for TLS)")
 	fs.StringVar(&sf.cluster, "redis-cluster", "", "comma-separated Redis Cluster addresses")
 	fs.StringVar(&sf.prefix, "prefix", "", "Redis key prefix (default rg)")
+	fs.StringVar(&sf.username, "redis-username", "", "Redis ACL user (over the URL's)")
+	fs.StringVar(&sf.password, "redis-password", "", "Redis password (over the URL's; prefer RECGUARD_REDIS_PASSWORD)")
+	fs.BoolVar(&sf.tls, "redis-tls", false, "connect to Redis with TLS")
+	fs.DurationVar(&sf.timeout, "redis-timeout", 0, "one Redis command's read/write timeout (default the URL's read_timeout, else 1s)")
+	fs.DurationVar(&sf.dialTimeout, "redis-dial-timeout", 0, "Redis connect timeout (default the URL's dial_timeout, else 500ms)")
+	fs.BoolVar(&sf.allowEvicting, "allow-evicting", false, "open a Redis whose maxmemory-policy may evict keys")
+	fs.IntVar(&sf.replicas, "durability-replicas", 0, "acknowledge writes only once this many replicas have them (Redis WAIT)")
+	fs.DurationVar(&sf.durTimeout, "durability-timeout", 0, "how long a write waits for its replicas (default 500ms)")
+}
+
+// openOptions are what only some commands may do when opening a store.
+type openOptions struct {
+	cmd            string // for messages: "serve", "keys", "audit"
+	init           bool   // create an empty Redis keyspace (serve --init)
+	acceptDataLoss bool   // serve --accept-data-loss
+	log            *slog.Logger
+}
+
+// redisClientOptions maps the Redis flags (and the URL's fields) to the
+// client options of store/redis.
+func (sf *storeFlags) redisClientOptions() (rs.ClientOptions, error) {
+	var o rs.ClientOptions
+	switch {
+	case sf.redisURL != "":
+		u, err := goredis.ParseURL(sf.redisURL)
+		if err != nil {
+			return o, fmt.Errorf("--redis: %w", err)
+		}
+		o.Addrs = []string{u.Addr}
+		o.Username, o.Password, o.DB, o.TLS = u.Username, u.Password, u.DB, u.TLSConfig
+		if u.ReadTimeout > 0 {
+			o.Timeout = u.ReadTimeout
+		}
+		if u.DialTimeout > 0 {
+			o.DialTimeout = u.DialTimeout
+		}
+		if u.PoolSize > 0 {
+			o.PoolSize = u.PoolSize
+		}
+	case sf.cluster != "":
+		for _, a := range strings.Split(sf.cluster, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				o.Addrs = append(o.Addrs, a)
+			}
+		}
+		if len(o.Addrs) == 0 {
+			return o, errors.New("--redis-cluster: no address")
+		}
+		o.Cluster = true
+	}
+	if sf.username != "" {
+		o.Username = sf.username
+	}
+	if sf.password != "" {
+		o.Password = sf.password
+	}
+	if sf.tls && o.TLS == nil {
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if sf.timeout < 0 || sf.dialTimeout < 0 || sf.durTimeout < 0 || sf.replicas < 0 {
+		return o, errors.New("--redis-timeout, --redis-dial-timeout, --durability-timeout and --durability-replicas must not be negative")
+	}
+	if sf.timeout > 0 {
+		o.Timeout = sf.timeout
+	}
+	if sf.dialTimeout > 0 {
+		o.DialTimeout = sf.dialTimeout
+	}
+	return o, nil
 }
 
 // open opens the chosen store; closeAll releases it (and its client).
-func (sf *storeFlags) open(ctx context.Context) (st store.Store, closeAll func(), err error) {
-	var c goredis.UniversalClient
-	switch {
-	case sf.redisURL != "" && sf.cluster != "":
+func (sf *storeFlags) open(ctx context.Context, oo openOptions) (st store.Store, closeAll func(), err error) {
+	if oo.log == nil {
+		oo.log = slog.Default()
+	}
+	if sf.redisURL != "" && sf.cluster != "" {
 		return nil, nil, errors.New("give --redis or --redis-cluster, not both")
-	case sf.redisURL != "":
-		opts, err := goredis.ParseURL(sf.redisURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--redis: %w", err)
-		}
-		opts.PoolSize = max(opts.PoolSize, 64)
-		c = goredis.NewClient(opts)
-	case sf.cluster != "":
-		c = goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: strings.Split(sf.cluster, ",")})
-	default:
+	}
+	if sf.redisURL == "" && sf.cluster == "" {
 		ms, err := memory.Open(ctx, memory.Options{Dir: sf.data})
 		if err != nil {
 			return nil, nil, err
 		}
 		return ms, func() { ms.Close() }, nil
 	}
-	s, err := rs.New(ctx, c, rs.Options{Prefix: sf.prefix})
+	co, err := sf.redisClientOptions()
 	if err != nil {
-		c.Close()
 		return nil, nil, err
 	}
+	c := rs.NewClient(co)
+	s, err := rs.New(ctx, c, rs.Options{
+		Prefix: sf.prefix, Init: oo.init, AcceptDataLoss: oo.acceptDataLoss, AllowEvicting: sf.allowEvicting,
+		Durability: rs.Durability{Replicas: sf.replicas, Timeout: sf.durTimeout}, Logger: oo.log,
+	})
+	if err != nil {
+		c.Close()
+		return nil, nil, explainOpen(err, oo.cmd, sf.prefix)
+	}
 	return s, func() { s.Close(); c.Close() }, nil
+}
+
+// explainOpen turns the store's refusals to open into what to do.
+func explainOpen(err error, cmd, prefix string) error {
+	if prefix == "" {
+		prefix = "rg"
+	}
+	switch {
+	case errors.Is(err, store.ErrNotInitialized):
+		if cmd != "serve" {
+			return fmt.Errorf("%w\nthe Redis keyspace (prefix %q) holds no recguard store: create it with `recguard serve --init` first", err, prefix)
+		}
+		return fmt.Errorf("%w\nthe Redis keyspace (prefix %q) holds no recguard store. "+
+			"If this is a new deployment, start once with --init (or RECGUARD_INIT=true) to create it. "+
+			"If it held recguard data before, that data is gone (Redis restarted without persistence, flushed, or replaced): "+
+			"restore it from its backup or replica instead; initialising would forget every opt-out it held (see docs/operations.md)", err, prefix)
+	case errors.Is(err, store.ErrDataLoss):
+		if cmd != "serve" {
+			return fmt.Errorf("%w\nthe Redis keyspace (prefix %q) lost data: restore it, or accept the loss with `recguard serve --accept-data-loss`", err, prefix)
+		}
+		return fmt.Errorf("%w\nthe Redis keyspace (prefix %q) lost data: restore it from its backup or replica; "+
+			"or start with --accept-data-loss to accept that the users on the lost shards start from empty records (see docs/operations.md)", err, prefix)
+	case errors.Is(err, store.ErrUnsafeConfig):
+		return fmt.Errorf("%w\nset maxmemory-policy to noeviction (or a volatile-* policy) on Redis, or pass --allow-evicting to run anyway: an evicted record is a forgotten opt-out", err)
+	}
+	return err
 }
 
 func keyStore(st store.Store) (store.KeyStore, error) {
@@ -126,6 +276,51 @@ func keyStore(st store.Store) (store.KeyStore, error) {
 		return nil, errors.New("this store keeps no API keys")
 	}
 	return ks, nil
+}
+
+// envPrefix starts the environment variable of every flag.
+const envPrefix = "RECGUARD_"
+
+// envName is the environment variable of the flag name: RECGUARD_ and the
+// name in upper case, dashes as underscores.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag of fs not given on the command line from its
+// environment variable (see envName), when that is set and not empty.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%s=%q: %w", name, v, e)
+		}
+	})
+	return err
+}
+
+// parseArgs parses args (flags anywhere, see parseInterspersed), then the
+// environment variables of the flags not given, and returns the other
+// arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	return pos, nil
 }
 
 // parseInterspersed parses the flags in args wherever they are, so that
@@ -157,14 +352,15 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	sf.register(fs)
 	role := fs.String("role", "", "role of the new key: app, admin or auditor")
 	name := fs.String("name", "", "a name for people")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if sub != "revoke" && len(pos) > 0 {
 		return fmt.Errorf("keys %s: unexpected argument %q", sub, pos[0])
 	}
-	st, closeAll, err := sf.open(ctx)
+	// Never Init: a keyspace is created by serve --init only.
+	st, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: slog.New(slog.NewTextHandler(stderr, nil))})
 	if err != nil {
 		return err
 	}
@@ -213,17 +409,48 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var sf storeFlags
 	sf.register(fs)
 	addr := fs.String("addr", ":8080", "listen address")
+	initStore := fs.Bool("init", false, "create the recguard keyspace in an empty Redis (ignored when it holds one)")
+	acceptLoss := fs.Bool("accept-data-loss", false, "open a Redis keyspace that lost shards, accepting that their users start from empty records")
 	lease := fs.Duration("lease", 0, "how long answers trust the cache without a confirmed changelog read (default 2s)")
-	if pos, err := parseInterspersed(fs, args); err != nil {
+	budget := fs.Duration("decision-budget", 250*time.Millisecond, "/decision and /can-push answer within it, failing closed when the store is slow or gone")
+	keyTTL := fs.Duration("key-cache-ttl", 5*time.Second, "a revoked key stops working within it")
+	keyGrace := fs.Duration("key-grace", 10*time.Minute, "keys verified within it keep working while the store cannot be read (0s: none)")
+	waitAll := fs.Bool("wait-for-all", true, "acknowledge restrictive changes only once every live instance applied them (else 202)")
+	propTimeout := fs.Duration("propagation-timeout", 2*time.Second, "how long a restrictive change waits for every live instance")
+	authFail := fs.Float64("auth-fail-rate", 1, "failed authentications allowed per client address per second (burst 30; negative: no limit)")
+	proxies := fs.String("trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
+	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return fmt.Errorf("serve: unexpected argument %q (flags are --addr, --data, --redis, ...)", pos[0])
+	}
+	switch {
+	case *budget <= 0:
+		return errors.New("serve: --decision-budget must be positive")
+	case *keyTTL <= 0:
+		return errors.New("serve: --key-cache-ttl must be positive")
+	case *keyGrace < 0:
+		return errors.New("serve: --key-grace must not be negative")
+	case *propTimeout <= 0:
+		return errors.New("serve: --propagation-timeout must be positive")
+	case *authFail == 0:
+		return errors.New("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
+	}
+	var trusted []string
+	for _, p := range strings.Split(*proxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			trusted = append(trusted, p)
+		}
+	}
+	grace := *keyGrace
+	if grace == 0 {
+		grace = -1 // the flag's 0 means none; the server's 0 means its default
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st, closeAll, err := sf.open(ctx)
+	st, closeAll, err := sf.open(ctx, openOptions{cmd: "serve", init: *initStore, acceptDataLoss: *acceptLoss, log: log})
 	if err != nil {
 		return err
 	}
@@ -241,12 +468,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "first start: admin key %s (shown once, keep it safe):\n%s\n", k.ID, key)
 	}
-	client, err := sdk.New(ctx, st, sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease})
+	client, err := sdk.New(ctx, st, sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease, PropagationTimeout: *propTimeout})
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	srv, err := server.New(server.Config{Client: client, Store: st})
+	srv, err := server.New(server.Config{
+		Client: client, Store: st, Logger: log,
+		DecisionBudget: *budget, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
+		AuthFailRate: *authFail, TrustedProxies: trusted,
+	})
 	if err != nil {
 		return err
 	}
@@ -256,7 +487,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go purgeLoop(ctx, st, log)
-	log.Info("recguard serving", "addr", ln.Addr().String())
+	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
