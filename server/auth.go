@@ -162,26 +162,36 @@ func (kc *keyCache) cached(key string) (store.APIKey, keyCheck) {
 		return store.APIKey{}, keyBad
 	}
 	now := kc.now()
-	kc.mu.Lock()
-	kk := kc.known[id]
-	var e knownKey
-	if kk != nil {
-		e = *kk
-	}
-	unknownAt, isUnknown := kc.unknown[id]
-	kc.mu.Unlock()
+	e, known, unknownAt, isUnknown := kc.lookup(id)
 	switch {
-	case kk != nil && now.Sub(e.confirmed) < kc.ttl:
+	case known && now.Sub(e.confirmed) < kc.ttl:
 		return judge(e.k, secret)
-	case kk == nil && isUnknown && now.Sub(unknownAt) < kc.ttl:
+	case !known && isUnknown && now.Sub(unknownAt) < kc.ttl:
 		return store.APIKey{}, keyBad
-	case kk != nil && now.Before(e.retryAfter) && now.Sub(e.confirmed) < kc.grace:
-		if k, c := judge(e.k, secret); c == keyOK {
-			return k, keyGrace
-		}
-		return store.APIKey{}, keyBad
+	case known && now.Before(e.retryAfter) && now.Sub(e.confirmed) < kc.grace:
+		return judgeGrace(e.k, secret)
 	}
 	return store.APIKey{}, keyNeedsRead
+}
+
+// lookup returns what the cache holds about key id: a copy of its known
+// entry, or when the store said it is unknown.
+func (kc *keyCache) lookup(id string) (e knownKey, known bool, unknownAt time.Time, isUnknown bool) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kk := kc.known[id]; kk != nil {
+		e, known = *kk, true
+	}
+	unknownAt, isUnknown = kc.unknown[id]
+	return e, known, unknownAt, isUnknown
+}
+
+// judgeGrace judges a key from a stale answer, during the grace.
+func judgeGrace(k store.APIKey, secret string) (store.APIKey, keyCheck) {
+	if k, c := judge(k, secret); c == keyOK {
+		return k, keyGrace
+	}
+	return store.APIKey{}, keyBad
 }
 
 func judge(k store.APIKey, secret string) (store.APIKey, keyCheck) {
@@ -196,10 +206,12 @@ func judge(k store.APIKey, secret string) (store.APIKey, keyCheck) {
 	return k, keyOK
 }
 
-// unavailableErr reports a store that could not answer (down, or slower
-// than the budget): the errors a key's grace covers.
+// unavailableErr reports a store that could not answer for the key (down,
+// slower than the budget, or reporting lost data): the errors a key's grace
+// covers.
 func unavailableErr(err error) bool {
-	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrDataLoss) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // read reads the key from the store (bounded by the budget, shared with
@@ -229,32 +241,18 @@ func (kc *keyCache) read(ctx context.Context, key string) (store.APIKey, keyChec
 	}
 	switch {
 	case err == nil:
-		return judgeOrBad(k, secret)
+		k, c := judge(k, secret)
+		return k, c, nil
 	case errors.Is(err, ErrBadKey):
 		return store.APIKey{}, keyBad, nil
 	case !unavailableErr(err):
 		return store.APIKey{}, keyBad, err
 	}
-	now := kc.now()
-	kc.mu.Lock()
-	kk := kc.known[id]
-	var e knownKey
-	if kk != nil {
-		e = *kk
-	}
-	kc.mu.Unlock()
-	if kk != nil && now.Sub(e.confirmed) < kc.grace {
-		if k, c := judge(e.k, secret); c == keyOK {
-			return k, keyGrace, nil
-		}
-		return store.APIKey{}, keyBad, nil
+	if e, known, _, _ := kc.lookup(id); known && kc.now().Sub(e.confirmed) < kc.grace {
+		k, c := judgeGrace(e.k, secret)
+		return k, c, nil
 	}
 	return store.APIKey{}, keyBad, err
-}
-
-func judgeOrBad(k store.APIKey, secret string) (store.APIKey, keyCheck, error) {
-	k, c := judge(k, secret)
-	return k, c, nil
 }
 
 // fetch is one store read of key id; it records the answer and wakes the

@@ -49,7 +49,7 @@ func TestRedisHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	client, err := sdk.New(ctx, st, sdk.Config{Lease: 500 * time.Millisecond})
+	client, err := sdk.New(ctx, st, sdk.Config{Lease: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +231,110 @@ func redisPID(t *testing.T, s *redistest.Server) int {
 	}
 	pid, _ := strconv.Atoi(m[1])
 	return pid
+}
+
+// TestRedisLosesData: a Redis restarted without persistence under a running
+// server comes back empty. Readiness says data-loss (fast, no leak),
+// decisions answer 200 failing closed with reason data_loss (the app key
+// verified before keeps working), and changes are refused with a
+// data-loss problem rather than written into a keyspace that forgot its
+// opt-outs.
+func TestRedisLosesData(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	rc := rs.NewClient(rs.ClientOptions{Addrs: []string{srv.Addr}})
+	t.Cleanup(func() { rc.Close() })
+	st, err := rs.New(ctx, rc, rs.Options{Init: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	const lease = 400 * time.Millisecond
+	client, err := sdk.New(ctx, st, sdk.Config{Lease: lease, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if err := client.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Config{Client: client, Store: st, AuthFailRate: -1, Logger: quiet, WaitForAll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	app, _, err := server.NewKey(ctx, st, server.RoleApp, "app", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	do := func(method, path, body string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+app)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := do("PUT", "/v1/users/cy/consent/personalization", `{"enabled":false}`); code != 200 {
+		t.Fatalf("opt-out: %d %s", code, b)
+	}
+	if code, b := do("GET", "/v1/users/dot/decision", ""); code != 200 || !strings.Contains(string(b), `"personalized":true`) {
+		t.Fatalf("decision before: %d %s", code, b)
+	}
+
+	srv.Stop()
+	srv.Start() // no persistence: empty
+	lost := time.Now()
+	deadline := lost.Add(lease + 2*time.Second)
+	for {
+		code, b := do("GET", "/readyz", "")
+		if code == 503 && strings.Contains(string(b), "/data-loss") {
+			if leaks(b, srv.Addr) {
+				t.Errorf("readyz leaks: %s", b)
+			}
+			t.Logf("readyz data-loss %v after the restart: %s", time.Since(lost).Round(time.Millisecond), b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz after the data loss: %d %s", code, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Cached answers are trusted for at most the lease: then every answer
+	// fails closed with data_loss.
+	for _, u := range []string{"cy", "dot", "never-seen"} {
+		for {
+			code, b := do("GET", "/v1/users/"+u+"/decision", "")
+			if code != 200 {
+				t.Fatalf("decision for %s after the data loss: %d %s", u, code, b)
+			}
+			if strings.Contains(string(b), `"reason":"data_loss"`) && strings.Contains(string(b), `"personalized":false`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("decision for %s %v after the data loss: %s", u, time.Since(lost).Round(time.Millisecond), b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		code, b := do("GET", "/v1/users/"+u+"/can-push?channel=sms", "")
+		if code != 200 || !strings.Contains(string(b), `"allowed":false`) || !strings.Contains(string(b), `"reason":"data_loss"`) {
+			t.Errorf("can-push for %s after the data loss: %d %s", u, code, b)
+		}
+	}
+	t.Logf("every answer data_loss %v after the restart (lease %v)", time.Since(lost).Round(time.Millisecond), lease)
+	code, b := do("PUT", "/v1/users/cy/consent/personalization", `{"enabled":true}`)
+	if code != 503 || !strings.Contains(string(b), "/data-loss") || leaks(b, srv.Addr) {
+		t.Errorf("a change after the data loss: %d %s, want 503 data-loss", code, b)
+	}
 }

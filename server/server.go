@@ -55,7 +55,8 @@ type Config struct {
 	DecisionBudget time.Duration
 	// KeyGrace is how long a key the store last confirmed keeps working
 	// while the store cannot be read (its read fails with
-	// store.ErrUnavailable or does not answer within DecisionBudget). A
+	// store.ErrUnavailable or store.ErrDataLoss, or does not answer within
+	// DecisionBudget), so apps keep getting fail-closed decisions. A
 	// revoked key still stops within KeyCacheTTL whenever the store
 	// answers; during an outage, a revocation the server could not read
 	// takes effect when the store is back, or at the latest KeyGrace after

@@ -130,14 +130,15 @@ func (s *Server) getConsent(c *gin.Context) {
 }
 
 // apply makes the change through the client and answers with the state:
-// status once recorded (and, for a restrictive change under WaitForAll,
-// applied by every live instance), 202 with a problem when it is recorded
-// but not confirmed.
+// status once recorded (and, for a restrictive change under WaitForAll —
+// consent.Change.Restrictive: an opt-out, a refusal, a withdrawal, a tag
+// deletion, an erasure — applied by every live instance), 202 with a
+// problem when it is recorded but not confirmed.
 func (s *Server) apply(c *gin.Context, ch consent.Change, status int) {
 	ch.Reason = "api key " + keyOf(c).ID
 	ctx := c.Request.Context()
 	a, err := s.client.Apply(ctx, ch)
-	if err == nil && s.cfg.WaitForAll && restrictive(ch) {
+	if err == nil && s.cfg.WaitForAll && ch.Restrictive() {
 		err = s.waitApplied(ctx, ch.UserID, a)
 	}
 	var body *ConsentResponse
@@ -152,21 +153,6 @@ func (s *Server) apply(c *gin.Context, ch consent.Change, status int) {
 	default:
 		fail(c, err)
 	}
-}
-
-// restrictive reports whether ch takes something away: personalization
-// off, a channel refused, sensitive consent withdrawn, a tag deleted,
-// erasure. These are what WaitForAll waits for.
-func restrictive(ch consent.Change) bool {
-	switch ch.Op {
-	case consent.OpSetPersonalization, consent.OpSetSensitive:
-		return !ch.Value
-	case consent.OpSetChannel:
-		return ch.Value
-	case consent.OpDeleteTag, consent.OpErase:
-		return true
-	}
-	return false
 }
 
 // waitApplied waits until every live instance applied a's change to the

@@ -468,7 +468,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "first start: admin key %s (shown once, keep it safe):\n%s\n", k.ID, key)
 	}
-	client, err := sdk.New(ctx, st, sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease, PropagationTimeout: *propTimeout})
+	client, err := sdk.New(ctx, st, sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease, PropagationTimeout: *propTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
