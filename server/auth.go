@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -366,6 +367,21 @@ func (l *addrLimiter) spend(addr string) bool {
 	return l.get(addr).Allow()
 }
 
+// addrKey is the bucket of a client address for failed authentications:
+// the address itself for IPv4, its /64 for IPv6 (one host usually holds a
+// whole /64, so single addresses would be free to rotate).
+func addrKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // retryAfter is the Retry-After of a 429: whole seconds to the next token.
 func retryAfter(rps rate.Limit) string {
 	return strconv.Itoa(max(1, int(math.Ceil(1/float64(rps)))))
@@ -385,7 +401,7 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
 		defer cancel()
 		c.Set(ctxBudget, ctx)
-		addr := c.ClientIP()
+		addr := addrKey(c.ClientIP())
 		h := c.GetHeader("Authorization")
 		scheme, key, ok := strings.Cut(h, " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer")

@@ -112,6 +112,10 @@ func TestAuthFailLimit(t *testing.T) {
 	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(1), header: fwd("10.0.0.1")}, 401, "unauthenticated", u)
 	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(2), header: fwd("10.0.0.1")}, 429, "rate-limited", u)
 	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(3), header: fwd("10.0.0.2")}, 401, "unauthenticated", u)
+	// IPv6 clients are counted by their /64: rotating the host part does not help.
+	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(4), header: fwd("2001:db8:1:2::1")}, 401, "unauthenticated", u)
+	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(5), header: fwd("2001:db8:1:2:ffff::9")}, 429, "rate-limited", u)
+	e2.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: unknown(6), header: fwd("2001:db8:1:3::1")}, 401, "unauthenticated", u)
 	want(t, e2.do(call{method: "GET", path: "/v1/users/u1/decision", key: e2.app(), header: fwd("10.0.0.3")}), 200)
 }
 
