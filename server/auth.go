@@ -48,7 +48,10 @@ var ErrBadKey = errors.New("server: unknown or revoked API key")
 const keyPrefix = "rg_"
 
 // NewKey creates a key with role r in ks and returns the key to hand out
-// (shown once: only its hash is stored).
+// (shown once: only its hash is stored). When the store recorded the key but
+// its replicas did not confirm it (store.ErrNotReplicated), the key is
+// returned together with that error: it works, but a failover now could
+// lose it.
 func NewKey(ctx context.Context, ks store.KeyStore, r Role, name string, now time.Time) (string, store.APIKey, error) {
 	if !r.Valid() {
 		return "", store.APIKey{}, fmt.Errorf("server: unknown role %q (want app, admin or auditor)", r)
@@ -64,7 +67,9 @@ func NewKey(ctx context.Context, ks store.KeyStore, r Role, name string, now tim
 	id := hex.EncodeToString(idb[:])
 	sec := base64.RawURLEncoding.EncodeToString(secret[:])
 	k := store.APIKey{ID: id, Role: string(r), Hash: hashSecret(sec), Name: name, CreatedAt: now.UTC()}
-	if err := ks.PutKey(ctx, k); err != nil {
+	if err := ks.PutKey(ctx, k); errors.Is(err, store.ErrNotReplicated) {
+		return keyPrefix + id + "_" + sec, k, err
+	} else if err != nil {
 		return "", store.APIKey{}, err
 	}
 	return keyPrefix + id + "_" + sec, k, nil

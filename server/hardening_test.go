@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -246,4 +247,28 @@ func TestNoLeaks(t *testing.T) {
 	if !strings.Contains(p.Detail, "nosuch") {
 		t.Errorf("422 detail %q", p.Detail)
 	}
+}
+
+// notReplicatedKeys is a key store whose writes land but are not confirmed
+// by replicas.
+type notReplicatedKeys struct{ *memory.Store }
+
+func (n notReplicatedKeys) PutKey(ctx context.Context, k store.APIKey) error {
+	if err := n.Store.PutKey(ctx, k); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: WAIT 1: 0 replicas", store.ErrNotReplicated)
+}
+
+// TestNewKeyNotReplicated: a key the store recorded without its replicas'
+// confirmation is still handed out (with the error), since it works; its
+// secret is not lost.
+func TestNewKeyNotReplicated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	key, k, err := server.NewKey(e.ctx, notReplicatedKeys{e.mem}, server.RoleApp, "n", time.Now())
+	if !errors.Is(err, store.ErrNotReplicated) || key == "" || k.ID == "" {
+		t.Fatalf("NewKey: %q %+v %v", key, k, err)
+	}
+	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: key}), 200)
 }

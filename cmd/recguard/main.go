@@ -372,7 +372,9 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	switch sub {
 	case "create":
 		key, k, err := server.NewKey(ctx, ks, server.Role(*role), *name, time.Now())
-		if err != nil {
+		if errors.Is(err, store.ErrNotReplicated) {
+			fmt.Fprintf(stderr, "warning: key %s is stored on the primary but not confirmed by the replicas: a failover now could lose it (%v)\n", k.ID, err)
+		} else if err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "created %s key %s (shown once; only its hash is stored)\n", k.Role, k.ID)
@@ -463,7 +465,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	} else if len(all) == 0 {
 		key, k, err := server.NewKey(ctx, ks, server.RoleAdmin, "first admin key", time.Now())
-		if err != nil {
+		if errors.Is(err, store.ErrNotReplicated) {
+			log.Warn("the first admin key is stored on the primary but not confirmed by the replicas: a failover now could lose it", "key", k.ID, "err", err)
+		} else if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "first start: admin key %s (shown once, keep it safe):\n%s\n", k.ID, key)
