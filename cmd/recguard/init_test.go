@@ -136,3 +136,33 @@ func TestApplyEnv(t *testing.T) {
 		t.Errorf("envName: %s", got)
 	}
 }
+
+// TestServeStoreFlags: the store options reach store/redis. An evicting
+// Redis is refused with a message naming --allow-evicting, and served with
+// it; --durability-replicas on a Redis without replicas makes every change
+// a 202 not-replicated (recorded on the primary, not confirmed).
+func TestServeStoreFlags(t *testing.T) {
+	rsrv := redistest.StartServer(t, "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru")
+	recguardBinary(t)
+	sf := []string{"--redis", "redis://" + rsrv.Addr + "/0", "--addr", "127.0.0.1:0", "--init"}
+	_, errOut, err := runCLI(t, append([]string{"serve"}, sf...)...)
+	if err == nil || !strings.Contains(errOut, "--allow-evicting") {
+		t.Fatalf("serve on an evicting Redis: %v, stderr %q; want a refusal naming --allow-evicting", err, errOut)
+	}
+	p := startServeEnv(t, []string{"RECGUARD_ALLOW_EVICTING=1"},
+		append(sf, "--durability-replicas", "1", "--durability-timeout", "50ms", "--redis-timeout", "2s")...)
+	_, admin, ok := p.adminKey()
+	if !ok {
+		t.Fatalf("no admin key:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
+	}
+	p.waitReady()
+	c := newClient(t, p.base)
+	r := c.do("PUT", "/v1/admin/suspension", admin, map[string]any{"suspended": false})
+	if r.status != http.StatusAccepted {
+		t.Fatalf("a change without the replicas asked for: %d %s, want 202", r.status, r.body)
+	}
+	if pr := problemOf(t, "not replicated", r); !strings.HasSuffix(pr.Type, "/not-replicated") || strings.Contains(string(r.body), rsrv.Addr) {
+		t.Errorf("problem %+v: %s", pr, r.body)
+	}
+	p.stop()
+}
