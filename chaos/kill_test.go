@@ -43,8 +43,8 @@ func TestRedisKillAOF(t *testing.T) {
 		killAt := time.Now()
 		srv.Stop() // SIGKILL
 		sleepUntil(killAt.Add(down))
-		srv.Start() // same port, same directory: replays the AOF
-		upAt := time.Now()
+		upAt := time.Now() // the heal: from here on Redis may answer
+		srv.Start()        // same port, same directory: replays the AOF
 		time.Sleep(recoverBound + 500*time.Millisecond)
 		h := w.halt()
 
@@ -121,8 +121,8 @@ func TestRedisRestartEmpty(t *testing.T) {
 		killAt := time.Now()
 		srv.Stop()
 		sleepUntil(killAt.Add(down))
-		srv.Start() // no AOF, no RDB: empty
 		upAt := time.Now()
+		srv.Start() // no AOF, no RDB: empty
 		time.Sleep(recoverBound + time.Second)
 		h := w.halt()
 
