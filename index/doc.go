@@ -12,5 +12,13 @@
 //
 // An Index is derived data: it can be thrown away and rebuilt from the
 // records (Build), or restored from a checkpoint and brought up to date by
-// replaying the changelog after it (Load, then Apply).
+// replaying the changelog after it (Unmarshal, then CatchUp or Apply).
+// CatchUp rebuilds instead of replaying when the changelog cannot be
+// trusted after the checkpoint (trimmed, behind it, unreadable).
+//
+// Partial state never crashes it. A user whose record is missing or
+// corrupt, or whose number cannot be trusted (0, out of range, of another
+// shard, held by another user), is unknown: in no audience, counted
+// (Index.Unknown) and logged once by shard and number, until a changelog
+// event brings their whole record again; everyone else is served as usual.
 package index
