@@ -486,11 +486,11 @@ func (c *Client) SetSettings(ctx context.Context, set consent.Settings, actor co
 		return consent.Settings{}, consent.Receipt{}, ErrClosed
 	}
 	saved, rc, err := c.st.SetSettings(ctx, set, actor, surface)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotReplicated) {
 		return saved, rc, err
 	}
-	c.installSettings(saved)
-	return saved, rc, nil
+	c.installSettings(saved) // it stands, on the primary at least
+	return saved, rc, err
 }
 
 // installSettings publishes set if it is newer than what the client has.

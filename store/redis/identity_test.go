@@ -77,6 +77,9 @@ func TestRestartWithoutPersistenceIsDataLoss(t *testing.T) {
 	if _, err := s.Apply(ctx, consent.SetPersonalization("bob", true)); !errors.Is(err, store.ErrDataLoss) {
 		t.Fatalf("Apply after the restart: err = %v, want store.ErrDataLoss", err)
 	}
+	if _, err := s.GetKey(ctx, "0123456789ab"); !errors.Is(err, store.ErrDataLoss) {
+		t.Fatalf("GetKey after the restart: err = %v, want store.ErrDataLoss (not an unknown key)", err)
+	}
 	if _, _, err := s.SetSettings(ctx, consent.DefaultSettings(), consent.ActorAdmin, "console"); !errors.Is(err, store.ErrDataLoss) {
 		t.Fatalf("SetSettings after the restart: err = %v, want store.ErrDataLoss", err)
 	}
@@ -276,6 +279,10 @@ func TestDurabilityWaitsForReplicas(t *testing.T) {
 	}
 	if a.Receipt == nil || a.Record.Version != 2 {
 		t.Fatalf("unreplicated write: applied %+v; want the change (version 2) reported as standing", a)
+	}
+	// The retry is a no-op; it still says the change is not replicated.
+	if a, err := s.Apply(ctx, consent.RefuseChannel("dee", "sms")); !errors.Is(err, store.ErrNotReplicated) || a.Receipt != nil {
+		t.Fatalf("retry (a no-op) without a replica: receipt %v, err = %v; want no receipt and store.ErrNotReplicated", a.Receipt, err)
 	}
 	if r, err := s.Get(ctx, "dee"); err != nil || !r.State.ChannelRefused("sms") {
 		t.Fatalf("after the unreplicated write: %+v, %v; want it on the primary", r.State, err)

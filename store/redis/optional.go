@@ -373,7 +373,21 @@ func (s *Store) GetKey(ctx context.Context, id string) (store.APIKey, error) {
 	if err := validKeyID(id); err != nil {
 		return store.APIKey{}, err
 	}
-	v, err := s.c.HGet(ctx, s.k.apiKeys(), id).Result()
+	// The key and the {cfg} slot's identity marker in one round trip: a
+	// slot that lost its data must not turn every key into "not found".
+	var kc, ec *goredis.StringCmd
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		kc = p.HGet(ctx, s.k.apiKeys(), id)
+		ec = p.HGet(ctx, s.k.settingsSeq(), "e")
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return store.APIKey{}, unavailable(err)
+	}
+	if ec.Val() != s.epoch {
+		return store.APIKey{}, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the keys' slot lost its identity marker"}
+	}
+	v, err := kc.Result()
 	if errors.Is(err, goredis.Nil) {
 		return store.APIKey{}, fmt.Errorf("%w: key %q", store.ErrNotFound, id)
 	}

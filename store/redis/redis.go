@@ -355,7 +355,18 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			return store.Applied{}, err
 		}
 		if rc == nil {
-			return store.Applied{Record: rec, Shard: shard}, nil
+			// Nothing to write (often the retry of a change whose first
+			// answer said it was not replicated): with Durability, confirm
+			// the slot's earlier writes reached the replicas all the same.
+			a := store.Applied{Record: rec, Shard: shard}
+			if s.dur.Replicas > 0 {
+				res, err := s.evalWrite(ctx, touchScript, []string{s.k.seq(shard)}, s.epoch, s.now().UnixMilli())
+				if res == nil {
+					return store.Applied{}, err
+				}
+				return a, err
+			}
+			return a, nil
 		}
 		recJSON, err := json.Marshal(next)
 		if err != nil {

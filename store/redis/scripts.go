@@ -133,3 +133,16 @@ for i = 2, #KEYS, 2 do
 end
 return out
 `)
+
+// touchScript marks a slot written (the log counter's field t) so that a
+// WAIT on the same connection confirms every earlier write to the slot has
+// reached the replicas: used for a change that turned out to be a no-op
+// (a retry) when Durability asks for replicas.
+//
+// KEYS: 1 the slot's log counter. ARGV: 1 epoch, 2 time (unix ms).
+// Returns {1} or {-1} (slot lost its identity).
+var touchScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return {-1} end
+redis.call('HSET', KEYS[1], 't', ARGV[2])
+return {1}
+`)
