@@ -245,7 +245,11 @@ func (c *Change) Validate(set *Settings) error {
 		}
 	case OpDeclareTag, OpInferTag, OpDeleteTag:
 		usesTag = true
-		if _, err := tags.Parse(string(c.Tag)); err != nil {
+		t, err := tags.Parse(string(c.Tag))
+		if err == nil && t != c.Tag {
+			err = fmt.Errorf("%w %q: not in canonical form %q (make tags with tags.Parse)", tags.ErrInvalidTag, clip(string(c.Tag)), t)
+		}
+		if err != nil {
 			return wrapField("tag", tags.ErrInvalidTag, err)
 		}
 		if c.Op == OpDeclareTag && c.Actor != ActorUser && c.Actor != ActorGuardian {

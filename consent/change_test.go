@@ -264,6 +264,10 @@ func TestValidUserID(t *testing.T) {
 		{"用户", false},
 		{"a\x00", false},
 		{"a\n", false},
+		{".", false},
+		{"..", false},
+		{"...", true},
+		{".a", true},
 	}
 	for _, c := range cases {
 		err := consent.ValidUserID(c.id)

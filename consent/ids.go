@@ -16,11 +16,15 @@ const (
 
 // ValidUserID checks a user ID: 1 to MaxUserIDLen bytes of ASCII letters,
 // digits and the punctuation _ - . @ + = (no spaces, no braces, nothing a key
-// or a log line could be confused by). The error is a *FieldError wrapping
-// ErrInvalidUserID.
+// or a log line could be confused by), and not "." or ".." (which a URL path
+// or a file name would take for a directory). The error is a *FieldError
+// wrapping ErrInvalidUserID.
 func ValidUserID(id string) error {
 	if len(id) == 0 || len(id) > MaxUserIDLen {
 		return fieldErr("user_id", ErrInvalidUserID, "must be 1 to %d bytes, got %d", MaxUserIDLen, len(id))
+	}
+	if id == "." || id == ".." {
+		return fieldErr("user_id", ErrInvalidUserID, "%q is a path segment, not an ID", id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

@@ -12,10 +12,15 @@ func ExampleParse() {
 	t, err := tags.Parse("interest:ski")
 	fmt.Println(t, t.Namespace(), t.Value(), err)
 
-	_, err = tags.Parse("Interest:Ski")
+	// Variants in case and spacing are the same tag.
+	t, err = tags.Parse(" Interest : Ski ")
+	fmt.Println(t, err)
+
+	_, err = tags.Parse("interest:ski!")
 	fmt.Println(errors.Is(err, tags.ErrInvalidTag))
 	// Output:
 	// interest:ski interest ski <nil>
+	// interest:ski <nil>
 	// true
 }
 

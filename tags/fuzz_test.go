@@ -16,7 +16,7 @@ var tagRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}:[a-z0-9_.\-]{1,64}$`)
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
-		"interest:ski", "a:b", "", ":", "a:", ":b", "a:b:c", "A:b", "a:B", "1a:b",
+		"interest:ski", "a:b", "", ":", "a:", ":b", "a:b:c", "A:b", "a:B", " A : b\t", "a:b\n", "1a:b",
 		"medical_health:diabetes", "ns_1:v-1.2_3", "a b:c", "city:北京", "a:b\x00",
 		strings.Repeat("a", 32) + ":" + strings.Repeat("v", 64),
 		strings.Repeat("a", 33) + ":v",
@@ -27,8 +27,15 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		tg, err := tags.Parse(s)
-		ns, _, _ := strings.Cut(s, ":")
-		valid := tagRE.MatchString(s) && !slices.Contains(tags.ReservedNamespaces(), ns)
+		// The canonical form, stated independently: trimmed around the
+		// tag and its colon, ASCII letters lowercased.
+		canon := strings.Trim(s, " \t")
+		if a, b, ok := strings.Cut(canon, ":"); ok {
+			canon = strings.Trim(a, " \t") + ":" + strings.Trim(b, " \t")
+		}
+		canon = asciiLower(canon)
+		ns, _, _ := strings.Cut(canon, ":")
+		valid := tagRE.MatchString(canon) && !slices.Contains(tags.ReservedNamespaces(), ns)
 		if valid != (err == nil) {
 			t.Fatalf("Parse(%q) error = %v, but the syntax says valid=%t", s, err, valid)
 		}
@@ -41,16 +48,16 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if string(tg) != s {
-			t.Fatalf("Parse(%q) = %q, want the input", s, tg)
+		if string(tg) != canon {
+			t.Fatalf("Parse(%q) = %q, want the canonical form %q", s, tg, canon)
 		}
 		again, err := tags.Parse(string(tg))
 		if err != nil || again != tg {
 			t.Fatalf("Parse(Parse(%q)) = %q, %v; want %q, nil", s, again, err, tg)
 		}
 		ns, v := tg.Namespace(), tg.Value()
-		if ns+":"+v != s {
-			t.Fatalf("Namespace()+\":\"+Value() = %q, want %q", ns+":"+v, s)
+		if ns+":"+v != canon {
+			t.Fatalf("Namespace()+\":\"+Value() = %q, want %q", ns+":"+v, canon)
 		}
 		if len(ns) < 1 || len(ns) > tags.MaxNamespaceLen || len(v) < 1 || len(v) > tags.MaxValueLen {
 			t.Fatalf("Parse(%q) accepted namespace of %d bytes and value of %d bytes", s, len(ns), len(v))
@@ -149,4 +156,14 @@ func FuzzSetOps(f *testing.F) {
 			s = next
 		}
 	})
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b)
 }

@@ -24,28 +24,33 @@ const (
 // way to get a Tag from untrusted input.
 type Tag string
 
-// Parse validates s and returns it as a Tag. A tag in one of the
-// ReservedNamespaces is rejected: in a segment expression (ParseSegment) it
-// would read as a flag. The error wraps ErrInvalidTag.
+// Parse validates s and returns it as a Tag in its canonical form: spaces
+// and tabs around the tag and around the colon are dropped and ASCII letters are
+// lowercased, so "Interest : Ski" is the tag interest:ski. Every variant of a
+// tag is the same tag, so a deleted tag's suppression catches them all. A tag
+// in one of the ReservedNamespaces is rejected: in a segment expression
+// (ParseSegment) it would read as a flag. The error wraps ErrInvalidTag.
 func Parse(s string) (Tag, error) {
+	orig := s
+	s = canonical(s)
 	i := strings.IndexByte(s, ':')
 	if i < 0 {
-		return "", fmt.Errorf("%w %q: want namespace:value", ErrInvalidTag, clip(s))
+		return "", fmt.Errorf("%w %q: want namespace:value", ErrInvalidTag, clip(orig))
 	}
 	if err := validNamespace(s[:i]); err != nil {
-		return "", fmt.Errorf("%w %q: %v", ErrInvalidTag, clip(s), err)
+		return "", fmt.Errorf("%w %q: %v", ErrInvalidTag, clip(orig), err)
 	}
 	if isReserved(s[:i]) {
-		return "", fmt.Errorf("%w %q: namespace %q is reserved for segment flags", ErrInvalidTag, clip(s), s[:i])
+		return "", fmt.Errorf("%w %q: namespace %q is reserved for segment flags", ErrInvalidTag, clip(orig), s[:i])
 	}
 	v := s[i+1:]
 	if len(v) == 0 || len(v) > MaxValueLen {
-		return "", fmt.Errorf("%w %q: value must be 1 to %d bytes", ErrInvalidTag, clip(s), MaxValueLen)
+		return "", fmt.Errorf("%w %q: value must be 1 to %d bytes", ErrInvalidTag, clip(orig), MaxValueLen)
 	}
 	for j := 0; j < len(v); j++ {
 		c := v[j]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "", fmt.Errorf("%w %q: value byte %d (%q) not in [a-z0-9_.-]", ErrInvalidTag, clip(s), j, c)
+			return "", fmt.Errorf("%w %q: value byte %d (%q) not in [a-z0-9_.-]", ErrInvalidTag, clip(orig), j, c)
 		}
 	}
 	return Tag(s), nil
@@ -100,6 +105,32 @@ func ValidNamespace(ns string) error {
 		return fmt.Errorf("%w: namespace %q: %v", ErrInvalidTag, clip(ns), err)
 	}
 	return nil
+}
+
+// canonical trims spaces and tabs around s and around its first colon and
+// lowercases its ASCII letters. It allocates only when s changes.
+func canonical(s string) string {
+	clean := true
+	for j := 0; j < len(s); j++ {
+		if c := s[j]; c >= 'A' && c <= 'Z' || c == ' ' || c == '\t' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	s = strings.Trim(s, " \t")
+	if ns, v, ok := strings.Cut(s, ":"); ok {
+		s = strings.Trim(ns, " \t") + ":" + strings.Trim(v, " \t")
+	}
+	b := []byte(s)
+	for j, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[j] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func validNamespace(ns string) error {
