@@ -178,7 +178,9 @@ func (p *partialKeyspace) damageLists(taken map[string]string) map[string]string
 // that refused the push channel to an intact user who is not opted out: an
 // index that replays the log without noticing the gap keeps that user in
 // push audiences (fail open).
-func (p *partialKeyspace) damageLogs(after []store.Position, taken map[string]string) {
+// It returns the users whose entries it deleted (also added to taken).
+func (p *partialKeyspace) damageLogs(after []store.Position, taken map[string]string) map[string]string {
+	out := map[string]string{}
 	for _, sh := range []int{0, 2} {
 		start := "-"
 		if after != nil && after[sh] != "" {
@@ -200,7 +202,7 @@ func (p *partialKeyspace) damageLogs(after []store.Position, taken map[string]st
 				p.must(err)
 				if rec.State.ChannelRefused("push") && cur.State.ChannelRefused("push") && !cur.State.PersonalizationOff {
 					del = append(del, m.ID)
-					taken[rec.UserID] = "changelog entry deleted"
+					out[rec.UserID] = "changelog entry deleted"
 				}
 			}
 			if len(del) == 2 {
@@ -211,7 +213,11 @@ func (p *partialKeyspace) damageLogs(after []store.Position, taken map[string]st
 			p.t.Fatalf("shard %d: found %d entries to delete after %s", sh, len(del), start)
 		}
 		p.must(p.c.XDel(p.ctx, p.tag(sh)+"log", del...).Err())
+		for u, why := range out {
+			taken[u] = why
+		}
 	}
+	return out
 }
 
 // partialServer is a server on its own SDK client over the keyspace.
@@ -441,7 +447,7 @@ func TestPartialStateUnderRunningServer(t *testing.T) {
 	taken := map[string]string{}
 	records := p.damageRecords(taken)
 	lists := p.damageLists(taken)
-	p.damageLogs(nil, nil)
+	p.damageLogs(nil, taken)
 	t.Logf("damaged records: %v; damaged list entries: %v", records, lists)
 
 	// Decisions: the damaged records were never cached, so the server
@@ -512,12 +518,8 @@ func TestPartialStateAtStart(t *testing.T) {
 			taken := map[string]string{}
 			records := p.damageRecords(taken)
 			lists := p.damageLists(taken)
-			logs := map[string]string{}
-			p.damageLogs(after, logs)
+			logs := p.damageLogs(after, taken)
 			t.Logf("damaged records: %v; damaged list entries: %v; users whose changelog entries were deleted: %v", records, lists, logs)
-			for u := range logs {
-				taken[u] = logs[u]
-			}
 
 			s := p.serve(p.open(false))
 			s.checkDecisions(records)
