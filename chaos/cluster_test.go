@@ -138,7 +138,9 @@ func failoverTrial(t *testing.T, m mode, cl *redistest.Cluster, durable bool, se
 	// must still be there).
 	rc := rs.NewClient(rs.ClientOptions{Addrs: cl.Addrs, Cluster: true})
 	defer rc.Close()
-	tst, err := rs.New(ctx, rc, rs.Options{Prefix: prefix, Logger: quiet})
+	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer tcancel()
+	tst, err := rs.New(tctx, rc, rs.Options{Prefix: prefix, Logger: quiet})
 	if err != nil {
 		t.Fatalf("opening the store after the failover: %v", err)
 	}

@@ -290,6 +290,7 @@ func startServe(t *testing.T, bin string, args ...string) *serveProc {
 	p := &serveProc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	p.cmd.SysProcAttr = procAttr()
 	p.cmd.Dir = t.TempDir()
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {

@@ -143,6 +143,7 @@ func (s *Server) Start() {
 		return
 	}
 	cmd := exec.Command("redis-server", s.args...)
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		s.tb.Fatalf("start redis-server: %v", err)
 	}
