@@ -26,6 +26,11 @@ var (
 	// ErrForbidden reports a change the actor may not make, such as an admin
 	// granting consent on a user's behalf.
 	ErrForbidden = errors.New("consent: actor may not make this change")
+	// ErrInferenceRefused reports a tag inferred while the user turned
+	// personalization off or while the service is suspended: the platform
+	// may not build a profile the user said no to (Art. 42), unless
+	// Settings.AllowInferenceWhileOff says otherwise.
+	ErrInferenceRefused = errors.New("consent: inference refused while personalization is off or the service is suspended")
 	// ErrInvalidSettings reports settings that do not validate.
 	ErrInvalidSettings = errors.New("consent: invalid settings")
 	// ErrBrokenChain reports a receipt chain that fails verification: an

@@ -26,6 +26,9 @@ const (
 	// DefaultReaskCooldown is how long to wait before asking again after a
 	// refusal.
 	DefaultReaskCooldown = 30 * 24 * time.Hour
+	// MinReaskCooldown is the shortest re-ask cooldown settings may hold:
+	// asking again within a day of a "no" is asking frequently (Art. 22(5)).
+	MinReaskCooldown = 24 * time.Hour
 )
 
 // Settings are the platform-wide rules that product teams change through the
@@ -46,13 +49,24 @@ type Settings struct {
 	Taxonomy tags.Taxonomy `json:"taxonomy,omitempty"`
 	// Policies is the current policy version per purpose. A consent given
 	// under an older version counts as not given (Art. 22: re-consent when
-	// the purpose changes). A purpose not listed has version 0.
+	// the purpose changes), unless the purpose is listed in KeepOnBump. A
+	// purpose not listed has version 0.
 	Policies map[string]int `json:"policies,omitempty"`
-	// ReaskCooldown is how long after a refusal ShouldAsk says no. Zero means
-	// the app may ask again at once.
+	// KeepOnBump lists purposes whose policy-version bumps keep the
+	// consents given under earlier versions (a bump that only clarifies
+	// wording without changing the purpose). By default (empty) every bump
+	// voids earlier consents for its purpose.
+	KeepOnBump []string `json:"keep_on_bump,omitempty"`
+	// ReaskCooldown is how long after a refusal ShouldAsk says no; at least
+	// MinReaskCooldown. In JSON a Go duration string ("720h").
 	ReaskCooldown time.Duration `json:"reask_cooldown"`
+	// AllowInferenceWhileOff lets the platform store inferred tags for a
+	// user who turned personalization off, and while the service is
+	// suspended. The default (false) refuses them with ErrInferenceRefused:
+	// no profile is built behind a "no".
+	AllowInferenceWhileOff bool `json:"allow_inference_while_off,omitempty"`
 	// Retention is how long receipts are kept, at least three years
-	// (Art. 12). Zero means DefaultRetention.
+	// (Art. 12). Zero means DefaultRetention. In JSON a Go duration string.
 	Retention time.Duration `json:"retention"`
 	// Suspended is the Art. 51 kill switch: when true nothing is
 	// personalized and no push is sent, for every user.
@@ -106,8 +120,13 @@ func (s *Settings) Validate() error {
 			return fieldErr("policies", ErrInvalidSettings, "purpose %q: negative version %d", p, v)
 		}
 	}
-	if s.ReaskCooldown < 0 {
-		return fieldErr("reask_cooldown", ErrInvalidSettings, "negative duration %v", s.ReaskCooldown)
+	if s.ReaskCooldown < MinReaskCooldown {
+		return fieldErr("reask_cooldown", ErrInvalidSettings, "%v is under the minimum %v: asking again sooner after a refusal is asking frequently (Art. 22)", s.ReaskCooldown, MinReaskCooldown)
+	}
+	for _, p := range s.KeepOnBump {
+		if _, ok := s.Policies[p]; !ok {
+			return fieldErr("keep_on_bump", ErrInvalidSettings, "purpose %q has no policy version", clip(p))
+		}
 	}
 	if s.Retention != 0 && s.Retention < DefaultRetention {
 		return fieldErr("retention", ErrInvalidSettings, "%v is shorter than the 3 years Art. 12 requires", s.Retention)
@@ -118,12 +137,13 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// Normalize returns a copy of s with channels sorted and a zero Retention
-// replaced by DefaultRetention (a zero ReaskCooldown stays zero: it means
-// "ask again at once"); stores save normalized settings.
+// Normalize returns a copy of s with channels and KeepOnBump sorted and a
+// zero Retention replaced by DefaultRetention; stores save normalized
+// settings.
 func (s Settings) Normalize() Settings {
 	out := s.Clone()
 	sort.Strings(out.Channels)
+	sort.Strings(out.KeepOnBump)
 	if out.Retention == 0 {
 		out.Retention = DefaultRetention
 	}
@@ -134,6 +154,9 @@ func (s Settings) Normalize() Settings {
 func (s Settings) Clone() Settings {
 	out := s
 	out.Channels = append([]string(nil), s.Channels...)
+	if s.KeepOnBump != nil {
+		out.KeepOnBump = append([]string(nil), s.KeepOnBump...)
+	}
 	out.Taxonomy = s.Taxonomy.Clone()
 	if s.Policies != nil {
 		out.Policies = make(map[string]int, len(s.Policies))
@@ -156,6 +179,22 @@ func (s *Settings) HasChannel(channel string) bool {
 
 // PolicyVersion returns the current policy version of purpose (0 if unset).
 func (s *Settings) PolicyVersion(purpose string) int { return s.Policies[purpose] }
+
+// GrantCurrent reports whether a grant given under version v for purpose
+// still counts: v is the current version, or purpose keeps consents on
+// policy bumps (KeepOnBump).
+func (s *Settings) GrantCurrent(purpose string, v int) bool {
+	cur := s.Policies[purpose]
+	if v >= cur {
+		return true
+	}
+	for _, p := range s.KeepOnBump {
+		if p == purpose {
+			return true
+		}
+	}
+	return false
+}
 
 // RetentionOrDefault returns Retention, or DefaultRetention when zero.
 func (s *Settings) RetentionOrDefault() time.Duration {

@@ -60,7 +60,8 @@ func TestSettingsValidate(t *testing.T) {
 		field   string
 	}{
 		{"defaults", func(*consent.Settings) {}, nil, ""},
-		{"zero settings", func(s *consent.Settings) { *s = consent.Settings{} }, nil, ""},
+		{"zero settings", func(s *consent.Settings) { *s = consent.Settings{} }, consent.ErrInvalidSettings, "reask_cooldown"},
+		{"zero settings with a cooldown", func(s *consent.Settings) { *s = consent.Settings{ReaskCooldown: consent.MinReaskCooldown} }, nil, ""},
 		{"64 channels", func(s *consent.Settings) { s.Channels = manyChannels(64) }, nil, ""},
 		{"65 channels", func(s *consent.Settings) { s.Channels = manyChannels(65) }, consent.ErrInvalidSettings, "channels"},
 		{"bad channel name", func(s *consent.Settings) { s.Channels = []string{"push", "WeChat"} }, consent.ErrInvalidChannel, "channel"},
@@ -76,7 +77,11 @@ func TestSettingsValidate(t *testing.T) {
 		{"negative policy version", func(s *consent.Settings) { s.Policies["ads"] = -1 }, consent.ErrInvalidSettings, "policies"},
 		{"policy version zero", func(s *consent.Settings) { s.Policies["ads"] = 0 }, nil, ""},
 		{"negative cooldown", func(s *consent.Settings) { s.ReaskCooldown = -time.Second }, consent.ErrInvalidSettings, "reask_cooldown"},
-		{"zero cooldown", func(s *consent.Settings) { s.ReaskCooldown = 0 }, nil, ""},
+		{"zero cooldown", func(s *consent.Settings) { s.ReaskCooldown = 0 }, consent.ErrInvalidSettings, "reask_cooldown"},
+		{"cooldown under the minimum", func(s *consent.Settings) { s.ReaskCooldown = consent.MinReaskCooldown - time.Second }, consent.ErrInvalidSettings, "reask_cooldown"},
+		{"cooldown at the minimum", func(s *consent.Settings) { s.ReaskCooldown = consent.MinReaskCooldown }, nil, ""},
+		{"keep on bump of a known purpose", func(s *consent.Settings) { s.KeepOnBump = []string{consent.PurposePush} }, nil, ""},
+		{"keep on bump of an unknown purpose", func(s *consent.Settings) { s.KeepOnBump = []string{"ads"} }, consent.ErrInvalidSettings, "keep_on_bump"},
 		{"retention too short", func(s *consent.Settings) { s.Retention = consent.DefaultRetention - time.Second }, consent.ErrInvalidSettings, "retention"},
 		{"negative retention", func(s *consent.Settings) { s.Retention = -time.Hour }, consent.ErrInvalidSettings, "retention"},
 		{"zero retention means default", func(s *consent.Settings) { s.Retention = 0 }, nil, ""},
@@ -123,7 +128,7 @@ func TestSettingsNormalize(t *testing.T) {
 		Channels:      []string{"email", "push", "sms"},
 		Taxonomy:      tags.Taxonomy{"religion": {Sensitive: tags.Religion}},
 		Policies:      map[string]int{"push": 2},
-		ReaskCooldown: 0, // zero cooldown is meaningful: ask again at once
+		ReaskCooldown: 0, // Normalize keeps it; Validate refuses it
 		Retention:     consent.DefaultRetention,
 		Suspended:     true,
 		SuspendReason: "order 17",
@@ -216,5 +221,36 @@ func TestSettingsJSONRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, s) {
 		t.Errorf("JSON round trip = %+v, want %+v", back, s)
+	}
+}
+
+// Durations are Go duration strings in JSON; numbers (nanoseconds, as
+// settings were once stored) are still read; unknown fields are refused.
+func TestSettingsJSONDurations(t *testing.T) {
+	s := consent.DefaultSettings()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"reask_cooldown":"720h0m0s"`) || !strings.Contains(string(b), `"retention":"26280h0m0s"`) {
+		t.Fatalf("settings JSON %s: want durations as Go duration strings", b)
+	}
+	var back consent.Settings
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("round trip: %+v, %v; want %+v", back, err, s)
+	}
+	var old consent.Settings
+	if err := json.Unmarshal([]byte(`{"version":3,"channels":["sms"],"reask_cooldown":86400000000000,"retention":0}`), &old); err != nil || old.ReaskCooldown != 24*time.Hour {
+		t.Fatalf("nanoseconds: %+v, %v; want 24h", old, err)
+	}
+	var h consent.Settings
+	if err := json.Unmarshal([]byte(`{"channels":["sms"],"reask_cooldown":"48h"}`), &h); err != nil || h.ReaskCooldown != 48*time.Hour {
+		t.Fatalf(`"48h": %v, %v`, h.ReaskCooldown, err)
+	}
+	for _, bad := range []string{`{"reask_cooldown":"soon"}`, `{"reask_cooldown":true}`, `{"channels":["sms"],"surprise":1}`} {
+		var x consent.Settings
+		if err := json.Unmarshal([]byte(bad), &x); err == nil {
+			t.Errorf("Unmarshal(%s) = nil error, want one", bad)
+		}
 	}
 }

@@ -76,7 +76,7 @@ func testSettings(t *testing.T, newStore newStoreFunc) {
 	}
 	for _, c := range staleCases {
 		parallel(t, "SetSettings with a "+c.name+" conflicts", newStore, func(t *testing.T, s store.Store) {
-			cur := mustUpdateSettings(t, s, func(set *consent.Settings) { set.ReaskCooldown = time.Hour })
+			cur := mustUpdateSettings(t, s, func(set *consent.Settings) { set.ReaskCooldown = 25 * time.Hour })
 			next := cur.Clone()
 			next.Version = c.version(cur.Version)
 			next.Suspended = true
@@ -97,7 +97,7 @@ func testSettings(t *testing.T, newStore newStoreFunc) {
 		for i := range n {
 			wg.Go(func() {
 				next := cur.Clone()
-				next.ReaskCooldown = time.Duration(i+1) * time.Hour
+				next.ReaskCooldown = consent.MinReaskCooldown + time.Duration(i+1)*time.Hour
 				_, _, err := s.SetSettings(t.Context(), next, consent.ActorAdmin, consent.SurfaceAdminConsole)
 				mu.Lock()
 				defer mu.Unlock()
