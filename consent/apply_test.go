@@ -812,12 +812,12 @@ func TestApplyTags(t *testing.T) {
 
 func TestApplyErase(t *testing.T) {
 	full := []consent.Change{
-		consent.SetPersonalization(user, false),
 		consent.RefuseChannel(user, "sms"),
 		consent.GrantSensitive(user, tags.Religion, "personalization"),
 		consent.DeclareTag(user, "religion:buddhism"),
 		consent.InferTag(user, "interest:ski"),
 		consent.DeleteTag(user, "region:sh"),
+		consent.SetPersonalization(user, false),
 	}
 	erased := append(append([]consent.Change{}, full...), consent.Erase(user))
 	runApplyCases(t, []applyCase{
@@ -972,6 +972,7 @@ func TestApplyChain(t *testing.T) {
 		consent.SetPersonalization(user, false), // no-op: no receipt, no seq
 		consent.RefuseChannel(user, "push"),
 		consent.GrantSensitive(user, tags.Biometrics, "personalization"),
+		consent.SetPersonalization(user, true),
 		consent.InferTag(user, "biometrics:face"),
 		consent.DeleteTag(user, "biometrics:face"),
 		consent.DeclareTag(user, "biometrics:face"),
@@ -1016,7 +1017,7 @@ func TestApplyChain(t *testing.T) {
 	if err := consent.VerifyChain(back); err != nil {
 		t.Errorf("VerifyChain after JSON round trip = %v, want nil", err)
 	}
-	wantOps := []consent.Op{"set_personalization", "set_channel", "set_sensitive", "infer_tag", "delete_tag", "declare_tag", "set_sensitive", "set_minor", "set_guardian", "erase", "set_personalization"}
+	wantOps := []consent.Op{"set_personalization", "set_channel", "set_sensitive", "set_personalization", "infer_tag", "delete_tag", "declare_tag", "set_sensitive", "set_minor", "set_guardian", "erase", "set_personalization"}
 	var ops []consent.Op
 	for _, rc := range rs {
 		ops = append(ops, rc.Op)
@@ -1024,7 +1025,7 @@ func TestApplyChain(t *testing.T) {
 	if !reflect.DeepEqual(ops, wantOps) {
 		t.Errorf("receipt ops = %v, want %v", ops, wantOps)
 	}
-	if got := rs[6].New; got != "withdrawn (1 tags removed)" {
+	if got := rs[7].New; got != "withdrawn (1 tags removed)" {
 		t.Errorf("withdrawal receipt New = %q, want %q", got, "withdrawn (1 tags removed)")
 	}
 }
@@ -1094,5 +1095,37 @@ func TestApplyReceiptReason(t *testing.T) {
 	}
 	if !strings.HasPrefix(rc.ID, "rcpt_") {
 		t.Errorf("ID = %q, want prefix rcpt_", rc.ID)
+	}
+}
+
+// Art. 42: no profile is built behind a "no": inferred tags are refused
+// while personalization is off or the service is suspended, unless the
+// settings allow it; a declaration by the user is still taken.
+func TestInferenceRefusedWhileOff(t *testing.T) {
+	set := testSettings()
+	off, _ := replay(t, set, consent.SetPersonalization(user, false))
+	infer := consent.InferTag(user, "interest:ski")
+	infer.At = atApply
+	if _, _, err := off.Apply(infer, set); !errors.Is(err, consent.ErrInferenceRefused) {
+		t.Fatalf("inferring for an opted-out user: err = %v, want ErrInferenceRefused", err)
+	}
+	declare := consent.DeclareTag(user, "interest:ski")
+	declare.At = atApply
+	if _, rc, err := off.Apply(declare, set); err != nil || rc == nil {
+		t.Fatalf("the user's own declaration while off: %v", err)
+	}
+	suspended := set.Clone()
+	suspended.Suspended = true
+	on := consent.NewRecord(user)
+	if _, _, err := on.Apply(infer, &suspended); !errors.Is(err, consent.ErrInferenceRefused) {
+		t.Fatalf("inferring while suspended: err = %v, want ErrInferenceRefused", err)
+	}
+	allowed := set.Clone()
+	allowed.AllowInferenceWhileOff = true
+	if _, rc, err := off.Apply(infer, &allowed); err != nil || rc == nil {
+		t.Fatalf("inferring while off with AllowInferenceWhileOff: %v", err)
+	}
+	if _, rc, err := on.Apply(infer, set); err != nil || rc == nil {
+		t.Fatalf("inferring for a user with personalization on: %v", err)
 	}
 }

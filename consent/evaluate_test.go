@@ -197,8 +197,14 @@ func TestUsableTags(t *testing.T) {
 			tagSlice("interest:ski", "region:sh"),
 		},
 		{
-			"consent for a purpose judged by that purpose's policy",
+			"consent for another purpose does not count for personalization (Art. 22(4))",
 			consent.State{Sensitive: []consent.SensitiveConsent{{Category: tags.Whereabouts, Grant: grant("ads", 4)}}},
+			ts, func(s *consent.Settings) { s.Policies["ads"] = 4; s.Policies["personalization"] = 9 },
+			tagSlice("interest:ski", "region:sh"),
+		},
+		{
+			"consent for personalization judged by that purpose's policy",
+			consent.State{Sensitive: []consent.SensitiveConsent{{Category: tags.Whereabouts, Grant: grant("personalization", 9)}}},
 			ts, func(s *consent.Settings) { s.Policies["ads"] = 4; s.Policies["personalization"] = 9 },
 			tagSlice("interest:ski", "region:sh", "whereabouts:home"),
 		},

@@ -143,7 +143,7 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		if !st.GuardianOK(set) {
 			return r, nil, fieldErr("tag", ErrConsentRequired, "the user is a minor without guardian consent")
 		}
-		if c := set.Taxonomy.Lookup(ch.Tag).Sensitive; c != "" && !st.SensitiveOK(c, set) {
+		if c := set.Taxonomy.Lookup(ch.Tag).Sensitive; c != "" && !st.SensitiveHeld(c, set) {
 			return r, nil, fieldErr("tag", ErrConsentRequired, "%s is %s data and needs its separate consent", ch.Tag, c)
 		}
 		src := tags.Declared
@@ -159,6 +159,13 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		e, _ := next.Has(ch.Tag)
 		if had && e.Source == old.Source {
 			return r, nil, nil // already there from the same source
+		}
+		if ch.Op == OpInferTag && !set.AllowInferenceWhileOff && (st.PersonalizationOff || set.Suspended) {
+			why := "the user turned personalization off"
+			if set.Suspended {
+				why = "the service is suspended"
+			}
+			return r, nil, fieldErr("tag", ErrInferenceRefused, "%s: no inferred tags are stored", why)
 		}
 		ts = next
 		rc.New = tagString(e, true, false)

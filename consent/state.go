@@ -99,24 +99,40 @@ func (s State) LastRefusal(k Kind) (time.Time, bool) {
 }
 
 // GuardianOK reports whether a minor's data may be used: always for an adult,
-// for a minor only with a guardian consent under the current policy version.
+// for a minor only with a guardian consent under the current policy version
+// (or an earlier one, when the guardian purpose keeps consents on bumps).
 func (s State) GuardianOK(set *Settings) bool {
 	if !s.Minor {
 		return true
 	}
-	return s.Guardian != nil && s.Guardian.Granted && s.Guardian.PolicyVersion >= set.PolicyVersion(PurposeGuardian)
+	return s.Guardian != nil && s.Guardian.Granted && set.GrantCurrent(PurposeGuardian, s.Guardian.PolicyVersion)
 }
 
-// SensitiveOK reports whether category c has a separate consent that counts
-// now: granted, under a policy version no older than the current one for its
-// purpose (Art. 22: a changed purpose needs consent again), and for a minor
-// given by the guardian.
+// SensitiveOK reports whether category c may be used for personalized
+// recommendation: SensitiveOKFor with PurposePersonalization.
 func (s State) SensitiveOK(c tags.Category, set *Settings) bool {
+	return s.SensitiveOKFor(c, PurposePersonalization, set)
+}
+
+// SensitiveOKFor reports whether category c has a separate consent that
+// counts now for purpose (Art. 22(4): a consent counts only for the purpose
+// it was given for): granted for that purpose, under its current policy
+// version (Art. 22: a changed purpose needs consent again; see
+// Settings.KeepOnBump), and for a minor given by the guardian.
+func (s State) SensitiveOKFor(c tags.Category, purpose string, set *Settings) bool {
 	g, ok := s.SensitiveGrant(c)
-	if !ok || !g.Granted || g.PolicyVersion < set.PolicyVersion(g.Purpose) {
+	if !ok || !g.Granted || g.Purpose != purpose || !set.GrantCurrent(g.Purpose, g.PolicyVersion) {
 		return false
 	}
 	return !s.Minor || g.ByGuardian
+}
+
+// SensitiveHeld reports whether category c has a separate consent that
+// counts now for some purpose: tags of the category may be stored (and used
+// only for that purpose).
+func (s State) SensitiveHeld(c tags.Category, set *Settings) bool {
+	g, ok := s.SensitiveGrant(c)
+	return ok && g.Granted && s.SensitiveOKFor(c, g.Purpose, set)
 }
 
 func (s State) withChannel(channel string, refused bool) State {
@@ -182,7 +198,7 @@ func ShouldAsk(s State, k Kind, set *Settings, now time.Time) bool {
 			return false
 		}
 	case len(k) > 10 && k[:10] == "sensitive:":
-		if s.SensitiveOK(tags.Category(k[10:]), set) {
+		if s.SensitiveHeld(tags.Category(k[10:]), set) {
 			return false
 		}
 	default:

@@ -105,7 +105,8 @@ func TestSensitiveOK(t *testing.T) {
 		{"older than policy", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("personalization", 0)}}, false},
 		{"withdrawn", []consent.SensitiveConsent{{Category: tags.Religion, Grant: consent.Grant{Purpose: "personalization", PolicyVersion: 1}}}, false},
 		{"purpose with a newer policy", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("ads", 1)}}, false},
-		{"purpose at policy version 0", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("research", 0)}}, true},
+		{"purpose at policy version 0, not personalization", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("research", 0)}}, false},
+		{"current for ads, not personalization", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("ads", 2)}}, false},
 		{"minor, granted by the minor", []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("personalization", 1)}}, false},
 		{"minor, granted by the guardian", []consent.SensitiveConsent{{Category: tags.Religion, Grant: byGuardian("personalization", 1)}}, true},
 	}
@@ -117,6 +118,33 @@ func TestSensitiveOK(t *testing.T) {
 				t.Errorf("SensitiveOK(religion) = %t, want %t", got, c.want)
 			}
 		})
+	}
+}
+
+// Art. 22(4): a consent counts only for the purpose it was given for, and a
+// policy bump voids older consents for its purpose unless the purpose keeps
+// them (Settings.KeepOnBump).
+func TestSensitiveOKFor(t *testing.T) {
+	set := withPolicy(testSettings(), "ads", 2)
+	st := consent.State{Sensitive: []consent.SensitiveConsent{{Category: tags.Religion, Grant: grant("ads", 2)}}}
+	for _, c := range []struct {
+		purpose string
+		want    bool
+	}{{"ads", true}, {consent.PurposePersonalization, false}, {consent.PurposePush, false}} {
+		if got := st.SensitiveOKFor(tags.Religion, c.purpose, set); got != c.want {
+			t.Errorf("ads consent: SensitiveOKFor(religion, %s) = %t, want %t", c.purpose, got, c.want)
+		}
+	}
+	if !st.SensitiveHeld(tags.Religion, set) {
+		t.Error("SensitiveHeld(religion) = false for a current ads consent")
+	}
+	bumped := withPolicy(set, "ads", 3)
+	if st.SensitiveOKFor(tags.Religion, "ads", bumped) || st.SensitiveHeld(tags.Religion, bumped) {
+		t.Error("an ads consent under v2 still counts after ads moved to v3")
+	}
+	bumped.KeepOnBump = []string{"ads"}
+	if !st.SensitiveOKFor(tags.Religion, "ads", bumped) {
+		t.Error("an ads consent under v2 does not count after a bump to v3 although ads keeps consents on bumps")
 	}
 }
 

@@ -406,13 +406,13 @@ var (
 func seed(tb testing.TB, s store.Store) {
 	tb.Helper()
 	for _, ch := range []consent.Change{
-		consent.SetPersonalization(alice, false),
-		consent.RefuseChannel(alice, "sms"),
 		consent.GrantSensitive(alice, tags.Religion, consent.PurposePersonalization),
 		consent.DeclareTag(alice, tagSki),
 		consent.DeclareTag(alice, tagBuddhism),
 		consent.InferTag(alice, tagChess),
 		consent.InferTag(alice, tagGolf),
+		consent.SetPersonalization(alice, false), // after the inferences: none are stored while off
+		consent.RefuseChannel(alice, "sms"),
 		consent.DeleteTag(alice, tagGolf),
 		consent.DeleteTag(alice, tagTennis),
 		consent.SetMinor(minnie, true),
