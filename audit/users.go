@@ -267,16 +267,28 @@ func (s storeFacts) Facts(ctx context.Context, ids []string) (map[string][]strin
 	bg, batch := s.st.(store.BatchGetter)
 	for start := 0; start < len(valid); start += storeBatch {
 		chunk := valid[start:min(start+storeBatch, len(valid))]
+		// A user whose record is missing or corrupt is unknown: no facts,
+		// so in no group (the rest of the audit goes on).
 		var recs []consent.Record
 		if batch {
-			if recs, err = bg.GetMany(ctx, chunk); err != nil {
+			if recs, err = bg.GetMany(ctx, chunk); err != nil && store.Corrupted(err) == nil {
 				return nil, fmt.Errorf("audit: reading users: %w", err)
+			}
+			for _, id := range store.Corrupted(err) {
+				for i := range recs {
+					if recs[i].UserID == id {
+						recs[i] = consent.NewRecord(id)
+					}
+				}
 			}
 		} else {
 			recs = make([]consent.Record, 0, len(chunk))
 			for _, id := range chunk {
 				rec, err := s.st.Get(ctx, id)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
+				switch {
+				case errors.Is(err, store.ErrCorrupt):
+					rec = consent.NewRecord(id)
+				case err != nil && !errors.Is(err, store.ErrNotFound):
 					return nil, fmt.Errorf("audit: reading user %q: %w", id, err)
 				}
 				recs = append(recs, rec)

@@ -200,6 +200,12 @@ func (c *Client) applyEvents(evs []store.Event) {
 	}
 	if x := c.idx.Load(); x != nil {
 		x.Apply(evs...)
+		if x.NeedsRebuild() {
+			// An event the index could not place (it names no user): one
+			// rebuild (of the index from the records, and of this log's
+			// views) before the next read confirms anything.
+			c.resync[c.index(evs[0].Log)].Store(true)
+		}
 	}
 	c.posMu.Lock()
 	for i := range evs {

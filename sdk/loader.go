@@ -107,6 +107,11 @@ func (c *Client) loader() {
 				bad[id] = true
 			}
 			c.corrupt.Add(uint64(len(ids)))
+			if x := c.idx.Load(); x != nil {
+				for _, id := range ids {
+					x.MarkUnknown(id) // in no audience until a change brings the record back
+				}
+			}
 			c.log().Error("sdk: records missing or corrupt; those users are answered fail closed (data_loss) until restored", "users", len(ids), "err", err)
 			err = nil
 		}

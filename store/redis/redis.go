@@ -206,6 +206,11 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 	v, _ := vals[0].(string)
 	d, _ := vals[1].(string)
 	if v == "" {
+		if d != "" || len(vals) > 2 && vals[2] != nil {
+			// Fields of a record without its version: a damaged hash,
+			// not a user never seen.
+			return consent.Record{}, "", &store.CorruptError{UserIDs: []string{userID}, Detail: "record without a version"}
+		}
 		return consent.NewRecord(userID), "0", nil
 	}
 	var rec consent.Record
@@ -639,7 +644,12 @@ func (s *Store) xread(ctx context.Context, streams []string, count int, block ti
 }
 
 // decodeMessages appends the events of msgs, read from log after `after`,
-// to out; a gap in the entry counter means entries were trimmed away.
+// to out. Entry numbers run without gaps: a gap before the first entry means
+// entries were trimmed away, a gap further on that entries were deleted
+// (XDEL, a partial restore), both *store.TrimmedError (the reader rebuilds);
+// a number at or before `after` means the log was rewound
+// (*store.RegressedError). An entry that cannot be decoded is as good as
+// gone: a *store.TrimmedError at it, so the reader rebuilds past it.
 func decodeMessages(out []store.Event, log int, after store.Position, msgs []goredis.XMessage) ([]store.Event, error) {
 	if len(msgs) == 0 {
 		return out, nil
@@ -654,10 +664,15 @@ func decodeMessages(out []store.Event, log int, after store.Position, msgs []gor
 		// was rewound (failover, restore) and written again since.
 		return nil, &store.RegressedError{Log: log, After: after, Tail: store.Position(msgs[len(msgs)-1].ID)}
 	}
+	prev := f - 1
 	for _, m := range msgs {
+		if _, n := store.Position(m.ID).Parts(); n != prev+1 {
+			return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
+		}
+		prev++
 		ev, err := decodeMessage(log, m)
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
 		}
 		out = append(out, ev)
 	}
