@@ -167,6 +167,9 @@ func replay(f *os.File, opts Options) (*Store, replayed, error) {
 				return nil, rp, err
 			}
 			snapLeft, rp.n = l.Snapshot, l.After
+			if s != nil {
+				s.snapLines = l.Snapshot
+			}
 		case snapLeft > 0:
 			if l.N != 0 || !snapshotOp(l.Op) {
 				return nil, rp, corrupt("%s line numbered %d where snapshot line %d of %d belongs", l.Op, l.N, rp.lines, rp.lines+int64(snapLeft)-1)
@@ -251,6 +254,12 @@ func (s *Store) replayLine(l *line) error {
 		n := store.ShardOf(id, len(s.shards))
 		sh := s.shards[n]
 		if l.Op == opUser {
+			if _, dup := sh.users[id]; dup {
+				return fmt.Errorf("user %q listed twice in the snapshot", id)
+			}
+			if _, local := store.NumberShard(l.Record.Number, len(s.shards)); l.Record.Number != 0 && local > s.snapLines {
+				return fmt.Errorf("user %q has number %d, beyond the snapshot's %d lines", id, l.Record.Number, s.snapLines)
+			}
 			if err := sh.placeID(n, len(s.shards), l.Record); err != nil {
 				return err
 			}

@@ -27,6 +27,10 @@ type Store struct {
 	aof    *aof     // nil without a data directory
 	lock   *os.File // the directory lock; nil without a data directory
 
+	// snapLines is the line count of the snapshot being replayed at open:
+	// no user number of a snapshot can exceed it.
+	snapLines int
+
 	// compactMu serializes Compact and Close.
 	compactMu sync.Mutex
 	closed    atomic.Bool
