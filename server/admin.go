@@ -48,7 +48,8 @@ func (s *Server) putSettings(c *gin.Context) {
 // when the store did not confirm the write on its replicas, 202.
 func (s *Server) answerSettings(c *gin.Context, saved consent.Settings, rc consent.Receipt, err error) {
 	if err == nil && s.cfg.WaitForAll && saved.Suspended {
-		ctx := c.Request.Context()
+		ctx, cancel := s.waitCtx(c)
+		defer cancel()
 		var pos store.Position
 		if pos, err = s.st.Tail(ctx, store.SettingsLog); err != nil {
 			err = fmt.Errorf("%w: reading the settings log tail: %w", sdk.ErrNotPropagated, err)

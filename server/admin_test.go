@@ -90,14 +90,16 @@ func TestSettingsAndSuspension(t *testing.T) {
 	if set.Version != 3 || set.Channels != nil {
 		t.Fatalf("settings %+v", set)
 	}
-	// Zero retention and cooldown: retention defaults, the cooldown stays 0;
-	// no taxonomy, no policies: omitted.
-	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: `{"version":3,"channels":["push","sms"]}`})
+	// No cooldown: 422 (Art. 22(5)); zero retention defaults; no taxonomy,
+	// no policies: omitted. Durations are Go duration strings both ways.
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: `{"version":3,"channels":["push","sms"]}`, req: violates}, 422, "invalid-value", u)
+	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: `{"version":3,"channels":["push","sms"],"reask_cooldown":"24h"}`})
 	want(t, r, 200)
 	sr = decode[server.SettingsResponse](t, r)
 	raw := decode[map[string]map[string]any](t, r)["settings"]
-	if sr.Settings.Retention != consent.DefaultRetention || sr.Settings.ReaskCooldown != 0 || sr.Settings.Taxonomy != nil ||
-		raw["taxonomy"] != nil || raw["policies"] != nil || raw["suspended"] != nil || raw["suspend_reason"] != nil {
+	if sr.Settings.Retention != consent.DefaultRetention || sr.Settings.ReaskCooldown != 24*time.Hour || sr.Settings.Taxonomy != nil ||
+		raw["taxonomy"] != nil || raw["policies"] != nil || raw["suspended"] != nil || raw["suspend_reason"] != nil ||
+		raw["reask_cooldown"] != "24h0m0s" || raw["retention"] != "26280h0m0s" {
 		t.Fatalf("minimal settings %s", r.Body)
 	}
 	set = sr.Settings

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -175,13 +176,25 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 	}
 	agree("UserID", consent.ValidUserID, "u1", "a.b+c=d@e_f-G9", "", "a b", "a/b", "é", "{x}",
-		strings.Repeat("a", 128), strings.Repeat("a", 129))
+		".", "..", "...", ".a", "a..", strings.Repeat("a", 128), strings.Repeat("a", 129))
 	agree("ChannelName", consent.ValidChannelName, "sms", "in_app", "push2", "", "SMS", "1sms", "s-ms",
 		strings.Repeat("a", 32), strings.Repeat("a", 33))
-	agree("Tag", func(s string) error { _, err := tags.Parse(s); return err },
-		"interest:ski", "a:b", "a_1:x.y-z", "interest", ":ski", "interest:", "Interest:ski", "interest:Ski",
-		"a:b:c", "consent:x", "refused:sms", "sensitive:religion", "consents:x", "1a:b",
-		strings.Repeat("a", 32)+":x", strings.Repeat("a", 33)+":x", "a:"+strings.Repeat("x", 64), "a:"+strings.Repeat("x", 65))
+	tagSamples := []string{"interest:ski", "a:b", "a_1:x.y-z", "interest", ":ski", "interest:", "Interest:ski", "interest:Ski",
+		"a:b:c", "consent:x", "refused:sms", "sensitive:religion", "consents:x", "1a:b", "_a:b",
+		" interest:ski", "interest:ski\t", "interest : ski", "Interest :\tSKI", "inter est:ski", "interest:s ki", "\ninterest:ski",
+		"CONSENT:x", " Refused : sms", "SensiTive:religion", "Consents:x", " :ski", "interest: ",
+		strings.Repeat("a", 32) + ":x", strings.Repeat("a", 33) + ":x", "a:" + strings.Repeat("x", 64), "a:" + strings.Repeat("x", 65),
+		" " + strings.Repeat("A", 32) + " : " + strings.Repeat("X", 64) + " "}
+	// A Tag (as answered) is canonical; a TagInput (as sent) is whatever
+	// tags.Parse accepts.
+	agree("Tag", func(s string) error {
+		t, err := tags.Parse(s)
+		if err == nil && string(t) != s {
+			return errors.New("not canonical")
+		}
+		return err
+	}, tagSamples...)
+	agree("TagInput", func(s string) error { _, err := tags.Parse(s); return err }, tagSamples...)
 	agree("Category", func(s string) error { _, err := tags.ParseCategory(s); return err },
 		"religion", "whereabouts", "astrology", "")
 

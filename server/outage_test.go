@@ -35,7 +35,8 @@ func leaks(body []byte, addr string) bool {
 // (SIGSTOP: connections are accepted by the kernel, nothing is answered)
 // and checks the fast-failure promises: decisions and push answers are 200
 // fail closed within the decision budget (never a 5 s wait or a 503), a key
-// verified before the outage keeps working, an unknown key is a fast 503,
+// verified before the outage keeps working, every other route that uses the
+// store answers 503 within StoreTimeout, an unknown key is a fast 503,
 // /readyz is a fast 503, and no answer shows an address or Redis error
 // text. Then Redis resumes and everything recovers.
 func TestRedisHangs(t *testing.T) {
@@ -58,8 +59,9 @@ func TestRedisHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	const budget = 250 * time.Millisecond
+	const storeTimeout = 600 * time.Millisecond
 	s, err := server.New(server.Config{
-		Client: client, Store: st, DecisionBudget: budget,
+		Client: client, Store: st, DecisionBudget: budget, StoreTimeout: storeTimeout,
 		KeyCacheTTL:  100 * time.Millisecond, // so the outage forces key reads
 		AuthFailRate: -1, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -76,13 +78,20 @@ func TestRedisHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin, _, err := server.NewKey(ctx, st, server.RoleAdmin, "admin", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	hc := &http.Client{Timeout: 10 * time.Second}
-	get := func(path, key string) (int, []byte, time.Duration) {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	do := func(method, path, key, body string) (int, []byte, time.Duration) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
 		}
 		start := time.Now()
 		resp, err := hc.Do(req)
@@ -92,6 +101,10 @@ func TestRedisHangs(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b, time.Since(start)
+	}
+	get := func(path, key string) (int, []byte, time.Duration) {
+		t.Helper()
+		return do("GET", path, key, "")
 	}
 
 	// Before: alice opts out; ready; decisions are personalized.
@@ -104,6 +117,11 @@ func TestRedisHangs(t *testing.T) {
 	if code, b, _ := get("/v1/users/bob/decision", app); code != 200 || !strings.Contains(string(b), `"personalized":true`) {
 		t.Fatalf("decision before the outage: %d %s", code, b)
 	}
+	settings, _, _ := get("/v1/admin/settings", admin)
+	if settings != 200 {
+		t.Fatalf("settings before the outage: %d", settings)
+	}
+	_, setBody, _ := get("/v1/admin/settings", admin)
 
 	// The outage: Redis stops answering.
 	pid := redisPID(t, srv)
@@ -174,6 +192,42 @@ func TestRedisHangs(t *testing.T) {
 	}
 
 	t.Logf("slowest decision or push answer during the outage: %v (budget %v)", worst, budget)
+
+	// Every other route that uses the store answers within StoreTimeout
+	// (the key check included): 503 unavailable, no leak. (Audits have
+	// their own, longer bound; audiences are answered from the index in
+	// memory.)
+	storeBound := storeTimeout + 750*time.Millisecond
+	year := strconv.Itoa(time.Now().UTC().Year())
+	var slowest time.Duration
+	for _, r := range []struct{ method, path, key, body string }{
+		{"GET", "/v1/users/alice/consent", app, ""},
+		{"PUT", "/v1/users/alice/consent/personalization", app, `{"enabled":true}`},
+		{"PUT", "/v1/users/alice/consent/channels/sms", app, `{"refused":true}`},
+		{"PUT", "/v1/users/alice/consent/sensitive/religion", app, `{"granted":false}`},
+		{"GET", "/v1/users/alice/tags", app, ""},
+		{"POST", "/v1/users/alice/tags", app, `{"tag":"interest:ski","source":"declared"}`},
+		{"DELETE", "/v1/users/alice/tags/interest:ski", app, ""},
+		{"GET", "/v1/users/alice/receipts", app, ""},
+		{"GET", "/v1/users/alice/export", app, ""},
+		{"DELETE", "/v1/users/alice", app, ""},
+		{"POST", "/v1/events", app, `{"events":[{"user":"alice","item":"i1","time":"2026-01-02T03:04:05Z","mode":"personalized"}]}`},
+		{"GET", "/v1/admin/settings", admin, ""},
+		{"PUT", "/v1/admin/settings", admin, string(setBody)},
+		{"PUT", "/v1/admin/suspension", admin, `{"suspended":true,"reason":"order 9"}`},
+		{"GET", "/v1/admin/reports/rights?year=" + year, admin, ""},
+	} {
+		code, b, took := do(r.method, r.path, r.key, r.body)
+		slowest = max(slowest, took)
+		t.Logf("%s %s during the outage: %d in %v", r.method, r.path, code, took.Round(time.Millisecond))
+		if code != 503 || !strings.Contains(string(b), "/unavailable") || took > storeBound {
+			t.Errorf("%s %s during the outage: %d in %v, want 503 unavailable within %v: %s", r.method, r.path, code, took, storeBound, b)
+		}
+		if leaks(b, srv.Addr) {
+			t.Errorf("%s %s: 503 body leaks internals: %s", r.method, r.path, b)
+		}
+	}
+	t.Logf("slowest store route during the outage: %v (store timeout %v)", slowest, storeTimeout)
 
 	// A key never verified cannot be checked: a fast 503, no leak.
 	code, b, took := get("/v1/users/bob/decision", unused)

@@ -132,10 +132,17 @@ func statusOf(err error) (int, string) {
 // text is the detail of 4xx answers only; behind 5xx and 202 it may hold
 // internal addresses or backing-store text, so it is logged (c.Error) and
 // the detail is a fixed sentence (none for 500).
+//
+// When the request's StoreTimeout ran out, a 5xx is 503 unavailable with
+// a fixed detail that says so, whatever error the cut store call returned.
 func fail(c *gin.Context, err error) {
 	status, code := statusOf(err)
 	p := Problem{Type: problemTypeBase + code, Title: titles[code], Status: status}
 	switch {
+	case status >= 500 && storeTimedOut(c):
+		c.Error(err) // logged, never shown
+		p.Type, p.Title, p.Status = problemTypeBase+codeUnavailable, titles[codeUnavailable], http.StatusServiceUnavailable
+		p.Detail = storeTimeoutDetail
 	case status >= 500 || status < 400:
 		c.Error(err) // logged, never shown
 		p.Detail = safeDetail(status, code, err)

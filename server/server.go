@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -89,6 +90,17 @@ type Config struct {
 	// Logger receives what answers never show: store errors behind 5xx
 	// answers, failed propagation. Nil means slog.Default().
 	Logger *slog.Logger
+	// StoreTimeout bounds the store work of one request on every route
+	// that reads or writes the store, other than the decision routes (which
+	// have DecisionBudget) and the audits (which have their own, longer
+	// bound): from the key check on, the request's reads, its change, and
+	// its Art. 44 rights-log entry. When it runs out the answer is 503
+	// unavailable with a fixed detail (a change may or may not have been
+	// recorded: read it back). Under WaitForAll, the wait for every live
+	// instance after a restrictive change gets a window of its own of the
+	// same length (bounded further by the client's PropagationTimeout), so
+	// such a change answers within twice StoreTimeout. Zero means 2 s.
+	StoreTimeout time.Duration
 }
 
 // Server is the HTTP API. Make it with New; serve Handler.
@@ -156,6 +168,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 2 * time.Second
+	}
+	if cfg.StoreTimeout < 0 {
+		return nil, fmt.Errorf("server: StoreTimeout %v < 0", cfg.StoreTimeout)
+	}
 	if _, ok := cfg.Store.(store.Presence); cfg.WaitForAll && !ok {
 		return nil, fmt.Errorf("server: WaitForAll needs a store that tracks live instances (store.Presence): %w", errors.ErrUnsupported)
 	}
@@ -220,7 +238,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	e.GET("/openapi.json", serveOpenAPI)
 
 	v1 := e.Group("/v1")
-	app := v1.Group("", s.authenticate(RoleApp))
+	app := v1.Group("", s.storeBound(), s.authenticate(RoleApp))
 	u := app.Group("/users/:id", s.rightsLog())
 	u.GET("/decision", s.getDecision)
 	u.GET("/consent", s.getConsent)
@@ -236,7 +254,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	u.GET("/can-push", s.getCanPush)
 	app.POST("/events", s.postEvents)
 
-	adm := v1.Group("/admin", s.authenticate(RoleAdmin))
+	adm := v1.Group("/admin", s.storeBound(), s.authenticate(RoleAdmin))
 	adm.GET("/settings", s.getSettings)
 	adm.PUT("/settings", s.putSettings)
 	adm.PUT("/suspension", s.putSuspension)
@@ -278,10 +296,25 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 		var ute *json.UnmarshalTypeError
 		field := ""
 		if errors.As(err, &ute) {
-			field = ute.Field
+			field = jsonField(ute.Field)
 		}
 		failCode(c, http.StatusBadRequest, codeMalformed, field, "body is not valid JSON for this route: %v", err)
 		return false
 	}
 	return true
+}
+
+// jsonField is the JSON path of a decoding error's field without the Go
+// names of embedded structs that custom decoders add (a type written
+// "settingsAlias" in the path of consent.Settings' fields): the API's JSON
+// names are snake_case, so a segment in camelCase is a Go name.
+func jsonField(path string) string {
+	var out []string
+	for _, seg := range strings.Split(path, ".") {
+		if seg != "" && seg[0] >= 'a' && seg[0] <= 'z' && strings.ContainsAny(seg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			continue
+		}
+		out = append(out, seg)
+	}
+	return strings.Join(out, ".")
 }

@@ -136,10 +136,11 @@ func (s *Server) getConsent(c *gin.Context) {
 // problem when it is recorded but not confirmed.
 func (s *Server) apply(c *gin.Context, ch consent.Change, status int) {
 	ch.Reason = "api key " + keyOf(c).ID
-	ctx := c.Request.Context()
-	a, err := s.client.Apply(ctx, ch)
+	a, err := s.client.Apply(c.Request.Context(), ch)
 	if err == nil && s.cfg.WaitForAll && ch.Restrictive() {
+		ctx, cancel := s.waitCtx(c)
 		err = s.waitApplied(ctx, ch.UserID, a)
+		cancel()
 	}
 	var body *ConsentResponse
 	if a.Record.Version > 0 || err == nil {

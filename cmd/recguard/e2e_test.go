@@ -450,6 +450,12 @@ func TestCLIArguments(t *testing.T) {
 	fails("unexpected argument", append([]string{"keys", "list", "stray"}, sf...)...)
 	fails("give the key ID", append([]string{"keys", "revoke"}, sf...)...)
 	fails("not found", append([]string{"keys", "revoke", "000000000000"}, sf...)...)
+	fails("--store-timeout must be positive", append([]string{"serve", "--addr", "127.0.0.1:0", "--store-timeout", "0s"}, sf...)...)
+	// The variable reaches the flag too.
+	if _, errOut, err := runCLIEnv(t, []string{"RECGUARD_STORE_TIMEOUT=-1s"}, append([]string{"serve", "--addr", "127.0.0.1:0"}, sf...)...); err == nil ||
+		!strings.Contains(errOut, "--store-timeout must be positive") {
+		t.Errorf("RECGUARD_STORE_TIMEOUT=-1s: %v, stderr %q", err, errOut)
+	}
 
 	_, id := createKey(t, "auditor", sf...)
 	if out := mustCLI(t, append([]string{"keys", "revoke", id}, sf...)...); !strings.Contains(out, "revoked "+id) {

@@ -85,6 +85,9 @@ serve flags:
                            read (default 2s)
   --decision-budget D      /decision and /can-push answer within it, failing closed
                            when the store is slow or gone (default 250ms)
+  --store-timeout D        every other route's store work (key check, reads, the
+                           change, its rights-log entry) ends within it, else 503
+                           unavailable (default 2s; audits have their own 60s)
   --key-cache-ttl D        a revoked key stops working within it (default 5s)
   --key-grace D            keys verified within it keep working while the store
                            cannot be read (default 10m; 0s: none)
@@ -415,6 +418,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	acceptLoss := fs.Bool("accept-data-loss", false, "open a Redis keyspace that lost shards, accepting that their users start from empty records")
 	lease := fs.Duration("lease", 0, "how long answers trust the cache without a confirmed changelog read (default 2s)")
 	budget := fs.Duration("decision-budget", 250*time.Millisecond, "/decision and /can-push answer within it, failing closed when the store is slow or gone")
+	storeTimeout := fs.Duration("store-timeout", 2*time.Second, "every other route's store work ends within it, else 503 unavailable")
 	keyTTL := fs.Duration("key-cache-ttl", 5*time.Second, "a revoked key stops working within it")
 	keyGrace := fs.Duration("key-grace", 10*time.Minute, "keys verified within it keep working while the store cannot be read (0s: none)")
 	waitAll := fs.Bool("wait-for-all", true, "acknowledge restrictive changes only once every live instance applied them (else 202)")
@@ -429,6 +433,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *budget <= 0:
 		return errors.New("serve: --decision-budget must be positive")
+	case *storeTimeout <= 0:
+		return errors.New("serve: --store-timeout must be positive")
 	case *keyTTL <= 0:
 		return errors.New("serve: --key-cache-ttl must be positive")
 	case *keyGrace < 0:
@@ -479,7 +485,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer client.Close()
 	srv, err := server.New(server.Config{
 		Client: client, Store: st, Logger: log,
-		DecisionBudget: *budget, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
+		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
 		AuthFailRate: *authFail, TrustedProxies: trusted,
 	})
 	if err != nil {
@@ -491,7 +497,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go purgeLoop(ctx, st, log)
-	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget)
+	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget, "store_timeout", *storeTimeout)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
