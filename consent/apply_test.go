@@ -448,7 +448,13 @@ func TestApplySensitive(t *testing.T) {
 			},
 		},
 		{
-			name:   "withdraw what was never granted",
+			name:   "decline what was never granted (recorded: Art. 22(5))",
+			change: consent.WithdrawSensitive(user, tags.MedicalHealth),
+			want:   receiptWant{subject: "medical_health", old: "none", new: "declined"},
+		},
+		{
+			name:   "decline again within the cooldown (a retry)",
+			setup:  []consent.Change{consent.WithdrawSensitive(user, tags.MedicalHealth)},
 			change: consent.WithdrawSensitive(user, tags.MedicalHealth),
 			noop:   true,
 		},
@@ -541,14 +547,14 @@ func TestApplyMinorAndGuardian(t *testing.T) {
 			noop:   true,
 		},
 		{
-			name:   "mark adult",
+			name:   "the guardian marks adult",
 			setup:  []consent.Change{consent.SetMinor(user, true)},
-			change: consent.SetMinor(user, false),
+			change: consent.SetMinor(user, false).By(consent.ActorGuardian, consent.SurfaceAppSettings),
 			want:   receiptWant{old: "minor", new: "adult"},
 		},
 		{
-			name:   "mark adult when adult",
-			change: consent.SetMinor(user, false),
+			name:   "the user marks adult when adult",
+			change: consent.SetMinor(user, false).By(consent.ActorUser, consent.SurfaceAppSettings),
 			noop:   true,
 		},
 		{
@@ -610,10 +616,10 @@ func TestApplyMinorAndGuardian(t *testing.T) {
 			want:   receiptWant{old: guardianV1, new: "withdrawn", purpose: "guardian", policyVersion: 1},
 		},
 		{
-			name:   "withdraw when never given",
+			name:   "guardian declines, never having given consent (recorded)",
 			setup:  []consent.Change{consent.SetMinor(user, true)},
 			change: consent.SetGuardian(user, false),
-			noop:   true,
+			want:   receiptWant{old: "none", new: "declined", purpose: "guardian", policyVersion: 1},
 		},
 		{
 			name:   "withdraw twice",
@@ -1127,5 +1133,62 @@ func TestInferenceRefusedWhileOff(t *testing.T) {
 	}
 	if _, rc, err := on.Apply(infer, set); err != nil || rc == nil {
 		t.Fatalf("inferring for a user with personalization on: %v", err)
+	}
+}
+
+// Art. 22(5): every "no" is recorded and restarts the re-ask cooldown,
+// also a "no" to a consent never given and a repeated "no" after the
+// cooldown ran out; a repeat within the cooldown is a retry and a no-op.
+func TestDeclinesRestartTheCooldown(t *testing.T) {
+	set := testSettings()
+	cd := set.ReaskCooldown
+	at := func(d time.Duration, ch consent.Change) consent.Change { ch.At = t0.Add(d); return ch }
+	for _, c := range []struct {
+		name string
+		no   consent.Change
+		kind consent.Kind
+	}{
+		{"personalization", consent.SetPersonalization(user, false), consent.KindPersonalization},
+		{"channel", consent.RefuseChannel(user, "sms"), consent.ChannelKind("sms")},
+		{"sensitive never given", consent.WithdrawSensitive(user, tags.Religion), consent.SensitiveKind(tags.Religion)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := consent.NewRecord(user)
+			r1, rc, err := r.Apply(at(0, c.no), set)
+			if err != nil || rc == nil {
+				t.Fatalf("first no: receipt %v, err %v; want a receipt", rc, err)
+			}
+			if consent.ShouldAsk(r1.State, c.kind, set, t0.Add(time.Second)) {
+				t.Fatal("ShouldAsk a second after the first no = true")
+			}
+			if _, rc, err := r1.Apply(at(time.Hour, c.no), set); err != nil || rc != nil {
+				t.Fatalf("no again within the cooldown: receipt %v, err %v; want a no-op", rc, err)
+			}
+			if !consent.ShouldAsk(r1.State, c.kind, set, t0.Add(cd)) {
+				t.Fatal("ShouldAsk after the cooldown = false")
+			}
+			r2, rc, err := r1.Apply(at(cd+time.Minute, c.no), set)
+			if err != nil || rc == nil || rc.New != "declined" {
+				t.Fatalf("no again after the cooldown: receipt %+v, err %v; want a receipt with New declined", rc, err)
+			}
+			if consent.ShouldAsk(r2.State, c.kind, set, t0.Add(cd+2*time.Minute)) {
+				t.Fatal("ShouldAsk right after the repeated no = true: the cooldown did not restart")
+			}
+		})
+	}
+}
+
+// A guardian's consent carries the guardian's reference into its receipt.
+func TestGuardianReferenceInReceipt(t *testing.T) {
+	set := testSettings()
+	r, _ := replay(t, set, consent.SetMinor(user, true))
+	ch := consent.GuardianConsent(user, "kyc-2025-0042")
+	ch.At = atApply
+	if err := ch.Validate(set); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := r.Apply(ch, set)
+	if err != nil || rc == nil || rc.Ref != "kyc-2025-0042" {
+		t.Fatalf("guardian consent: receipt %+v, err %v; want Ref kyc-2025-0042", rc, err)
 	}
 }

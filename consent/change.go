@@ -95,6 +95,10 @@ type Change struct {
 	Actor    Actor         `json:"actor"`
 	Surface  Surface       `json:"surface"`
 	Reason   string        `json:"reason,omitempty"`
+	// Ref is a reference to the evidence behind the change, kept in its
+	// receipt: for a guardian's change, the guardian's verified identity or
+	// consent record (an ID in the app's own systems, never a name).
+	Ref string `json:"ref,omitempty"`
 	// At is when the change was made; stores set it from their clock when
 	// zero.
 	At time.Time `json:"at"`
@@ -128,9 +132,19 @@ func WithdrawSensitive(user string, c tags.Category) Change {
 	return Change{UserID: user, Op: OpSetSensitive, Category: c, Actor: ActorUser, Surface: SurfaceAppSettings}
 }
 
-// SetMinor marks user as under 14 (or not), made by the system.
+// SetMinor marks user as under 14 (or not), made by the system. Only the
+// user or the guardian may make a minor an adult: use By to say who.
 func SetMinor(user string, minor bool) Change {
 	return Change{UserID: user, Op: OpSetMinor, Value: minor, Actor: ActorSystem, Surface: SurfaceAPI}
+}
+
+// GuardianConsent records a guardian's consent for a minor with a reference
+// to the guardian's verified identity or consent record (kept in the
+// receipt).
+func GuardianConsent(user, ref string) Change {
+	c := SetGuardian(user, true)
+	c.Ref = ref
+	return c
 }
 
 // SetGuardian records (or withdraws) a guardian's consent for a minor, made
@@ -208,6 +222,11 @@ func (c *Change) Validate(set *Settings) error {
 	if len(c.Reason) > MaxReasonLen {
 		return fieldErr("reason", ErrInvalidChange, "longer than %d bytes", MaxReasonLen)
 	}
+	if c.Ref != "" {
+		if err := ValidUserID(c.Ref); err != nil {
+			return fieldErr("ref", ErrInvalidChange, "a reference is 1 to %d bytes of [A-Za-z0-9_.@+=-]", MaxUserIDLen)
+		}
+	}
 	if err := validAt(c.At); err != nil {
 		return err
 	}
@@ -277,8 +296,9 @@ func (c *Change) Validate(set *Settings) error {
 		return fieldErr("tag", ErrInvalidChange, "%s takes no tag", c.Op)
 	}
 	// Widening what may be done with the user's data is the user's (or a
-	// minor's guardian's) own choice; anyone may narrow it.
-	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag && c.Op != OpSetMinor &&
+	// minor's guardian's) own choice; anyone may narrow it. So an admin or
+	// the system may mark a minor, never make a minor an adult.
+	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag &&
 		c.Actor != ActorUser && c.Actor != ActorGuardian {
 		return fieldErr("actor", ErrForbidden, "%s (%t) widens processing and must come from the user or guardian, not %s", c.Op, c.Value, c.Actor)
 	}

@@ -191,7 +191,12 @@ func TestValidate(t *testing.T) {
 		{"system allows a channel", system(consent.AllowChannel("u", "sms")), consent.ErrForbidden, "actor"},
 		{"admin refuses a channel", admin(consent.RefuseChannel("u", "sms")), nil, ""},
 		{"system marks minor", consent.SetMinor("u", true), nil, ""},
-		{"system marks adult", consent.SetMinor("u", false), nil, ""},
+		{"system marks adult", consent.SetMinor("u", false), consent.ErrForbidden, "actor"},
+		{"admin marks adult", admin(consent.SetMinor("u", false)), consent.ErrForbidden, "actor"},
+		{"guardian marks adult", consent.SetMinor("u", false).By(consent.ActorGuardian, consent.SurfaceAppSettings), nil, ""},
+		{"admin marks a minor", admin(consent.SetMinor("u", true)), nil, ""},
+		{"a guardian reference", consent.GuardianConsent("u", "kyc-123"), nil, ""},
+		{"a bad reference", consent.GuardianConsent("u", "name with spaces"), consent.ErrInvalidChange, "ref"},
 		{"admin erases", admin(consent.Erase("u")), nil, ""},
 		{"system erases", system(consent.Erase("u")), nil, ""},
 		// Order: the user ID is checked before anything else.

@@ -33,7 +33,12 @@ type Receipt struct {
 	Purpose       string `json:"purpose,omitempty"`
 	PolicyVersion int    `json:"policy_version"`
 	Reason        string `json:"reason,omitempty"`
-	PrevHash      string `json:"prev_hash,omitempty"`
+	// Ref is the change's reference to its evidence (see Change.Ref).
+	Ref string `json:"ref,omitempty"`
+	// Diff lists every difference a settings change made, one line each
+	// (see DiffSettings); empty for users' receipts.
+	Diff     []string `json:"diff,omitempty"`
+	PrevHash string   `json:"prev_hash,omitempty"`
 	Hash          string `json:"hash"`
 }
 

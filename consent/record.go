@@ -56,18 +56,31 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		}
 		st.Erased = false
 	}
-	rc := Receipt{UserID: r.UserID, At: at, Actor: ch.Actor, Surface: ch.Surface, Op: ch.Op, Reason: ch.Reason}
+	rc := Receipt{UserID: r.UserID, At: at, Actor: ch.Actor, Surface: ch.Surface, Op: ch.Op, Reason: ch.Reason, Ref: ch.Ref}
 	switch ch.Op {
 	case OpSetPersonalization:
 		rc.Purpose = PurposePersonalization
 		rc.Old, rc.New = onOff(!st.PersonalizationOff), onOff(ch.Value)
+		if !ch.Value && st.PersonalizationOff {
+			if !declineAgain(st, KindPersonalization, at, set) {
+				return r, nil, nil
+			}
+			rc.New = declinedAgain
+		}
 		st.PersonalizationOff = !ch.Value
 		if !ch.Value {
 			st = st.withRefusal(KindPersonalization, at)
 		}
 	case OpSetChannel:
 		rc.Purpose, rc.Subject = PurposePush, ch.Channel
-		rc.Old, rc.New = refusedAllowed(st.ChannelRefused(ch.Channel)), refusedAllowed(ch.Value)
+		was := st.ChannelRefused(ch.Channel)
+		rc.Old, rc.New = refusedAllowed(was), refusedAllowed(ch.Value)
+		if ch.Value && was {
+			if !declineAgain(st, ChannelKind(ch.Channel), at, set) {
+				return r, nil, nil
+			}
+			rc.New = declinedAgain
+		}
 		st = st.withChannel(ch.Channel, ch.Value)
 		if ch.Value {
 			st = st.withRefusal(ChannelKind(ch.Channel), at)
@@ -89,7 +102,14 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 			rc.New = grantString(g, true)
 		} else {
 			if !had || !old.Granted {
-				return r, nil, nil
+				// Declining a consent never given (or already withdrawn)
+				// is recorded, so the app does not ask again too soon.
+				if !declineAgain(st, SensitiveKind(ch.Category), at, set) {
+					return r, nil, nil
+				}
+				rc.Purpose, rc.New = old.Purpose, declinedAgain
+				st = st.withRefusal(SensitiveKind(ch.Category), at)
+				break
 			}
 			rc.Purpose = old.Purpose
 			st = st.withSensitive(SensitiveConsent{Category: ch.Category, Grant: Grant{Purpose: old.Purpose, PolicyVersion: old.PolicyVersion, At: at}})
@@ -132,7 +152,12 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 			rc.New = grantString(g, true)
 		} else {
 			if !had || !old.Granted {
-				return r, nil, nil
+				if !st.Minor || !declineAgain(st, KindGuardian, at, set) {
+					return r, nil, nil
+				}
+				rc.New = declinedAgain
+				st = st.withRefusal(KindGuardian, at)
+				break
 			}
 			st.Guardian = &Grant{Purpose: PurposeGuardian, PolicyVersion: old.PolicyVersion, ByGuardian: true, At: at}
 			st = st.withRefusal(KindGuardian, at)
@@ -198,6 +223,19 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 	rc.Seal()
 	next.LastHash = rc.Hash
 	return next, &rc, nil
+}
+
+// declinedAgain is the New of a receipt that records a repeated "no".
+const declinedAgain = "declined"
+
+// declineAgain reports whether a "no" to kind k that changes nothing (the
+// consent is already refused or was never given) is recorded: yes when no
+// refusal of k is on record or the last one is at least the re-ask cooldown
+// old (Art. 22(5): the cooldown restarts on every "no"), no within it (a
+// retry of the same answer).
+func declineAgain(st State, k Kind, at time.Time, set *Settings) bool {
+	last, ok := st.LastRefusal(k)
+	return !ok || !at.Before(last.Add(set.ReaskCooldown))
 }
 
 func onOff(on bool) string {

@@ -81,7 +81,7 @@ func testRoundTrip(t *testing.T, s store.Store) {
 			consent.OpDeclareTag, string(tagChess), "absent", "declared", 1},
 		{"admin withdraws guardian consent", consent.SetGuardian(u, false).By(pAdmin, sAdmin),
 			consent.OpSetGuardian, "", "granted by guardian for guardian under policy v1", "withdrawn", 1},
-		{"set adult", consent.SetMinor(u, false),
+		{"the guardian sets adult", consent.SetMinor(u, false).By(consent.ActorGuardian, consent.SurfaceAppSettings),
 			consent.OpSetMinor, "", "minor", "adult", 0},
 		{"erase", consent.Erase(u),
 			consent.OpErase, "", "active", "erased", 0},
