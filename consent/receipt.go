@@ -39,7 +39,7 @@ type Receipt struct {
 	// (see DiffSettings); empty for users' receipts.
 	Diff     []string `json:"diff,omitempty"`
 	PrevHash string   `json:"prev_hash,omitempty"`
-	Hash          string `json:"hash"`
+	Hash     string   `json:"hash"`
 }
 
 // Seal fills r.Hash and r.ID from r's content and r.PrevHash.
