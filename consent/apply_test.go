@@ -695,10 +695,17 @@ func TestApplyTags(t *testing.T) {
 			wantField: "tag",
 		},
 		{
-			name:   "the user's declaration lifts the suppression",
+			name:      "a plain declaration does not lift the suppression",
+			setup:     []consent.Change{consent.InferTag(user, "interest:ski"), consent.DeleteTag(user, "interest:ski")},
+			change:    consent.DeclareTag(user, "interest:ski"),
+			wantErr:   tags.ErrSuppressed,
+			wantField: "tag",
+		},
+		{
+			name:   "the user's explicit re-declaration lifts the suppression",
 			setup:  []consent.Change{consent.InferTag(user, "interest:ski"), consent.DeleteTag(user, "interest:ski")},
-			change: consent.DeclareTag(user, "interest:ski"),
-			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared", purpose: "personalization", policyVersion: 1},
+			change: consent.RedeclareTag(user, "interest:ski"),
+			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared (suppression lifted by the user's re-declaration)", purpose: "personalization", policyVersion: 1},
 			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
 				if after.Tags.IsSuppressed("interest:ski") {
 					t.Error("IsSuppressed(interest:ski) = true after the user's declaration")
@@ -708,8 +715,8 @@ func TestApplyTags(t *testing.T) {
 		{
 			name:   "a guardian's declaration lifts the suppression",
 			setup:  append(append([]consent.Change{}, minorWithGuardian...), consent.DeleteTag(user, "interest:ski")),
-			change: byGuardian(consent.DeclareTag(user, "interest:ski")),
-			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared", purpose: "personalization", policyVersion: 1},
+			change: byGuardian(consent.RedeclareTag(user, "interest:ski")),
+			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared (suppression lifted by the user's re-declaration)", purpose: "personalization", policyVersion: 1},
 		},
 		{
 			name:      "sensitive tag without consent",
@@ -903,8 +910,8 @@ func TestApplyErase(t *testing.T) {
 		{
 			name:   "the user declares an erased tag again",
 			setup:  erased,
-			change: consent.DeclareTag(user, "interest:ski"),
-			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared", purpose: "personalization", policyVersion: 1},
+			change: consent.RedeclareTag(user, "interest:ski"),
+			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared (suppression lifted by the user's re-declaration)", purpose: "personalization", policyVersion: 1},
 			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
 				if after.State.Erased {
 					t.Error("Erased = true after the user's declaration")
@@ -981,7 +988,7 @@ func TestApplyChain(t *testing.T) {
 		consent.SetPersonalization(user, true),
 		consent.InferTag(user, "biometrics:face"),
 		consent.DeleteTag(user, "biometrics:face"),
-		consent.DeclareTag(user, "biometrics:face"),
+		consent.RedeclareTag(user, "biometrics:face"),
 		consent.WithdrawSensitive(user, tags.Biometrics),
 		consent.SetMinor(user, true),
 		consent.SetGuardian(user, true),
@@ -1073,9 +1080,12 @@ func TestSuppressionLifecycle(t *testing.T) {
 	if d := consent.Evaluate(r.State, r.Tags, set); len(d.Tags) != 0 {
 		t.Errorf("usable tags after delete = %v, want none", d.Tags)
 	}
-	r, rc, err = step(r, consent.DeclareTag(user, ski))
-	if err != nil || rc == nil || rc.Old != "suppressed" || rc.New != "declared" {
-		t.Fatalf("declare: receipt %+v, error %v; want suppressed -> declared", rc, err)
+	if _, _, err := step(r, consent.DeclareTag(user, ski)); !errors.Is(err, tags.ErrSuppressed) {
+		t.Fatalf("a plain declaration of the deleted tag: err = %v, want ErrSuppressed", err)
+	}
+	r, rc, err = step(r, consent.RedeclareTag(user, ski))
+	if err != nil || rc == nil || rc.Old != "suppressed" || !strings.HasPrefix(rc.New, "declared (suppression lifted") {
+		t.Fatalf("re-declare: receipt %+v, error %v; want suppressed -> declared (suppression lifted ...)", rc, err)
 	}
 	if d := consent.Evaluate(r.State, r.Tags, set); !reflect.DeepEqual(d.Tags, []tags.Tag{ski}) {
 		t.Errorf("usable tags after the user's declaration = %v, want [%s]", d.Tags, ski)

@@ -26,7 +26,8 @@ const (
 	// OpSetGuardian records the guardian's consent for a minor
 	// [Value: true = granted].
 	OpSetGuardian Op = "set_guardian"
-	// OpDeclareTag adds Tag as declared by the user; it lifts a suppression.
+	// OpDeclareTag adds Tag as declared by the user [Value: true = lift the
+	// suppression a deletion left: the user re-declares the tag on purpose].
 	OpDeclareTag Op = "declare_tag"
 	// OpInferTag adds Tag as inferred by the platform; refused with
 	// tags.ErrSuppressed when the user deleted it.
@@ -156,6 +157,15 @@ func SetGuardian(user string, granted bool) Change {
 // DeclareTag adds t as declared by the user.
 func DeclareTag(user string, t tags.Tag) Change {
 	return Change{UserID: user, Op: OpDeclareTag, Tag: t, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// RedeclareTag adds t as declared by the user, lifting the suppression the
+// user's earlier deletion left: the only change that brings a deleted tag
+// back. The receipt says the suppression was lifted.
+func RedeclareTag(user string, t tags.Tag) Change {
+	c := DeclareTag(user, t)
+	c.Value = true
+	return c
 }
 
 // InferTag adds t as inferred by the platform's pipeline.

@@ -176,8 +176,13 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 			src = tags.Inferred
 		}
 		old, had := ts.Has(ch.Tag)
-		rc.Old = tagString(old, had, ts.IsSuppressed(ch.Tag))
-		next, err := ts.Add(ch.Tag, src, byUser, at)
+		sup := ts.IsSuppressed(ch.Tag)
+		rc.Old = tagString(old, had, sup)
+		// Only the user's explicit re-declaration (RedeclareTag) lifts a
+		// suppression: a plain declaration of a deleted tag is refused like
+		// an inference, so no pipeline can pass one off as the user's.
+		lift := ch.Op == OpDeclareTag && byUser && ch.Value
+		next, err := ts.Add(ch.Tag, src, lift, at)
 		if err != nil {
 			return r, nil, wrapField("tag", tags.ErrSuppressed, err)
 		}
@@ -194,6 +199,9 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		}
 		ts = next
 		rc.New = tagString(e, true, false)
+		if sup {
+			rc.New += " (suppression lifted by the user's re-declaration)"
+		}
 	case OpDeleteTag:
 		rc.Purpose, rc.Subject = PurposePersonalization, string(ch.Tag)
 		old, had := ts.Has(ch.Tag)

@@ -92,10 +92,11 @@ func run(ctx context.Context, dir string) error {
 	}
 	_, err = s.Apply(ctx, consent.InferTag(user, ski))
 	fmt.Printf("%-36s refused: %t (%v)\n", "4. the pipeline infers it again:", errors.Is(err, tags.ErrSuppressed), err)
-	if _, err := s.Apply(ctx, consent.DeclareTag(user, ski)); err != nil {
+	// Only alice's own, explicit re-declaration brings it back.
+	if _, err := s.Apply(ctx, consent.RedeclareTag(user, ski)); err != nil {
 		return err
 	}
-	if err := decide("5. alice declares it herself"); err != nil {
+	if err := decide("5. alice re-declares it herself"); err != nil {
 		return err
 	}
 

@@ -26,7 +26,7 @@ func fillShard(tb testing.TB, s store.Store, shard, n int) []store.Applied {
 	var out []store.Applied
 	for i := range n {
 		u := users[i%len(users)]
-		ch := consent.DeclareTag(u, tagSki)
+		ch := consent.RedeclareTag(u, tagSki)
 		if (i/len(users))%2 == 1 {
 			ch = consent.DeleteTag(u, tagSki)
 		}

@@ -28,7 +28,7 @@ func flipTag(user string, writer, i int) consent.Change {
 	if i%2 == 1 {
 		return consent.DeleteTag(user, t)
 	}
-	return consent.DeclareTag(user, t)
+	return consent.RedeclareTag(user, t)
 }
 
 func testConcurrency(t *testing.T, newStore newStoreFunc) {

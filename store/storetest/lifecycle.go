@@ -44,8 +44,9 @@ func testSuppression(t *testing.T, newStore newStoreFunc) {
 		rejected(t, "admin infers after delete", consent.InferTag(u, tagSki).By(consent.ActorAdmin, consent.SurfaceAdminConsole))
 		noop(t, "delete again", consent.DeleteTag(u, tagSki))
 		check(t, "delete again", false, "", true)
-		mustApplyEffective(t, s, consent.DeclareTag(u, tagSki))
-		check(t, "user declares", true, tags.Declared, false)
+		rejected(t, "a plain declaration after delete", consent.DeclareTag(u, tagSki))
+		mustApplyEffective(t, s, consent.RedeclareTag(u, tagSki))
+		check(t, "user re-declares", true, tags.Declared, false)
 		noop(t, "infer after the user declared", consent.InferTag(u, tagSki))
 		check(t, "infer after the user declared", true, tags.Declared, false)
 		mustApplyEffective(t, s, consent.DeleteTag(u, tagSki))
@@ -130,7 +131,7 @@ func testErase(t *testing.T, newStore newStoreFunc) {
 			checkUnchanged(t, snap, takeSnapshot(t, s, u))
 		}
 
-		back := mustApplyEffective(t, s, consent.DeclareTag(u, tagSki))
+		back := mustApplyEffective(t, s, consent.RedeclareTag(u, tagSki))
 		rec = mustGet(t, s, u)
 		checkEqual(t, "Get after the user came back", rec, back.Record)
 		if rec.State.Erased || rec.Version != a.Record.Version+1 {
