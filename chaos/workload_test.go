@@ -334,23 +334,23 @@ func reportHistory(t *testing.T, h *History, truth map[string]Truth, strict bool
 	t.Helper()
 	violations = h.Violations()
 	losses = h.Lost(truth)
-	logf := t.Logf
+	logf, tag := t.Logf, "measured, not asserted"
 	if strict {
-		logf = t.Errorf
+		logf, tag = t.Errorf, "violated"
 	}
 	for i, v := range violations {
 		if i == 5 {
 			logf("... and %d more personalized answers after acknowledged opt-outs", len(violations)-5)
 			break
 		}
-		logf("(a) violated: %v", v)
+		logf("(a) %s: %v", tag, v)
 	}
 	for i, l := range losses {
 		if i == 5 {
 			logf("... and %d more lost acknowledged changes", len(losses)-5)
 			break
 		}
-		logf("(b) violated: acknowledged change lost: %v", l)
+		logf("(b) %s: acknowledged change lost: %v", tag, l)
 	}
 	return violations, losses
 }

@@ -155,11 +155,19 @@ func (cl *Cluster) KillMaster(tb testing.TB, slot int) *Failover {
 	if err != nil {
 		tb.Fatalf("finding the master of slot %d: %v", slot, err)
 	}
-	if len(reps) == 0 {
-		tb.Fatalf("the master of slot %d (%s) has no replica to promote", slot, m.Addr)
+	return KillMasterOf(tb, slot, m, reps)
+}
+
+// KillMasterOf SIGKILLs master, which the caller found (SlotNodes) to be the
+// master of slot with replicas: for when the cluster cannot be asked at the
+// moment of the kill (a replica is paused, say).
+func KillMasterOf(tb testing.TB, slot int, master *Server, replicas []*Server) *Failover {
+	tb.Helper()
+	if len(replicas) == 0 {
+		tb.Fatalf("the master of slot %d (%s) has no replica to promote", slot, master.Addr)
 	}
-	f := &Failover{Slot: slot, Killed: m, Replicas: reps}
-	m.Stop()
+	f := &Failover{Slot: slot, Killed: master, Replicas: replicas}
+	master.Stop()
 	f.KilledAt = time.Now()
 	return f
 }
