@@ -312,17 +312,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	next := set.Normalize()
 	next.Version = old.Version + 1
-	rc := consent.Receipt{
-		Seq:      p.seq + 1,
-		At:       s.opts.Now().UTC().Round(0),
-		Actor:    actor,
-		Surface:  surface,
-		Op:       opSetSettingsReceipt,
-		Old:      old.Summary(),
-		New:      next.Summary(),
-		PrevHash: p.head,
-	}
-	rc.Seal()
+	rc := consent.NewSettingsReceipt(old, &next, p.seq+1, p.head, actor, surface, s.opts.Now())
 	ms, seq, pos := p.log.next(time.Now())
 	if err := s.persist(&line{Op: opSetSettings, Log: store.SettingsLog, Pos: pos, Settings: &next, Receipt: &rc}); err != nil {
 		return consent.Settings{}, consent.Receipt{}, err

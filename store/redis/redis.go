@@ -516,10 +516,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 
 // settingsReceipt builds the receipt of a settings change.
 func settingsReceipt(old, next *consent.Settings, seq uint64, prev string, actor consent.Actor, surface consent.Surface, at time.Time) consent.Receipt {
-	rc := consent.Receipt{Seq: seq, At: at.UTC().Round(0), Actor: actor, Surface: surface, Op: consent.OpSetSettings,
-		Old: old.Summary(), New: next.Summary(), PrevHash: prev}
-	rc.Seal()
-	return rc
+	return consent.NewSettingsReceipt(old, next, seq, prev, actor, surface, at)
 }
 
 // ReadChangelog returns up to count events of log after position after.

@@ -46,6 +46,9 @@ func testSettings(t *testing.T, newStore newStoreFunc) {
 			if rc.Actor != consent.ActorAdmin || rc.Surface != consent.SurfaceAdminConsole || rc.UserID != "" || rc.Hash == "" || rc.At.IsZero() {
 				t.Errorf("settings receipt %s: want actor admin, surface admin_console, no user, a hash and a time", show(rc))
 			}
+			if d := consent.DiffSettings(&prev, &saved); !equal(rc.Diff, d) {
+				t.Errorf("settings receipt #%d Diff = %q, want every difference %q", n, rc.Diff, d)
+			}
 			rs := mustSettingsReceipts(t, s)
 			checkEqual(t, fmt.Sprintf("SettingsReceipts after SetSettings #%d", n), rs, append(receipts[:len(receipts):len(receipts)], rc))
 			mustVerify(t, "SettingsReceipts", rs)
