@@ -143,9 +143,9 @@ func TestAudience(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, u := range []string{"a1", "a2", "a3", "a4", "a5"} {
-		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"interest:ski"}`}), 201)
+		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"declared"}`}), 201)
 	}
-	want(t, e.do(call{method: "POST", path: "/v1/users/b1/tags", key: e.app(), body: `{"tag":"interest:golf"}`}), 201)
+	want(t, e.do(call{method: "POST", path: "/v1/users/b1/tags", key: e.app(), body: `{"tag":"interest:golf","source":"declared"}`}), 201)
 	want(t, e.do(call{method: "PUT", path: "/v1/users/a3/consent/channels/push", key: e.app(), body: `{"refused":true}`}), 200)
 	want(t, e.do(call{method: "PUT", path: "/v1/users/a4/consent/personalization", key: e.app(), body: `{"enabled":false}`}), 200)
 	want(t, e.do(call{method: "DELETE", path: "/v1/users/a5", key: e.app()}), 200)
@@ -253,7 +253,7 @@ func TestRightsReport(t *testing.T) {
 		{call{method: "PUT", path: U + "/consent/channels/fax", body: `{"refused":true}`}, 422},                                   // refuse_push, rejected
 		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true,"purpose":"personalization"}`}, 200}, // consent
 		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":false}`}, 200},                            // withdraw
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest:ski"}`}, 201},                                            // correct
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest:ski","source":"declared"}`}, 201},                        // correct
 		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest:golf","source":"inferred"}`}, 201},                       // not a rights request
 		{call{method: "DELETE", path: U + "/tags/interest:ski"}, 200},                                                             // delete
 		{call{method: "DELETE", path: U + "/tags/Bad", req: violates}, 422},                                                       // delete, rejected

@@ -133,9 +133,9 @@ func TestAuditRoutesOpenAPI(t *testing.T) {
 	// Without users the store gives the facts: tag two users through the
 	// app routes and audit their events.
 	for _, u := range []string{"s1", "s2"} {
-		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"loyalty:gold"}`}), 201)
+		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"loyalty:gold","source":"declared"}`}), 201)
 	}
-	want(t, e.do(call{method: "POST", path: "/v1/users/s3/tags", key: e.app(), body: `{"tag":"loyalty:new"}`}), 201)
+	want(t, e.do(call{method: "POST", path: "/v1/users/s3/tags", key: e.app(), body: `{"tag":"loyalty:new","source":"declared"}`}), 201)
 	now := time.Now().UTC().Format(time.RFC3339)
 	var evs []map[string]any
 	for i, u := range []string{"s1", "s2", "s3", "s3"} {

@@ -25,7 +25,7 @@ func writes(e *env, u string) []call {
 		{method: "PUT", path: U + "/consent/personalization", key: e.app(), body: map[string]any{"enabled": false}},
 		{method: "PUT", path: U + "/consent/channels/sms", key: e.app(), body: map[string]any{"refused": true}},
 		{method: "PUT", path: U + "/consent/sensitive/religion", key: e.app(), body: map[string]any{"granted": true, "purpose": "personalization"}},
-		{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski"}},
+		{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski", "source": "declared"}},
 		{method: "DELETE", path: U + "/tags/interest:golf", key: e.app()},
 		{method: "DELETE", path: U, key: e.app()},
 		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set},
@@ -113,7 +113,7 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "PUT", path: U + "/consent/channels/email", body: map[string]any{"refused": false}}, server.RoleApp, 200},
 		{call{method: "PUT", path: U + "/consent/sensitive/whereabouts", body: map[string]any{"granted": false}}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/tags"}, server.RoleApp, 200},
-		{call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:chess"}}, server.RoleApp, 201},
+		{call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:chess", "source": "declared"}}, server.RoleApp, 201},
 		{call{method: "DELETE", path: U + "/tags/interest:golf"}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/receipts"}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/export"}, server.RoleApp, 200},
@@ -331,7 +331,7 @@ func TestInvalidValues(t *testing.T) {
 		{call{method: "PUT", path: "/v1/users/" + long + "/consent/channels/sms", body: `{"refused":true}`}, "user_id", false},
 		{call{method: "PUT", path: "/v1/users/" + long + "/consent/sensitive/religion", body: `{"granted":false}`}, "user_id", false},
 		{call{method: "GET", path: "/v1/users/" + long + "/tags"}, "user_id", false},
-		{call{method: "POST", path: "/v1/users/" + long + "/tags", body: `{"tag":"a:b"}`}, "user_id", false},
+		{call{method: "POST", path: "/v1/users/" + long + "/tags", body: `{"tag":"a:b","source":"declared"}`}, "user_id", false},
 		{call{method: "DELETE", path: "/v1/users/" + long + "/tags/a:b"}, "user_id", false},
 		{call{method: "GET", path: "/v1/users/" + long + "/receipts"}, "user_id", false},
 		{call{method: "GET", path: "/v1/users/" + long + "/export"}, "user_id", false},
@@ -344,7 +344,7 @@ func TestInvalidValues(t *testing.T) {
 		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"purpose":"personalization"}`}, "granted", false},
 		// Surfaces.
 		{call{method: "PUT", path: U + "/consent/personalization", body: `{"enabled":true,"surface":"Web"}`}, "surface", false},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"a:b","surface":"a b"}`}, "surface", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"a:b","source":"declared","surface":"a b"}`}, "surface", false},
 		// Channels: bad syntax, and not configured.
 		{call{method: "PUT", path: U + "/consent/channels/SMS", body: `{"refused":true}`}, "channel", false},
 		{call{method: "PUT", path: U + "/consent/channels/fax", body: `{"refused":true}`}, "channel", true},
@@ -358,12 +358,12 @@ func TestInvalidValues(t *testing.T) {
 		{call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true,"purpose":"marketing"}`}, "purpose", true},
 		// Tags.
 		{call{method: "POST", path: U + "/tags", body: `{}`}, "tag", false},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"Inter est:Ski"}`}, "tag", false},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":" Consent : x"}`}, "tag", false},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest"}`}, "tag", false},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"consent:x"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"Inter est:Ski","source":"declared"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":" Consent : x","source":"declared"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest","source":"declared"}`}, "tag", false},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"consent:x","source":"declared"}`}, "tag", false},
 		{call{method: "POST", path: U + "/tags", body: `{"tag":"banned:x","source":"inferred"}`}, "tag", true},
-		{call{method: "POST", path: U + "/tags", body: `{"tag":"banned:x"}`}, "tag", true},
+		{call{method: "POST", path: U + "/tags", body: `{"tag":"banned:x","source":"declared"}`}, "tag", true},
 		{call{method: "POST", path: U + "/tags", body: `{"tag":"a:b","source":"guessed"}`}, "source", false},
 		{call{method: "DELETE", path: U + "/tags/Ba%20d:Tag"}, "tag", false},
 		{call{method: "DELETE", path: U + "/tags/%20Refused%20:%20sms"}, "tag", false},
@@ -460,7 +460,7 @@ func TestConflicts(t *testing.T) {
 	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"inferred","surface":"batch"}`}, 409, "tag-suppressed", u)
 
 	// A sensitive tag without the category's consent, by the user or the pipeline.
-	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"medical_health:asthma"}`}, 409, "consent-required", u)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"medical_health:asthma","source":"declared"}`}, 409, "consent-required", u)
 	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"whereabouts:home","source":"inferred"}`}, 409, "consent-required", u)
 
 	// A guardian acting for an adult.
@@ -511,7 +511,7 @@ func TestUnavailable(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		const u = "u1"
-		want(t, e.do(call{method: "POST", path: "/v1/users/u1/tags", key: e.app(), body: `{"tag":"interest:ski"}`}), 201)
+		want(t, e.do(call{method: "POST", path: "/v1/users/u1/tags", key: e.app(), body: `{"tag":"interest:ski","source":"declared"}`}), 201)
 		want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200) // cached
 		if err := e.client.Close(); err != nil {
 			t.Fatal(err)
@@ -678,7 +678,7 @@ func TestNotPropagated(t *testing.T) {
 	if cr.Version != 1 || !cr.State.PersonalizationOff || cr.Receipt == nil {
 		t.Fatalf("202 answer %+v", cr)
 	}
-	cr = e.pendingChange(call{method: "POST", path: "/v1/users/u1/tags", body: `{"tag":"interest:ski"}`}, "not-propagated")
+	cr = e.pendingChange(call{method: "POST", path: "/v1/users/u1/tags", body: `{"tag":"interest:ski","source":"declared"}`}, "not-propagated")
 	if cr.Version != 2 {
 		t.Fatalf("202 answer %+v", cr)
 	}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
 )
 
@@ -28,8 +30,9 @@ type EventsResponse struct {
 }
 
 // postEvents records outcome events in the store's outcome log, for
-// Art. 46 audits. Every event is checked as an events file line would be;
-// one bad event rejects the whole batch and nothing is recorded.
+// Art. 46 audits. Every event is checked as an events file line would be,
+// and more strictly (checkOutcome); one bad event rejects the whole batch
+// and nothing is recorded.
 func (s *Server) postEvents(c *gin.Context) {
 	ol, ok := s.st.(store.OutcomeLog)
 	if !ok {
@@ -73,6 +76,10 @@ func (s *Server) postEvents(c *gin.Context) {
 			fail(c, err)
 			return
 		}
+		if reason := checkOutcome(ev); reason != "" {
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", len(users), reason)
+			return
+		}
 		users = append(users, ev.UserID)
 	}
 	if len(users) != len(lines) {
@@ -84,4 +91,33 @@ func (s *Server) postEvents(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines)})
+}
+
+// checkOutcome checks what an events file may get wrong but the store's
+// outcome log must not hold: a user ID the store could not hold
+// (consent.ValidUserID), and a negative (or non-finite) rank, price,
+// discount or latency, which would skew every audit figure computed from
+// them. It returns why the event is refused, or "".
+func checkOutcome(ev audit.Event) string {
+	if err := consent.ValidUserID(ev.UserID); err != nil {
+		return "user: " + err.Error()
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"rank", ev.Rank}, {"price", ev.Price}, {"discount", ev.Discount}, {"latency_ms", ev.LatencyMS}} {
+		switch {
+		case f.v == nil:
+		case math.IsNaN(*f.v) || math.IsInf(*f.v, 0):
+			return f.name + " is not a finite number"
+		case *f.v < 0:
+			return fmt.Sprintf("%s %v is negative", f.name, *f.v)
+		}
+	}
+	for k, v := range ev.Fields {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Sprintf("field %q is not a finite number", k)
+		}
+	}
+	return ""
 }

@@ -49,6 +49,7 @@ const (
 	codeNotReplicate = "not-replicated"
 	codeDataLoss     = "data-loss"
 	codeCorrupt      = "record-corrupt"
+	codeInferenceOff = "inference-refused"
 )
 
 var titles = map[string]string{
@@ -70,6 +71,7 @@ var titles = map[string]string{
 	codeNotReplicate: "Recorded on the primary, but not confirmed by the required replicas",
 	codeDataLoss:     "The store lost data",
 	codeCorrupt:      "The user's record is missing or corrupt",
+	codeInferenceOff: "No inferred tags while the user's personalization is off or the service is suspended",
 }
 
 // safeDetails are the details of answers whose error text is not shown
@@ -102,6 +104,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, codeSuppressed
 	case errors.Is(err, consent.ErrConsentRequired):
 		return http.StatusConflict, codeConsent
+	case errors.Is(err, consent.ErrInferenceRefused):
+		return http.StatusConflict, codeInferenceOff
 	case errors.Is(err, consent.ErrForbidden):
 		return http.StatusConflict, codeNotAllowed
 	case errors.Is(err, store.ErrConflict):

@@ -69,7 +69,7 @@ func TestWaitForAll(t *testing.T) {
 	// u2 needs a tag to delete and a grant to withdraw first; those changes
 	// take nothing away, so they do not wait (if they did, the stalled
 	// instance would make them 202).
-	e.change(call{method: "POST", path: U + "/tags", body: `{"tag":"interest:ski"}`}, 201, true)
+	e.change(call{method: "POST", path: U + "/tags", body: `{"tag":"interest:ski","source":"declared"}`}, 201, true)
 	e.change(call{method: "PUT", path: U + "/consent/sensitive/religion", body: `{"granted":true,"purpose":"personalization"}`}, 200, true)
 	for _, c := range restrictive {
 		cr := e.pendingChange(c, "not-propagated")

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,33 +267,40 @@ func (s *Server) routes() (*gin.Engine, error) {
 }
 
 // decode reads a JSON body into v: application/json only, at most MaxBody
-// bytes, no unknown fields, nothing after the value. It answers the
-// problem itself and returns false on failure.
+// bytes, no object naming a member twice (anywhere in the body), no
+// unknown fields, nothing after the value. It answers the problem itself
+// and returns false on failure.
 func (s *Server) decode(c *gin.Context, v any) bool {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		failCode(c, http.StatusUnsupportedMediaType, codeMediaType, "", "send Content-Type: application/json")
 		return false
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody)
-	dec := json.NewDecoder(body)
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)
+		return false
+	}
+	if err != nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, "", "reading the body: %v", err)
+		return false
+	}
+	// Duplicate keys first: encoding/json would silently keep the last.
+	var dup *DuplicateKeyError
+	if errors.As(checkDuplicateKeys(bytes.NewReader(body)), &dup) {
+		failCode(c, http.StatusBadRequest, codeMalformed, dup.Field(), "body is not valid JSON for this route: %v", dup)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
-	var tooBig *http.MaxBytesError
 	if err == nil {
-		// Reading on past the value can hit the size limit (a value that
-		// fits, then padding): that is 413, not data after the value.
-		if _, extra := dec.Token(); errors.As(extra, &tooBig) {
-			err = extra
-		} else if extra != io.EOF {
+		if _, extra := dec.Token(); extra != io.EOF {
 			err = errors.New("data after the JSON value")
 		}
 	}
-	switch {
-	case errors.As(err, &tooBig):
-		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)
-		return false
-	case err != nil:
+	if err != nil {
 		var ute *json.UnmarshalTypeError
 		field := ""
 		if errors.As(err, &ute) {

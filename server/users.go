@@ -355,8 +355,17 @@ type tagBody struct {
 	Tag     string `json:"tag"`
 	Source  string `json:"source"`
 	Surface string `json:"surface"`
+	// LiftSuppression, with source declared, brings back a tag the user
+	// deleted: the user's explicit re-declaration (consent.RedeclareTag),
+	// recorded as such in the receipt. Without it a deleted tag stays
+	// deleted whoever sends it (409 tag-suppressed).
+	LiftSuppression bool `json:"lift_suppression"`
 }
 
+// postTag adds a tag. source is required: declared (the user's own
+// declaration, an Art. 24 correction) or inferred (the platform's
+// pipeline, not a rights request). Only a declaration with
+// lift_suppression brings back a tag the user deleted.
 func (s *Server) postTag(c *gin.Context) {
 	id, ok := userID(c)
 	if !ok {
@@ -374,16 +383,29 @@ func (s *Server) postTag(c *gin.Context) {
 	}
 	var ch consent.Change
 	switch tags.Source(b.Source) {
-	case tags.Declared, "":
+	case tags.Declared:
 		setKind(c, "correct")
-		ch = consent.DeclareTag(id, t).By(consent.ActorUser, surfaceOr(b.Surface))
+		ch = consent.DeclareTag(id, t)
+		if b.LiftSuppression {
+			ch = consent.RedeclareTag(id, t)
+		}
+		ch = ch.By(consent.ActorUser, surfaceOr(b.Surface))
 	case tags.Inferred:
 		setKind(c, "")
+		if b.LiftSuppression {
+			failCode(c, 422, codeInvalid, "lift_suppression", "only the user's own declaration (source declared) can lift a deleted tag's suppression")
+			return
+		}
 		ch = consent.InferTag(id, t)
 		if b.Surface != "" {
 			ch.Surface = consent.Surface(b.Surface)
 		}
+	case "":
+		setKind(c, "")
+		failCode(c, 422, codeInvalid, "source", "source is required: declared (the user's own declaration) or inferred (the platform's pipeline)")
+		return
 	default:
+		setKind(c, "")
 		failCode(c, 422, codeInvalid, "source", "source must be declared or inferred, got %q", b.Source)
 		return
 	}

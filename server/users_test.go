@@ -131,7 +131,7 @@ func TestUserRoutes(t *testing.T) {
 
 	// Tags: declared, inferred, deleted (suppressed), inferred again (409),
 	// declared again (lifts the suppression).
-	cr = e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:ski"}}, 201, true)
+	cr = e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:ski", "source": "declared"}}, 201, true)
 	if cr.Receipt.Op != consent.OpDeclareTag || cr.Receipt.Subject != "interest:ski" || cr.Receipt.New != "declared" {
 		t.Fatalf("declare: %+v", cr.Receipt)
 	}
@@ -162,13 +162,31 @@ func TestUserRoutes(t *testing.T) {
 	if p.Field != "tag" {
 		t.Errorf("suppressed: field %q", p.Field)
 	}
-	cr = e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:ski", "source": "declared", "surface": "web"}}, 201, true)
-	if cr.Receipt.Old != "suppressed" || cr.Receipt.New != "declared" {
-		t.Fatalf("declare after delete: %+v", cr.Receipt)
+	// Tag deletion sticks (issue 11, item 1): not against a variant of the
+	// tag, not against a plain declaration, not against an inference that
+	// asks to lift the suppression; only the user's explicit re-declaration
+	// brings it back, and its receipt says so.
+	for _, body := range []map[string]any{
+		{"tag": "Interest : SKI", "source": "inferred"},
+		{"tag": "interest:ski", "source": "declared"},
+		{"tag": " INTEREST:ski", "source": "declared", "surface": "web"},
+	} {
+		if p := e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: body}, 409, "tag-suppressed", u); p.Field != "tag" {
+			t.Errorf("%v: field %q", body, p.Field)
+		}
+	}
+	if p := e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski", "source": "inferred", "lift_suppression": true}},
+		422, "invalid-value", u); p.Field != "lift_suppression" {
+		t.Errorf("an inference lifting a suppression: field %q", p.Field)
+	}
+	cr = e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "Interest:Ski", "source": "declared", "lift_suppression": true, "surface": "web"}}, 201, true)
+	if cr.Receipt.Old != "suppressed" || !strings.HasPrefix(cr.Receipt.New, "declared") || !strings.Contains(cr.Receipt.New, "suppression lifted") ||
+		cr.Receipt.Actor != consent.ActorUser || cr.Receipt.Surface != "web" || cr.Receipt.Subject != "interest:ski" {
+		t.Fatalf("re-declaration after delete: %+v", cr.Receipt)
 	}
 
 	// A sensitive category: its tags need the separate consent.
-	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "religion:x"}}, 409, "consent-required", u)
+	e.rejected(call{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "religion:x", "source": "declared"}}, 409, "consent-required", u)
 	cr = e.change(call{method: "PUT", path: U + "/consent/sensitive/religion",
 		body: map[string]any{"granted": true, "purpose": "personalization"}}, 200, true)
 	if len(cr.State.Sensitive) != 1 || cr.State.Sensitive[0].Category != tags.Religion || !cr.State.Sensitive[0].Granted ||
@@ -177,7 +195,7 @@ func TestUserRoutes(t *testing.T) {
 	}
 	e.change(call{method: "PUT", path: U + "/consent/sensitive/religion",
 		body: map[string]any{"granted": true, "purpose": "personalization"}}, 200, false)
-	e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "religion:x"}}, 201, true)
+	e.change(call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "religion:x", "source": "declared"}}, 201, true)
 	if tv := e.tagsOf(u); len(tv.Tags) != 3 || !tv.Tags[2].Usable {
 		t.Fatalf("sensitive tag: %+v", tv)
 	}

@@ -136,7 +136,7 @@ func TestServeRedis(t *testing.T) {
 
 	t.Run("suspension", func(t *testing.T) {
 		c := newClient(t, p.base)
-		c.expect("POST", "/v1/users/dave/tags", app, map[string]any{"tag": "interest:ski"}, http.StatusCreated, nil)
+		c.expect("POST", "/v1/users/dave/tags", app, map[string]any{"tag": "interest:ski", "source": "declared"}, http.StatusCreated, nil)
 		// The audience index follows the changelog: wait (bounded) until
 		// it counts somebody, so that the 0 below means something.
 		deadline := time.Now().Add(10 * time.Second)
@@ -357,7 +357,7 @@ func TestServeEmbedded(t *testing.T) {
 	p.waitReady()
 	c = newClient(t, p.base)
 	c.expect("PUT", "/v1/users/alice/consent/personalization", app, map[string]any{"enabled": false, "surface": "app_settings"}, http.StatusOK, nil)
-	c.expect("POST", "/v1/users/bob/tags", app, map[string]any{"tag": "interest:ski"}, http.StatusCreated, nil)
+	c.expect("POST", "/v1/users/bob/tags", app, map[string]any{"tag": "interest:ski", "source": "declared"}, http.StatusCreated, nil)
 	var d decisionJSON
 	c.expect("GET", "/v1/users/alice/decision", app, nil, http.StatusOK, &d)
 	if d.Reason != "personalization_off" {
