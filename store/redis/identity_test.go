@@ -311,7 +311,7 @@ func TestOptOutWhileSettingsNodeIsDown(t *testing.T) {
 	}
 	ctx := context.Background()
 	cl := redistest.StartCluster(t)
-	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Addrs, DialTimeout: 200 * time.Millisecond, MaxRetries: 1, ReadTimeout: time.Second})
+	c := rs.NewClient(rs.ClientOptions{Addrs: cl.Addrs, Cluster: true}).(*goredis.ClusterClient)
 	t.Cleanup(func() { c.Close() })
 	waitWritable(t, c)
 	s := mustNew(t, c, rs.Options{Logger: quiet})
