@@ -47,6 +47,9 @@ func (s *Server) putSettings(c *gin.Context) {
 // after the write (conservative: it includes the change); otherwise, and
 // when the store did not confirm the write on its replicas, 202.
 func (s *Server) answerSettings(c *gin.Context, saved consent.Settings, rc consent.Receipt, err error) {
+	if saved.Version > 0 {
+		adminDetail(c, "settings_version", saved.Version, "suspended", saved.Suspended, "receipt", rc.ID, "diff", rc.Diff)
+	}
 	if err == nil && s.cfg.WaitForAll && saved.Suspended {
 		ctx, cancel := s.waitCtx(c)
 		defer cancel()

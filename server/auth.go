@@ -144,9 +144,9 @@ type keyReadCall struct {
 // maxUnknownKeys bounds the unknown-key memory; past it, it starts over.
 const maxUnknownKeys = 100_000
 
-func newKeyCache(ks store.KeyStore, ttl, grace, budget time.Duration) *keyCache {
+func newKeyCache(ks store.KeyStore, ttl, grace, budget time.Duration, now func() time.Time) *keyCache {
 	return &keyCache{
-		ks: ks, ttl: ttl, grace: grace, budget: budget, retry: min(time.Second, ttl), now: time.Now,
+		ks: ks, ttl: ttl, grace: grace, budget: budget, retry: min(time.Second, ttl), now: now,
 		known: map[string]*knownKey{}, unknown: map[string]time.Time{}, inflight: map[string]*keyReadCall{},
 	}
 }
@@ -293,10 +293,11 @@ func (kc *keyCache) fetch(id string, call *keyReadCall) {
 	close(call.done)
 }
 
-// limiter is a token bucket per key.
+// limiter is a token bucket per key, on the server's clock.
 type limiter struct {
 	rps   rate.Limit
 	burst int
+	now   func() time.Time
 	mu    sync.Mutex
 	m     map[string]*rate.Limiter
 }
@@ -312,14 +313,15 @@ func (l *limiter) allow(id string) bool {
 		l.m[id] = lim
 	}
 	l.mu.Unlock()
-	return lim.Allow()
+	return lim.AllowN(l.now(), 1)
 }
 
 // addrLimiter is a token bucket per client address for failed
-// authentications.
+// authentications, on the server's clock.
 type addrLimiter struct {
 	rps   rate.Limit
 	burst int
+	now   func() time.Time
 	mu    sync.Mutex
 	m     map[string]*rate.Limiter
 }
@@ -328,8 +330,8 @@ type addrLimiter struct {
 // nothing) are dropped, and if that is not enough, all are.
 const maxAddrs = 100_000
 
-func newAddrLimiter(rps float64, burst int) *addrLimiter {
-	return &addrLimiter{rps: rate.Limit(rps), burst: burst, m: map[string]*rate.Limiter{}}
+func newAddrLimiter(rps float64, burst int, now func() time.Time) *addrLimiter {
+	return &addrLimiter{rps: rate.Limit(rps), burst: burst, now: now, m: map[string]*rate.Limiter{}}
 }
 
 func (l *addrLimiter) get(addr string) *rate.Limiter {
@@ -338,7 +340,7 @@ func (l *addrLimiter) get(addr string) *rate.Limiter {
 	lim := l.m[addr]
 	if lim == nil {
 		if len(l.m) >= maxAddrs {
-			now := time.Now()
+			now := l.now()
 			for a, b := range l.m {
 				if b.TokensAt(now) >= float64(l.burst) {
 					delete(l.m, a)
@@ -360,7 +362,7 @@ func (l *addrLimiter) exhausted(addr string) bool {
 	if l.rps <= 0 {
 		return false
 	}
-	return l.get(addr).Tokens() < 1
+	return l.get(addr).TokensAt(l.now()) < 1
 }
 
 // spend counts one failed attempt of addr and reports whether it was
@@ -369,7 +371,7 @@ func (l *addrLimiter) spend(addr string) bool {
 	if l.rps <= 0 {
 		return true
 	}
-	return l.get(addr).Allow()
+	return l.get(addr).AllowN(l.now(), 1)
 }
 
 // addrKey is the bucket of a client address for failed authentications:
@@ -437,6 +439,7 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 		case check == keyGrace:
 			s.m.keyGrace.Inc()
 		}
+		c.Set(ctxKeyTried, k.ID)
 		allowed := false
 		for _, r := range roles {
 			if Role(k.Role) == r {

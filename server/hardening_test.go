@@ -128,27 +128,32 @@ func TestAuthFailLimit(t *testing.T) {
 func TestKeyGrace(t *testing.T) {
 	t.Parallel()
 	var fs *flakyStore
+	clock := newFakeClock()
 	e := newEnv(t, func(c *envConfig) {
-		c.srv.KeyCacheTTL = 20 * time.Millisecond
-		c.srv.KeyGrace = 600 * time.Millisecond
+		c.srv.KeyCacheTTL = 20 * time.Second
+		c.srv.KeyGrace = 10 * time.Minute
+		c.srv.Now = clock.Now
 		c.wrap = func(m *memory.Store) store.Store { fs = &flakyStore{Store: m}; return fs }
 	})
 	const u = "u1"
 	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200)
-	confirmed := time.Now()
+	confirmed := clock.Now()
 	down := fmt.Errorf("%w: dial tcp 10.1.2.3:6379: connect: connection refused", store.ErrUnavailable)
 	fs.keyErr.Store(&down)
-	time.Sleep(30 * time.Millisecond) // past the TTL
+	clock.Advance(30 * time.Second) // past the TTL
 	for i := 0; i < 5; i++ {
 		want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200)
 		want(t, e.do(call{method: "PUT", path: "/v1/users/u1/consent/channels/sms", key: e.app(), body: `{"refused":true}`}), 200)
+		clock.Advance(time.Minute)
 	}
 	p := e.rejected(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}, 503, "unavailable", u)
 	if strings.Contains(string(e.last.Body), "10.1.2.3") || strings.Contains(p.Detail, "dial") {
 		t.Errorf("503 shows the store error: %s", e.last.Body)
 	}
-	// Past the grace: the confirmed key is refused too.
-	time.Sleep(time.Until(confirmed.Add(650 * time.Millisecond)))
+	// Just within the grace the key works; past it, it is refused too.
+	clock.Advance(confirmed.Add(10*time.Minute - time.Second).Sub(clock.Now()))
+	want(t, e.do(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}), 200)
+	clock.Advance(2 * time.Second)
 	e.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}, 503, "unavailable", u)
 
 	// The store answers again: the key works; revoked, it stops within the TTL.
@@ -157,14 +162,14 @@ func TestKeyGrace(t *testing.T) {
 	if err := server.RevokeKey(e.ctx, e.mem, e.keyIDs[server.RoleApp], time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond)
+	clock.Advance(20 * time.Second)
 	e.rejected(call{method: "GET", path: "/v1/users/u1/decision", key: e.app()}, 401, "unauthenticated", u)
 
 	// A key store error that is not unavailability: no grace, 500.
 	want(t, e.do(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}), 200)
 	boom := errors.New("secret disk path /var/lib/x is on fire")
 	fs.keyErr.Store(&boom)
-	time.Sleep(30 * time.Millisecond)
+	clock.Advance(20 * time.Second)
 	e.rejected(call{method: "GET", path: "/v1/admin/settings", key: e.admin()}, 500, "internal", u)
 }
 

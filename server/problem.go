@@ -24,6 +24,9 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Field names the invalid input field, where there is one.
 	Field string `json:"field,omitempty"`
+	// RequestID is the request's ID (also answered in X-Request-ID) on
+	// 5xx answers: the line logged about the error carries it.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // problemTypeBase prefixes every problem type URI.
@@ -184,6 +187,9 @@ func failCode(c *gin.Context, status int, code, field, format string, args ...an
 }
 
 func problem(c *gin.Context, p Problem) {
+	if p.Status >= 500 {
+		p.RequestID = requestIDOf(c)
+	}
 	c.Header("Content-Type", "application/problem+json")
 	c.AbortWithStatusJSON(p.Status, p)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -19,90 +18,6 @@ import (
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
-
-// Config configures a Server. Zero fields mean their documented defaults.
-type Config struct {
-	// Client answers decisions and audiences and applies changes. Required;
-	// make it with Audiences on for the audience route.
-	Client *sdk.Client
-	// Store is the system of record the client runs on. Required; it must
-	// keep API keys (store.KeyStore).
-	Store store.Store
-	// MaxBody bounds request bodies. Zero means 1 MiB.
-	MaxBody int64
-	// RateLimit is the requests per second allowed per key (token bucket,
-	// burst RateBurst). Zero means 200; negative means no limit.
-	RateLimit float64
-	// RateBurst is the bucket size. Zero means 2 x RateLimit.
-	RateBurst int
-	// KeyCacheTTL is how long a verified key is trusted before it is read
-	// again (so a revoked key stops working within it). Zero means 5 s.
-	KeyCacheTTL time.Duration
-	// ReadTimeout and WriteTimeout bound a request's reading and the
-	// writing of its answer (HTTPServer). Zero means 10 s and 90 s (an
-	// audit may run for up to 60 s before it answers).
-	ReadTimeout, WriteTimeout time.Duration
-	// Registry receives the server's Prometheus metrics. Nil means a new
-	// registry, served at /metrics.
-	Registry *prometheus.Registry
-	// Now is the clock. Nil means time.Now.
-	Now func() time.Time
-
-	// DecisionBudget bounds GET /v1/users/{id}/decision and /can-push from
-	// the key check to the answer, and every key read and the store check
-	// of /readyz. When the store is slow or gone, decisions answer within
-	// it, fail closed (personalized=false, allowed=false, reason
-	// unavailable or unverified) and with status 200, never a long wait or
-	// a 503. Zero means 250 ms.
-	DecisionBudget time.Duration
-	// KeyGrace is how long a key the store last confirmed keeps working
-	// while the store cannot be read (its read fails with
-	// store.ErrUnavailable or store.ErrDataLoss, or does not answer within
-	// DecisionBudget), so apps keep getting fail-closed decisions. A
-	// revoked key still stops within KeyCacheTTL whenever the store
-	// answers; during an outage, a revocation the server could not read
-	// takes effect when the store is back, or at the latest KeyGrace after
-	// the key was last confirmed. Keys not confirmed within KeyGrace are
-	// refused with 503 during an outage. Zero means 10 minutes; negative
-	// means no grace.
-	KeyGrace time.Duration
-	// WaitForAll acknowledges restrictive changes (personalization off, a
-	// channel refused, sensitive consent withdrawn, a tag deleted, erasure,
-	// the suspension switched on) only after every live instance applied
-	// them (sdk.Client.WaitApplied, bounded by the client's
-	// PropagationTimeout): when one does not confirm in time the answer is
-	// 202 with a not-propagated problem, and the change stands. Other
-	// changes are acknowledged once recorded. The store must track
-	// instances (store.Presence). recguard serve turns it on by default.
-	WaitForAll bool
-	// AuthFailRate is the rate of failed authentications (no key, a
-	// malformed, unknown, revoked or wrong key, or a key that could not be
-	// checked) allowed per client address, per second (token bucket,
-	// burst AuthFailBurst). Over it, requests from that address that
-	// cannot be authenticated from keys already verified are answered 429
-	// before any store read. Zero means 1; negative means no limit.
-	AuthFailRate float64
-	// AuthFailBurst is the bucket size of AuthFailRate. Zero means 30.
-	AuthFailBurst int
-	// TrustedProxies are the addresses or CIDRs of reverse proxies whose
-	// X-Forwarded-For / X-Real-IP headers name the client address for
-	// AuthFailRate. Nil means none: the client address is the peer's.
-	TrustedProxies []string
-	// Logger receives what answers never show: store errors behind 5xx
-	// answers, failed propagation. Nil means slog.Default().
-	Logger *slog.Logger
-	// StoreTimeout bounds the store work of one request on every route
-	// that reads or writes the store, other than the decision routes (which
-	// have DecisionBudget) and the audits (which have their own, longer
-	// bound): from the key check on, the request's reads, its change, and
-	// its Art. 44 rights-log entry. When it runs out the answer is 503
-	// unavailable with a fixed detail (a change may or may not have been
-	// recorded: read it back). Under WaitForAll, the wait for every live
-	// instance after a restrictive change gets a window of its own of the
-	// same length (bounded further by the client's PropagationTimeout), so
-	// such a change answers within twice StoreTimeout. Zero means 2 s.
-	StoreTimeout time.Duration
-}
 
 // Server is the HTTP API. Make it with New; serve Handler.
 type Server struct {
@@ -118,71 +33,35 @@ type Server struct {
 	engine   *gin.Engine
 }
 
-// New builds the server and its routes.
+// New builds the server and its routes. cfg's zero fields get their
+// defaults (DefaultConfig); a configuration that does not validate is an
+// error wrapping ErrInvalidConfig (a *ConfigError).
 func New(cfg Config) (*Server, error) {
-	if cfg.Client == nil || cfg.Store == nil {
-		return nil, errors.New("server: Config.Client and Config.Store are required")
+	if cfg.Client == nil {
+		return nil, &ConfigError{Field: "Client", Reason: "required"}
+	}
+	if cfg.Store == nil {
+		return nil, &ConfigError{Field: "Store", Reason: "required"}
 	}
 	ks, ok := cfg.Store.(store.KeyStore)
 	if !ok {
 		return nil, fmt.Errorf("server: the store keeps no API keys (store.KeyStore): %w", errors.ErrUnsupported)
 	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 1 << 20
-	}
-	if cfg.RateLimit == 0 {
-		cfg.RateLimit = 200
-	}
-	if cfg.RateBurst == 0 {
-		cfg.RateBurst = int(2 * max(cfg.RateLimit, 1))
-	}
-	if cfg.KeyCacheTTL == 0 {
-		cfg.KeyCacheTTL = 5 * time.Second
-	}
-	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = 10 * time.Second
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = 90 * time.Second
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.DecisionBudget == 0 {
-		cfg.DecisionBudget = 250 * time.Millisecond
-	}
-	if cfg.DecisionBudget < 0 {
-		return nil, fmt.Errorf("server: DecisionBudget %v < 0", cfg.DecisionBudget)
-	}
-	if cfg.KeyGrace == 0 {
-		cfg.KeyGrace = 10 * time.Minute
-	}
-	if cfg.AuthFailRate == 0 {
-		cfg.AuthFailRate = 1
-	}
-	if cfg.AuthFailBurst == 0 {
-		cfg.AuthFailBurst = 30
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.StoreTimeout == 0 {
-		cfg.StoreTimeout = 2 * time.Second
-	}
-	if cfg.StoreTimeout < 0 {
-		return nil, fmt.Errorf("server: StoreTimeout %v < 0", cfg.StoreTimeout)
 	}
 	if _, ok := cfg.Store.(store.Presence); cfg.WaitForAll && !ok {
 		return nil, fmt.Errorf("server: WaitForAll needs a store that tracks live instances (store.Presence): %w", errors.ErrUnsupported)
 	}
 	s := &Server{
 		cfg: cfg, client: cfg.Client, st: cfg.Store,
-		keys:     newKeyCache(ks, cfg.KeyCacheTTL, max(cfg.KeyGrace, 0), cfg.DecisionBudget),
-		limit:    &limiter{rps: rate.Limit(cfg.RateLimit), burst: cfg.RateBurst, m: map[string]*rate.Limiter{}},
-		authFail: newAddrLimiter(cfg.AuthFailRate, cfg.AuthFailBurst),
+		keys:     newKeyCache(ks, cfg.KeyCacheTTL, max(cfg.KeyGrace, 0), cfg.DecisionBudget, cfg.Now),
+		limit:    &limiter{rps: rate.Limit(cfg.RateLimit), burst: cfg.RateBurst, now: cfg.Now, m: map[string]*rate.Limiter{}},
+		authFail: newAddrLimiter(cfg.AuthFailRate, cfg.AuthFailBurst, cfg.Now),
 		log:      newErrLog(cfg.Logger),
 	}
 	s.rights, _ = cfg.Store.(store.RightsLog)
@@ -222,10 +101,15 @@ func (s *Server) routes() (*gin.Engine, error) {
 	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("server: TrustedProxies: %w", err)
 	}
-	e.Use(s.m.middleware(), s.log.middleware(), gin.CustomRecovery(func(c *gin.Context, v any) {
+	mw := []gin.HandlerFunc{requestID(), s.m.middleware()}
+	if s.cfg.LogRequests {
+		mw = append(mw, s.logRequests())
+	}
+	mw = append(mw, s.log.middleware(), gin.CustomRecovery(func(c *gin.Context, v any) {
 		c.Error(fmt.Errorf("panic: %v", v))
 		failCode(c, http.StatusInternalServerError, codeInternal, "", "internal error")
 	}))
+	e.Use(mw...)
 	e.NoRoute(func(c *gin.Context) {
 		failCode(c, 404, codeNotFound, "", "no route %s %s", c.Request.Method, c.Request.URL.Path)
 	})
@@ -255,7 +139,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	u.GET("/can-push", s.getCanPush)
 	app.POST("/events", s.postEvents)
 
-	adm := v1.Group("/admin", s.storeBound(), s.authenticate(RoleAdmin))
+	adm := v1.Group("/admin", s.storeBound(), s.adminLog(), s.authenticate(RoleAdmin))
 	adm.GET("/settings", s.getSettings)
 	adm.PUT("/settings", s.putSettings)
 	adm.PUT("/suspension", s.putSuspension)

@@ -141,7 +141,7 @@ func TestStoreTimeout(t *testing.T) {
 	const timeout = 150 * time.Millisecond
 	var hs *hangStore
 	e := newEnv(t, func(c *envConfig) {
-		c.srv.StoreTimeout = timeout
+		c.srv.StoreTimeout, c.srv.DecisionBudget = timeout, 100*time.Millisecond
 		c.wrap = func(m *memory.Store) store.Store { hs = &hangStore{Store: m}; return hs }
 	})
 	const u = "u1"

@@ -365,8 +365,9 @@ func TestServeEmbedded(t *testing.T) {
 	}
 	p.stop()
 
-	// Third start: still no admin key, and the opt-out is still there.
-	p = startServe(t, serveArgs...)
+	// Third start, logging requests as JSON: still no admin key, and the
+	// opt-out is still there.
+	p = startServe(t, append(serveArgs, "--log-requests", "--log-format", "json")...)
 	if _, _, ok := p.adminKey(); ok {
 		t.Fatalf("third start printed a new admin key:\n%s", p.stdout.String())
 	}
@@ -391,7 +392,21 @@ func TestServeEmbedded(t *testing.T) {
 		t.Fatalf("bob after restart: %+v", d)
 	}
 	c.expect("GET", "/v1/admin/settings", admin, nil, http.StatusOK, nil)
+	c.expect("PUT", "/v1/admin/suspension", admin, map[string]any{"suspended": false}, http.StatusOK, nil)
 	p.stop()
+	// Every request was logged as a JSON line with its route template
+	// (never the raw path, which holds the user ID), and the admin action
+	// with the admin key's ID; no secret is logged.
+	logged := p.stderr.String()
+	if !hasLine(logged, `"msg":"request"`, `"route":"/v1/users/:id/decision"`, `"status":200`, `"request_id":"`, `"key_id":"`+appID+`"`) ||
+		!hasLine(logged, `"msg":"admin action"`, `"route":"/v1/admin/suspension"`, `"outcome":"applied"`, `"key_id":"`+adminID+`"`) {
+		t.Errorf("serve --log-requests --log-format json logged:\n%s", logged)
+	}
+	for _, leak := range []string{"/v1/users/alice", "/v1/users/bob", strings.TrimPrefix(app, "rg_"+appID+"_"), strings.TrimPrefix(admin, "rg_"+adminID+"_")} {
+		if strings.Contains(logged, leak) {
+			t.Errorf("the log holds %q", leak)
+		}
+	}
 	if !healthzDown(p.base) {
 		t.Fatalf("/healthz still answers after the process exited")
 	}
@@ -457,9 +472,22 @@ func TestCLIArguments(t *testing.T) {
 		t.Errorf("RECGUARD_STORE_TIMEOUT=-1s: %v, stderr %q", err, errOut)
 	}
 
-	_, id := createKey(t, "auditor", sf...)
-	if out := mustCLI(t, append([]string{"keys", "revoke", id}, sf...)...); !strings.Contains(out, "revoked "+id) {
-		t.Fatalf("keys revoke ID --data: %q", out)
+	fails("--log-format", append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "xml"}, sf...)...)
+	fails("--propagation-timeout must not exceed --store-timeout", append([]string{"serve", "--addr", "127.0.0.1:0", "--propagation-timeout", "3s"}, sf...)...)
+	fails("--store-timeout: ", append([]string{"serve", "--addr", "127.0.0.1:0", "--store-timeout", "100ms", "--propagation-timeout", "100ms"}, sf...)...)
+	fails("--trusted-proxies: ", append([]string{"serve", "--addr", "127.0.0.1:0", "--trusted-proxies", "proxy.example"}, sf...)...)
+
+	// Key creation and revocation are logged (JSON here), without the secret.
+	out, errOut, err := runCLI(t, append([]string{"keys", "create", "--role", "auditor", "--log-format", "json"}, sf...)...)
+	key := strings.TrimSpace(out)
+	id, _, _ := strings.Cut(strings.TrimPrefix(key, "rg_"), "_")
+	if err != nil || !hasLine(errOut, `"msg":"admin action"`, `"action":"key create"`, `"key_id":"`+id+`"`, `"outcome":"applied"`, `"role":"auditor"`) ||
+		strings.Contains(errOut, strings.TrimPrefix(key, "rg_"+id+"_")) {
+		t.Fatalf("keys create --log-format json: %v\nstdout %q\nstderr:\n%s", err, out, errOut)
+	}
+	out, errOut, err = runCLI(t, append([]string{"keys", "revoke", id}, sf...)...)
+	if err != nil || !strings.Contains(out, "revoked "+id) || !hasLine(errOut, "admin action", "action=\"key revoke\"", "key_id="+id, "outcome=applied") {
+		t.Fatalf("keys revoke ID --data: %v\nstdout %q\nstderr:\n%s", err, out, errOut)
 	}
 	// Revoking twice is fine; flags first works too.
 	mustCLI(t, "keys", "revoke", "--data", data, id)

@@ -100,6 +100,13 @@ serve flags:
                            second before 429 (default 1, burst 30; negative: off)
   --trusted-proxies LIST   proxies whose X-Forwarded-For names the client address
                            (default none)
+  --log-requests           log every request: method, route (never the raw path),
+                           status, duration, request ID, key ID (default off)
+  --log-format text|json   log lines on stderr as text (default) or JSON; errors
+                           behind 5xx answers carry the request ID answered in
+                           X-Request-ID, admin actions (settings, suspension, keys)
+                           the key, route and outcome; go-redis's own lines are
+                           rate-limited (keys takes --log-format too)
 
 Every flag can also be set by an environment variable: RECGUARD_ and the
 flag's name in upper case, dashes as underscores (--redis-password:
@@ -355,6 +362,7 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	sf.register(fs)
 	role := fs.String("role", "", "role of the new key: app, admin or auditor")
 	name := fs.String("name", "", "a name for people")
+	logFormat := fs.String("log-format", "text", "log lines (on stderr) as text or json")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -362,8 +370,12 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	if sub != "revoke" && len(pos) > 0 {
 		return fmt.Errorf("keys %s: unexpected argument %q", sub, pos[0])
 	}
+	log, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
 	// Never Init: a keyspace is created by serve --init only.
-	st, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: slog.New(slog.NewTextHandler(stderr, nil))})
+	st, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: log})
 	if err != nil {
 		return err
 	}
@@ -375,6 +387,7 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 	switch sub {
 	case "create":
 		key, k, err := server.NewKey(ctx, ks, server.Role(*role), *name, time.Now())
+		logAdmin(log, "key create", k.ID, err, "role", *role, "name", *name)
 		if errors.Is(err, store.ErrNotReplicated) {
 			fmt.Fprintf(stderr, "warning: key %s is stored on the primary but not confirmed by the replicas: a failover now could lose it (%v)\n", k.ID, err)
 		} else if err != nil {
@@ -386,7 +399,9 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 		if len(pos) != 1 {
 			return errors.New("keys revoke: give the key ID")
 		}
-		if err := server.RevokeKey(ctx, ks, pos[0], time.Now()); err != nil {
+		err := server.RevokeKey(ctx, ks, pos[0], time.Now())
+		logAdmin(log, "key revoke", pos[0], err)
+		if err != nil && !errors.Is(err, store.ErrNotReplicated) {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked %s\n", pos[0])
@@ -425,6 +440,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	propTimeout := fs.Duration("propagation-timeout", 2*time.Second, "how long a restrictive change waits for every live instance")
 	authFail := fs.Float64("auth-fail-rate", 1, "failed authentications allowed per client address per second (burst 30; negative: no limit)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
+	logRequests := fs.Bool("log-requests", false, "log every request (method, route, status, duration, request ID, key ID) at info")
+	logFormat := fs.String("log-format", "text", "log lines (on stderr) as text or json")
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -441,6 +458,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("serve: --key-grace must not be negative")
 	case *propTimeout <= 0:
 		return errors.New("serve: --propagation-timeout must be positive")
+	case *propTimeout > *storeTimeout:
+		return errors.New("serve: --propagation-timeout must not exceed --store-timeout (the wait for every instance after a restrictive change is bounded by the store timeout too)")
 	case *authFail == 0:
 		return errors.New("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
 	}
@@ -454,7 +473,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if grace == 0 {
 		grace = -1 // the flag's 0 means none; the server's 0 means its default
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(*logFormat, stderr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	scfg := server.Config{
+		Logger: log, LogRequests: *logRequests,
+		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
+		AuthFailRate: *authFail, TrustedProxies: trusted,
+	}
+	if err := scfg.Validate(); err != nil {
+		return fmt.Errorf("serve: %s%w", flagOf(err), err)
+	}
+	// go-redis's own log lines go through slog too, rate-limited.
+	goredis.SetLogger(newRedisLogger(log))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -471,6 +503,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	} else if len(all) == 0 {
 		key, k, err := server.NewKey(ctx, ks, server.RoleAdmin, "first admin key", time.Now())
+		logAdmin(log, "key create", k.ID, err, "role", "admin", "name", "first admin key")
 		if errors.Is(err, store.ErrNotReplicated) {
 			log.Warn("the first admin key is stored on the primary but not confirmed by the replicas: a failover now could lose it", "key", k.ID, "err", err)
 		} else if err != nil {
@@ -483,11 +516,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
-	srv, err := server.New(server.Config{
-		Client: client, Store: st, Logger: log,
-		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
-		AuthFailRate: *authFail, TrustedProxies: trusted,
-	})
+	scfg.Client, scfg.Store = client, st
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
@@ -538,4 +568,20 @@ func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// flagOf names the serve flag behind a server.ConfigError ("--flag: "),
+// or "" when no flag sets the field.
+func flagOf(err error) string {
+	var ce *server.ConfigError
+	if !errors.As(err, &ce) {
+		return ""
+	}
+	if f, ok := map[string]string{
+		"DecisionBudget": "--decision-budget", "StoreTimeout": "--store-timeout", "KeyCacheTTL": "--key-cache-ttl",
+		"KeyGrace": "--key-grace", "AuthFailRate": "--auth-fail-rate", "TrustedProxies": "--trusted-proxies",
+	}[ce.Field]; ok {
+		return f + ": "
+	}
+	return ""
 }
