@@ -34,7 +34,8 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// ReadTimeout and WriteTimeout bound a request's reading and the
 	// writing of its answer (HTTPServer). Zero means 10 s and 90 s (an
-	// audit may run for up to 60 s before it answers).
+	// audit may run for up to 60 s before it answers). WriteTimeout must be
+	// at least twice StoreTimeout.
 	ReadTimeout, WriteTimeout time.Duration
 	// Registry receives the server's Prometheus metrics. Nil means a new
 	// registry, served at /metrics.
@@ -103,7 +104,8 @@ type Config struct {
 	// recorded: read it back). Under WaitForAll, the wait for every live
 	// instance after a restrictive change gets a window of its own of the
 	// same length (bounded further by the client's PropagationTimeout), so
-	// such a change answers within twice StoreTimeout. Zero means 2 s.
+	// such a change answers within twice StoreTimeout. Zero means 2 s; it
+	// must not be under DecisionBudget.
 	StoreTimeout time.Duration
 }
 
