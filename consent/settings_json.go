@@ -3,7 +3,9 @@ package consent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -17,6 +19,13 @@ type settingsJSON struct {
 	Retention     jsonDuration `json:"retention"`
 }
 
+// settingsIn reads durations raw, so a bad one is reported with its field.
+type settingsIn struct {
+	settingsAlias
+	ReaskCooldown json.RawMessage `json:"reask_cooldown"`
+	Retention     json.RawMessage `json:"retention"`
+}
+
 // MarshalJSON writes s with its durations as Go duration strings
 // ("720h0m0s"), never as nanoseconds.
 func (s Settings) MarshalJSON() ([]byte, error) {
@@ -25,16 +34,38 @@ func (s Settings) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads settings: durations as Go duration strings ("720h");
 // plain numbers (nanoseconds, as settings were once stored) are read too.
-// Unknown fields are an error, as is anything after the object.
+// Unknown fields are an error. A bad value is a *FieldError wrapping
+// ErrInvalidSettings that names its field.
 func (s *Settings) UnmarshalJSON(b []byte) error {
-	var v settingsJSON
+	var v settingsIn
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
-		return err
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			field := strings.TrimPrefix(ute.Field, "settingsAlias.")
+			return fieldErr(field, ErrInvalidSettings, "want %s, got %s", ute.Type, ute.Value)
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return fieldErr(strings.Trim(f, `"`), ErrInvalidSettings, "unknown field")
+		}
+		return fieldErr("settings", ErrInvalidSettings, "%v", err)
+	}
+	var rc, rt jsonDuration
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		to   *jsonDuration
+	}{{"reask_cooldown", v.ReaskCooldown, &rc}, {"retention", v.Retention, &rt}} {
+		if len(d.raw) == 0 {
+			continue
+		}
+		if err := d.to.UnmarshalJSON(d.raw); err != nil {
+			return fieldErr(d.name, ErrInvalidSettings, "%v", err)
+		}
 	}
 	*s = Settings(v.settingsAlias)
-	s.ReaskCooldown, s.Retention = time.Duration(v.ReaskCooldown), time.Duration(v.Retention)
+	s.ReaskCooldown, s.Retention = time.Duration(rc), time.Duration(rt)
 	return nil
 }
 

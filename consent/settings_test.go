@@ -2,6 +2,7 @@ package consent_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -247,10 +248,19 @@ func TestSettingsJSONDurations(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"channels":["sms"],"reask_cooldown":"48h"}`), &h); err != nil || h.ReaskCooldown != 48*time.Hour {
 		t.Fatalf(`"48h": %v, %v`, h.ReaskCooldown, err)
 	}
-	for _, bad := range []string{`{"reask_cooldown":"soon"}`, `{"reask_cooldown":true}`, `{"channels":["sms"],"surprise":1}`} {
+	for bad, field := range map[string]string{
+		`{"reask_cooldown":"soon"}`:         "reask_cooldown",
+		`{"retention":"3y"}`:                "retention",
+		`{"reask_cooldown":true}`:           "reask_cooldown",
+		`{"channels":["sms"],"surprise":1}`: "surprise",
+		`{"channels":"sms"}`:                "channels",
+		`{"policies":{"ads":"one"}}`:        "policies",
+	} {
 		var x consent.Settings
-		if err := json.Unmarshal([]byte(bad), &x); err == nil {
-			t.Errorf("Unmarshal(%s) = nil error, want one", bad)
+		err := json.Unmarshal([]byte(bad), &x)
+		var fe *consent.FieldError
+		if !errors.As(err, &fe) || fe.Field != field || !errors.Is(err, consent.ErrInvalidSettings) {
+			t.Errorf("Unmarshal(%s) = %v, want a *FieldError on %q wrapping ErrInvalidSettings", bad, err, field)
 		}
 	}
 }
