@@ -275,8 +275,8 @@ func TestMalformedBodies(t *testing.T) {
 		{"/v1/users/u1/consent/sensitive/religion", `{"granted":true,"by_guardian":"no"}`, "by_guardian"},
 		{"/v1/users/u1/tags", `{"tag":7}`, "tag"},
 		{"/v1/admin/settings", `{"version":"1"}`, "version"},
-		{"/v1/admin/settings", `{"version":1,"retention":"3y"}`, ""}, // the duration's error names no field (consent.Settings.UnmarshalJSON)
-		{"/v1/admin/settings", `{"version":1,"retention":true}`, ""},
+		{"/v1/admin/settings", `{"version":1,"retention":"3y"}`, "retention"}, // consent.Settings.UnmarshalJSON names the field
+		{"/v1/admin/settings", `{"version":1,"retention":true}`, "retention"},
 		{"/v1/admin/suspension", `{"suspended":"true"}`, "suspended"},
 	} {
 		method, key := "PUT", e.app()

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
@@ -186,8 +187,12 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 	}
 	if err != nil {
 		var ute *json.UnmarshalTypeError
+		var fe *consent.FieldError
 		field := ""
-		if errors.As(err, &ute) {
+		switch {
+		case errors.As(err, &fe): // a model's decoder names the field itself
+			field = fe.Field
+		case errors.As(err, &ute):
 			field = jsonField(ute.Field)
 		}
 		failCode(c, http.StatusBadRequest, codeMalformed, field, "body is not valid JSON for this route: %v", err)
