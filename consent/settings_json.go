@@ -34,8 +34,8 @@ func (s Settings) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads settings: durations as Go duration strings ("720h");
 // plain numbers (nanoseconds, as settings were once stored) are read too.
-// Unknown fields are an error. A bad value is a *FieldError wrapping
-// ErrInvalidSettings that names its field.
+// Unknown fields are an error. A value of the wrong type or a bad duration
+// is a *FieldError wrapping ErrInvalidSettings that names its field.
 func (s *Settings) UnmarshalJSON(b []byte) error {
 	var v settingsIn
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -46,10 +46,7 @@ func (s *Settings) UnmarshalJSON(b []byte) error {
 			field := strings.TrimPrefix(ute.Field, "settingsAlias.")
 			return fieldErr(field, ErrInvalidSettings, "want %s, got %s", ute.Type, ute.Value)
 		}
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return fieldErr(strings.Trim(f, `"`), ErrInvalidSettings, "unknown field")
-		}
-		return fieldErr("settings", ErrInvalidSettings, "%v", err)
+		return err // syntax, unknown fields: as encoding/json says
 	}
 	var rc, rt jsonDuration
 	for _, d := range []struct {

@@ -248,13 +248,16 @@ func TestSettingsJSONDurations(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"channels":["sms"],"reask_cooldown":"48h"}`), &h); err != nil || h.ReaskCooldown != 48*time.Hour {
 		t.Fatalf(`"48h": %v, %v`, h.ReaskCooldown, err)
 	}
+	var x consent.Settings
+	if err := json.Unmarshal([]byte(`{"channels":["sms"],"surprise":1}`), &x); err == nil {
+		t.Error("an unknown field is accepted")
+	}
 	for bad, field := range map[string]string{
-		`{"reask_cooldown":"soon"}`:         "reask_cooldown",
-		`{"retention":"3y"}`:                "retention",
-		`{"reask_cooldown":true}`:           "reask_cooldown",
-		`{"channels":["sms"],"surprise":1}`: "surprise",
-		`{"channels":"sms"}`:                "channels",
-		`{"policies":{"ads":"one"}}`:        "policies",
+		`{"reask_cooldown":"soon"}`:  "reask_cooldown",
+		`{"retention":"3y"}`:         "retention",
+		`{"reask_cooldown":true}`:    "reask_cooldown",
+		`{"channels":"sms"}`:         "channels",
+		`{"policies":{"ads":"one"}}`: "policies",
 	} {
 		var x consent.Settings
 		err := json.Unmarshal([]byte(bad), &x)
