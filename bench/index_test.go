@@ -222,47 +222,10 @@ type audData struct {
 }
 
 // audBrute reports whether rec is in q's audience by the consent model's
-// own rules, user by user (as index_test's brute force, without its
-// allocations).
+// own definition, user by user (consent.InPushAudience; every query is
+// targeted).
 func audBrute(rec *consent.Record, q *audQuery, set *consent.Settings) bool {
-	s := &rec.State
-	if set.Suspended {
-		return false
-	}
-	guardianOK := s.GuardianOK(set)
-	usable := func(t tags.Tag) bool {
-		if !guardianOK || s.Erased {
-			return false
-		}
-		if _, ok := rec.Tags.Has(t); !ok || rec.Tags.IsSuppressed(t) {
-			return false
-		}
-		ns := set.Taxonomy.Lookup(t)
-		return !ns.Prohibited && (ns.Sensitive == "" || s.SensitiveOK(ns.Sensitive, set))
-	}
-	match := q.seg.Eval(func(a tags.Atom) bool {
-		switch a.Kind {
-		case tags.AtomTag:
-			return usable(a.Tag)
-		case tags.AtomPersonalizationOff:
-			return s.PersonalizationOff
-		case tags.AtomGuardian:
-			return s.Minor && guardianOK
-		case tags.AtomRefused:
-			return s.ChannelRefused(a.Channel)
-		case tags.AtomSensitive:
-			return s.SensitiveOK(a.Category, set)
-		case tags.AtomMinor:
-			return s.Minor
-		case tags.AtomErased:
-			return s.Erased
-		}
-		return false
-	})
-	if !match || s.ChannelRefused(q.channel) || s.Erased {
-		return false
-	}
-	return !s.PersonalizationOff && guardianOK // every query is targeted
+	return consent.InPushAudience(q.seg, rec, set, q.channel, true)
 }
 
 func audHeap() uint64 {

@@ -3,6 +3,7 @@ package index
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -66,12 +67,17 @@ func numberShard(num uint32, n int) (int, int) {
 // minus those who refused the channel, minus erased users, and, when the
 // push is targeted (targeted is true, or seg uses tags or sensitive
 // consents), minus those who may not be personalized (personalization off,
-// a minor without current guardian consent). Tags in seg only match where
-// they may be used now (not prohibited; sensitive only with the category's
-// current consent). With the kill switch on, the audience is empty. Unknown
-// users (see Unknown) are never in an audience. After a settings entry it
-// could not read, the index refuses audiences (ErrUnverified) until it is
-// rebuilt.
+// a minor without current guardian consent). A push audience is for the
+// push purpose (consent.PurposePush): a sensitive:<category> atom, and a tag
+// of a sensitive namespace, match only users whose separate consent for the
+// category was given for push, under the push policy's current version (or
+// an earlier one when Settings.KeepOnBump lists push); a consent given for
+// personalization or ads never makes a user targetable (Art. 22(4)). Tags
+// in a prohibited namespace match no one. The result is, user by user,
+// consent.InPushAudience over the users the index knows. With the kill
+// switch on (Settings.Suspended) the audience is empty. Unknown users (see
+// Unknown) are never in an audience. After a settings entry it could not
+// read, the index refuses audiences (ErrUnverified) until it is rebuilt.
 func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Audience, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -88,7 +94,7 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 		a.bm = roaring.New()
 		return a, nil
 	}
-	r := x.eval(seg)
+	r := x.eval(seg, audiencePurpose)
 	r.AndNot(x.unk)
 	r.Remove(0)
 	r.AndNot(x.get(factRefused(channel)))
@@ -113,6 +119,10 @@ func (x *Index) Count(seg *tags.Segment, channel string, targeted bool) (uint64,
 	return a.count, nil
 }
 
+// audiencePurpose is the purpose whose consents count in an audience: an
+// audience is for a push.
+const audiencePurpose = consent.PurposePush
+
 var empty = roaring.New()
 
 // get returns the bitmap of a fact, or an empty one (never modify it).
@@ -123,16 +133,22 @@ func (x *Index) get(fact string) *roaring.Bitmap {
 	return empty
 }
 
-// eval returns a new bitmap of the users matching seg.
-func (x *Index) eval(seg *tags.Segment) *roaring.Bitmap {
+// eval returns a new bitmap of the users matching seg, its sensitive atoms
+// and tags counting consents for purpose.
+//
+// An atom's bitmap is the users for whom consent.AtomHolds holds, except
+// that a tag's includes erased users and minors without guardian consent:
+// Audience removes those from every audience whose segment names a tag, so
+// the audience is the same.
+func (x *Index) eval(seg *tags.Segment, purpose string) *roaring.Bitmap {
 	switch seg.Op {
 	case tags.OpAll:
 		return x.get(factAll).Clone()
 	case tags.OpAtom:
-		return x.atom(seg.Atom)
+		return x.atom(seg.Atom, purpose)
 	case tags.OpNot:
 		r := x.get(factAll).Clone()
-		r.AndNot(x.evalShared(seg.X))
+		r.AndNot(x.evalShared(seg.X, purpose))
 		return r
 	case tags.OpAnd:
 		// X & !Y is X minus Y: no complement is ever built.
@@ -144,12 +160,12 @@ func (x *Index) eval(seg *tags.Segment) *roaring.Bitmap {
 		// clone of the left operand, and no in-place bitmap&array AND
 		// (roaring converts the array container to a bitmap for it).
 		if b.Op == tags.OpNot {
-			return roaring.AndNot(x.evalShared(a), x.evalShared(b.X))
+			return roaring.AndNot(x.evalShared(a, purpose), x.evalShared(b.X, purpose))
 		}
-		return roaring.And(x.evalShared(a), x.evalShared(b))
+		return roaring.And(x.evalShared(a, purpose), x.evalShared(b, purpose))
 	case tags.OpOr:
-		l := x.eval(seg.X)
-		l.Or(x.evalShared(seg.Y))
+		l := x.eval(seg.X, purpose)
+		l.Or(x.evalShared(seg.Y, purpose))
 		return l
 	}
 	return roaring.New()
@@ -157,7 +173,7 @@ func (x *Index) eval(seg *tags.Segment) *roaring.Bitmap {
 
 // evalShared is eval for an operand only read: a plain fact's bitmap is
 // used as is instead of copied.
-func (x *Index) evalShared(seg *tags.Segment) *roaring.Bitmap {
+func (x *Index) evalShared(seg *tags.Segment, purpose string) *roaring.Bitmap {
 	if seg.Op == tags.OpAtom {
 		switch seg.Atom.Kind {
 		case tags.AtomPersonalizationOff:
@@ -178,11 +194,11 @@ func (x *Index) evalShared(seg *tags.Segment) *roaring.Bitmap {
 	if seg.Op == tags.OpAll {
 		return x.get(factAll)
 	}
-	return x.eval(seg)
+	return x.eval(seg, purpose)
 }
 
-// atom returns a new bitmap of the users an atom matches now.
-func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
+// atom returns a new bitmap of the users an atom matches now, for purpose.
+func (x *Index) atom(a tags.Atom, purpose string) *roaring.Bitmap {
 	switch a.Kind {
 	case tags.AtomTag:
 		ns := x.settings.Taxonomy.Lookup(a.Tag)
@@ -191,7 +207,7 @@ func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
 		}
 		r := x.get(factTag(a.Tag)).Clone()
 		if ns.Sensitive != "" {
-			r.And(x.sensitiveOK(ns.Sensitive))
+			r.And(x.sensitiveOK(ns.Sensitive, purpose))
 		}
 		// Minors without guardian consent are removed by Audience (a
 		// segment with a tag is always personal).
@@ -205,7 +221,7 @@ func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
 	case tags.AtomRefused:
 		return x.get(factRefused(a.Channel)).Clone()
 	case tags.AtomSensitive:
-		return x.sensitiveOK(a.Category)
+		return x.sensitiveOK(a.Category, purpose)
 	case tags.AtomMinor:
 		return x.get(factMinor).Clone()
 	case tags.AtomErased:
@@ -214,16 +230,17 @@ func (x *Index) atom(a tags.Atom) *roaring.Bitmap {
 	return roaring.New()
 }
 
-// guardianGranted returns the users with a guardian consent under the
-// current guardian policy version.
+// guardianGranted returns the users with a guardian consent that counts
+// under the guardian policy (consent.Settings.GrantCurrent: the current
+// version, or an earlier one when the guardian purpose keeps consents on
+// bumps).
 func (x *Index) guardianGranted() *roaring.Bitmap {
-	cur := x.settings.PolicyVersion(consent.PurposeGuardian)
 	r := roaring.New()
 	for k, b := range x.grants {
 		if k[0] != 'g' {
 			continue
 		}
-		if v, err := strconv.Atoi(k[2:]); err == nil && v >= cur {
+		if v, err := strconv.Atoi(k[2:]); err == nil && x.settings.GrantCurrent(consent.PurposeGuardian, v) {
 			r.Or(b)
 		}
 	}
@@ -242,35 +259,33 @@ func (x *Index) minorsWithoutGuardian() *roaring.Bitmap {
 	return r
 }
 
-// sensitiveOK returns the users whose separate consent for category c is in
-// force: granted under a policy version no older than its purpose's current
-// one, and for a minor given by the guardian.
-func (x *Index) sensitiveOK(c tags.Category) *roaring.Bitmap {
+// sensitiveOK returns the users whose separate consent for category c
+// counts for purpose (consent.State.SensitiveOKFor): given for purpose,
+// under a policy version that still counts for it
+// (consent.Settings.GrantCurrent), and for a minor given by the guardian.
+// Grants for other purposes are never read.
+func (x *Index) sensitiveOK(c tags.Category, purpose string) *roaring.Bitmap {
 	byUser, byGuardian := roaring.New(), roaring.New()
-	prefix := "s:" + string(c) + ":"
+	prefix := "s:" + string(c) + ":" + purpose + ":"
 	for k, b := range x.grants {
-		if len(k) <= len(prefix) || k[:len(prefix)] != prefix {
+		if !strings.HasPrefix(k, prefix) {
 			continue
 		}
-		// k = s:<cat>:<purpose>:<version>:<u|g>
+		// k = s:<category>:<purpose>:<version>:<u|g>; purposes hold no ':'
+		// (consent.Settings.Validate), so the prefix names exactly one.
 		rest := k[len(prefix):]
-		by := rest[len(rest)-1]
-		rest = rest[:len(rest)-2]
-		i := len(rest) - 1
-		for i >= 0 && rest[i] != ':' {
-			i--
-		}
-		if i < 0 {
+		n := len(rest)
+		if n < 3 || rest[n-2] != ':' {
 			continue
 		}
-		purpose := rest[:i]
-		v, err := strconv.Atoi(rest[i+1:])
-		if err != nil || v < x.settings.PolicyVersion(purpose) {
+		v, err := strconv.Atoi(rest[:n-2])
+		if err != nil || !x.settings.GrantCurrent(purpose, v) {
 			continue
 		}
-		if by == 'g' {
+		switch rest[n-1] {
+		case 'g':
 			byGuardian.Or(b)
-		} else {
+		case 'u':
 			byUser.Or(b)
 		}
 	}

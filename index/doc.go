@@ -6,9 +6,12 @@
 // Users are bitmap positions by their dense store number
 // (consent.Record.Number). The index keeps raw facts (tag held, channel
 // refused, personalization off, minor, erased, each sensitive and guardian
-// grant with its policy version) and applies the settings at query time, so
-// a policy-version bump or a newly prohibited namespace changes audiences at
-// once without rewriting a bitmap.
+// grant with its purpose and policy version) and applies the settings at
+// query time, so a policy-version bump or a newly prohibited namespace
+// changes audiences at once without rewriting a bitmap. An audience is for
+// a push: a sensitive consent counts in it only when it was given for
+// consent.PurposePush (Art. 22(4)). What an audience holds is defined user
+// by user by consent.InPushAudience, and the tests hold the index to it.
 //
 // An Index is derived data: it can be thrown away and rebuilt from the
 // records (Build), or restored from a checkpoint and brought up to date by

@@ -40,7 +40,8 @@ func factRefused(ch string) string { return "r:" + ch }
 
 // Facts returns the facts the index keeps about rec, sorted: the bitmaps
 // its number belongs to. A record without a number, or of a user never
-// changed (Version 0, the "before" of a first change), has none.
+// changed (Version 0, the "before" of a first change), has none. A tag that
+// is both held and suppressed (a damaged record) is not a fact.
 func Facts(rec *consent.Record) []string {
 	if rec == nil || rec.Number == 0 || rec.Version == 0 {
 		return nil
@@ -62,10 +63,32 @@ func Facts(rec *consent.Record) []string {
 	}
 	out = appendGrantFacts(out, st)
 	for _, e := range rec.Tags.Entries {
-		out = append(out, factTag(e.Tag))
+		if tagFact(&rec.Tags, e.Tag) {
+			out = append(out, factTag(e.Tag))
+		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// tagFact reports whether the index keeps tag t of ts as a fact: every
+// entry but one that is also suppressed (only a damaged record has one; a
+// suppressed tag is not the user's, consent.AtomHolds).
+func tagFact(ts *tags.Set, t tags.Tag) bool {
+	return len(ts.Suppressed) == 0 || !ts.IsSuppressed(t)
+}
+
+// noSuppressedEntry reports whether every entry of ts is a fact (tagFact).
+func noSuppressedEntry(ts *tags.Set) bool {
+	if len(ts.Suppressed) == 0 {
+		return true
+	}
+	for _, e := range ts.Entries {
+		if ts.IsSuppressed(e.Tag) {
+			return false
+		}
+	}
+	return true
 }
 
 // Index is a set of roaring bitmaps over user numbers, one per fact, plus
@@ -435,14 +458,22 @@ func (x *Index) loadFast(rec *consent.Record) {
 		x.addFact("", f, num)
 	}
 	for _, e := range rec.Tags.Entries {
-		x.addFact("t:", string(e.Tag), num)
+		if tagFact(&rec.Tags, e.Tag) {
+			x.addFact("t:", string(e.Tag), num)
+		}
 	}
 }
 
 // diffUser moves rec from prev's facts to its own, touching only the facts
-// that differ. Falls back to setUser when an input is not sorted.
+// that differ. Falls back to setUser when an input is not sorted, and to
+// resetUser when one holds a suppressed entry (a damaged record: the index
+// may hold a fact of it from before suppressed entries were left out).
 func (x *Index) diffUser(prev, rec *consent.Record) {
 	p, c := &prev.State, &rec.State
+	if !noSuppressedEntry(&prev.Tags) || !noSuppressedEntry(&rec.Tags) {
+		x.resetUser(rec)
+		return
+	}
 	if !sortedStrings(p.RefusedChannels) || !sortedStrings(c.RefusedChannels) || !sortedEntries(prev.Tags.Entries) || !sortedEntries(rec.Tags.Entries) {
 		x.setUser(rec, Facts(prev), Facts(rec))
 		return

@@ -33,15 +33,20 @@ func redisStore(t *testing.T, opts rs.Options) *rs.Store {
 }
 
 var (
-	tagPool     = []tags.Tag{"interest:ski", "interest:golf", "region:sh", "region:bj", "device:ios", "medical_health:diabetes", "banned:x"}
-	channelPool = []string{"push", "sms", "email"}
+	tagPool      = []tags.Tag{"interest:ski", "interest:golf", "region:sh", "region:bj", "device:ios", "medical_health:diabetes", "religion:buddhism", "banned:x"}
+	channelPool  = []string{"push", "sms", "email"}
+	categoryPool = []tags.Category{tags.MedicalHealth, tags.Religion}
+	// purposePool are the purposes sensitive consents are given for: only
+	// push counts in an audience. "ads" is refused by stores whose settings
+	// give it no policy version (a refusal the tests accept).
+	purposePool = []string{consent.PurposePush, consent.PurposePersonalization, "ads"}
 )
 
 // randomChange returns a plausible change for user u (it may be refused
 // by the store; that is part of the test).
 func randomChange(r *rand.Rand, u string) consent.Change {
 	t := tagPool[r.IntN(len(tagPool))]
-	switch r.IntN(12) {
+	switch r.IntN(14) {
 	case 0:
 		return consent.SetPersonalization(u, r.IntN(2) == 0)
 	case 1:
@@ -52,15 +57,22 @@ func randomChange(r *rand.Rand, u string) consent.Change {
 		return consent.SetMinor(u, r.IntN(4) == 0)
 	case 4:
 		return consent.SetGuardian(u, r.IntN(2) == 0)
-	case 5:
-		return consent.GrantSensitive(u, tags.MedicalHealth, consent.PurposePersonalization)
-	case 6:
-		return consent.WithdrawSensitive(u, tags.MedicalHealth)
+	case 5, 6:
+		ch := consent.GrantSensitive(u, categoryPool[r.IntN(len(categoryPool))], purposePool[r.IntN(len(purposePool))])
+		if r.IntN(4) == 0 {
+			ch = ch.By(consent.ActorGuardian, consent.SurfaceAppSettings)
+		}
+		return ch
 	case 7:
-		return consent.DeleteTag(u, t)
+		return consent.WithdrawSensitive(u, categoryPool[r.IntN(len(categoryPool))])
 	case 8:
+		return consent.DeleteTag(u, t)
+	case 9:
 		if r.IntN(10) == 0 {
 			return consent.Erase(u)
+		}
+		if r.IntN(3) == 0 {
+			return consent.RedeclareTag(u, t)
 		}
 		return consent.DeclareTag(u, t)
 	default:
@@ -72,7 +84,7 @@ func randomChange(r *rand.Rand, u string) consent.Change {
 func randomSegment(r *rand.Rand, depth int) *tags.Segment {
 	if depth == 0 || r.IntN(3) == 0 {
 		var a tags.Atom
-		switch r.IntN(8) {
+		switch r.IntN(9) {
 		case 0:
 			return &tags.Segment{Op: tags.OpAll}
 		case 1:
@@ -81,9 +93,9 @@ func randomSegment(r *rand.Rand, depth int) *tags.Segment {
 			a = tags.Atom{Kind: tags.AtomRefused, Channel: channelPool[r.IntN(len(channelPool))]}
 		case 3:
 			a = tags.Atom{Kind: tags.AtomMinor}
-		case 4:
-			a = tags.Atom{Kind: tags.AtomSensitive, Category: tags.MedicalHealth}
-		case 5:
+		case 4, 5:
+			a = tags.Atom{Kind: tags.AtomSensitive, Category: categoryPool[r.IntN(len(categoryPool))]}
+		case 6:
 			a = tags.Atom{Kind: tags.AtomGuardian}
 		default:
 			a = tags.Atom{Kind: tags.AtomTag, Tag: tagPool[r.IntN(len(tagPool))]}
@@ -99,19 +111,24 @@ func randomSegment(r *rand.Rand, depth int) *tags.Segment {
 	return &tags.Segment{Op: tags.OpOr, X: randomSegment(r, depth-1), Y: randomSegment(r, depth-1)}
 }
 
-// bruteForce evaluates the audience straight from the store's records with
-// the consent model's own rules, user by user.
-func bruteForce(t *testing.T, st store.Store, users []string, seg *tags.Segment, channel string, targeted bool) []string {
+// snapshot is the store's settings and the records of some users, read
+// once, for oracle.
+type snapshot struct {
+	set  consent.Settings
+	ids  []string
+	recs []consent.Record
+}
+
+// readSnapshot reads the settings and the records of users (those the store
+// has no record of are left out).
+func readSnapshot(t *testing.T, st store.Store, users []string) *snapshot {
 	t.Helper()
 	ctx := context.Background()
 	set, err := st.Settings(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.Suspended {
-		return nil
-	}
-	var out []string
+	sn := &snapshot{set: set}
 	for _, u := range users {
 		rec, err := st.Get(ctx, u)
 		if errors.Is(err, store.ErrNotFound) {
@@ -120,41 +137,30 @@ func bruteForce(t *testing.T, st store.Store, users []string, seg *tags.Segment,
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := rec.State
-		usable := map[tags.Tag]bool{}
-		for _, tg := range consent.UsableTags(s, rec.Tags, &set) {
-			usable[tg] = true
+		sn.ids = append(sn.ids, u)
+		sn.recs = append(sn.recs, rec)
+	}
+	return sn
+}
+
+// oracle is the audience by the consent model's own definition, user by
+// user (consent.InPushAudience), sorted.
+func (sn *snapshot) oracle(seg *tags.Segment, channel string, targeted bool) []string {
+	var out []string
+	for i := range sn.recs {
+		if consent.InPushAudience(seg, &sn.recs[i], &sn.set, channel, targeted) {
+			out = append(out, sn.ids[i])
 		}
-		match := seg.Eval(func(a tags.Atom) bool {
-			switch a.Kind {
-			case tags.AtomTag:
-				// Usable now; erasure and the opt-out are applied below.
-				return usable[a.Tag]
-			case tags.AtomPersonalizationOff:
-				return s.PersonalizationOff
-			case tags.AtomGuardian:
-				return s.Minor && s.GuardianOK(&set)
-			case tags.AtomRefused:
-				return s.ChannelRefused(a.Channel)
-			case tags.AtomSensitive:
-				return s.SensitiveOK(a.Category, &set)
-			case tags.AtomMinor:
-				return s.Minor
-			case tags.AtomErased:
-				return s.Erased
-			}
-			return false
-		})
-		if !match || s.ChannelRefused(channel) || s.Erased {
-			continue
-		}
-		if (targeted || seg.UsesPersonalData()) && (s.PersonalizationOff || !s.GuardianOK(&set)) {
-			continue
-		}
-		out = append(out, u)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// bruteForce evaluates the audience straight from the store's records with
+// the consent model's rules, user by user.
+func bruteForce(t *testing.T, st store.Store, users []string, seg *tags.Segment, channel string, targeted bool) []string {
+	t.Helper()
+	return readSnapshot(t, st, users).oracle(seg, channel, targeted)
 }
 
 func audienceIDs(t *testing.T, x *index.Index, seg *tags.Segment, channel string, targeted bool) []string {
@@ -201,14 +207,53 @@ func equalIDs(a, b []string) bool {
 	return true
 }
 
-// The audience equals a brute-force evaluation over the store's records,
-// for random users, changes and segments, including while changes are
-// applied concurrently (checked at each quiescent point).
+// settingsSteps are the settings changes TestAudienceMatchesBruteForce
+// makes under the index, one per round after the first: every purpose's
+// policy moves at some point, with and without KeepOnBump, and a
+// namespace becomes prohibited.
+var settingsSteps = []func(s *consent.Settings){
+	func(s *consent.Settings) { s.Policies[consent.PurposePush]++ },
+	func(s *consent.Settings) {
+		s.KeepOnBump = []string{consent.PurposePush}
+		s.Policies[consent.PurposePush]++
+		s.Policies[consent.PurposePersonalization]++
+	},
+	func(s *consent.Settings) {
+		s.Taxonomy["banned"] = tags.Namespace{Prohibited: true}
+		s.Policies[consent.PurposeGuardian]++
+		s.Policies["ads"]++
+	},
+	func(s *consent.Settings) {
+		// Push no longer keeps consents: those kept over the last bump
+		// lapse now.
+		s.KeepOnBump = []string{consent.PurposeGuardian, consent.PurposePersonalization}
+		s.Policies[consent.PurposeGuardian]++
+	},
+	func(s *consent.Settings) {
+		s.Policies[consent.PurposePush]++
+		s.Policies[consent.PurposePersonalization]++
+	},
+	func(s *consent.Settings) {
+		s.KeepOnBump = nil
+		s.Policies[consent.PurposeGuardian]++
+		s.Policies[consent.PurposePush]++
+	},
+	func(s *consent.Settings) { s.Suspended = true },
+	func(s *consent.Settings) { s.Suspended = false },
+}
+
+// The audience equals the consent model's own definition
+// (consent.InPushAudience) over the store's records, for random users,
+// changes and segments, while changes are applied concurrently (checked at
+// each quiescent point) and while every policy version moves, with and
+// without KeepOnBump, with sensitive consents given for several purposes
+// (only push counts) and the kill switch on and off.
 func TestAudienceMatchesBruteForce(t *testing.T) {
 	ctx := context.Background()
 	st := redisStore(t, rs.Options{Shards: 4})
 	set, _ := st.Settings(ctx)
 	set.Taxonomy["banned"] = tags.Namespace{Prohibited: false}
+	set.Policies["ads"] = 1
 	if _, _, err := st.SetSettings(ctx, set, consent.ActorAdmin, consent.SurfaceAdminConsole); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +263,10 @@ func TestAudienceMatchesBruteForce(t *testing.T) {
 	for i := range users {
 		users[i] = fmt.Sprintf("u%03d", i)
 	}
-	for round := 0; round < 6; round++ {
+	// sensitiveIn counts, over the checks, users in an audience whose
+	// segment names a sensitive atom or tag: the test must see some.
+	sensitiveIn := 0
+	for round := 0; round <= len(settingsSteps); round++ {
 		// Concurrent writers.
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
@@ -242,27 +290,44 @@ func TestAudienceMatchesBruteForce(t *testing.T) {
 		}()
 		wg.Wait()
 		<-done
-		if round == 3 {
-			// Settings change under the index: a namespace becomes
-			// prohibited, a policy version moves (consents lapse).
+		if round > 0 {
+			// Settings change under the index.
 			set, _ := st.Settings(ctx)
-			set.Taxonomy["banned"] = tags.Namespace{Prohibited: true}
-			set.Policies[consent.PurposeGuardian] = 2
+			settingsSteps[round-1](&set)
 			if _, _, err := st.SetSettings(ctx, set, consent.ActorAdmin, consent.SurfaceAdminConsole); err != nil {
 				t.Fatal(err)
 			}
 		}
 		follow(t, st, x)
-		for i := 0; i < 40; i++ {
+		sn := readSnapshot(t, st, users)
+		if got := x.Settings(); got.Version != sn.set.Version {
+			t.Fatalf("round %d: index at settings v%d, store at v%d", round, got.Version, sn.set.Version)
+		}
+		for i := 0; i < 60; i++ {
 			seg := randomSegment(r, 3)
+			switch i {
+			case 0:
+				seg = tags.MustParseSegment("sensitive:medical_health | sensitive:religion")
+			case 1:
+				seg = tags.MustParseSegment("medical_health:diabetes | religion:buddhism")
+			case 2:
+				seg = tags.MustParseSegment("(medical_health:diabetes | religion:buddhism) & !interest:ski")
+			}
 			ch := channelPool[r.IntN(len(channelPool))]
 			targeted := r.IntN(2) == 0
 			got := audienceIDs(t, x, seg, ch, targeted)
-			want := bruteForce(t, st, users, seg, ch, targeted)
+			want := sn.oracle(seg, ch, targeted)
 			if !equalIDs(got, want) {
 				t.Fatalf("round %d: Audience(%s, %s, targeted=%t)\n got  %d %v\n want %d %v", round, seg, ch, targeted, len(got), got, len(want), want)
 			}
+			if usesSensitive(seg, &sn.set) {
+				sensitiveIn += len(got)
+			}
 		}
+	}
+	t.Logf("%d users in audiences of segments with sensitive atoms or tags", sensitiveIn)
+	if sensitiveIn < 50 {
+		t.Fatalf("only %d users matched segments with sensitive atoms or tags: the test proves little", sensitiveIn)
 	}
 	// Checkpoint + replay equals a rebuild from scratch.
 	data, err := x.MarshalBinary()
@@ -288,6 +353,17 @@ func TestAudienceMatchesBruteForce(t *testing.T) {
 	if !x.Equal(rebuilt) {
 		t.Fatal("the live index differs from a rebuild from scratch")
 	}
+}
+
+// usesSensitive reports whether seg names a sensitive:<category> atom or a
+// tag of a sensitive namespace.
+func usesSensitive(seg *tags.Segment, set *consent.Settings) bool {
+	for _, a := range seg.Atoms() {
+		if a.Kind == tags.AtomSensitive || a.Kind == tags.AtomTag && set.Taxonomy.Lookup(a.Tag).Sensitive != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // A checkpoint older than the changelog's trim horizon cannot be replayed:
