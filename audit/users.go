@@ -236,15 +236,19 @@ func decodeUserLine(b []byte, u *userLine) bool {
 
 // StoreFacts returns the users' facts from st's records, read in batches
 // (GetMany when st is a store.BatchGetter, else Get one by one), under the
-// store's settings as they are at each call. The facts mean what the
-// index's do: a tag only where a personalized ranker may use it now
-// (consent.UsableTags: not suppressed or prohibited, sensitive only with the
-// category's consent in force, nothing of a minor without guardian consent
-// or of an erased user); "sensitive:X" where the separate consent for X is
-// in force (consent.State.SensitiveOK); "consent:guardian" for a minor whose
-// guardian's consent is in force; "consent:personalization_off", "minor",
-// "erased" and "refused:<channel>" as recorded. A user never changed
-// (Version 0) and an ID the store cannot hold (consent.ValidUserID) have no
+// store's settings as they are at each call. A user's facts are the atoms
+// that hold for the record (consent.HeldAtoms, written as in segment
+// expressions) for the purpose of the recommendations audited,
+// consent.PurposePersonalization, so a group means what consent.AtomHolds
+// says each atom means: a tag only where a personalized ranker may use it
+// now (not suppressed or prohibited, sensitive only with a consent given
+// for personalization that still counts, nothing of a minor without
+// guardian consent or of an erased user); "sensitive:X" where the consent
+// for X given for personalization counts (consent.State.SensitiveOK);
+// "consent:guardian" for a minor whose guardian's consent counts;
+// "consent:personalization_off", "minor", "erased" and "refused:<channel>"
+// as recorded. A user never changed (Version 0), one whose record is
+// corrupt and an ID the store cannot hold (consent.ValidUserID) have no
 // facts.
 func StoreFacts(st store.Store) UserFacts { return storeFacts{st} }
 
@@ -304,35 +308,20 @@ func (s storeFacts) Facts(ctx context.Context, ids []string) (map[string][]strin
 }
 
 // RecordFacts returns the facts of one record under set, as StoreFacts
-// gives them.
+// gives them: consent.HeldAtoms for consent.PurposePersonalization, as
+// segment atoms are written. A nil record and one never changed (Version 0)
+// have none.
 func RecordFacts(rec *consent.Record, set *consent.Settings) []string {
 	if rec == nil || rec.Version == 0 {
 		return nil
 	}
-	st := &rec.State
-	var out []string
-	if st.PersonalizationOff {
-		out = append(out, "consent:personalization_off")
+	atoms := consent.HeldAtoms(rec, set, consent.PurposePersonalization)
+	if len(atoms) == 0 {
+		return nil
 	}
-	if st.Minor {
-		out = append(out, "minor")
-		if st.Guardian != nil && st.GuardianOK(set) {
-			out = append(out, "consent:guardian")
-		}
-	}
-	if st.Erased {
-		out = append(out, "erased")
-	}
-	for _, ch := range st.RefusedChannels {
-		out = append(out, "refused:"+ch)
-	}
-	for _, sc := range st.Sensitive {
-		if st.SensitiveOK(sc.Category, set) {
-			out = append(out, "sensitive:"+string(sc.Category))
-		}
-	}
-	for _, t := range consent.UsableTags(*st, rec.Tags, set) {
-		out = append(out, string(t))
+	out := make([]string, len(atoms))
+	for i, a := range atoms {
+		out[i] = a.String()
 	}
 	return out
 }
