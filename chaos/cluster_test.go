@@ -46,6 +46,7 @@ const clusterNodeTimeout = time.Second
 // for the shard's users (bound: 2 s).
 func TestClusterFailover(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	for _, durable := range []bool{true, false} {
 		name := "async"
 		if durable {

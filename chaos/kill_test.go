@@ -23,6 +23,7 @@ import (
 // verified again within 2 s of the restart.
 func TestRedisKillAOF(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	tab := &table{head: []string{"seed", "down for", "fail closed after", "recovered after", "acked (opt-outs)", "lost", "personalized after opt-out"}}
 	trials(t, m, 1, 5, func(t *testing.T, seed int64) {
 		r := rand.New(rand.NewPCG(uint64(seed), 2))
@@ -101,6 +102,7 @@ func checkWindows(t *testing.T, m mode, h *History, insts []*instance, faultAt, 
 // store.ErrNotInitialized.
 func TestRedisRestartEmpty(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	tab := &table{head: []string{"seed", "down for", "fail closed after", "data_loss after restart", "trusted answers after the loss", "acked writes after restart", "personalized after opt-out"}}
 	trials(t, m, 1, 3, func(t *testing.T, seed int64) {
 		r := rand.New(rand.NewPCG(uint64(seed), 3))

@@ -17,6 +17,7 @@ import (
 // to (d) as for the other faults.
 func TestRedisPause(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	tab := &table{head: []string{"seed", "paused for", "fail closed after", "recovered after", "acked (opt-outs)", "lost", "personalized after opt-out"}}
 	trials(t, m, 1, 4, func(t *testing.T, seed int64) {
 		r := rand.New(rand.NewPCG(uint64(seed), 6))

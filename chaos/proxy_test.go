@@ -21,6 +21,7 @@ import (
 // instances must answer verified and correct within 2 s of the heal.
 func TestProxyFaults(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	srv := redistest.StartServer(t) // one Redis; each trial its own prefix
 	tab := &table{head: []string{"fault", "seed", "cut off", "fault for", "fail closed after", "recovered after", "acked (opt-outs)", "lost", "personalized after opt-out"}}
 	for _, kind := range []string{"latency", "stall", "drop", "reset", "blackhole"} {

@@ -32,6 +32,16 @@ func currentMode() mode {
 	return mode{lease: time.Second}
 }
 
+// parallel lets the short run's tests overlap (two at a time by default:
+// -parallel is GOMAXPROCS), so that the suite stays short in CI; the long
+// run keeps them apart, so that its figures are not one test's load on
+// another.
+func (m mode) parallel(t *testing.T) {
+	if !m.long {
+		t.Parallel()
+	}
+}
+
 // failClosedBound is property (c)'s bound: lease + 0.5 s.
 func (m mode) failClosedBound() time.Duration { return m.lease + 500*time.Millisecond }
 

@@ -31,6 +31,7 @@ import (
 // decision said personalized after an acknowledged opt-out.
 func TestServeKill(t *testing.T) {
 	m := currentMode()
+	m.parallel(t)
 	bin := recguardBinary(t)
 	tab := &table{head: []string{"seed", "killed at", "down for", "restart to first answer", "acked (opt-outs)", "lost", "personalized after opt-out"}}
 	trials(t, m, 1, 5, func(t *testing.T, seed int64) {
