@@ -87,6 +87,12 @@ func newHitFixture(tb testing.TB, n int) *hitFixture {
 	f.client = newSDK(tb, st, sdk.Config{})
 	if err := fanOut(64, n, func(i int) error {
 		d, err := f.client.Decide(ctx, f.ids[i])
+		// Under load a warm read may fail closed while a lease is renewed
+		// (or a miss times out): wait it out, it is not what is measured.
+		for tries := 0; err == nil && tries < 50 && (d.Reason == consent.ReasonUnverified || d.Reason == consent.ReasonUnavailable); tries++ {
+			_ = f.client.Ready(ctx)
+			d, err = f.client.Decide(ctx, f.ids[i])
+		}
 		if err != nil {
 			return err
 		}
@@ -97,7 +103,7 @@ func newHitFixture(tb testing.TB, n int) *hitFixture {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	if s := f.client.Stats(); s.CacheSize != n || s.Misses != uint64(n) {
+	if s := f.client.Stats(); s.CacheSize != n || s.Misses < uint64(n) {
 		tb.Fatalf("after warming: cache size %d, misses %d; want %d and %d", s.CacheSize, s.Misses, n, n)
 	}
 	return f
