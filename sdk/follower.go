@@ -164,7 +164,9 @@ func (c *Client) readFailed(err error, fails int) int {
 		c.markLost(dl.Logs, err)
 	}
 	fails++
-	d := time.Duration(min(fails, 10)) * 50 * time.Millisecond
+	// Short pauses (50 ms growing to 200 ms): long enough not to spin on a
+	// dead store, short enough to add little to the recovery once it heals.
+	d := time.Duration(min(fails, 4)) * 50 * time.Millisecond
 	select {
 	case <-c.ctx.Done():
 	case <-time.After(d):

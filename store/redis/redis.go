@@ -633,7 +633,16 @@ func (s *Store) xread(ctx context.Context, streams []string, count int, block ti
 			return nil, goredis.Nil
 		}
 		args.Block = min(left, blockSlice)
-		res, err := s.c.XRead(ctx, args).Result()
+		// A deadline of its own: go-redis gives a blocking read block +
+		// 10 s on the socket, which would hold a follower long after a
+		// blackholed link healed (clients that honour context deadlines,
+		// such as NewClient's, end the read at this deadline instead).
+		bctx, cancel := context.WithTimeout(ctx, args.Block+time.Second)
+		res, err := s.c.XRead(bctx, args).Result()
+		cancel()
+		if err != nil && ctx.Err() == nil && bctx.Err() != nil {
+			err = unavailable(fmt.Errorf("blocking read past its deadline: %w", err))
+		}
 		if !errors.Is(err, goredis.Nil) {
 			return res, err
 		}
