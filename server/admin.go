@@ -21,26 +21,6 @@ import (
 // adminSurface names the key in the receipt of an admin action.
 func adminSurface(c *gin.Context) consent.Surface { return consent.Surface("key_" + keyOf(c).ID) }
 
-func (s *Server) getSettings(c *gin.Context) {
-	set, err := s.st.Settings(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, set)
-}
-
-// putSettings replaces the settings. The body is the whole settings object
-// with the version it was read at; a stale version is 409.
-func (s *Server) putSettings(c *gin.Context) {
-	var set consent.Settings
-	if !s.decode(c, &set) {
-		return
-	}
-	saved, rc, err := s.client.SetSettings(c.Request.Context(), set, consent.ActorAdmin, adminSurface(c))
-	s.answerSettings(c, saved, rc, err)
-}
-
 // answerSettings answers a settings change. Switching the suspension on
 // is restrictive: under WaitForAll it is acknowledged (200) only once
 // every live instance applied the settings log up to its tail read right
@@ -62,22 +42,30 @@ func (s *Server) answerSettings(c *gin.Context, saved consent.Settings, rc conse
 	}
 	switch {
 	case err == nil:
-		c.JSON(http.StatusOK, SettingsResponse{Settings: saved, Receipt: rc})
+		c.JSON(http.StatusOK, settingsAnswer{Settings: fullSettings(saved), Receipt: rc})
 	case unconfirmed(err):
-		var body *SettingsResponse
+		var body *settingsAnswer
 		if saved.Version > 0 {
-			body = &SettingsResponse{Settings: saved, Receipt: rc}
+			body = &settingsAnswer{Settings: fullSettings(saved), Receipt: rc}
 		}
-		s.pending(c, err, pendingSettings{SettingsResponse: body})
+		s.pending(c, err, pendingSettings{settingsAnswer: body})
 	default:
 		fail(c, err)
 	}
 }
 
-// SettingsResponse is the answer to a settings change.
+// SettingsResponse is the answer to a settings change: the saved settings
+// (written with every member, see GET /v1/admin/settings) and the change's
+// receipt, whose Diff lists every difference.
 type SettingsResponse struct {
 	Settings consent.Settings `json:"settings"`
 	Receipt  consent.Receipt  `json:"receipt"`
+}
+
+// settingsAnswer is SettingsResponse as the server writes it.
+type settingsAnswer struct {
+	Settings fullSettings    `json:"settings"`
+	Receipt  consent.Receipt `json:"receipt"`
 }
 
 type suspensionBody struct {

@@ -63,7 +63,7 @@ func TestSettingsAndSuspension(t *testing.T) {
 
 	// Add a channel (out of order: the store sorts).
 	set.Channels = []string{"whatsapp", "email", "in_app", "push", "sms"}
-	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set})
+	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)})
 	want(t, r, 200)
 	sr := decode[server.SettingsResponse](t, r)
 	if sr.Settings.Version != 2 || !slices.Equal(sr.Settings.Channels, []string{"email", "in_app", "push", "sms", "whatsapp"}) ||
@@ -79,7 +79,7 @@ func TestSettingsAndSuspension(t *testing.T) {
 	// No channels at all: stored as null.
 	none := sr.Settings
 	none.Channels = []string{}
-	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: none})
+	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(t, none)})
 	want(t, r, 200)
 	if !strings.Contains(string(r.Body), `"channels":null`) {
 		t.Errorf("empty channels: %s", r.Body)
@@ -90,17 +90,27 @@ func TestSettingsAndSuspension(t *testing.T) {
 	if set.Version != 3 || set.Channels != nil {
 		t.Fatalf("settings %+v", set)
 	}
-	// No cooldown: 422 (Art. 22(5)); zero retention defaults; no taxonomy,
-	// no policies: omitted. Durations are Go duration strings both ways.
-	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: `{"version":3,"channels":["push","sms"]}`, req: violates}, 422, "invalid-value", u)
-	r = e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: `{"version":3,"channels":["push","sms"],"reask_cooldown":"24h"}`})
+	// A document without a cooldown: 422 (PUT takes complete documents);
+	// a shorter cooldown loosens a consent rule: 409 unless allowed; zero
+	// retention defaults. Durations are Go duration strings both ways,
+	// and every member is answered.
+	doc := settingsDoc(t, set)
+	delete(doc, "reask_cooldown")
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: doc, req: violates}, 422, "invalid-value", u)
+	doc = settingsDoc(t, set)
+	doc["channels"], doc["reask_cooldown"], doc["retention"] = []string{"push", "sms"}, "24h", "0s"
+	p := e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: doc}, 409, "weakens-consent-rules", u)
+	if w := decode[server.WeakensProblem](t, e.last).Weakens; !slices.Equal(w, []string{"reask_cooldown: shortened 720h0m0s -> 24h0m0s"}) {
+		t.Fatalf("weakens %q (%s)", w, p.Detail)
+	}
+	r = e.do(call{method: "PUT", path: "/v1/admin/settings?allow_weakening=true", key: e.admin(), body: doc})
 	want(t, r, 200)
 	sr = decode[server.SettingsResponse](t, r)
 	raw := decode[map[string]map[string]any](t, r)["settings"]
-	if sr.Settings.Retention != consent.DefaultRetention || sr.Settings.ReaskCooldown != 24*time.Hour || sr.Settings.Taxonomy != nil ||
-		raw["taxonomy"] != nil || raw["policies"] != nil || raw["suspended"] != nil || raw["suspend_reason"] != nil ||
-		raw["reask_cooldown"] != "24h0m0s" || raw["retention"] != "26280h0m0s" {
-		t.Fatalf("minimal settings %s", r.Body)
+	if sr.Settings.Retention != consent.DefaultRetention || sr.Settings.ReaskCooldown != 24*time.Hour || len(sr.Settings.Taxonomy) == 0 ||
+		raw["suspended"] != false || raw["suspend_reason"] != "" || raw["allow_inference_while_off"] != false ||
+		raw["reask_cooldown"] != "24h0m0s" || raw["retention"] != "26280h0m0s" || len(raw) != 10 {
+		t.Fatalf("settings %s", r.Body)
 	}
 	set = sr.Settings
 
@@ -127,14 +137,15 @@ func TestSettingsAndSuspension(t *testing.T) {
 	want(t, r, 200)
 	sr = decode[server.SettingsResponse](t, r)
 	raw = decode[map[string]map[string]any](t, r)["settings"]
-	if sr.Settings.Suspended || sr.Settings.SuspendReason != "" || raw["suspended"] != nil || raw["suspend_reason"] != nil {
+	if sr.Settings.Suspended || sr.Settings.SuspendReason != "" || raw["suspended"] != false || raw["suspend_reason"] != "" {
 		t.Fatalf("resume %s", r.Body)
 	}
 	if d := e.decision(u); !d.Personalized {
 		t.Fatalf("decision after resuming %+v", d)
 	}
 	// The suspension re-reads the version: a settings PUT at the old version now conflicts.
-	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}, 409, "conflict", u)
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)}, 409, "conflict", u)
+	e.rejected(call{method: "PATCH", path: "/v1/admin/settings", key: e.admin(), ctype: mergePatch, body: map[string]any{"version": set.Version}}, 409, "conflict", u)
 }
 
 // TestAudience: counting and paging an audience, its rules, and its

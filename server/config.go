@@ -41,8 +41,10 @@ type Config struct {
 	// registry, served at /metrics.
 	Registry *prometheus.Registry
 	// Now is the clock of the key cache (KeyCacheTTL, KeyGrace), of the
-	// rate limiters (RateLimit, AuthFailRate), of the rights log and of
-	// exports. Nil means time.Now.
+	// rate limiters (RateLimit, AuthFailRate), of the rights log, of
+	// exports, and of the reason should-ask gives for a "no" (whether a
+	// re-ask cooldown still runs: the client's sdk.Config.Now decides the
+	// answer itself, so give both the same clock). Nil means time.Now.
 	Now func() time.Time
 
 	// DecisionBudget bounds GET /v1/users/{id}/decision and /can-push from

@@ -30,8 +30,11 @@ func writes(e *env, u string) []call {
 		{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski", "source": "declared"}},
 		{method: "DELETE", path: U + "/tags/interest:golf", key: e.app()},
 		{method: "DELETE", path: U, key: e.app()},
-		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set},
+		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)},
 		{method: "PUT", path: "/v1/admin/suspension", key: e.admin(), body: map[string]any{"suspended": true, "reason": "order 1"}},
+		{method: "PATCH", path: "/v1/admin/settings", key: e.admin(), ctype: mergePatch, body: map[string]any{"version": set.Version, "channels": []string{"email", "push", "sms"}}},
+		{method: "PUT", path: U + "/minor", key: e.app(), body: map[string]any{"minor": true, "ref": "age-check-1"}},
+		{method: "PUT", path: U + "/consent/guardian", key: e.app(), body: map[string]any{"granted": false}},
 	}
 }
 
@@ -111,6 +114,10 @@ func allRoutes(e *env, u, auditID string) []route {
 	return []route{
 		{call{method: "GET", path: U + "/decision"}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/can-push?channel=push&targeted=false"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/should-ask?kind=personalization"}, server.RoleApp, 200},
+		// An adult stays one (a minor would change what the routes below answer).
+		{call{method: "PUT", path: U + "/minor", body: map[string]any{"minor": false, "by": "user"}}, server.RoleApp, 200},
+		{call{method: "PUT", path: U + "/consent/guardian", body: map[string]any{"granted": false}}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/consent"}, server.RoleApp, 200},
 		{call{method: "PUT", path: U + "/consent/personalization", body: map[string]any{"enabled": true}}, server.RoleApp, 200},
 		{call{method: "PUT", path: U + "/consent/channels/email", body: map[string]any{"refused": false}}, server.RoleApp, 200},
@@ -124,7 +131,10 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "POST", path: "/v1/events", body: map[string]any{"events": []map[string]any{
 			{"user": u, "item": "i1", "time": "2026-01-02T03:04:05Z", "mode": "personalized"}}}}, server.RoleApp, 202},
 		{call{method: "GET", path: "/v1/admin/settings"}, server.RoleAdmin, 200},
-		{call{method: "PUT", path: "/v1/admin/settings", body: set}, server.RoleAdmin, 200},
+		{call{method: "PUT", path: "/v1/admin/settings", body: settingsDoc(e.t, set)}, server.RoleAdmin, 200},
+		// After the PUT above (which makes the next version), as admin.
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version + 1}}, server.RoleAdmin, 200},
+		{call{method: "GET", path: "/v1/admin/settings/history"}, server.RoleAdmin, 200},
 		{call{method: "PUT", path: "/v1/admin/suspension", body: map[string]any{"suspended": false}}, server.RoleAdmin, 200},
 		{call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push"}, server.RoleAdmin, 200},
 		{call{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d", time.Now().UTC().Year())}, server.RoleAdmin, 200},
@@ -224,7 +234,9 @@ func TestNoRoute(t *testing.T) {
 		{method: "POST", path: "/v1/users/u1/decision"},
 		{method: "DELETE", path: "/v1/users/u1/consent"},
 		{method: "GET", path: "/v1/users/u1/consent/personalization"},
-		{method: "PATCH", path: "/v1/admin/settings"},
+		{method: "DELETE", path: "/v1/admin/settings"},
+		{method: "PATCH", path: "/v1/admin/settings/history"},
+		{method: "POST", path: "/v1/users/u1/should-ask"},
 		{method: "POST", path: "/healthz"},
 	} {
 		c.key, c.noRoute = e.app(), true
@@ -358,9 +370,18 @@ func TestInvalidValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	set.Taxonomy["banned"] = tags.Namespace{Prohibited: true}
-	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}), 200)
+	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)}), 200)
 	set, _ = e.mem.Settings(e.ctx)
 	year := time.Now().UTC().Year()
+	// sd is the current settings as a complete document, with some
+	// members replaced.
+	sd := func(over map[string]any) map[string]any {
+		m := settingsDoc(t, set)
+		for k, v := range over {
+			m[k] = v
+		}
+		return m
+	}
 
 	long := strings.Repeat("a", 129)
 	cases := []struct {
@@ -414,21 +435,52 @@ func TestInvalidValues(t *testing.T) {
 		{call{method: "DELETE", path: U + "/tags/%20Refused%20:%20sms"}, "tag", false},
 		{call{method: "DELETE", path: U + "/tags/refused:sms"}, "tag", false},
 		{call{method: "DELETE", path: U + "/tags/nocolon"}, "tag", false},
-		// Settings.
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["SMS"]}`, set.Version)}, "channel", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms","sms"]}`, set.Version)}, "channels", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":"720h","retention":1}`, set.Version)}, "retention", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":"720h","retention":"8760h"}`, set.Version)}, "retention", true},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":-1}`, set.Version)}, "reask_cooldown", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":"1h"}`, set.Version)}, "reask_cooldown", true},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"],"reask_cooldown":"0s"}`, set.Version)}, "reask_cooldown", true},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"channels":["sms"]}`, set.Version)}, "reask_cooldown", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"reask_cooldown":"720h","policies":{"push":1},"keep_on_bump":["guardian"]}`, set.Version)}, "keep_on_bump", true},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"policies":{"Bad":1}}`, set.Version)}, "policies", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"policies":{"push":-1}}`, set.Version)}, "policies", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"taxonomy":{"Bad":{}}}`, set.Version)}, "taxonomy", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"taxonomy":{"x":{"sensitive":"astrology"}}}`, set.Version)}, "taxonomy", false},
-		{call{method: "PUT", path: "/v1/admin/settings", body: fmt.Sprintf(`{"version":%d,"reask_cooldown":"720h","suspend_reason":"%s"}`, set.Version, strings.Repeat("r", 513))}, "suspend_reason", false},
+		// Settings: a complete document with one member wrong.
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"channels": []string{"SMS"}})}, "channel", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"channels": []string{"sms", "sms"}})}, "channels", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"retention": 1})}, "retention", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"retention": "8760h"})}, "retention", true},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"reask_cooldown": -1})}, "reask_cooldown", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"reask_cooldown": "1h"})}, "reask_cooldown", true},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"reask_cooldown": "23h59m59s"})}, "reask_cooldown", true},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"reask_cooldown": "0s"})}, "reask_cooldown", true},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"policies": map[string]int{"push": 1}, "keep_on_bump": []string{"guardian"}})}, "keep_on_bump", true},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"policies": map[string]int{"Bad": 1}})}, "policies", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"policies": map[string]int{"push": -1}})}, "policies", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"taxonomy": map[string]any{"Bad": map[string]any{}}})}, "taxonomy", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"taxonomy": map[string]any{"x": map[string]any{"sensitive": "astrology"}}})}, "taxonomy", false},
+		{call{method: "PUT", path: "/v1/admin/settings", body: sd(map[string]any{"suspend_reason": strings.Repeat("r", 513)})}, "suspend_reason", false},
+		{call{method: "PUT", path: "/v1/admin/settings?allow_weakening=perhaps", body: sd(nil)}, "allow_weakening", false},
+		// The same through PATCH, and what only a patch can get wrong.
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "reask_cooldown": "1h"}}, "reask_cooldown", true},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "reask_cooldown": nil}}, "reask_cooldown", true},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "retention": "8760h"}}, "retention", true},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "channels": []string{"SMS"}}}, "channel", false},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "taxonomy": map[string]any{"x": map[string]any{"sensitive": "astrology"}}}}, "taxonomy", false},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": set.Version, "keep_on_bump": []string{"marketing"}}}, "keep_on_bump", true},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"channels": []string{"sms"}}}, "version", false},
+		{call{method: "PATCH", path: "/v1/admin/settings", ctype: mergePatch, body: map[string]any{"version": nil, "channels": []string{"sms"}}}, "version", false},
+		{call{method: "PATCH", path: "/v1/admin/settings?allow_weakening=1x", ctype: mergePatch, body: map[string]any{"version": set.Version}}, "allow_weakening", false},
+		// Minors and guardians.
+		{call{method: "PUT", path: "/v1/users/" + long + "/minor", body: `{"minor":true}`}, "user_id", false},
+		{call{method: "PUT", path: U + "/minor", body: `{}`}, "minor", false},
+		{call{method: "PUT", path: U + "/minor", body: `{"minor":false,"by":"parent"}`}, "by", false},
+		{call{method: "PUT", path: U + "/minor", body: `{"minor":true,"ref":"a b"}`}, "ref", false},
+		{call{method: "PUT", path: U + "/minor", body: `{"minor":true,"surface":"Web"}`}, "surface", false},
+		{call{method: "PUT", path: "/v1/users/" + long + "/consent/guardian", body: `{"granted":false}`}, "user_id", false},
+		{call{method: "PUT", path: U + "/consent/guardian", body: `{"ref":"g-1"}`}, "granted", false},
+		{call{method: "PUT", path: U + "/consent/guardian", body: `{"granted":true}`}, "ref", false},
+		{call{method: "PUT", path: U + "/consent/guardian", body: `{"granted":true,"ref":""}`}, "ref", false},
+		{call{method: "PUT", path: U + "/consent/guardian", body: `{"granted":true,"ref":"g/1"}`}, "ref", false},
+		// Should-ask.
+		{call{method: "GET", path: "/v1/users/" + long + "/should-ask?kind=personalization"}, "user_id", false},
+		{call{method: "GET", path: U + "/should-ask"}, "kind", false},
+		{call{method: "GET", path: U + "/should-ask?kind=Personalization"}, "kind", false},
+		{call{method: "GET", path: U + "/should-ask?kind=channel:"}, "kind", false},
+		{call{method: "GET", path: U + "/should-ask?kind=channel:SMS"}, "kind", false},
+		{call{method: "GET", path: U + "/should-ask?kind=channel:fax"}, "kind", true},
+		{call{method: "GET", path: U + "/should-ask?kind=sensitive:astrology"}, "kind", false},
+		{call{method: "GET", path: U + "/should-ask?kind=tag:interest"}, "kind", false},
 		// Suspension.
 		{call{method: "PUT", path: "/v1/admin/suspension", body: `{}`}, "suspended", false},
 		{call{method: "PUT", path: "/v1/admin/suspension", body: `{"suspended":true}`}, "reason", false},
@@ -491,12 +543,12 @@ func TestConflicts(t *testing.T) {
 	}
 	stale := set
 	stale.Version--
-	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: stale}, 409, "conflict", u)
-	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}), 200)
-	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set}, 409, "conflict", u) // read before the save above
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, stale)}, 409, "conflict", u)
+	want(t, e.do(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)}), 200)
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)}, 409, "conflict", u) // read before the save above
 	future := set
 	future.Version += 10
-	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: future}, 409, "conflict", u)
+	e.rejected(call{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, future)}, 409, "conflict", u)
 
 	// The pipeline re-adding a tag the user deleted.
 	want(t, e.do(call{method: "POST", path: U + "/tags", key: e.app(), body: `{"tag":"interest:ski","source":"inferred"}`}), 201)
@@ -569,6 +621,7 @@ func TestUnavailable(t *testing.T) {
 			{method: "GET", path: "/v1/users/u2/decision", key: e.app()},
 			{method: "GET", path: "/v1/users/u1/can-push?channel=sms", key: e.app()},
 			{method: "GET", path: "/v1/users/u1/tags", key: e.app()},
+			{method: "GET", path: "/v1/users/u1/should-ask?kind=personalization", key: e.app()},
 			{method: "GET", path: "/v1/admin/audience?segment=*&channel=push", key: e.admin()},
 		} {
 			p := e.rejected(c, 503, "unavailable", u)
@@ -616,6 +669,17 @@ func TestUnavailable(t *testing.T) {
 		if p := e.canPush(u, "push", false); p.Allowed || p.Reason != consent.ReasonUnverified {
 			t.Errorf("unverified push %+v", p)
 		}
+		// Should-ask fails closed too: no prompt while the state is unsure
+		// (also when the store read for the reason fails).
+		if a := e.shouldAsk(u, "sensitive:religion"); a.Ask || a.Reason != server.AskUnverified {
+			t.Errorf("unverified should-ask %+v", a)
+		}
+		getErr := fmt.Errorf("%w: test", store.ErrUnavailable)
+		fs.getErr.Store(&getErr)
+		if a := e.shouldAsk(u, "sensitive:religion"); a.Ask || a.Reason != server.AskUnverified {
+			t.Errorf("unverified should-ask, store down %+v", a)
+		}
+		fs.getErr.Store(nil)
 		e.rejected(call{method: "GET", path: "/v1/admin/audience?segment=*&channel=push", key: e.admin()}, 503, "unavailable", u)
 		fs.logsDown.Store(false)
 		deadline = time.Now().Add(5 * time.Second)

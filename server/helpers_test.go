@@ -81,6 +81,9 @@ type envConfig struct {
 	srv  server.Config
 	sdk  sdk.Config
 	wrap func(*memory.Store) store.Store // what the client and server run on; nil: the memory store
+	// memNow is the memory store's clock (the time of changes and
+	// receipts); nil: time.Now.
+	memNow func() time.Time
 }
 
 type env struct {
@@ -107,7 +110,7 @@ func newEnv(t *testing.T, opts ...func(*envConfig)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	mem, err := memory.Open(ctx, memory.Options{Dir: t.TempDir(), NoSync: true})
+	mem, err := memory.Open(ctx, memory.Options{Dir: t.TempDir(), NoSync: true, Now: cfg.memNow})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ type metrics struct {
 	authLimited     prometheus.Counter
 	keyGrace        prometheus.Counter
 	notPropagated   prometheus.Counter
+	shouldAsk       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
@@ -48,12 +49,16 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 		notPropagated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "recguard_changes_not_confirmed_total", Help: "Changes answered 202: recorded, but not confirmed by every live instance or by the required replicas.",
 		}),
+		shouldAsk: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recguard_should_ask_total",
+			Help: "should-ask answers by kind class (personalization, guardian, channel, sensitive) and answer (may_ask, in_force, cooldown, suspended, unverified).",
+		}, []string{"kind_class", "answer"}),
 	}
 	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated,
+		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk,
 		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
 		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
 		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),

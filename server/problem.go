@@ -75,6 +75,7 @@ var titles = map[string]string{
 	codeDataLoss:     "The store lost data",
 	codeCorrupt:      "The user's record is missing or corrupt",
 	codeInferenceOff: "No inferred tags while the user's personalization is off or the service is suspended",
+	codeWeakens:      "The settings change loosens a consent rule",
 }
 
 // safeDetails are the details of answers whose error text is not shown

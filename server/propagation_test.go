@@ -11,7 +11,8 @@ import (
 )
 
 // TestWaitForAll: with the server's WaitForAll, restrictive changes (opt-out,
-// channel refusal, sensitive withdrawal, tag deletion, erasure, suspension)
+// channel refusal, sensitive withdrawal, tag deletion, erasure, suspension,
+// a minor marked, the guardian's withdrawal)
 // are acknowledged only once every live instance applied them: 200 when a
 // second real SDK instance on the same store applied them, 202 with a
 // not-propagated problem (carrying the state) while a live instance is
@@ -52,6 +53,12 @@ func TestWaitForAll(t *testing.T) {
 		t.Fatalf("the other instance right after the acknowledged suspension: %+v", d)
 	}
 	want(t, e.do(call{method: "PUT", path: "/v1/admin/suspension", key: e.admin(), body: `{"suspended":false}`}), 200)
+	// Marking a minor waits too: the other instance stops personalizing at once.
+	e.change(call{method: "PUT", path: "/v1/users/u4/minor", body: `{"minor":true}`}, 200, true)
+	if d, _ := other.Decide(e.ctx, "u4"); d.Personalized || d.Reason != consent.ReasonMinorNoGuardian {
+		t.Fatalf("the other instance right after the acknowledged minor: %+v", d)
+	}
+	e.change(call{method: "PUT", path: "/v1/users/u4/consent/guardian", body: `{"granted":true,"ref":"guardian-1"}`}, 200, true)
 
 	// A live instance that stalled: it announced itself but applies nothing.
 	stale := make([]store.Position, e.mem.Shards()+1)
@@ -77,6 +84,17 @@ func TestWaitForAll(t *testing.T) {
 			t.Errorf("%s %s: 202 without the state and receipt: %+v", c.method, c.path, cr)
 		}
 	}
+	// The guardian's withdrawal and marking a minor are restrictive too;
+	// the guardian's consent is not (no wait).
+	for _, c := range []call{
+		{method: "PUT", path: "/v1/users/u4/consent/guardian", body: `{"granted":false,"ref":"guardian-1"}`},
+		{method: "PUT", path: "/v1/users/u5/minor", body: `{"minor":true}`},
+	} {
+		if cr := e.pendingChange(c, "not-propagated"); cr.Receipt == nil {
+			t.Errorf("%s %s: 202 without the receipt: %+v", c.method, c.path, cr)
+		}
+	}
+	e.change(call{method: "PUT", path: "/v1/users/u5/consent/guardian", body: `{"granted":true,"ref":"guardian-2"}`}, 200, true)
 	// The changes stand.
 	if d := e.decision("u2"); d.Personalized || d.Reason != consent.ReasonErased {
 		t.Fatalf("u2 after the unconfirmed erasure: %+v", d)

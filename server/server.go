@@ -138,11 +138,16 @@ func (s *Server) routes() (*gin.Engine, error) {
 	u.GET("/export", s.getExport)
 	u.DELETE("", s.deleteUser)
 	u.GET("/can-push", s.getCanPush)
+	u.GET("/should-ask", s.getShouldAsk)
+	u.PUT("/minor", s.putMinor)
+	u.PUT("/consent/guardian", s.putGuardian)
 	app.POST("/events", s.postEvents)
 
 	adm := v1.Group("/admin", s.storeBound(), s.adminLog(), s.authenticate(RoleAdmin))
 	adm.GET("/settings", s.getSettings)
 	adm.PUT("/settings", s.putSettings)
+	adm.PATCH("/settings", s.patchSettings)
+	adm.GET("/settings/history", s.getSettingsHistory)
 	adm.PUT("/suspension", s.putSuspension)
 	adm.GET("/audience", s.getAudience)
 	adm.GET("/reports/rights", s.getRightsReport)
@@ -156,30 +161,45 @@ func (s *Server) routes() (*gin.Engine, error) {
 // unknown fields, nothing after the value. It answers the problem itself
 // and returns false on failure.
 func (s *Server) decode(c *gin.Context, v any) bool {
-	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	if err != nil || mt != "application/json" {
-		failCode(c, http.StatusUnsupportedMediaType, codeMediaType, "", "send Content-Type: application/json")
-		return false
+	body, ok := s.readBody(c, "application/json")
+	return ok && decodeBody(c, body, v)
+}
+
+// readBody reads a request body sent as media type mt (415 otherwise), at
+// most MaxBody bytes (413), with no object naming a member twice anywhere
+// (400). It answers the problem itself and returns false on failure.
+func (s *Server) readBody(c *gin.Context, mt string) ([]byte, bool) {
+	got, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || got != mt {
+		failCode(c, http.StatusUnsupportedMediaType, codeMediaType, "", "send Content-Type: %s", mt)
+		return nil, false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)
-		return false
+		return nil, false
 	}
 	if err != nil {
 		failCode(c, http.StatusBadRequest, codeMalformed, "", "reading the body: %v", err)
-		return false
+		return nil, false
 	}
 	// Duplicate keys first: encoding/json would silently keep the last.
 	var dup *DuplicateKeyError
 	if errors.As(checkDuplicateKeys(bytes.NewReader(body)), &dup) {
 		failCode(c, http.StatusBadRequest, codeMalformed, dup.Field(), "body is not valid JSON for this route: %v", dup)
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+// decodeBody decodes body into v: no unknown fields, nothing after the
+// value. It answers 400 itself (naming the field where it can) and
+// returns false on failure.
+func decodeBody(c *gin.Context, body []byte, v any) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err = dec.Decode(v)
+	err := dec.Decode(v)
 	if err == nil {
 		if _, extra := dec.Token(); extra != io.EOF {
 			err = errors.New("data after the JSON value")

@@ -123,7 +123,7 @@ func storeRoutes(e *env, u string) []call {
 		{method: "POST", path: "/v1/events", key: e.app(), body: map[string]any{"events": []map[string]any{
 			{"user": u, "item": "i1", "time": "2026-01-02T03:04:05Z", "mode": "personalized", "clicked": true}}}},
 		{method: "GET", path: "/v1/admin/settings", key: e.admin()},
-		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: set},
+		{method: "PUT", path: "/v1/admin/settings", key: e.admin(), body: settingsDoc(e.t, set)},
 		{method: "PUT", path: "/v1/admin/suspension", key: e.admin(), body: map[string]any{"suspended": true, "reason": "order 7"}},
 		{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d", time.Now().UTC().Year()), key: e.admin()},
 	}

@@ -193,7 +193,7 @@ type pendingConsent struct {
 // pendingSettings is the 202 answer to a settings change.
 type pendingSettings struct {
 	Problem
-	*SettingsResponse
+	*settingsAnswer
 }
 
 // pending answers 202 for a change recorded but not confirmed: a
