@@ -111,15 +111,17 @@ func NewSettingsReceipt(old, next *Settings, seq uint64, prev string, actor Acto
 }
 
 func describeNS(n tags.Namespace) string {
+	d := "ordinary"
 	switch {
 	case n.Prohibited:
-		return "prohibited"
+		d = "prohibited"
 	case n.Sensitive != "":
-		return "sensitive: " + string(n.Sensitive)
-	case n.Category != "":
-		return "ordinary, category " + n.Category
+		d = "sensitive: " + string(n.Sensitive)
 	}
-	return "ordinary"
+	if n.Category != "" {
+		d += ", category " + n.Category
+	}
+	return d
 }
 
 func diffSets(a, b []string) []string {

@@ -25,7 +25,7 @@ func TestDiffSettings(t *testing.T) {
 	want := []string{
 		"channels: +wechat",
 		"taxonomy hobby: added (ordinary, category interests)",
-		"taxonomy medical_health: removed (was sensitive: medical_health)",
+		"taxonomy medical_health: removed (was sensitive: medical_health, category sensitive)",
 		"policies guardian: removed (was v1)",
 		"policies push: v1 -> v2",
 		"reask_cooldown: 720h0m0s -> 48h0m0s",
@@ -34,6 +34,13 @@ func TestDiffSettings(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DiffSettings =\n%q\nwant\n%q", got, want)
+	}
+	recat := old.Clone()
+	ns := recat.Taxonomy[string(tags.Religion)]
+	ns.Category = "beliefs"
+	recat.Taxonomy[string(tags.Religion)] = ns
+	if d := consent.DiffSettings(&old, &recat); len(d) != 1 || d[0] != "taxonomy religion: sensitive: religion, category sensitive -> sensitive: religion, category beliefs" {
+		t.Errorf("DiffSettings(category of a sensitive namespace) = %q", d)
 	}
 	if d := consent.DiffSettings(&old, &old); len(d) != 0 {
 		t.Errorf("DiffSettings(same) = %q, want none", d)

@@ -140,7 +140,7 @@ func TestSettingsMergePatch(t *testing.T) {
 	if len(s.Taxonomy) != len(set.Taxonomy)+1 || s.Taxonomy["religion"] != set.Taxonomy["religion"] {
 		t.Fatalf("taxonomy %v", s.Taxonomy)
 	}
-	s = step(map[string]any{"taxonomy": map[string]any{"diet": map[string]any{"prohibited": true}}}, "taxonomy diet: ordinary, category food -> prohibited")
+	s = step(map[string]any{"taxonomy": map[string]any{"diet": map[string]any{"prohibited": true}}}, "taxonomy diet: ordinary, category food -> prohibited, category food")
 	if s.Taxonomy["diet"] != (tags.Namespace{Category: "food", Prohibited: true}) {
 		t.Fatalf("diet %+v", s.Taxonomy["diet"])
 	}
@@ -273,7 +273,7 @@ func TestSettingsWeakening(t *testing.T) {
 	// Asked explicitly: made, in the receipt and the log.
 	before := len(logs.lines(t, "admin action"))
 	sr := e.saved(e.patchSettings("?allow_weakening=true", map[string]any{"version": set.Version, "taxonomy": map[string]any{"medical_health": nil}}))
-	if _, ok := sr.Settings.Taxonomy["medical_health"]; ok || !slices.Equal(sr.Receipt.Diff, []string{"taxonomy medical_health: removed (was sensitive: medical_health)"}) {
+	if _, ok := sr.Settings.Taxonomy["medical_health"]; ok || !slices.Equal(sr.Receipt.Diff, []string{"taxonomy medical_health: removed (was sensitive: medical_health, category sensitive)"}) {
 		t.Fatalf("allowed weakening: %+v", sr)
 	}
 	set = sr.Settings
