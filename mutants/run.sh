@@ -40,6 +40,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+t_all=$(date +%s)
 mkdir -p "$work"
 exec 9>"$work/lock"
 if ! flock -n 9; then
@@ -158,15 +159,17 @@ for id in $ids; do
   elif [ $st -ne 0 ]; then
     res=killed; killed=$((killed+1))
   elif [ -n "$eq" ]; then
-    res=equivalent; equiv=$((equiv+1)); by="(argued equivalent in mutants.txt)"
+    res=equivalent; equiv=$((equiv+1)); by="survived: argued equivalent in mutants.txt"
   else
     res=SURVIVED; survived=$((survived+1)); by="-"
   fi
   printf '%-42s %-9s %-10s %5s  %s\n' "$id" "${art%%[ ,]*}" "$res" "$secs" "$by"
-  short=$(echo "$by" | awk '{ if (NF > 3) { printf "%s %s %s (+%d more)", $1, $2, $3, NF-3 } else print }')
+  short=$by
+  case $res in killed*) short=$(echo "$by" | awk '{ if (NF > 3) { printf "%s %s %s (+%d more)", $1, $2, $3, NF-3 } else print }') ;; esac
   rows+=("| \`$id\` | $art | \`$file\` | $res | $(sed -E 's/([A-Za-z0-9_/]+\.(Test|Example|Fuzz)[A-Za-z0-9_]+)/`\1`/g' <<<"$short") |")
 done
 elapsed=$(( $(date +%s) - start ))
+wall=$(( $(date +%s) - t_all ))
 counted=$((total - equiv - inconclusive - invalid))
 echo
 echo "mutants: $total; killed: $killed; survived: $survived; argued equivalent (survived): $equiv; not building: $invalid; inconclusive (environment): $inconclusive"
@@ -174,7 +177,7 @@ if [ $counted -gt 0 ]; then
   echo "kill ratio (equivalents excluded): $killed/$counted = $(awk -v k=$killed -v n=$counted 'BEGIN{printf "%.1f%%", 100*k/n}')"
 fi
 [ $equivkilled -gt 0 ] && echo "note: $equivkilled mutant(s) argued equivalent were killed (killed*): the argument or a test is wrong; look again"
-echo "time: ${elapsed}s"
+echo "time: ${elapsed}s for the mutants, ${wall}s in all (copy, build, baseline included)"
 if [ $md = 1 ]; then
   echo
   echo "| mutant | article | file | result | killed by |"
