@@ -44,7 +44,11 @@ func (c *Client) openIndex(ctx context.Context) error {
 // minus erased users, and for a push targeted by personal characteristics
 // (targeted, or a segment naming tags or sensitive consents) minus those who
 // turned personalization off or are minors without guardian consent. With
-// the kill switch on the audience is empty.
+// the kill switch on the audience is empty. A push is the push purpose: a
+// sensitive atom or a tag of a sensitive namespace counts only with a
+// consent given for consent.PurposePush (Art. 22(4)). For one user the
+// audience is exactly consent.InPushAudience; what each atom means is
+// consent.AtomHolds.
 //
 // The audience is frozen: Count and Page stay stable while the index
 // changes. When the client cannot confirm its index is current (a follower's

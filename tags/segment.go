@@ -130,7 +130,9 @@ func (o Op) String() string {
 // Segment is a parsed segment expression: the set of users a push is
 // targeted at. It is a tree: Atom is used by OpAtom, X by OpNot, X and Y by
 // OpAnd and OpOr (binary nodes; a chain a & b & c is left-associative,
-// ((a & b) & c)). Parentheses leave no trace in the tree.
+// ((a & b) & c)). Parentheses leave no trace in the tree. What an atom means
+// for a user's record (consent, suppression, sensitive categories, the
+// purpose) is defined once, by consent.AtomHolds; this package only parses.
 //
 // ParseSegment builds well-formed trees. A tree built by hand is well-formed
 // when every node has a known Op, the operands its Op uses are non-nil and
