@@ -73,6 +73,9 @@ func validateEvent(ev *Event) string {
 		if f.v != nil && (math.IsNaN(*f.v) || math.IsInf(*f.v, 0)) {
 			return f.name + " is not a finite number"
 		}
+		if f.v != nil && *f.v < 0 {
+			return fmt.Sprintf("%s %v is negative", f.name, *f.v)
+		}
 	}
 	for k, v := range ev.Fields {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

@@ -54,6 +54,8 @@ func TestReadJSONL(t *testing.T) {
 		`{"user":"u5","item":"i\u00e9","time":"2025-03-01T10:00:00.25Z","mode":"personalized","converted":false,"latency_ms":12}`,
 		`{"user":"u6","item":"i3","mode":"personalized"}`,
 		`{"user":"u6","item":"i3","time":"yesterday","mode":"personalized"}`,
+		`{"user":"u7","item":"i3","time":"2025-03-01T10:00:00Z","mode":"personalized","price":-9.5}`,
+		`{"user":"u7","item":"i3","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":-1}`,
 	}, "\n")
 	evs, les := drain(t, ReadJSONL(strings.NewReader(in), "ev.jsonl"))
 	if len(evs) != 3 {
@@ -70,7 +72,7 @@ func TestReadJSONL(t *testing.T) {
 	if evs[2].Item != "ié" || evs[2].Time.Nanosecond() != 250_000_000 || *evs[2].Converted || *evs[2].LatencyMS != 12 {
 		t.Errorf("event 2 = %+v", evs[2])
 	}
-	wantLines := []int64{5, 6, 7, 8, 9, 11, 12}
+	wantLines := []int64{5, 6, 7, 8, 9, 11, 12, 13, 14}
 	if len(les) != len(wantLines) {
 		t.Fatalf("line errors %v, want lines %v", les, wantLines)
 	}
@@ -79,7 +81,7 @@ func TestReadJSONL(t *testing.T) {
 			t.Errorf("line error %d = %+v, want line %d", i, le, wantLines[i])
 		}
 	}
-	for i, frag := range []string{"unknown field", "invalid character", "missing user", "mode \"sometimes\"", "after the JSON object", "missing time", "time"} {
+	for i, frag := range []string{"unknown field", "invalid character", "missing user", "mode \"sometimes\"", "after the JSON object", "missing time", "time", "price -9.5 is negative", "rank -1 is negative"} {
 		if !strings.Contains(les[i].Reason, frag) {
 			t.Errorf("line %d: reason %q lacks %q", les[i].Line, les[i].Reason, frag)
 		}
