@@ -38,13 +38,7 @@ func newKeyspace(t *testing.T, opts rs.Options) *keyspace {
 	if opts.Prefix == "" {
 		opts.Prefix = redistest.Prefix(t, c)
 	}
-	opts.Init = true
-	st, err := rs.New(context.Background(), c, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return &keyspace{st: st, c: c, prefix: opts.Prefix}
+	return &keyspace{st: redisStore(t, opts), c: c, prefix: opts.Prefix}
 }
 
 func (k *keyspace) tag(shard int) string { return k.prefix + ":{" + strconv.Itoa(shard) + "}:" }

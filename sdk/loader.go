@@ -75,7 +75,6 @@ func (c *Client) finish(call *loadCall, v *view, err error) {
 // loader reads queued misses in batches: whatever is queued when it wakes
 // (up to MissBatch) goes to the store in one round trip.
 func (c *Client) loader() {
-	bg, _ := c.st.(store.BatchGetter)
 	batch := make([]*loadCall, 0, c.cfg.MissBatch)
 	ids := make([]string, 0, c.cfg.MissBatch)
 	for {
@@ -99,10 +98,11 @@ func (c *Client) loader() {
 		for _, call := range batch {
 			ids = append(ids, call.userID)
 		}
-		recs, err := c.read(bg, ids)
-		bad := map[string]bool{}
+		recs, err := c.read(ids)
+		var bad map[string]bool
 		if ids := store.Corrupted(err); ids != nil {
 			// Those users are unknown: fail closed for them, serve the rest.
+			bad = make(map[string]bool, len(ids))
 			for _, id := range ids {
 				bad[id] = true
 			}
@@ -152,7 +152,7 @@ func (c *Client) loader() {
 }
 
 // read fetches records for ids in one round trip when the store can.
-func (c *Client) read(bg store.BatchGetter, ids []string) ([]consent.Record, error) {
+func (c *Client) read(ids []string) ([]consent.Record, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Lease)
 	defer cancel()
 	return c.readWith(ctx, ids)

@@ -13,9 +13,6 @@ import (
 	"github.com/recguard/recguard/store"
 )
 
-// opSetSettingsReceipt is the Op of settings receipts, as in store/redis.
-const opSetSettingsReceipt = consent.OpSetSettings
-
 var _ store.Store = (*Store)(nil)
 
 // Store is the embedded store. Open it with Open; all methods are safe for

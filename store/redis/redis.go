@@ -489,7 +489,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	next := set.Normalize()
 	next.Version = old.Version + 1
-	rc := settingsReceipt(old, &next, n+1, head, actor, surface, s.now())
+	rc := consent.NewSettingsReceipt(old, &next, n+1, head, actor, surface, s.now())
 	setJSON, _ := json.Marshal(next)
 	rcJSON, _ := json.Marshal(rc)
 	item := strconv.FormatInt(rc.At.UnixMilli(), 10) + " " + string(rcJSON)
@@ -512,11 +512,6 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	s.mu.Unlock()
 	return next.Clone(), rc, err
-}
-
-// settingsReceipt builds the receipt of a settings change.
-func settingsReceipt(old, next *consent.Settings, seq uint64, prev string, actor consent.Actor, surface consent.Surface, at time.Time) consent.Receipt {
-	return consent.NewSettingsReceipt(old, next, seq, prev, actor, surface, at)
 }
 
 // ReadChangelog returns up to count events of log after position after.
