@@ -40,7 +40,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	for _, g := range r.Spec.Groups {
 		segs = append(segs, g.Name+" = "+g.Segment)
 	}
-	section("report", []string{"key", "value"}, [][]string{
+	summary := [][]string{
 		{"name", text(r.Spec.Name)},
 		{"generated", csvTime(r.Generated)},
 		{"reference", text(r.Spec.Reference)},
@@ -53,7 +53,11 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		{"events", strconv.FormatInt(r.Events, 10)},
 		{"used", strconv.FormatInt(r.Used, 10)},
 		{"skipped", strconv.FormatInt(r.Skipped, 10)},
-	})
+	}
+	if r.Excluded > 0 {
+		summary = append(summary, []string{"excluded", strconv.FormatInt(r.Excluded, 10)})
+	}
+	section("report", []string{"key", "value"}, summary)
 
 	var body [][]string
 	for _, f := range r.Findings {

@@ -67,8 +67,11 @@ const (
 // MaxProblems) and skipped, unless opts.Strict. User facts are asked of
 // users in batches of up to 1,024 distinct new users (their events wait,
 // at most 65,536 of them) and kept per user; a user missing from the
-// answer has no facts. A Source of this package must not be used after it
-// is given to Run.
+// answer has no facts. When users is an ExcludingFacts (StoreFacts is),
+// the events of the users it excludes (restricted processing, erased) are
+// left out of everything and counted in Report.Excluded; so are the events
+// StoreSource itself leaves out. A Source of this package must not be used
+// after it is given to Run.
 //
 // For each event inside [From, To) (a zero bound is open), each group's
 // segment is evaluated with an oracle that holds for the user's facts and
@@ -152,6 +155,12 @@ func Run(ctx context.Context, spec Spec, src Source, users UserFacts, opts Optio
 	}
 	if err := e.flush(); err != nil {
 		return nil, err
+	}
+	if ss, ok := src.(*storeSource); ok {
+		// Events the source left out were read, and excluded.
+		n := ss.excludedEvents()
+		e.events += n
+		e.excluded += n
 	}
 	return e.report(), nil
 }
@@ -441,12 +450,13 @@ type groupAcc struct {
 
 // userState is what Run keeps per user.
 type userState struct {
-	atoms   uint64 // the user's facts as atom bits (the first 64 atoms)
-	plain   uint64 // groups of the user's events without attributes
-	seen    uint64 // groups the user was counted in
-	ready   bool   // facts fetched
-	pending bool   // waiting for facts
-	modes   uint8  // 1: personalized, 2: non_personalized events seen
+	atoms    uint64 // the user's facts as atom bits (the first 64 atoms)
+	plain    uint64 // groups of the user's events without attributes
+	seen     uint64 // groups the user was counted in
+	ready    bool   // facts fetched
+	pending  bool   // waiting for facts
+	excluded bool   // left out of the audit (see ExcludingFacts)
+	modes    uint8  // 1: personalized, 2: non_personalized events seen
 }
 
 // segNode is a segment compiled over atom numbers.
@@ -605,6 +615,7 @@ type engine struct {
 
 	sink                                    uint8 // see touchUsers
 	events, used, skipped, outside, noGroup int64
+	excluded                                int64 // events of excluded users
 	problems                                []LineProblem
 }
 
@@ -995,6 +1006,10 @@ func (e *engine) add(it *readItem) error {
 	}
 	u := &e.ustate[ui]
 	if u.ready {
+		if u.excluded {
+			e.excluded++
+			return nil
+		}
 		e.process(it, ui)
 		return nil
 	}
@@ -1016,7 +1031,20 @@ func (e *engine) flush() error {
 		return nil
 	}
 	var facts map[string][]string
-	if e.users != nil {
+	var excluded map[string]bool
+	if ef, ok := e.users.(ExcludingFacts); ok {
+		f, ex, err := ef.FactsExcluding(e.ctx, e.pendingIDs)
+		if err != nil {
+			return fmt.Errorf("audit: user facts: %w", err)
+		}
+		facts = f
+		if len(ex) > 0 {
+			excluded = make(map[string]bool, len(ex))
+			for _, id := range ex {
+				excluded[id] = true
+			}
+		}
+	} else if e.users != nil {
 		var err error
 		if facts, err = e.users.Facts(e.ctx, e.pendingIDs); err != nil {
 			return fmt.Errorf("audit: user facts: %w", err)
@@ -1030,6 +1058,10 @@ func (e *engine) flush() error {
 	}
 	for k, id := range e.pendingIDs {
 		ui := e.pendingNums[k]
+		if excluded[id] {
+			e.ustate[ui] = userState{ready: true, excluded: true}
+			continue
+		}
 		b := e.scratch
 		clear(b)
 		for _, f := range facts[id] {
@@ -1044,7 +1076,11 @@ func (e *engine) flush() error {
 	}
 	for i := range e.pendingEvts {
 		it := &e.pendingEvts[i]
-		e.process(it, it.user)
+		if e.ustate[it.user].excluded {
+			e.excluded++
+		} else {
+			e.process(it, it.user)
+		}
 		*it = readItem{}
 	}
 	e.pendingIDs = e.pendingIDs[:0]
@@ -1258,6 +1294,7 @@ func (e *engine) report() *Report {
 		Events:    e.events,
 		Used:      e.used,
 		Skipped:   e.skipped,
+		Excluded:  e.excluded,
 		Problems:  e.problems,
 		Groups:    []GroupResult{},
 		Tests:     []TestResult{},
@@ -1392,6 +1429,9 @@ func (e *engine) report() *Report {
 	}
 	if e.outside > 0 {
 		note("%s %s outside the audit window and %s not used.", findingCount(e.outside), plural(e.outside, "event fell", "events fell"), plural(e.outside, "was", "were"))
+	}
+	if e.excluded > 0 {
+		note("%s %s of users who restricted processing of their data or were erased %s left out of the audit (Art. 23, 24).", findingCount(e.excluded), plural(e.excluded, "event", "events"), plural(e.excluded, "was", "were"))
 	}
 	if e.noGroup > 0 {
 		note("%s %s in the window matched no group.", findingCount(e.noGroup), plural(e.noGroup, "event", "events"))

@@ -63,7 +63,8 @@ func TestStoreFactsPurposeBinding(t *testing.T) {
 // The audit's groups over a store's records are the users for whom the
 // group's segment holds by the consent model's definition
 // (consent.SegmentHolds for personalization), for random records, random
-// segments and settings whose every policy moves.
+// segments and settings whose every policy moves; users who restricted
+// processing or were erased are in no group.
 func TestStoreFactsGroupsMatchSegmentHolds(t *testing.T) {
 	ctx := context.Background()
 	st := factsRedis(t)
@@ -88,6 +89,7 @@ func TestStoreFactsGroupsMatchSegmentHolds(t *testing.T) {
 		},
 	}
 	inSensitive := 0
+	var excludedSeen int64
 	for round, step := range steps {
 		for i := 0; i < 500; i++ {
 			st.Apply(ctx, randomFactsChange(r, users[r.IntN(len(users))])) // refusals are fine
@@ -125,6 +127,16 @@ func TestStoreFactsGroupsMatchSegmentHolds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var wantExcluded int64
+		for _, rec := range recs {
+			if Excluded(&rec) {
+				wantExcluded++
+			}
+		}
+		if rep.Excluded != wantExcluded {
+			t.Fatalf("round %d: %d events excluded, want %d (one per restricted or erased user)", round, rep.Excluded, wantExcluded)
+		}
+		excludedSeen += rep.Excluded
 		for i, seg := range segs {
 			var want int64
 			for _, u := range append(slices.Clone(users), "never_seen") {
@@ -132,7 +144,7 @@ func TestStoreFactsGroupsMatchSegmentHolds(t *testing.T) {
 				if !ok {
 					rec = consent.NewRecord(u)
 				}
-				if consent.SegmentHolds(seg, &rec, &set, consent.PurposePersonalization) {
+				if !Excluded(&rec) && consent.SegmentHolds(seg, &rec, &set, consent.PurposePersonalization) {
 					want++
 				}
 			}
@@ -147,6 +159,9 @@ func TestStoreFactsGroupsMatchSegmentHolds(t *testing.T) {
 	}
 	if inSensitive == 0 {
 		t.Fatal("no user ever had a sensitive fact: the test proves little")
+	}
+	if excludedSeen == 0 {
+		t.Fatal("no user was ever restricted or erased: the test proves little")
 	}
 }
 
@@ -219,6 +234,12 @@ func randomFactsChange(r *rand.Rand, u string) consent.Change {
 	case 8:
 		if r.IntN(10) == 0 {
 			return consent.Erase(u)
+		}
+		if r.IntN(10) == 0 {
+			return consent.Restrict(u)
+		}
+		if r.IntN(5) == 0 {
+			return consent.Unrestrict(u)
 		}
 		return consent.RedeclareTag(u, t)
 	default:

@@ -103,10 +103,13 @@ type Report struct {
 	Spec      Spec      `json:"spec"`
 	Generated time.Time `json:"generated"`
 	// Events counts the events read; Used those inside the window with a
-	// group; Skipped the malformed lines (see Problems).
-	Events  int64 `json:"events"`
-	Used    int64 `json:"used"`
-	Skipped int64 `json:"skipped"`
+	// group; Skipped the malformed lines (see Problems); Excluded, of the
+	// events read, those of users who restricted processing of their data
+	// (Art. 23) or were erased (Art. 24), left out of everything.
+	Events   int64 `json:"events"`
+	Used     int64 `json:"used"`
+	Skipped  int64 `json:"skipped"`
+	Excluded int64 `json:"excluded,omitempty"`
 	// Problems lists malformed input lines (at most 100; Skipped counts
 	// all).
 	Problems []LineProblem `json:"problems,omitempty"`

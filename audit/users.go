@@ -24,6 +24,26 @@ type UserFacts interface {
 	Facts(ctx context.Context, userIDs []string) (map[string][]string, error)
 }
 
+// ExcludingFacts is a UserFacts that also knows users an audit must leave
+// out entirely: those who restricted processing of their data (Art. 23:
+// storage only, no audit) and those whose personal data was erased
+// (Art. 24). Run asks FactsExcluding instead of Facts when users has it,
+// and leaves every event of an excluded user out of every group, mode and
+// price cell (Report.Excluded counts them). StoreFacts is one.
+type ExcludingFacts interface {
+	UserFacts
+	// FactsExcluding returns what Facts returns, and those of userIDs to
+	// leave out (they have no facts).
+	FactsExcluding(ctx context.Context, userIDs []string) (facts map[string][]string, excluded []string, err error)
+}
+
+// Excluded reports whether an audit leaves rec's user out entirely: they
+// restricted processing of their data (Art. 23) or were erased (Art. 24).
+// A nil record is not excluded.
+func Excluded(rec *consent.Record) bool {
+	return rec != nil && (rec.State.Restricted || rec.State.Erased)
+}
+
 // fileFacts is a users file held in memory.
 type fileFacts map[string][]string
 
@@ -246,10 +266,13 @@ func decodeUserLine(b []byte, u *userLine) bool {
 // guardian consent or of an erased user); "sensitive:X" where the consent
 // for X given for personalization counts (consent.State.SensitiveOK);
 // "consent:guardian" for a minor whose guardian's consent counts;
-// "consent:personalization_off", "minor", "erased" and "refused:<channel>"
-// as recorded. A user never changed (Version 0), one whose record is
-// corrupt and an ID the store cannot hold (consent.ValidUserID) have no
-// facts.
+// "consent:personalization_off", "minor" and "refused:<channel>" as
+// recorded. A user never changed (Version 0), one whose record is corrupt
+// and an ID the store cannot hold (consent.ValidUserID) have no facts.
+//
+// A user who restricted processing of their data or was erased (see
+// Excluded) has no facts either, and the UserFacts returned is an
+// ExcludingFacts that names them: Run leaves their events out entirely.
 func StoreFacts(st store.Store) UserFacts { return storeFacts{st} }
 
 type storeFacts struct{ st store.Store }
@@ -257,9 +280,14 @@ type storeFacts struct{ st store.Store }
 const storeBatch = 500
 
 func (s storeFacts) Facts(ctx context.Context, ids []string) (map[string][]string, error) {
+	facts, _, err := s.FactsExcluding(ctx, ids)
+	return facts, err
+}
+
+func (s storeFacts) FactsExcluding(ctx context.Context, ids []string) (map[string][]string, []string, error) {
 	set, err := s.st.Settings(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("audit: reading the store's settings: %w", err)
+		return nil, nil, fmt.Errorf("audit: reading the store's settings: %w", err)
 	}
 	valid := make([]string, 0, len(ids))
 	for _, id := range ids {
@@ -268,51 +296,67 @@ func (s storeFacts) Facts(ctx context.Context, ids []string) (map[string][]strin
 		}
 	}
 	out := make(map[string][]string, len(valid))
-	bg, batch := s.st.(store.BatchGetter)
+	var excluded []string
 	for start := 0; start < len(valid); start += storeBatch {
 		chunk := valid[start:min(start+storeBatch, len(valid))]
-		// A user whose record is missing or corrupt is unknown: no facts,
-		// so in no group (the rest of the audit goes on).
-		var recs []consent.Record
-		if batch {
-			if recs, err = bg.GetMany(ctx, chunk); err != nil && store.Corrupted(err) == nil {
-				return nil, fmt.Errorf("audit: reading users: %w", err)
-			}
-			for _, id := range store.Corrupted(err) {
-				for i := range recs {
-					if recs[i].UserID == id {
-						recs[i] = consent.NewRecord(id)
-					}
-				}
-			}
-		} else {
-			recs = make([]consent.Record, 0, len(chunk))
-			for _, id := range chunk {
-				rec, err := s.st.Get(ctx, id)
-				switch {
-				case errors.Is(err, store.ErrCorrupt):
-					rec = consent.NewRecord(id)
-				case err != nil && !errors.Is(err, store.ErrNotFound):
-					return nil, fmt.Errorf("audit: reading user %q: %w", id, err)
-				}
-				recs = append(recs, rec)
-			}
+		recs, err := readRecords(ctx, s.st, chunk)
+		if err != nil {
+			return nil, nil, err
 		}
 		for i := range recs {
+			if Excluded(&recs[i]) {
+				excluded = append(excluded, recs[i].UserID)
+				continue
+			}
 			if fs := RecordFacts(&recs[i], &set); len(fs) > 0 {
 				out[recs[i].UserID] = fs
 			}
 		}
 	}
-	return out, nil
+	return out, excluded, nil
+}
+
+// readRecords reads the records of ids (valid user IDs) from st in one
+// round trip when st is a store.BatchGetter, else one by one. A user whose
+// record is missing or corrupt is unknown: their record comes back empty
+// (consent.NewRecord), so they have no facts and are in no group, and the
+// rest of the audit goes on. Any other error of the store is returned.
+func readRecords(ctx context.Context, st store.Store, ids []string) ([]consent.Record, error) {
+	if bg, ok := st.(store.BatchGetter); ok {
+		recs, err := bg.GetMany(ctx, ids)
+		if err != nil && store.Corrupted(err) == nil {
+			return nil, fmt.Errorf("audit: reading users: %w", err)
+		}
+		for _, id := range store.Corrupted(err) {
+			for i := range recs {
+				if recs[i].UserID == id {
+					recs[i] = consent.NewRecord(id)
+				}
+			}
+		}
+		return recs, nil
+	}
+	recs := make([]consent.Record, 0, len(ids))
+	for _, id := range ids {
+		rec, err := st.Get(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrCorrupt):
+			rec = consent.NewRecord(id)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("audit: reading user %q: %w", id, err)
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
 }
 
 // RecordFacts returns the facts of one record under set, as StoreFacts
 // gives them: consent.HeldAtoms for consent.PurposePersonalization, as
-// segment atoms are written. A nil record and one never changed (Version 0)
+// segment atoms are written. A nil record, one never changed (Version 0)
+// and one of a user an audit leaves out (Excluded: restricted or erased)
 // have none.
 func RecordFacts(rec *consent.Record, set *consent.Settings) []string {
-	if rec == nil || rec.Version == 0 {
+	if rec == nil || rec.Version == 0 || Excluded(rec) {
 		return nil
 	}
 	atoms := consent.HeldAtoms(rec, set, consent.PurposePersonalization)

@@ -105,20 +105,27 @@ func TestStoreFacts(t *testing.T) {
 		consent.DeclareTag("u7", "interest:ski"),
 		consent.DeleteTag("u7", "interest:ski"),
 		consent.DeclareTag("u7", "interest:golf"),
+
+		consent.DeclareTag("u8", "interest:golf"),
+		consent.Restrict("u8"),
 	)
-	ids := []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "bad id!"}
+	ids := []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "bad id!"}
+	// u5 (erased) and u8 (restricted processing) are left out: no facts.
 	want := map[string][]string{
 		"u1": {"consent:personalization_off", "refused:sms", "interest:ski"},
 		"u2": {"sensitive:medical_health", "interest:golf", "medical_health:diabetes"},
 		"u3": {"minor"},
 		"u4": {"minor", "consent:guardian", "interest:golf"},
-		"u5": {"erased"},
 		"u7": {"interest:golf"},
 	}
 	for _, uf := range []UserFacts{StoreFacts(st), StoreFacts(noBatch{st})} {
 		got, err := uf.Facts(ctx, ids)
 		if err != nil {
 			t.Fatal(err)
+		}
+		got2, excluded, err := uf.(ExcludingFacts).FactsExcluding(ctx, ids)
+		if err != nil || !reflect.DeepEqual(got2, got) || !slices.Equal(excluded, []string{"u5", "u8"}) {
+			t.Fatalf("FactsExcluding: %v, %v, excluded %v; want the same facts, excluded [u5 u8]", got2, err, excluded)
 		}
 		for _, fs := range got {
 			slices.Sort(fs)
@@ -164,7 +171,7 @@ func TestStoreFacts(t *testing.T) {
 		Metrics:      []MetricSpec{{Name: "clicks", Kind: Rate, Field: "clicked"}},
 	}
 	var evs []Event
-	for _, id := range ids[:7] {
+	for _, id := range ids[:8] {
 		evs = append(evs, ev(id, "i1", 0, ModePersonalized, withClicked(true)))
 	}
 	r, err := Run(ctx, spec, sliceSource(evs), StoreFacts(st), Options{})
@@ -175,8 +182,12 @@ func TestStoreFacts(t *testing.T) {
 	for _, g := range r.Groups {
 		users[g.Name] = g.Users
 	}
-	if want := map[string]int64{"all": 7, "golf": 2, "minors": 2}; !reflect.DeepEqual(users, want) {
+	// u5 and u8 are in no group, not even "*".
+	if want := map[string]int64{"all": 6, "golf": 2, "minors": 2}; !reflect.DeepEqual(users, want) {
 		t.Errorf("group users %v, want %v", users, want)
+	}
+	if r.Events != 8 || r.Used != 6 || r.Excluded != 2 {
+		t.Errorf("events %d, used %d, excluded %d; want 8, 6, 2", r.Events, r.Used, r.Excluded)
 	}
 }
 

@@ -233,7 +233,7 @@ func runApplyCases(t *testing.T, cases []applyCase) {
 			if after.UserID != user {
 				t.Errorf("record UserID = %q, want %q", after.UserID, user)
 			}
-			if err := consent.VerifyChain(append(prior, *rc)); err != nil {
+			if err := consent.VerifyChain(append(prior, *rc), consent.Head{Version: after.Version, LastHash: after.LastHash}, nil); err != nil {
 				t.Errorf("VerifyChain of the user's receipts = %v, want nil", err)
 			}
 			if c.check != nil {
@@ -846,8 +846,10 @@ func TestApplyErase(t *testing.T) {
 				if len(after.Tags.Entries) != 0 {
 					t.Errorf("tags = %v, want none", tagsOf(after.Tags))
 				}
-				if got, want := suppressedOf(after.Tags), tagSlice("interest:ski", "region:sh", "religion:buddhism"); !reflect.DeepEqual(got, want) {
-					t.Errorf("suppressed = %v, want %v", got, want)
+				// Suppressions go too (Art. 24: nothing of the user's
+				// profile is kept; the tombstone refuses pipeline writes).
+				if got := suppressedOf(after.Tags); len(got) != 0 {
+					t.Errorf("suppressed = %v, want none", got)
 				}
 				d := consent.Evaluate(after.State, after.Tags, set)
 				if d.Personalized || d.Reason != consent.ReasonErased || d.PushBlock != consent.ReasonErased {
@@ -886,11 +888,16 @@ func TestApplyErase(t *testing.T) {
 			wantField: "user_id",
 		},
 		{
-			name:      "system cannot change an erased user",
-			setup:     erased,
-			change:    consent.SetMinor(user, true),
-			wantErr:   consent.ErrForbidden,
-			wantField: "user_id",
+			name:   "a restrictive change to an erased user changes nothing",
+			setup:  erased,
+			change: consent.SetMinor(user, true),
+			noop:   true,
+		},
+		{
+			name:   "nor does the user's own opt-out: it does not bring them back",
+			setup:  erased,
+			change: consent.SetPersonalization(user, false),
+			noop:   true,
 		},
 		{
 			name:   "the user's own change brings them back",
@@ -911,13 +918,13 @@ func TestApplyErase(t *testing.T) {
 			name:   "the user declares an erased tag again",
 			setup:  erased,
 			change: consent.RedeclareTag(user, "interest:ski"),
-			want:   receiptWant{subject: "interest:ski", old: "suppressed", new: "declared (suppression lifted by the user's re-declaration)", purpose: "personalization", policyVersion: 1},
+			want:   receiptWant{subject: "interest:ski", old: "absent", new: "declared", purpose: "personalization", policyVersion: 1},
 			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
 				if after.State.Erased {
 					t.Error("Erased = true after the user's declaration")
 				}
-				if got := suppressedOf(after.Tags); !reflect.DeepEqual(got, tagSlice("region:sh", "religion:buddhism")) {
-					t.Errorf("suppressed = %v, want [region:sh religion:buddhism]", got)
+				if got := suppressedOf(after.Tags); len(got) != 0 {
+					t.Errorf("suppressed = %v, want none (erasure dropped them)", got)
 				}
 			},
 		},
@@ -993,7 +1000,7 @@ func TestApplyChain(t *testing.T) {
 		consent.SetMinor(user, true),
 		consent.SetGuardian(user, true),
 		consent.Erase(user),
-		consent.SetPersonalization(user, false),
+		consent.SetPersonalization(user, true), // the user comes back
 	}
 	r, rs := replay(t, set, changes...)
 	if len(rs) != len(changes)-1 {
@@ -1019,7 +1026,8 @@ func TestApplyChain(t *testing.T) {
 		}
 		seen[rc.ID] = true
 	}
-	if err := consent.VerifyChain(rs); err != nil {
+	head := consent.Head{Version: rs[len(rs)-1].Seq, LastHash: rs[len(rs)-1].Hash}
+	if err := consent.VerifyChain(rs, head, nil); err != nil {
 		t.Errorf("VerifyChain = %v, want nil", err)
 	}
 	// The chain survives a JSON round trip, as a store would keep it.
@@ -1027,7 +1035,7 @@ func TestApplyChain(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustJSON(t, rs)), &back); err != nil {
 		t.Fatal(err)
 	}
-	if err := consent.VerifyChain(back); err != nil {
+	if err := consent.VerifyChain(back, head, nil); err != nil {
 		t.Errorf("VerifyChain after JSON round trip = %v, want nil", err)
 	}
 	wantOps := []consent.Op{"set_personalization", "set_channel", "set_sensitive", "set_personalization", "infer_tag", "delete_tag", "declare_tag", "set_sensitive", "set_minor", "set_guardian", "erase", "set_personalization"}
@@ -1200,5 +1208,116 @@ func TestGuardianReferenceInReceipt(t *testing.T) {
 	_, rc, err := r.Apply(ch, set)
 	if err != nil || rc == nil || rc.Ref != "kyc-2025-0042" {
 		t.Fatalf("guardian consent: receipt %+v, err %v; want Ref kyc-2025-0042", rc, err)
+	}
+}
+
+// TestApplyRestrict covers the Art. 23 restriction of processing: storage
+// only until the user lifts it.
+func TestApplyRestrict(t *testing.T) {
+	base := []consent.Change{consent.DeclareTag(user, "interest:ski"), consent.RefuseChannel(user, "sms")}
+	restricted := append(append([]consent.Change{}, base...), consent.Restrict(user))
+	runApplyCases(t, []applyCase{
+		{
+			name:   "the user restricts",
+			setup:  base,
+			change: consent.Restrict(user),
+			want:   receiptWant{old: "unrestricted", new: "restricted"},
+			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
+				if !after.State.Restricted || len(after.Tags.Entries) != 1 {
+					t.Errorf("record %+v: want restricted with the tag kept (storage)", after)
+				}
+				d := consent.Evaluate(after.State, after.Tags, set)
+				if d.Personalized || d.Reason != consent.ReasonRestricted || len(d.Tags) != 0 {
+					t.Errorf("Evaluate = %+v, want not personalized, reason restricted, no tags", d)
+				}
+				for _, targeted := range []bool{false, true} {
+					if ok, why := d.CanPush("push", targeted); ok || why != consent.ReasonRestricted {
+						t.Errorf("CanPush(push, targeted=%t) = %t, %s; want refused, restricted", targeted, ok, why)
+					}
+				}
+			},
+		},
+		{
+			name:   "an admin may restrict on the user's behalf",
+			setup:  base,
+			change: consent.Restrict(user).By(consent.ActorAdmin, consent.SurfaceAdminConsole),
+			want:   receiptWant{old: "unrestricted", new: "restricted"},
+		},
+		{name: "restricting twice changes nothing", setup: restricted, change: consent.Restrict(user), noop: true},
+		{
+			name:      "inference is refused while restricted",
+			setup:     restricted,
+			change:    consent.InferTag(user, "interest:golf"),
+			wantErr:   consent.ErrInferenceRefused,
+			wantField: "tag",
+		},
+		{
+			name:   "the user lifts it",
+			setup:  restricted,
+			change: consent.Unrestrict(user),
+			want:   receiptWant{old: "restricted", new: "unrestricted"},
+			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
+				d := consent.Evaluate(after.State, after.Tags, set)
+				if !d.Personalized || len(d.Tags) != 1 {
+					t.Errorf("Evaluate after lifting = %+v, want personalized with the kept tag", d)
+				}
+			},
+		},
+	})
+	// Only the user (or guardian) lifts it: Validate refuses anyone else.
+	for _, a := range []consent.Actor{consent.ActorAdmin, consent.ActorSystem} {
+		ch := consent.Unrestrict(user).By(a, consent.SurfaceAPI)
+		if err := ch.Validate(testSettings()); !errors.Is(err, consent.ErrForbidden) {
+			t.Errorf("Validate(%s lifts a restriction) = %v, want ErrForbidden", a, err)
+		}
+	}
+}
+
+// TestApplyCorrect covers the Art. 23 correction: one change replaces a tag.
+func TestApplyCorrect(t *testing.T) {
+	base := []consent.Change{consent.InferTag(user, "region:sh")}
+	runApplyCases(t, []applyCase{
+		{
+			name:   "the user corrects an inferred tag",
+			setup:  base,
+			change: consent.CorrectTag(user, "region:sh", "region:bj"),
+			want:   receiptWant{subject: "region:sh", old: "inferred", new: "corrected to region:bj (declared)", purpose: "personalization", policyVersion: 1},
+			check: func(t *testing.T, after consent.Record, set *consent.Settings) {
+				if got := tagsOf(after.Tags); !reflect.DeepEqual(got, tagSlice("region:bj")) {
+					t.Errorf("tags = %v, want [region:bj]", got)
+				}
+				if e, _ := after.Tags.Has("region:bj"); e.Source != tags.Declared {
+					t.Errorf("source of the correction = %s, want declared", e.Source)
+				}
+				if got := suppressedOf(after.Tags); !reflect.DeepEqual(got, tagSlice("region:sh")) {
+					t.Errorf("suppressed = %v, want the wrong tag [region:sh]", got)
+				}
+			},
+		},
+		{
+			name:      "correcting a tag the user does not have",
+			setup:     base,
+			change:    consent.CorrectTag(user, "region:gz", "region:bj"),
+			wantErr:   consent.ErrInvalidChange,
+			wantField: "tag",
+		},
+		{
+			name:      "a sensitive replacement needs its consent",
+			setup:     base,
+			change:    consent.CorrectTag(user, "region:sh", "religion:buddhism"),
+			wantErr:   consent.ErrConsentRequired,
+			wantField: "replacement",
+		},
+	})
+	for name, ch := range map[string]consent.Change{
+		"same tag":             consent.CorrectTag(user, "region:sh", "region:sh"),
+		"bad replacement":      consent.CorrectTag(user, "region:sh", "Region SH"),
+		"no replacement":       consent.CorrectTag(user, "region:sh", ""),
+		"pipeline corrects":    consent.CorrectTag(user, "region:sh", "region:bj").By(consent.ActorSystem, consent.SurfacePipeline),
+		"replacement on erase": {UserID: user, Op: consent.OpErase, Replacement: "region:bj", Actor: consent.ActorUser, Surface: consent.SurfaceAppSettings},
+	} {
+		if err := ch.Validate(testSettings()); err == nil {
+			t.Errorf("Validate(%s) = nil, want an error", name)
+		}
 	}
 }

@@ -163,7 +163,7 @@ func InPushAudience(seg *tags.Segment, rec *Record, set *Settings, channel strin
 		return false
 	}
 	st := &rec.State
-	if st.Erased || st.ChannelRefused(channel) {
+	if st.Erased || st.Restricted || st.ChannelRefused(channel) {
 		return false
 	}
 	if (targeted || seg.UsesPersonalData()) && (st.PersonalizationOff || !st.GuardianOK(set)) {

@@ -393,3 +393,25 @@ func TestInPushAudienceIsCanPushAndSegment(t *testing.T) {
 		t.Error("a nil record is in an audience")
 	}
 }
+
+// A restricted user is in no push audience, targeted or not.
+func TestInPushAudienceRestricted(t *testing.T) {
+	set := consent.DefaultSettings()
+	seg, err := tags.ParseSegment("*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := consent.Record{UserID: "u", Version: 1}
+	if !consent.InPushAudience(seg, &rec, &set, "push", false) {
+		t.Fatalf("an ordinary user is not in the untargeted audience")
+	}
+	rec.State.Restricted = true
+	for _, targeted := range []bool{false, true} {
+		if consent.InPushAudience(seg, &rec, &set, "push", targeted) {
+			t.Errorf("restricted user in the audience (targeted=%t)", targeted)
+		}
+	}
+	if consent.ShouldAsk(rec.State, consent.SensitiveKind(tags.MedicalHealth), &set, time.Now()) {
+		t.Errorf("ShouldAsk says yes for a restricted user")
+	}
+}

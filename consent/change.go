@@ -34,8 +34,16 @@ const (
 	OpInferTag Op = "infer_tag"
 	// OpDeleteTag deletes Tag and leaves a suppression record.
 	OpDeleteTag Op = "delete_tag"
-	// OpErase erases the user's personal data; suppressions and receipts stay
-	// for their retention.
+	// OpRestrict restricts processing of the user's data to storage
+	// (Art. 23) or lifts the restriction [Value: true = restricted].
+	OpRestrict Op = "restrict"
+	// OpCorrectTag replaces the user's Tag with Replacement, declared by
+	// the user, in one change (Art. 23 correction); the wrong tag is
+	// suppressed.
+	OpCorrectTag Op = "correct_tag"
+	// OpErase erases the user's personal data: the record becomes a
+	// tombstone (no tags, no suppressions, no consent), receipts keep no
+	// personal field (Receipt.Redact) and stay for their retention.
 	OpErase Op = "erase"
 	// OpSetSettings is the operation of a settings receipt (see
 	// store.Store.SetSettings); it is never the Op of a Change.
@@ -45,7 +53,7 @@ const (
 // Ops lists every operation.
 func Ops() []Op {
 	return []Op{OpSetPersonalization, OpSetChannel, OpSetSensitive, OpSetMinor, OpSetGuardian,
-		OpDeclareTag, OpInferTag, OpDeleteTag, OpErase}
+		OpDeclareTag, OpInferTag, OpDeleteTag, OpRestrict, OpCorrectTag, OpErase}
 }
 
 // Actor says who made a change.
@@ -93,9 +101,11 @@ type Change struct {
 	Category tags.Category `json:"category,omitempty"`
 	Purpose  string        `json:"purpose,omitempty"`
 	Tag      tags.Tag      `json:"tag,omitempty"`
-	Actor    Actor         `json:"actor"`
-	Surface  Surface       `json:"surface"`
-	Reason   string        `json:"reason,omitempty"`
+	// Replacement is the right tag of an OpCorrectTag.
+	Replacement tags.Tag `json:"replacement,omitempty"`
+	Actor       Actor    `json:"actor"`
+	Surface     Surface  `json:"surface"`
+	Reason      string   `json:"reason,omitempty"`
 	// Ref is a reference to the evidence behind the change, kept in its
 	// receipt: for a guardian's change, the guardian's verified identity or
 	// consent record (an ID in the app's own systems, never a name).
@@ -178,6 +188,23 @@ func DeleteTag(user string, t tags.Tag) Change {
 	return Change{UserID: user, Op: OpDeleteTag, Tag: t, Actor: ActorUser, Surface: SurfaceAppSettings}
 }
 
+// Restrict restricts processing of the user's data to storage (Art. 23),
+// at the user's request; Unrestrict lifts it.
+func Restrict(user string) Change {
+	return Change{UserID: user, Op: OpRestrict, Value: true, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// Unrestrict lifts the user's restriction of processing, made by the user.
+func Unrestrict(user string) Change {
+	return Change{UserID: user, Op: OpRestrict, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
+// CorrectTag replaces the user's tag wrong with right, declared by the user
+// (Art. 23 correction): one change, one receipt.
+func CorrectTag(user string, wrong, right tags.Tag) Change {
+	return Change{UserID: user, Op: OpCorrectTag, Tag: wrong, Replacement: right, Actor: ActorUser, Surface: SurfaceAppSettings}
+}
+
 // Erase erases the user's personal data, at the user's request.
 func Erase(user string) Change {
 	return Change{UserID: user, Op: OpErase, Actor: ActorUser, Surface: SurfaceAppSettings}
@@ -206,7 +233,7 @@ func (c Change) restrictive() bool {
 	switch c.Op {
 	case OpSetPersonalization, OpSetSensitive, OpSetGuardian:
 		return !c.Value
-	case OpSetChannel, OpSetMinor:
+	case OpSetChannel, OpSetMinor, OpRestrict:
 		return c.Value
 	case OpDeleteTag, OpErase:
 		return true
@@ -241,9 +268,32 @@ func (c *Change) Validate(set *Settings) error {
 		return err
 	}
 	// Each op names the fields it uses; any other field must be empty.
-	var usesChannel, usesCategory, usesPurpose, usesTag bool
+	var usesChannel, usesCategory, usesPurpose, usesTag, usesReplacement bool
 	switch c.Op {
-	case OpSetPersonalization, OpSetMinor, OpErase:
+	case OpSetPersonalization, OpSetMinor, OpErase, OpRestrict:
+	case OpCorrectTag:
+		usesTag, usesReplacement = true, true
+		for _, f := range []struct {
+			name string
+			t    tags.Tag
+		}{{"tag", c.Tag}, {"replacement", c.Replacement}} {
+			t, err := tags.Parse(string(f.t))
+			if err == nil && t != f.t {
+				err = fmt.Errorf("%w %q: not in canonical form %q (make tags with tags.Parse)", tags.ErrInvalidTag, clip(string(f.t)), t)
+			}
+			if err != nil {
+				return wrapField(f.name, tags.ErrInvalidTag, err)
+			}
+		}
+		if c.Tag == c.Replacement {
+			return fieldErr("replacement", ErrInvalidChange, "the replacement is the tag itself")
+		}
+		if c.Actor != ActorUser && c.Actor != ActorGuardian {
+			return fieldErr("actor", ErrForbidden, "only the user or guardian corrects tags, not %s", c.Actor)
+		}
+		if set.Taxonomy.Lookup(c.Replacement).Prohibited {
+			return &FieldError{Field: "replacement", Detail: fmt.Sprintf("namespace %q", c.Replacement.Namespace()), Err: tags.ErrProhibited}
+		}
 	case OpSetGuardian:
 		if c.Value && c.Actor != ActorGuardian {
 			return fieldErr("actor", ErrForbidden, "only the guardian can give guardian consent, not %s", c.Actor)
@@ -305,10 +355,13 @@ func (c *Change) Validate(set *Settings) error {
 	if !usesTag && c.Tag != "" {
 		return fieldErr("tag", ErrInvalidChange, "%s takes no tag", c.Op)
 	}
+	if !usesReplacement && c.Replacement != "" {
+		return fieldErr("replacement", ErrInvalidChange, "%s takes no replacement", c.Op)
+	}
 	// Widening what may be done with the user's data is the user's (or a
 	// minor's guardian's) own choice; anyone may narrow it. So an admin or
 	// the system may mark a minor, never make a minor an adult.
-	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag &&
+	if !c.restrictive() && c.Op != OpDeclareTag && c.Op != OpInferTag && c.Op != OpCorrectTag &&
 		c.Actor != ActorUser && c.Actor != ActorGuardian {
 		return fieldErr("actor", ErrForbidden, "%s (%t) widens processing and must come from the user or guardian, not %s", c.Op, c.Value, c.Actor)
 	}

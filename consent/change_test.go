@@ -69,7 +69,7 @@ func TestByAndBecauseCopy(t *testing.T) {
 }
 
 func TestOps(t *testing.T) {
-	want := []consent.Op{"set_personalization", "set_channel", "set_sensitive", "set_minor", "set_guardian", "declare_tag", "infer_tag", "delete_tag", "erase"}
+	want := []consent.Op{"set_personalization", "set_channel", "set_sensitive", "set_minor", "set_guardian", "declare_tag", "infer_tag", "delete_tag", "restrict", "correct_tag", "erase"}
 	if got := consent.Ops(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Ops() = %v, want %v", got, want)
 	}
@@ -234,6 +234,8 @@ func TestValidateEveryOpHasAValidChange(t *testing.T) {
 		consent.OpDeclareTag:         consent.DeclareTag("u", "a:b"),
 		consent.OpInferTag:           consent.InferTag("u", "a:b"),
 		consent.OpDeleteTag:          consent.DeleteTag("u", "a:b"),
+		consent.OpRestrict:           consent.Restrict("u"),
+		consent.OpCorrectTag:         consent.CorrectTag("u", "a:b", "a:c"),
 		consent.OpErase:              consent.Erase("u"),
 	}
 	for _, op := range consent.Ops() {

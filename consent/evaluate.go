@@ -25,6 +25,7 @@ const (
 	ReasonUnverified                    // the SDK cannot confirm its view is current (lease expired)
 	ReasonUnavailable                   // the store could not be reached
 	ReasonDataLoss                      // the store lost data this answer depends on (keyspace lost or replaced, record missing or corrupt)
+	ReasonRestricted                    // the user restricted processing of their data (Art. 23)
 	numReasons
 )
 
@@ -41,6 +42,7 @@ var reasonNames = [numReasons]string{
 	ReasonUnverified:      "unverified",
 	ReasonUnavailable:     "unavailable",
 	ReasonDataLoss:        "data_loss",
+	ReasonRestricted:      "restricted",
 }
 
 // String returns the reason's stable snake_case name.
@@ -120,7 +122,8 @@ func contains(xs []string, x string) bool {
 
 // Evaluate applies the rules to one user's state and tags under settings.
 // In order: a suspended service is never personalized and sends nothing
-// (Art. 51); an erased user likewise; a minor without current guardian
+// (Art. 51); an erased user likewise, and a user who restricted processing
+// (Art. 23); a minor without current guardian
 // consent is not personalized (Art. 22); a user who turned personalization
 // off is not (Art. 42); everyone else is, with the tags they may use.
 func Evaluate(st State, ts tags.Set, set *Settings) Decision {
@@ -137,6 +140,8 @@ func Evaluate(st State, ts tags.Set, set *Settings) Decision {
 		d.Reason, d.PushBlock = ReasonSuspended, ReasonSuspended
 	case st.Erased:
 		d.Reason, d.PushBlock = ReasonErased, ReasonErased
+	case st.Restricted:
+		d.Reason, d.PushBlock = ReasonRestricted, ReasonRestricted
 	case !st.GuardianOK(set):
 		d.Reason = ReasonMinorNoGuardian
 	case st.PersonalizationOff:
@@ -152,7 +157,7 @@ func Evaluate(st State, ts tags.Set, set *Settings) Decision {
 // and set: not suppressed, not prohibited, sensitive only with the category's
 // current separate consent, nothing of a minor without guardian consent.
 func UsableTags(st State, ts tags.Set, set *Settings) []tags.Tag {
-	if !st.GuardianOK(set) || st.Erased {
+	if !st.GuardianOK(set) || st.Erased || st.Restricted {
 		return nil
 	}
 	var out []tags.Tag

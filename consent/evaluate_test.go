@@ -364,7 +364,7 @@ func TestReasonOutOfRange(t *testing.T) {
 		r    consent.Reason
 		want string
 	}{
-		{consent.ReasonDataLoss + 1, "reason(12)"},
+		{consent.ReasonRestricted + 1, "reason(13)"},
 		{200, "reason(200)"},
 		{255, "reason(255)"},
 	} {

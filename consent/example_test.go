@@ -88,6 +88,7 @@ func ExampleShouldAsk() {
 func ExampleVerifyChain() {
 	set := consent.DefaultSettings()
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	key := consent.ChainKey("a deployment secret, not in the store")
 	r := consent.NewRecord("u7")
 	var receipts []consent.Receipt
 	for i, ch := range []consent.Change{
@@ -96,23 +97,37 @@ func ExampleVerifyChain() {
 		consent.AllowChannel("u7", "sms"),
 	} {
 		ch.At = at.Add(time.Duration(i) * time.Hour)
-		next, rc, err := r.Apply(ch, &set)
+		next, rc, err := r.ApplyKeyed(ch, &set, key)
 		if err != nil {
 			panic(err)
 		}
 		r, receipts = next, append(receipts, *rc)
 	}
-	fmt.Println(consent.VerifyChain(receipts))
+	head := consent.HeadOf(r, &set, at.Add(time.Hour))
+	fmt.Println(consent.VerifyChain(receipts, head, key))
 	fmt.Println(receipts[1].PrevHash == receipts[0].Hash)
 
 	// Editing a receipt after the fact breaks the chain.
-	receipts[1].New = "on"
-	err := consent.VerifyChain(receipts)
+	edited := append([]consent.Receipt(nil), receipts...)
+	edited[1].New = "on"
+	err := consent.VerifyChain(edited, head, key)
 	fmt.Println(errors.Is(err, consent.ErrBrokenChain))
 	fmt.Println(err)
+
+	// So does removing the newest receipt: the record's head names it.
+	err = consent.VerifyChain(receipts[:2], head, key)
+	fmt.Println(err)
+
+	// Erasure redacts receipts; the chain still verifies.
+	for i := range receipts {
+		receipts[i] = receipts[i].Redact()
+	}
+	fmt.Println(consent.VerifyChain(receipts, head, key), receipts[0].Subject == "")
 	// Output:
 	// <nil>
 	// true
 	// true
-	// consent: receipt chain broken: receipts: receipt 1 (seq 2): content or ID does not match its hash
+	// consent: receipt chain broken: receipts: receipt 1 (seq 2): personal fields do not match their digest
+	// consent: receipt chain broken: receipts: newest receipt is seq 2 but the record is at version 3: receipts were removed or the record replaced
+	// <nil> true
 }

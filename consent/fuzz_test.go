@@ -160,7 +160,7 @@ func FuzzChangeValidate(f *testing.F) {
 					rc.Seq, rc.PrevHash, next.LastHash, r.Version+1, r.LastHash, rc.Hash)
 			}
 			if r.Version == 0 {
-				if err := consent.VerifyChain([]consent.Receipt{*rc}); err != nil {
+				if err := consent.VerifyChain([]consent.Receipt{*rc}, consent.Head{Version: next.Version, LastHash: next.LastHash}, nil); err != nil {
 					t.Fatalf("VerifyChain of the first receipt = %v", err)
 				}
 			}

@@ -21,19 +21,40 @@ type Record struct {
 	Tags      tags.Set  `json:"tags"`
 	LastHash  string    `json:"last_hash,omitempty"`
 	UpdatedAt time.Time `json:"updated_at,omitempty"`
+	// Purged is the anchor the last purge of expired receipts left (see
+	// Anchor); zero when none was purged.
+	Purged Anchor `json:"purged,omitzero"`
+	// HeadMAC is a MAC under the chain key over the user ID, Version and
+	// LastHash, set by every change: a record rolled back or forged by
+	// whoever can write the store but lacks the key does not verify
+	// (VerifyChain).
+	HeadMAC string `json:"head_mac,omitempty"`
+}
+
+// ComputeHeadMAC returns the HeadMAC r should carry under key.
+func (r Record) ComputeHeadMAC(key ChainKey) string {
+	msg := fmt.Sprintf("head\x00%s\x00%d\x00%s", r.UserID, r.Version, r.LastHash)
+	return macHex(key, msg)
 }
 
 // NewRecord returns the record of a user we know nothing about.
 func NewRecord(userID string) Record { return Record{UserID: userID} }
 
-// Apply validates ch against r and returns the record after the change and
-// the change's receipt, chained to r. A change that would leave the record as
-// it is returns r and a nil receipt: nothing to write.
+// Apply is ApplyKeyed with no chain key (an unkeyed chain): for tests and
+// tools. Stores seal with the deployment's key.
+func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
+	return r.ApplyKeyed(ch, set, nil)
+}
+
+// ApplyKeyed validates ch against r and returns the record after the change
+// and the change's receipt, chained to r and sealed under key. A change that
+// would leave the record as it is returns r and a nil receipt: nothing to
+// write.
 //
 // ch must have passed ch.Validate(set) and carry a non-zero At. The error is
-// a *FieldError wrapping ErrConsentRequired, ErrForbidden or
-// tags.ErrSuppressed. r is never modified.
-func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
+// a *FieldError wrapping ErrConsentRequired, ErrForbidden, ErrInvalidChange,
+// ErrInferenceRefused or tags.ErrSuppressed. r is never modified.
+func (r Record) ApplyKeyed(ch Change, set *Settings, key ChainKey) (Record, *Receipt, error) {
 	if ch.UserID != r.UserID {
 		return r, nil, fieldErr("user_id", ErrInvalidChange, "change for %q applied to record of %q", ch.UserID, r.UserID)
 	}
@@ -48,8 +69,10 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		return r, nil, fieldErr("actor", ErrForbidden, "a guardian acts only for a minor")
 	}
 	if st.Erased {
-		if ch.Op == OpErase {
-			return r, nil, nil // erasing twice changes nothing, whoever asks
+		if ch.Op == OpErase || ch.restrictive() {
+			// Erasing twice, or narrowing what may be done with the
+			// data of a tombstone, changes nothing, whoever asks.
+			return r, nil, nil
 		}
 		if !byUser {
 			return r, nil, fieldErr("user_id", ErrForbidden, "user was erased; only the user's own change brings them back")
@@ -190,9 +213,12 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		if had && e.Source == old.Source {
 			return r, nil, nil // already there from the same source
 		}
-		if ch.Op == OpInferTag && !set.AllowInferenceWhileOff && (st.PersonalizationOff || set.Suspended) {
+		if ch.Op == OpInferTag && (st.Restricted || !set.AllowInferenceWhileOff && (st.PersonalizationOff || set.Suspended)) {
 			why := "the user turned personalization off"
-			if set.Suspended {
+			switch {
+			case st.Restricted:
+				why = "the user restricted processing of their data"
+			case set.Suspended:
 				why = "the service is suspended"
 			}
 			return r, nil, fieldErr("tag", ErrInferenceRefused, "%s: no inferred tags are stored", why)
@@ -212,10 +238,35 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 		rc.Old = tagString(old, had, sup)
 		ts = ts.Delete(ch.Tag, at)
 		rc.New = "deleted, suppressed"
+	case OpRestrict:
+		rc.Old, rc.New = restrictedString(st.Restricted), restrictedString(ch.Value)
+		st.Restricted = ch.Value
+	case OpCorrectTag:
+		rc.Purpose, rc.Subject = PurposePersonalization, string(ch.Tag)
+		old, had := ts.Has(ch.Tag)
+		if !had {
+			return r, nil, fieldErr("tag", ErrInvalidChange, "%s is not one of the user's tags", ch.Tag)
+		}
+		if !st.GuardianOK(set) {
+			return r, nil, fieldErr("replacement", ErrConsentRequired, "the user is a minor without guardian consent")
+		}
+		if c := set.Taxonomy.Lookup(ch.Replacement).Sensitive; c != "" && !st.SensitiveHeld(c, set) {
+			return r, nil, fieldErr("replacement", ErrConsentRequired, "%s is %s data and needs its separate consent", ch.Replacement, c)
+		}
+		// The wrong tag goes and stays gone (a pipeline may not bring it
+		// back); the right one is the user's declaration.
+		next, err := ts.Delete(ch.Tag, at).Add(ch.Replacement, tags.Declared, true, at)
+		if err != nil {
+			return r, nil, wrapField("replacement", tags.ErrSuppressed, err)
+		}
+		rc.Old = tagString(old, true, false)
+		rc.New = "corrected to " + string(ch.Replacement) + " (declared)"
+		ts = next
 	case OpErase:
 		rc.Old, rc.New = "active", "erased"
 		st = State{Erased: true}
-		ts = ts.DeleteAll(at)
+		// Suppressions go too: the tombstone refuses every pipeline write.
+		ts = tags.Set{}
 	default:
 		return r, nil, fieldErr("op", ErrInvalidChange, "unknown operation %q", clip(string(ch.Op)))
 	}
@@ -225,11 +276,12 @@ func (r Record) Apply(ch Change, set *Settings) (Record, *Receipt, error) {
 	if rc.Old == rc.New && ts.Equal(r.Tags) && !r.State.Erased {
 		return r, nil, nil
 	}
-	next := Record{UserID: r.UserID, Number: r.Number, Version: r.Version + 1, State: st, Tags: ts, UpdatedAt: at}
+	next := Record{UserID: r.UserID, Number: r.Number, Version: r.Version + 1, State: st, Tags: ts, UpdatedAt: at, Purged: r.Purged}
 	rc.Seq = next.Version
 	rc.PrevHash = r.LastHash
-	rc.Seal()
+	rc.Seal(key)
 	next.LastHash = rc.Hash
+	next.HeadMAC = next.ComputeHeadMAC(key)
 	return next, &rc, nil
 }
 
@@ -258,6 +310,13 @@ func refusedAllowed(refused bool) string {
 		return "refused"
 	}
 	return "allowed"
+}
+
+func restrictedString(r bool) string {
+	if r {
+		return "restricted"
+	}
+	return "unrestricted"
 }
 
 func minorString(m bool) string {

@@ -103,10 +103,10 @@ func Weakens(old, next *Settings) []string {
 // next: Op OpSetSettings, no user, Seq seq, chained to prev, Old and New the
 // settings' Summary, Diff every difference (DiffSettings). Both stores build
 // settings receipts with it.
-func NewSettingsReceipt(old, next *Settings, seq uint64, prev string, actor Actor, surface Surface, at time.Time) Receipt {
+func NewSettingsReceipt(old, next *Settings, seq uint64, prev string, actor Actor, surface Surface, at time.Time, key ChainKey) Receipt {
 	rc := Receipt{Seq: seq, At: at.UTC().Round(0), Actor: actor, Surface: surface, Op: OpSetSettings,
 		Old: old.Summary(), New: next.Summary(), Diff: DiffSettings(old, next), PrevHash: prev}
-	rc.Seal()
+	rc.Seal(key)
 	return rc
 }
 

@@ -62,16 +62,16 @@ func TestDiffSettings(t *testing.T) {
 	if w := consent.Weakens(&old, &safe); len(w) != 0 {
 		t.Errorf("Weakens(a safe edit) = %q, want none", w)
 	}
-	rc := consent.NewSettingsReceipt(&old, &next, 3, "", consent.ActorAdmin, consent.SurfaceAdminConsole, time.Unix(1e9, 0))
+	rc := consent.NewSettingsReceipt(&old, &next, 3, "", consent.ActorAdmin, consent.SurfaceAdminConsole, time.Unix(1e9, 0), nil)
 	if !reflect.DeepEqual(rc.Diff, want) || rc.Op != consent.OpSetSettings || rc.Seq != 3 {
 		t.Errorf("receipt %+v: want the diff, op set_settings, seq 3", rc)
 	}
-	rc1 := consent.NewSettingsReceipt(&old, &next, 1, "", consent.ActorAdmin, consent.SurfaceAdminConsole, time.Unix(1e9, 0))
-	if err := consent.VerifyChain([]consent.Receipt{rc1}); err != nil {
+	rc1 := consent.NewSettingsReceipt(&old, &next, 1, "", consent.ActorAdmin, consent.SurfaceAdminConsole, time.Unix(1e9, 0), nil)
+	if err := consent.VerifyLinks([]consent.Receipt{rc1}, nil); err != nil {
 		t.Errorf("VerifyChain(settings receipt with a diff) = %v", err)
 	}
 	rc1.Diff = rc1.Diff[1:]
-	if err := consent.VerifyChain([]consent.Receipt{rc1}); err == nil {
+	if err := consent.VerifyLinks([]consent.Receipt{rc1}, nil); err == nil {
 		t.Error("a receipt whose diff lost a line still verifies")
 	}
 }

@@ -29,6 +29,10 @@ type State struct {
 	// Refusals is the time of the last refusal per consent kind (see
 	// Kind), sorted by kind; ShouldAsk uses it for the re-ask cooldown.
 	Refusals []Refusal `json:"refusals,omitempty"`
+	// Restricted is the Art. 23 restriction of processing: the user's data
+	// is stored and nothing else (no personalization, no pushes, no
+	// inference, no audience, no audit) until the user lifts it.
+	Restricted bool `json:"restricted,omitempty"`
 	// Erased is set when the user's personal data was erased. An erased user
 	// is never personalized and receives no pushes until the user's own next
 	// change brings them back.
@@ -180,10 +184,16 @@ func (s State) withRefusal(k Kind, at time.Time) State {
 }
 
 // ShouldAsk reports whether the app may ask the user for consent kind k now.
-// It says no when the consent is already in force, and no inside the re-ask
+// It says no when the consent is already in force, no for an erased user
+// or one who restricted processing (Art. 23), and no inside the re-ask
 // cooldown after the user last refused or withdrew it (Art. 22(5): do not ask
 // again frequently after a refusal).
 func ShouldAsk(s State, k Kind, set *Settings, now time.Time) bool {
+	if s.Erased || s.Restricted {
+		// An erased account is a tombstone; a user who restricted
+		// processing is not asked for more of it.
+		return false
+	}
 	switch {
 	case k == KindPersonalization:
 		if !s.PersonalizationOff {

@@ -64,7 +64,9 @@ func numberShard(num uint32, n int) (int, int) {
 }
 
 // Audience evaluates seg for a push on channel: the users matching seg,
-// minus those who refused the channel, minus erased users, and, when the
+// minus those who refused the channel, minus erased users and users who
+// restricted processing of their data (Art. 23; whatever the settings and
+// the segment), and, when the
 // push is targeted (targeted is true, or seg uses tags or sensitive
 // consents), minus those who may not be personalized (personalization off,
 // a minor without current guardian consent). A push audience is for the
@@ -74,7 +76,8 @@ func numberShard(num uint32, n int) (int, int) {
 // an earlier one when Settings.KeepOnBump lists push); a consent given for
 // personalization or ads never makes a user targetable (Art. 22(4)). Tags
 // in a prohibited namespace match no one. The result is, user by user,
-// consent.InPushAudience over the users the index knows. With the kill
+// consent.InPushAudience over the users the index knows, less restricted
+// users. With the kill
 // switch on (Settings.Suspended) the audience is empty. Unknown users (see
 // Unknown) are never in an audience. After a settings entry it could not
 // read, the index refuses audiences (ErrUnverified) until it is rebuilt.
@@ -90,6 +93,7 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 	}
 	a := &Audience{n: x.shards, ids: make([][]string, len(x.ids))}
 	copy(a.ids, x.ids)
+	x.shared.Add(1) // the tables are shared from now on (see setSlot)
 	if set.Suspended {
 		a.bm = roaring.New()
 		return a, nil
@@ -99,6 +103,7 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 	r.Remove(0)
 	r.AndNot(x.get(factRefused(channel)))
 	r.AndNot(x.get(factErased))
+	r.AndNot(x.get(factRestricted))
 	// Any tag atom makes seg personal, so minors without guardian consent
 	// leave here, once, instead of at every tag atom.
 	if targeted || seg.UsesPersonalData() {
@@ -137,9 +142,10 @@ func (x *Index) get(fact string) *roaring.Bitmap {
 // and tags counting consents for purpose.
 //
 // An atom's bitmap is the users for whom consent.AtomHolds holds, except
-// that a tag's includes erased users and minors without guardian consent:
-// Audience removes those from every audience whose segment names a tag, so
-// the audience is the same.
+// that a tag's includes minors without guardian consent (Audience removes
+// them from every audience whose segment names a tag), and that a user who
+// restricted processing holds no atom but "all" (Audience removes them from
+// every audience): the audience is the same.
 func (x *Index) eval(seg *tags.Segment, purpose string) *roaring.Bitmap {
 	switch seg.Op {
 	case tags.OpAll:

@@ -18,11 +18,15 @@ import (
 )
 
 // checkpointMagic starts every serialized index; its body ends with the
-// CRC-32C (Castagnoli, big-endian) of everything before it. Checkpoints
-// written before the checksum start with checkpointMagicV1 and are still
-// read.
+// CRC-32C (Castagnoli, big-endian) of everything before it. Version 3 holds
+// no erased user's ID (their number is a hole in the number -> ID table,
+// which an older reader would take for damage) and no empty bitmap.
+// Checkpoints of version 2 (the same layout; erased users' IDs kept) and
+// of version 1 (no checksum) are still read, and the IDs of erased users
+// they hold are dropped on load.
 const (
-	checkpointMagic   = "RGIDX2\n"
+	checkpointMagic   = "RGIDX3\n"
+	checkpointMagicV2 = "RGIDX2\n"
 	checkpointMagicV1 = "RGIDX1\n"
 )
 
@@ -42,9 +46,14 @@ type header struct {
 var ErrNeedsRebuild = errors.New("index: needs a rebuild; not checkpointed")
 
 // MarshalBinary serializes the index: a JSON header (shards, positions,
-// settings, fact names), each fact's roaring bitmap (length-prefixed; the
-// unknown users' numbers are one of them), the number -> user ID table, and
-// a CRC-32C of all that. An index that NeedsRebuild returns ErrNeedsRebuild.
+// settings, fact names), each non-empty fact's roaring bitmap
+// (length-prefixed; the unknown users' numbers are one of them), the
+// number -> user ID table, and a CRC-32C of all that. An index that
+// NeedsRebuild returns ErrNeedsRebuild.
+//
+// An erased user's ID is not in it (a hole in the table), and their number
+// is in no bitmap but "all" and "erased"; a fact no user holds any more
+// (say, a tag only an erased user had) is left out, name and all.
 func (x *Index) MarshalBinary() ([]byte, error) {
 	// RunOptimize changes the bitmaps, so it runs under the write lock;
 	// the serialization itself only reads.
@@ -59,8 +68,10 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 		return nil, ErrNeedsRebuild
 	}
 	h := header{Shards: x.shards, Positions: x.pos, Settings: x.settings}
-	for k := range x.bm {
-		h.Facts = append(h.Facts, k)
+	for k, b := range x.bm {
+		if !b.IsEmpty() {
+			h.Facts = append(h.Facts, k)
+		}
 	}
 	sort.Strings(h.Facts)
 	for _, ids := range x.ids {
@@ -121,7 +132,7 @@ func Unmarshal(data []byte) (*Index, error) {
 	}
 	var p []byte
 	switch {
-	case bytes.HasPrefix(data, []byte(checkpointMagic)):
+	case bytes.HasPrefix(data, []byte(checkpointMagic)), bytes.HasPrefix(data, []byte(checkpointMagicV2)):
 		if len(data) < len(checkpointMagic)+crc32.Size {
 			return bad("checksum", io.ErrUnexpectedEOF)
 		}
@@ -189,7 +200,8 @@ func Unmarshal(data []byte) (*Index, error) {
 	// One string holds every ID; each ID is a substring of it.
 	all := string(p)
 	off := 0
-	invalid := roaring.New() // numbers without a valid ID of their shard
+	invalid := roaring.New() // numbers with an ID that is not a valid one of their shard
+	holes := roaring.New()   // numbers without an ID
 	for s, count := range h.Users {
 		if count < 0 || count > len(p) {
 			return bad("user table", fmt.Errorf("shard %d: %d users", s, count))
@@ -203,9 +215,14 @@ func Unmarshal(data []byte) (*Index, error) {
 			off += n
 			id := all[off : off+int(l)]
 			off += int(l)
-			// A hole (a number with no user) or an ID that is not one of
-			// the shard: its number may hold no facts.
-			if id == "" || consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s {
+			// A hole (a number with no user, or an erased one) or an ID
+			// that is not one of the shard: its number may hold no facts
+			// (a hole: none but an erased user's).
+			if id == "" {
+				holes.Add(x.number(s, i+1))
+				continue
+			}
+			if consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s {
 				invalid.Add(x.number(s, i+1))
 				continue
 			}
@@ -216,8 +233,31 @@ func Unmarshal(data []byte) (*Index, error) {
 	if off != len(p) {
 		return bad("trailer", errors.New("data after the user table"))
 	}
-	x.validate(invalid)
+	x.forgetErasedIDs(holes)
+	x.validate(invalid, holes)
 	return x, nil
+}
+
+// forgetErasedIDs drops the IDs of erased users from a decoded checkpoint's
+// table (one of version 2 or 1 keeps them), adding their numbers to holes.
+// The index is not shared yet: the slots are written in place.
+func (x *Index) forgetErasedIDs(holes *roaring.Bitmap) {
+	er := x.bm[factErased]
+	if er == nil {
+		return
+	}
+	it := er.Iterator()
+	for it.HasNext() {
+		num := it.Next()
+		if num == 0 {
+			continue
+		}
+		shard, local := store.NumberShard(num, x.shards)
+		if ids := x.ids[shard]; local <= len(ids) && ids[local-1] != "" {
+			ids[local-1] = ""
+			holes.Add(num)
+		}
+	}
 }
 
 // readBitmap decodes a serialized roaring bitmap, turning a panic of the

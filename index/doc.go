@@ -13,6 +13,14 @@
 // consent.PurposePush (Art. 22(4)). What an audience holds is defined user
 // by user by consent.InPushAudience, and the tests hold the index to it.
 //
+// Erased users (Art. 24) and users who restricted processing of their data
+// (Art. 23) are in no audience, whatever the settings. Of an erased user
+// the index keeps only that their number is erased: not their ID (in
+// memory or in a checkpoint) and no other fact. Of a restricted user it
+// keeps the ID and that they are restricted, no other fact, until a change
+// lifts it. A Shredded changelog entry (a change of a user erased since)
+// makes its user unknown until the erase entry comes.
+//
 // An Index is derived data: it can be thrown away and rebuilt from the
 // records (Build), or restored from a checkpoint and brought up to date by
 // replaying the changelog after it (Unmarshal, then CatchUp or Apply).

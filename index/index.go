@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -29,10 +31,11 @@ var (
 
 // Fact names: the keys of the index's bitmaps.
 const (
-	factAll    = "all"    // every user with a number
-	factOff    = "off"    // personalization off
-	factMinor  = "minor"  // under 14
-	factErased = "erased" // erased
+	factAll        = "all"        // every user with a number
+	factOff        = "off"        // personalization off
+	factMinor      = "minor"      // under 14
+	factErased     = "erased"     // erased (Art. 24)
+	factRestricted = "restricted" // restricted processing (Art. 23)
 )
 
 func factTag(t tags.Tag) string    { return "t:" + string(t) }
@@ -42,11 +45,21 @@ func factRefused(ch string) string { return "r:" + ch }
 // its number belongs to. A record without a number, or of a user never
 // changed (Version 0, the "before" of a first change), has none. A tag that
 // is both held and suppressed (a damaged record) is not a fact.
+//
+// An erased user (Art. 24) has only "all" and "erased", and a user who
+// restricted processing (Art. 23) only "all" and "restricted": the index
+// keeps nothing else of theirs, and they are in no audience.
 func Facts(rec *consent.Record) []string {
 	if rec == nil || rec.Number == 0 || rec.Version == 0 {
 		return nil
 	}
 	st := &rec.State
+	switch {
+	case st.Erased:
+		return []string{factAll, factErased}
+	case st.Restricted:
+		return []string{factAll, factRestricted}
+	}
 	out := make([]string, 0, 4+len(st.RefusedChannels)+len(st.Sensitive)+len(rec.Tags.Entries))
 	out = append(out, factAll)
 	if st.PersonalizationOff {
@@ -54,9 +67,6 @@ func Facts(rec *consent.Record) []string {
 	}
 	if st.Minor {
 		out = append(out, factMinor)
-	}
-	if st.Erased {
-		out = append(out, factErased)
 	}
 	for _, ch := range st.RefusedChannels {
 		out = append(out, factRefused(ch))
@@ -69,6 +79,12 @@ func Facts(rec *consent.Record) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// withheld reports whether the index keeps only a marker fact of rec's
+// user (erased, restricted): such a record is never diffed field by field.
+func withheld(rec *consent.Record) bool {
+	return rec.State.Erased || rec.State.Restricted
 }
 
 // tagFact reports whether the index keeps tag t of ts as a fact: every
@@ -95,14 +111,26 @@ func noSuppressedEntry(ts *tags.Set) bool {
 // the map from numbers back to user IDs and the changelog positions it
 // reflects. It is safe for concurrent use: Apply takes a write lock,
 // audiences a read lock.
+//
+// The number -> ID table holds no erased user's ID: their number keeps a
+// hole ("") in it.
 type Index struct {
 	mu       sync.RWMutex
 	shards   int
 	bm       map[string]*roaring.Bitmap
 	grants   map[string]*roaring.Bitmap // the "g:" and "s:" facts of bm, scanned at query time
-	ids      [][]string                 // per shard: local number - 1 -> user ID
+	ids      [][]string                 // per shard: local number - 1 -> user ID ("" for none)
 	pos      []store.Position           // per log index: shards..., then settings
 	settings consent.Settings
+
+	// Frozen audiences share the shards' ID tables (Audience copies only
+	// the outer slice) and read them without the lock. shared counts the
+	// audiences taken; owned[s] is its value when shard s's table was last
+	// copied. A slot already in the table is overwritten only in a table
+	// copied since the last audience (setSlot), so no audience sees a slot
+	// change under it.
+	shared atomic.Uint64
+	owned  []uint64
 
 	// unk is bm[factUnknown]: the numbers of unknown users (see unknown.go).
 	unk *roaring.Bitmap
@@ -128,6 +156,7 @@ func New(shards int, set consent.Settings) *Index {
 		bm:       map[string]*roaring.Bitmap{factUnknown: unk},
 		grants:   map[string]*roaring.Bitmap{},
 		ids:      make([][]string, shards),
+		owned:    make([]uint64, shards),
 		pos:      make([]store.Position, shards+1),
 		settings: set.Clone(),
 		unk:      unk,
@@ -168,6 +197,17 @@ func (x *Index) Settings() consent.Settings {
 // settings entry without settings makes audiences fail (ErrUnverified)
 // until a rebuild. The next event that carries the user's whole record
 // makes them known again.
+//
+// Erasure (Art. 24): an erase event (its record erased; its Prev is nil)
+// takes the user's number out of every fact but "all" and "erased" and
+// their ID out of the number -> ID table, whatever the index held before; a
+// later event with a record not erased (the user's own change) brings them
+// back with that record's facts. A Shredded event (a change made before the
+// user was erased, its content gone) makes the user unknown, without a
+// warning and without keeping their ID, until the erase entry (or any
+// later event with the whole record) arrives. A user who restricted
+// processing (Art. 23) keeps only "all" and "restricted", so is in no
+// audience, until a change lifts it.
 func (x *Index) Apply(evs ...store.Event) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -196,6 +236,10 @@ func (x *Index) apply(ev *store.Event) {
 		return
 	}
 	rec, pr := ev.Record, ev.Prev
+	if ev.Shredded && rec != nil {
+		x.shredded(rec, ev.Log)
+		return
+	}
 	if rec == nil {
 		var num uint32
 		id := ev.Receipt.UserID
@@ -220,8 +264,15 @@ func (x *Index) apply(ev *store.Event) {
 	switch {
 	case x.unk.Contains(num):
 		x.resetUser(rec)
-		shard, _ := store.NumberShard(num, x.shards)
-		slog.Info("index: user known again from a changelog entry with their whole record", "shard", shard, "number", num)
+		if !rec.State.Erased { // an erasure after its shredded entries is routine
+			shard, _ := store.NumberShard(num, x.shards)
+			slog.Info("index: user known again from a changelog entry with their whole record", "shard", shard, "number", num)
+		}
+	case withheld(rec) || pr != nil && withheld(pr):
+		// Erased or restricted, before or after: the facts the index holds
+		// for the number are replaced, not diffed (an erase event has no
+		// "before" at all).
+		x.resetUser(rec)
 	case pr != nil && pr.Version != 0 && pr.Number == num && pr.UserID == rec.UserID:
 		x.diffUser(pr, rec)
 	case pr != nil && pr.Version == 0:
@@ -363,18 +414,45 @@ func (x *Index) setID(rec *consent.Record) {
 		return
 	}
 	shard, local := store.NumberShard(rec.Number, x.shards)
-	if shard < len(x.ids) {
-		ids := x.ids[shard]
-		for len(ids) < local {
-			ids = append(ids, "")
-		}
-		if ids[local-1] != rec.UserID {
-			// Only a new number is written: frozen audiences share these
-			// slices and read them without the lock.
-			ids[local-1] = rec.UserID
-		}
-		x.ids[shard] = ids
+	x.setSlot(shard, local, rec.UserID)
+}
+
+// clearID leaves a hole under number num in the number -> ID table (the
+// table still covers num, so the number stays one the index knows).
+func (x *Index) clearID(num uint32) {
+	if num == 0 {
+		return
 	}
+	shard, local := store.NumberShard(num, x.shards)
+	x.setSlot(shard, local, "")
+}
+
+// setSlot writes id as the local-th user of shard, growing the table with
+// holes as needed. A slot the table already has is written copy-on-write
+// when an audience may share the table (see Index.shared).
+func (x *Index) setSlot(shard, local int, id string) {
+	if shard >= len(x.ids) || local < 1 {
+		return
+	}
+	ids := x.ids[shard]
+	if local <= len(ids) {
+		if ids[local-1] == id {
+			return
+		}
+		if gen := x.shared.Load(); x.owned[shard] != gen {
+			ids = slices.Clone(ids)
+			x.owned[shard] = gen
+		}
+		ids[local-1] = id
+		x.ids[shard] = ids
+		return
+	}
+	// Slots past the end are no audience's: appending never writes one an
+	// audience reads.
+	for len(ids) < local-1 {
+		ids = append(ids, "")
+	}
+	x.ids[shard] = append(ids, id)
 }
 
 func (x *Index) addFact(prefix, name string, num uint32) {
@@ -433,23 +511,32 @@ func sortedEntries(es []tags.Entry) bool {
 }
 
 // loadFast is Load without building fact strings and without checks: rec
-// has a version and a number the index can hold.
+// has a version and a number the index can hold. An erased user's number
+// joins "all" and "erased" and leaves a hole in the number -> ID table; a
+// restricted user's joins "all" and "restricted".
 func (x *Index) loadFast(rec *consent.Record) {
 	if rec.Number == 0 || rec.Version == 0 {
 		return
 	}
 	num := rec.Number
-	x.setID(rec)
 	st := &rec.State
+	if st.Erased {
+		x.clearID(num)
+		x.addFact("", factAll, num)
+		x.addFact("", factErased, num)
+		return
+	}
+	x.setID(rec)
 	x.addFact("", factAll, num)
+	if st.Restricted {
+		x.addFact("", factRestricted, num)
+		return
+	}
 	if st.PersonalizationOff {
 		x.addFact("", factOff, num)
 	}
 	if st.Minor {
 		x.addFact("", factMinor, num)
-	}
-	if st.Erased {
-		x.addFact("", factErased, num)
 	}
 	for _, ch := range st.RefusedChannels {
 		x.addFact("r:", ch, num)
@@ -467,10 +554,11 @@ func (x *Index) loadFast(rec *consent.Record) {
 // diffUser moves rec from prev's facts to its own, touching only the facts
 // that differ. Falls back to setUser when an input is not sorted, and to
 // resetUser when one holds a suppressed entry (a damaged record: the index
-// may hold a fact of it from before suppressed entries were left out).
+// may hold a fact of it from before suppressed entries were left out) or
+// is erased or restricted (see withheld).
 func (x *Index) diffUser(prev, rec *consent.Record) {
 	p, c := &prev.State, &rec.State
-	if !noSuppressedEntry(&prev.Tags) || !noSuppressedEntry(&rec.Tags) {
+	if withheld(prev) || withheld(rec) || !noSuppressedEntry(&prev.Tags) || !noSuppressedEntry(&rec.Tags) {
 		x.resetUser(rec)
 		return
 	}
@@ -490,7 +578,6 @@ func (x *Index) diffUser(prev, rec *consent.Record) {
 	}
 	flag(factOff, p.PersonalizationOff, c.PersonalizationOff)
 	flag(factMinor, p.Minor, c.Minor)
-	flag(factErased, p.Erased, c.Erased)
 	a, b := p.RefusedChannels, c.RefusedChannels
 	for i, j := 0, 0; i < len(a) || j < len(b); {
 		switch {

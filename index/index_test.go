@@ -71,6 +71,12 @@ func randomChange(r *rand.Rand, u string) consent.Change {
 		if r.IntN(10) == 0 {
 			return consent.Erase(u)
 		}
+		if r.IntN(12) == 0 {
+			return consent.Restrict(u)
+		}
+		if r.IntN(8) == 0 {
+			return consent.Unrestrict(u)
+		}
 		if r.IntN(3) == 0 {
 			return consent.RedeclareTag(u, t)
 		}
@@ -144,11 +150,13 @@ func readSnapshot(t *testing.T, st store.Store, users []string) *snapshot {
 }
 
 // oracle is the audience by the consent model's own definition, user by
-// user (consent.InPushAudience), sorted.
+// user (consent.InPushAudience), sorted, less users who restricted
+// processing (Art. 23: in no audience; consent.InPushAudience does not say
+// so yet).
 func (sn *snapshot) oracle(seg *tags.Segment, channel string, targeted bool) []string {
 	var out []string
 	for i := range sn.recs {
-		if consent.InPushAudience(seg, &sn.recs[i], &sn.set, channel, targeted) {
+		if !sn.recs[i].State.Restricted && consent.InPushAudience(seg, &sn.recs[i], &sn.set, channel, targeted) {
 			out = append(out, sn.ids[i])
 		}
 	}

@@ -19,6 +19,10 @@ import (
 // their whole record again (or a rebuild finds it intact). Unknown users are
 // counted (Index.Unknown) and logged once each, by shard and number: the
 // logs name no user.
+//
+// A user whose changelog entries come back Shredded (they were erased
+// after the change) is unknown too, quietly, until the erase entry
+// arrives: see Index.Apply.
 
 // factUnknown is the key of the bitmap of unknown users' numbers. It is kept
 // with the facts so checkpoints carry it; it is never a fact of a record.
@@ -40,8 +44,9 @@ const (
 )
 
 // Unknown returns how many users the index treats as unknown: their record
-// is missing or corrupt, so they are in no audience. It is 0 for a healthy
-// store.
+// is missing or corrupt (or, for a moment, their changelog entries were
+// shredded and the erase entry is still to come), so they are in no
+// audience. It is 0 for a healthy store the index has caught up with.
 func (x *Index) Unknown() uint64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -264,18 +269,26 @@ func (x *Index) damageShard(shard int, reason string) {
 
 // validate makes the users of a decoded checkpoint unknown where its
 // bitmaps and number -> ID table disagree: numbers in a bitmap with no ID
-// (beyond the table, or a hole), IDs that are invalid or of another shard,
-// numbers with facts but not in "all". Number 0 is dropped from every
-// bitmap.
-func (x *Index) validate(bad *roaring.Bitmap) {
+// (beyond the table, or a hole that is not an erased user's), IDs that are
+// invalid or of another shard (bad), numbers with facts but not in "all".
+// A hole (holes) is an erased user's when its number is in no bitmap but
+// "all" and "erased". Number 0 is dropped from every bitmap.
+func (x *Index) validate(bad, holes *roaring.Bitmap) {
 	all := x.get(factAll)
 	union := roaring.New()
+	personal := roaring.New() // numbers with a fact other than all and erased
 	for k, b := range x.bm {
 		b.Remove(0)
 		if k != factUnknown {
 			union.Or(b)
 		}
+		if k != factUnknown && k != factAll && k != factErased {
+			personal.Or(b)
+		}
 	}
+	// Holes with facts, but for erased users' (only all and erased).
+	erasedOnly := roaring.AndNot(x.get(factErased), personal)
+	bad.Or(roaring.AndNot(holes, erasedOnly))
 	// Facts of numbers not in "all".
 	bad.Or(roaring.AndNot(union, all))
 	// Numbers beyond their shard's table.
@@ -311,4 +324,31 @@ func (x *Index) validate(bad *roaring.Bitmap) {
 		}
 	}
 	x.endBulk()
+}
+
+// shredded handles a Shredded changelog entry: a change of a user who was
+// erased after it, its content gone. The user is unknown (in no audience)
+// until the erase entry, or any later entry with their whole record,
+// arrives; meanwhile the index keeps no ID for them. This is the store
+// working as it should, not damage: nothing is logged and the index does
+// not need a rebuild. A record that cannot be trusted even so (see
+// checkRecord) is handled as any other (unknownUser).
+func (x *Index) shredded(rec *consent.Record, log int) {
+	if why := x.checkRecord(rec, log); why != "" {
+		x.unknownUser(rec.UserID, rec.Number, log, "shredded changelog entry: "+why)
+		return
+	}
+	if len(x.unplaced) > 0 {
+		delete(x.unplaced, rec.UserID)
+	}
+	num := rec.Number
+	if !x.unk.Contains(num) {
+		for k, b := range x.bm {
+			if k != factUnknown {
+				b.Remove(num)
+			}
+		}
+		x.unk.Add(num)
+	}
+	x.clearID(num)
 }

@@ -197,6 +197,20 @@ func (c *cache) each(fn func(*view)) {
 	}
 }
 
+// dropUser removes the user's view (or placeholder) unless keep says to
+// keep it. It locks only the user's set.
+func (c *cache) dropUser(h uint64, userID string, keep func(*view) bool) {
+	s := &c.sets[(h>>32^h)&c.mask]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.slots {
+		if v := s.slots[i].v.Load(); v != nil && v.hash == h && v.userID == userID && !keep(v) {
+			s.slots[i].v.Store(nil)
+			c.size.Add(-1)
+		}
+	}
+}
+
 // drop removes every view (placeholders included) for which match is true.
 func (c *cache) drop(match func(*view) bool) {
 	for i := range c.sets {

@@ -16,6 +16,7 @@ import (
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // settingsView is one published version of the settings with its
@@ -329,7 +330,13 @@ func (c *Client) refresh(v *view, sv *settingsView) *view {
 	return nv
 }
 
+// makeView builds the view of rec under sv. The view of a user who
+// restricted processing (Art. 23) keeps no tags: its decision uses none,
+// and the data of such a user is stored (by the store), not held here.
 func (c *Client) makeView(h uint64, rec consent.Record, sv *settingsView) *view {
+	if rec.State.Restricted {
+		rec.Tags = tags.Set{}
+	}
 	return &view{hash: h, userID: rec.UserID, rec: rec, gen: sv.gen, dec: consent.Evaluate(rec.State, rec.Tags, &sv.set)}
 }
 
@@ -423,6 +430,24 @@ func (c *Client) installRecord(rec consent.Record, pos store.Position, onlyIfPre
 		c.verifyLater(rec.UserID, in.rec.Version)
 	}
 	return in
+}
+
+// forgetUser drops userID's cached view (or the placeholder of a read in
+// flight, whose result then answers its caller but is not cached) after a
+// Shredded changelog entry of version: the user was erased after that
+// change, so any view of a version before the erasure holds personal data
+// that is gone, and a shredded entry carries nothing to replace it with.
+// The next answer for the user reads the store (fail closed: nothing stale
+// is served). Only a cached tombstone at that version or later is kept: it
+// is the erasure itself (this client's own write, or a read after it).
+func (c *Client) forgetUser(userID string, version uint64) {
+	if userID == "" {
+		return
+	}
+	h := xxhash.Sum64String(userID)
+	c.cache.dropUser(h, userID, func(v *view) bool {
+		return !v.loading && v.rec.State.Erased && v.rec.Version >= version
+	})
 }
 
 // installTruth caches rec, the result of this client's own write. A cached

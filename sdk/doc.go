@@ -26,6 +26,17 @@
 // from a guess. When the changelog was trimmed past a follower's position the
 // affected part of the cache is dropped and reloaded.
 //
+// # Restriction and erasure
+//
+// A user who restricted processing of their data (Art. 23) is answered
+// non-personalized with consent.ReasonRestricted and refused every push
+// with it; an erased user (Art. 24) likewise with consent.ReasonErased.
+// Neither is in any audience, and no exposure of theirs is recorded
+// (Recorded, OutcomeSink). A restricted user's cached view keeps no tags.
+// When the changelog gives back an entry Shredded (its user was erased
+// after the change), the user's cached view is dropped and the next answer
+// reads the store: a view from before the erasure is never served.
+//
 // # Across processes
 //
 // Changes made elsewhere reach this client through the changelog, within the

@@ -182,7 +182,11 @@ func (c *Client) index(log int) int {
 }
 
 // applyEvents installs the records and settings carried by evs and moves
-// the applied positions past them.
+// the applied positions past them. A Shredded event (its user was erased
+// after the change) installs nothing: it drops the user's view (see
+// forgetUser), so the next answer reads the store again. An erase event
+// installs the tombstone like any other record (its Prev, nil, is not
+// read here).
 func (c *Client) applyEvents(evs []store.Event) {
 	if len(evs) == 0 {
 		return
@@ -193,6 +197,13 @@ func (c *Client) applyEvents(evs []store.Event) {
 		switch {
 		case ev.Settings != nil:
 			c.installSettings(*ev.Settings)
+		case ev.Shredded:
+			switch {
+			case ev.Record != nil:
+				c.forgetUser(ev.Record.UserID, ev.Record.Version)
+			case ev.Receipt.UserID != "":
+				c.forgetUser(ev.Receipt.UserID, ev.Receipt.Seq)
+			}
 		case ev.Record != nil:
 			c.installRecord(*ev.Record, ev.Pos, true)
 		}

@@ -22,12 +22,17 @@ type outcomeEvent struct {
 // OutcomeSink returns an ExposureSink (Config.ExposureSink) that records
 // every exposure in the store's outcome log, one event per item shown with
 // its rank (1-based) and mode, for Art. 46 audits (audit.StoreSource reads
-// them back).
+// them back). Exposures of users who restricted processing of their data
+// or were erased (their Reason is consent.ReasonRestricted or
+// consent.ReasonErased; see Recorded) are not recorded, whoever made them.
 func OutcomeSink(ol store.OutcomeLog) func(ctx context.Context, batch []Exposure) error {
 	return func(ctx context.Context, batch []Exposure) error {
 		var users []string
 		var events [][]byte
 		for _, x := range batch {
+			if !Recorded(x.Reason) {
+				continue
+			}
 			mode := "non_personalized"
 			if x.Personalized {
 				mode = "personalized"

@@ -47,7 +47,9 @@ type Exposure struct {
 // handing it only the tags it may use; otherwise it runs the fallback
 // ranker. A ranker's error is returned as is, with the Result saying which
 // one ran. When Config.ExposureSink is set, an Exposure is queued without
-// blocking (a full queue drops it and counts the drop).
+// blocking (a full queue drops it and counts the drop); none is recorded
+// for a user who restricted processing of their data (Art. 23) or was
+// erased (Art. 24): see Recorded.
 func (c *Client) Recommend(ctx context.Context, userID string, personalized, fallback Ranker) (Result, error) {
 	d, err := c.Decide(ctx, userID)
 	if err != nil && d.Reason == consent.ReasonUnknown {
@@ -64,7 +66,7 @@ func (c *Client) Recommend(ctx context.Context, userID string, personalized, fal
 	if err != nil {
 		return res, err
 	}
-	if c.cfg.ExposureSink != nil {
+	if c.cfg.ExposureSink != nil && Recorded(res.Reason) {
 		select {
 		case c.expq <- Exposure{UserID: userID, At: c.cfg.Now(), Personalized: res.Personalized, Reason: res.Reason, Items: res.Items}:
 		default:
@@ -72,6 +74,15 @@ func (c *Client) Recommend(ctx context.Context, userID string, personalized, fal
 		}
 	}
 	return res, nil
+}
+
+// Recorded reports whether a recommendation served with reason may be
+// recorded (an Exposure, an outcome event for audits): not for a user who
+// restricted processing of their data (consent.ReasonRestricted, Art. 23:
+// storage only, no audit) nor for an erased one (consent.ReasonErased,
+// Art. 24). It does not allocate.
+func Recorded(reason consent.Reason) bool {
+	return reason != consent.ReasonRestricted && reason != consent.ReasonErased
 }
 
 // drainExposures hands queued exposures to the sink in batches.

@@ -268,7 +268,7 @@ func TestRightsReport(t *testing.T) {
 		{call{method: "POST", path: U + "/tags", body: `{"tag":"interest:golf","source":"inferred"}`}, 201},                       // not a rights request
 		{call{method: "DELETE", path: U + "/tags/interest:ski"}, 200},                                                             // delete
 		{call{method: "DELETE", path: U + "/tags/Bad", req: violates}, 422},                                                       // delete, rejected
-		{call{method: "GET", path: U + "/export"}, 200},                                                                           // portability
+		{call{method: "GET", path: U + "/export", header: verified}, 200},                                                         // portability
 		{call{method: "DELETE", path: U}, 200},                                                                                    // erase
 		{call{method: "GET", path: U + "/decision"}, 200},                                                                         // not a rights request
 		{call{method: "GET", path: U + "/can-push?channel=sms"}, 200},                                                             // not a rights request

@@ -33,8 +33,9 @@ const (
 	// RoleAdmin is a product team: settings, suspension, audiences, the
 	// rights report.
 	RoleAdmin Role = "admin"
-	// RoleAuditor runs Art. 46 reports: aggregated data only, never one
-	// person's.
+	// RoleAuditor runs Art. 46 reports (aggregated data only) and reads
+	// and verifies one user's receipts, redacted: an erased user's kept in
+	// storage only (Art. 24) included. It never sees personal content.
 	RoleAuditor Role = "auditor"
 )
 

@@ -22,6 +22,20 @@ type Config struct {
 	// Store is the system of record the client runs on. Required; it must
 	// keep API keys (store.KeyStore).
 	Store store.Store
+	// ChainKey is the receipt chain key the store seals with (the same
+	// deployment secret): chain_valid on GET /v1/users/{id}/receipts and
+	// the auditor's verification (GET /v1/audit/users/{id}/receipts) check
+	// receipt chains under it, against the record's head. Empty means
+	// unkeyed chains.
+	ChainKey []byte
+	// ExcessiveCopies is how many copy requests (exports and receipt
+	// lists) a user may make in CopyWindow (30 days) before further ones
+	// are flagged as clearly excessive (Art. 25): still served, with
+	// HeaderExcessiveRequests in the answer and counted in
+	// recguard_copy_requests_excessive_total. Counted across instances when
+	// the store is a RequestCounter, else per instance. Zero means 10;
+	// negative turns the count off.
+	ExcessiveCopies int
 	// MaxBody bounds request bodies. Zero means 1 MiB.
 	MaxBody int64
 	// RateLimit is the requests per second allowed per key (token bucket,
@@ -119,7 +133,7 @@ var ErrInvalidConfig = errors.New("server: invalid config")
 // ErrInvalidConfig.
 type ConfigError struct {
 	Field  string // the Config field, e.g. "StoreTimeout"
-	Value  any    // its value (never a secret: Config holds none)
+	Value  any    // its value (never a secret: ChainKey is never reported)
 	Reason string
 }
 
@@ -153,6 +167,9 @@ const (
 	DefaultAuthFailRate   = 1
 	DefaultAuthFailBurst  = 30
 	DefaultStoreTimeout   = 2 * time.Second
+	// DefaultExcessiveCopies is ExcessiveCopies' default: more than 10
+	// copies in 30 days is clearly more than a user needs.
+	DefaultExcessiveCopies = 10
 )
 
 // fill applies the defaults to zero fields.
@@ -195,6 +212,9 @@ func (c *Config) fill() {
 	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.ExcessiveCopies == 0 {
+		c.ExcessiveCopies = DefaultExcessiveCopies
 	}
 }
 

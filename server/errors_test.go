@@ -126,7 +126,9 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "POST", path: U + "/tags", body: map[string]any{"tag": "interest:chess", "source": "declared"}}, server.RoleApp, 201},
 		{call{method: "DELETE", path: U + "/tags/interest:golf"}, server.RoleApp, 200},
 		{call{method: "GET", path: U + "/receipts"}, server.RoleApp, 200},
-		{call{method: "GET", path: U + "/export"}, server.RoleApp, 200},
+		{call{method: "GET", path: U + "/export", header: verified}, server.RoleApp, 200},
+		{call{method: "PUT", path: U + "/restriction", body: map[string]any{"restricted": false}}, server.RoleApp, 200},
+		{call{method: "POST", path: U + "/tags/interest:chess/correct", body: map[string]any{"replacement": "interest:go"}}, server.RoleApp, 200},
 		{call{method: "DELETE", path: U}, server.RoleApp, 200},
 		{call{method: "POST", path: "/v1/events", body: map[string]any{"events": []map[string]any{
 			{"user": u, "item": "i1", "time": "2026-01-02T03:04:05Z", "mode": "personalized"}}}}, server.RoleApp, 202},
@@ -140,6 +142,8 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "GET", path: fmt.Sprintf("/v1/admin/reports/rights?year=%d", time.Now().UTC().Year())}, server.RoleAdmin, 200},
 		{call{method: "POST", path: "/v1/audits", body: auditBody}, server.RoleAuditor, 201},
 		{call{method: "GET", path: "/v1/audits/" + auditID}, server.RoleAuditor, 200},
+		{call{method: "GET", path: "/v1/audit/users/" + u + "/receipts"}, server.RoleAuditor, 200},
+		{call{method: "POST", path: "/v1/audits/verification?max_findings=5"}, server.RoleAuditor, 200},
 	}
 }
 
@@ -400,7 +404,7 @@ func TestInvalidValues(t *testing.T) {
 		{call{method: "POST", path: "/v1/users/" + long + "/tags", body: `{"tag":"a:b","source":"declared"}`}, "user_id", false},
 		{call{method: "DELETE", path: "/v1/users/" + long + "/tags/a:b"}, "user_id", false},
 		{call{method: "GET", path: "/v1/users/" + long + "/receipts"}, "user_id", false},
-		{call{method: "GET", path: "/v1/users/" + long + "/export"}, "user_id", false},
+		{call{method: "GET", path: "/v1/users/" + long + "/export", header: verified}, "user_id", false},
 		{call{method: "DELETE", path: "/v1/users/" + long}, "user_id", false},
 		{call{method: "DELETE", path: "/v1/users/%C3%A9"}, "user_id", false},
 		// Required booleans.
@@ -716,7 +720,7 @@ func TestUnavailable(t *testing.T) {
 		down := fmt.Errorf("%w: test: connection refused", store.ErrUnavailable)
 		fs.getErr.Store(&down)
 		e.rejected(call{method: "GET", path: "/v1/users/u1/consent", key: e.app()}, 503, "unavailable", u)
-		e.rejected(call{method: "GET", path: "/v1/users/u1/export", key: e.app()}, 503, "unavailable", u)
+		e.rejected(call{method: "GET", path: "/v1/users/u1/export", key: e.app(), header: verified}, 503, "unavailable", u)
 		e.rejected(call{method: "GET", path: "/v1/users/u1/tags", key: e.app()}, 503, "unavailable", u)
 		fs.getErr.Store(nil)
 		fs.keyErr.Store(&down)
@@ -752,7 +756,7 @@ func TestInternal(t *testing.T) {
 		boom := errors.New("secret disk path /var/lib/x is on fire")
 		fs.getErr.Store(&boom)
 		for _, path := range []string{"/v1/users/u1/consent", "/v1/users/u1/export", "/v1/users/u1/tags"} {
-			p := e.rejected(call{method: "GET", path: path, key: e.app()}, 500, "internal", u)
+			p := e.rejected(call{method: "GET", path: path, key: e.app(), header: verified}, 500, "internal", u)
 			if p.Detail != "" || strings.Contains(string(e.last.Body), "fire") {
 				t.Errorf("500 shows the error: %s", e.last.Body)
 			}

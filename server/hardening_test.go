@@ -204,7 +204,7 @@ func TestNoLeaks(t *testing.T) {
 	} {
 		fs.getErr.Store(&tc.err)
 		for _, path := range []string{"/v1/users/u1/consent", "/v1/users/u1/export"} {
-			p := e.rejected(call{method: "GET", path: path, key: e.app()}, 503, tc.code, u)
+			p := e.rejected(call{method: "GET", path: path, key: e.app(), header: verified}, 503, tc.code, u)
 			if leaked(e.last) || p.Detail == "" {
 				t.Errorf("%s with %v: %s", path, tc.err, e.last.Body)
 			}

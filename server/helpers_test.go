@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
@@ -84,7 +86,13 @@ type envConfig struct {
 	// memNow is the memory store's clock (the time of changes and
 	// receipts); nil: time.Now.
 	memNow func() time.Time
+	// chainKey is the key the memory store seals receipts with, and the
+	// server's Config.ChainKey unless srv sets one; nil: testChainKey.
+	chainKey []byte
 }
+
+// testChainKey is the receipt chain key of the test stores.
+var testChainKey = []byte("server tests' receipt chain key!")
 
 type env struct {
 	t      *testing.T
@@ -110,7 +118,13 @@ func newEnv(t *testing.T, opts ...func(*envConfig)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	mem, err := memory.Open(ctx, memory.Options{Dir: t.TempDir(), NoSync: true, Now: cfg.memNow})
+	if cfg.chainKey == nil {
+		cfg.chainKey = testChainKey
+	}
+	if cfg.srv.ChainKey == nil {
+		cfg.srv.ChainKey = cfg.chainKey
+	}
+	mem, err := memory.Open(ctx, memory.Options{Dir: t.TempDir(), NoSync: true, Now: cfg.memNow, ChainKey: cfg.chainKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +283,9 @@ func (e *env) do(c call) result {
 		if err := openapi3filter.ValidateResponse(e.ctx, out); err != nil {
 			t.Errorf("%s -> %d: the response does not match openapi.json: %v\nbody: %s", what, r.Status, err, clip(r.Body))
 		}
+		if route.Path == "/v1/users/{id}/export" && r.Status == http.StatusOK {
+			validateExport(t, r.Body)
+		}
 		return r
 	}
 	// Outside the documented operations: the answer must be the NotFound or
@@ -279,6 +296,59 @@ func (e *env) do(c call) result {
 	}
 	validateComponentResponse(t, doc, name, r)
 	return r
+}
+
+// ---- docs/export.schema.json ----
+
+var (
+	exportSchemaOnce sync.Once
+	exportSchema     *jsonschema.Schema
+	exportSchemaErr  error
+	exportsValidated atomic.Int64
+)
+
+// validateExport validates an export (every 200 answer of GET
+// /v1/users/{id}/export the tests see) against docs/export.schema.json,
+// formats asserted.
+func validateExport(t testing.TB, body []byte) {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("export is not JSON: %v", err)
+	}
+	if err := exportSchemaErrOf(t, v); err != nil {
+		t.Errorf("the export does not match docs/export.schema.json: %v\nbody: %s", err, clip(body))
+	}
+	exportsValidated.Add(1)
+}
+
+// exportSchemaErrOf validates a decoded document against
+// docs/export.schema.json.
+func exportSchemaErrOf(t testing.TB, doc any) error {
+	t.Helper()
+	exportSchemaOnce.Do(func() {
+		f, err := os.Open("../docs/export.schema.json")
+		if err != nil {
+			exportSchemaErr = err
+			return
+		}
+		defer f.Close()
+		doc, err := jsonschema.UnmarshalJSON(f)
+		if err != nil {
+			exportSchemaErr = err
+			return
+		}
+		c := jsonschema.NewCompiler()
+		c.AssertFormat()
+		if exportSchemaErr = c.AddResource(server.ExportSchema, doc); exportSchemaErr != nil {
+			return
+		}
+		exportSchema, exportSchemaErr = c.Compile(server.ExportSchema)
+	})
+	if exportSchemaErr != nil {
+		t.Fatalf("docs/export.schema.json: %v", exportSchemaErr)
+	}
+	return exportSchema.Validate(doc)
 }
 
 // validateComponentResponse checks r against components/responses/name.

@@ -22,6 +22,7 @@ type metrics struct {
 	keyGrace        prometheus.Counter
 	notPropagated   prometheus.Counter
 	shouldAsk       *prometheus.CounterVec
+	excessive       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
@@ -53,12 +54,16 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 			Name: "recguard_should_ask_total",
 			Help: "should-ask answers by kind class (personalization, guardian, channel, sensitive) and answer (may_ask, in_force, cooldown, suspended, unverified).",
 		}, []string{"kind_class", "answer"}),
+		excessive: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recguard_copy_requests_excessive_total",
+			Help: "Copy requests (kind portability: exports; access: receipt lists) served although the user made more than the threshold in 30 days (Art. 25: clearly excessive).",
+		}, []string{"kind"}),
 	}
 	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk,
+		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk, m.excessive,
 		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
 		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
 		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),

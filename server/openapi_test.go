@@ -14,6 +14,7 @@ import (
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/server"
+	"github.com/recguard/recguard/store"
 	"github.com/recguard/recguard/tags"
 )
 
@@ -66,8 +67,8 @@ func TestOpenAPIDocument(t *testing.T) {
 	if !slices.Equal(routes, ops) {
 		t.Errorf("routes and operations differ:\nroutes     %v\noperations %v", routes, ops)
 	}
-	if len(ops) != 29 {
-		t.Errorf("%d operations, want 29", len(ops))
+	if len(ops) != 33 {
+		t.Errorf("%d operations, want 33", len(ops))
 	}
 
 	// The statuses each operation can answer.
@@ -162,6 +163,14 @@ func TestOpenAPIDocument(t *testing.T) {
 	if got := enum("Op"); !slices.Equal(got, opNames) {
 		t.Errorf("Op enum %v, want %v", got, opNames)
 	}
+	var findingKinds []string
+	for _, k := range store.FindingKinds() {
+		findingKinds = append(findingKinds, string(k))
+	}
+	sort.Strings(findingKinds)
+	if got := enum("FindingKind"); !slices.Equal(got, findingKinds) {
+		t.Errorf("FindingKind enum %v, want %v", got, findingKinds)
+	}
 
 	// The syntax schemas agree with the validators of the model.
 	agree := func(schema string, valid func(string) error, samples ...string) {
@@ -208,7 +217,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			want = []any{"app"}
 		case strings.HasPrefix(o.path, "/v1/admin/"):
 			want = []any{"admin"}
-		case strings.HasPrefix(o.path, "/v1/audits"):
+		case strings.HasPrefix(o.path, "/v1/audits"), strings.HasPrefix(o.path, "/v1/audit/"):
 			want = []any{"auditor"}
 		}
 		if !slices.Equal(roles, want) {

@@ -187,7 +187,7 @@ func TestRequestID(t *testing.T) {
 	p500 := wantProblem(t, r, 500, "internal")
 	down := fmt.Errorf("%w: test: connection refused", store.ErrUnavailable)
 	fs.getErr.Store(&down)
-	r = e.do(call{method: "GET", path: "/v1/users/" + u + "/export", key: e.app()})
+	r = e.do(call{method: "GET", path: "/v1/users/" + u + "/export", key: e.app(), header: verified})
 	p503 := wantProblem(t, r, 503, "unavailable")
 	fs.getErr.Store(nil)
 	if p500.RequestID != "trace-500-abcdef" || p503.RequestID == "" || p503.RequestID != r.Header.Get("X-Request-ID") {

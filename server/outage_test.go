@@ -90,6 +90,9 @@ func TestRedisHangs(t *testing.T) {
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
+		if strings.HasSuffix(path, "/export") {
+			req.Header.Set(server.HeaderIdentityVerification, "sms_otp")
+		}
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}

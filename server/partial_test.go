@@ -188,14 +188,25 @@ func (p *partialKeyspace) damageLogs(after []store.Position, taken map[string]st
 		}
 		msgs, err := p.c.XRange(p.ctx, p.tag(sh)+"log", start, "+").Result()
 		p.must(err)
+		// The entries' records as the store reads them (its encoding of
+		// an entry is its own business), by stream ID.
+		recs := map[string]consent.Record{}
+		if after != nil {
+			evs, err := p.w.ReadChangelog(p.ctx, sh, after[sh], len(msgs)+1, 0)
+			p.must(err)
+			for _, ev := range evs {
+				if ev.Record != nil && !ev.Shredded {
+					recs[string(ev.Pos)] = *ev.Record
+				}
+			}
+		}
 		var del []string
 		for _, m := range msgs[len(msgs)/4:] {
 			if after == nil {
 				del = append(del, m.ID)
 			} else {
-				var rec consent.Record
-				d, _ := m.Values["r"].(string)
-				if json.Unmarshal([]byte(d), &rec) != nil || taken[rec.UserID] != "" {
+				rec, ok := recs[m.ID]
+				if !ok || taken[rec.UserID] != "" {
 					continue
 				}
 				cur, err := p.w.Get(p.ctx, rec.UserID)

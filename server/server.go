@@ -27,6 +27,7 @@ type Server struct {
 	st       store.Store
 	keys     *keyCache
 	rights   store.RightsLog // nil when the store keeps none
+	counter  RequestCounter  // the store's, else this instance's own
 	limit    *limiter
 	authFail *addrLimiter
 	m        *metrics
@@ -66,6 +67,11 @@ func New(cfg Config) (*Server, error) {
 		log:      newErrLog(cfg.Logger),
 	}
 	s.rights, _ = cfg.Store.(store.RightsLog)
+	if rc, ok := cfg.Store.(RequestCounter); ok {
+		s.counter = rc
+	} else {
+		s.counter = newMemCounter()
+	}
 	m, err := newMetrics(cfg.Registry, cfg.Client)
 	if err != nil {
 		return nil, err
@@ -141,6 +147,8 @@ func (s *Server) routes() (*gin.Engine, error) {
 	u.GET("/should-ask", s.getShouldAsk)
 	u.PUT("/minor", s.putMinor)
 	u.PUT("/consent/guardian", s.putGuardian)
+	u.PUT("/restriction", s.putRestriction)
+	u.POST("/tags/:tag/correct", s.postCorrection)
 	app.POST("/events", s.postEvents)
 
 	adm := v1.Group("/admin", s.storeBound(), s.adminLog(), s.authenticate(RoleAdmin))
@@ -153,6 +161,9 @@ func (s *Server) routes() (*gin.Engine, error) {
 	adm.GET("/reports/rights", s.getRightsReport)
 
 	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
+	v1.POST("/audits/verification", s.authenticate(RoleAuditor), s.postVerification())
+	aud := v1.Group("/audit", s.storeBound(), s.auditorLog(), s.authenticate(RoleAuditor))
+	aud.GET("/users/:id/receipts", s.getAuditReceipts)
 	return e, nil
 }
 

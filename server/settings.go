@@ -288,5 +288,5 @@ func (s *Server) getSettingsHistory(c *gin.Context) {
 	if rcs == nil {
 		rcs = []consent.Receipt{}
 	}
-	c.JSON(http.StatusOK, SettingsHistoryResponse{Receipts: rcs, ChainValid: consent.VerifyChain(rcs) == nil})
+	c.JSON(http.StatusOK, SettingsHistoryResponse{Receipts: rcs, ChainValid: consent.VerifyLinks(rcs, s.cfg.ChainKey) == nil})
 }

@@ -373,7 +373,7 @@ func TestSettingsHistory(t *testing.T) {
 	if !slices.Equal(h.Receipts[2].Diff, []string{"policies push: v1 -> v2", "suspended: true -> false", `suspend_reason: "order 5" -> ""`}) {
 		t.Errorf("diff %q", h.Receipts[2].Diff)
 	}
-	if err := consent.VerifyChain(h.Receipts); err != nil {
+	if err := consent.VerifyLinks(h.Receipts, testChainKey); err != nil {
 		t.Error(err)
 	}
 }

@@ -118,7 +118,7 @@ func storeRoutes(e *env, u string) []call {
 		{method: "POST", path: U + "/tags", key: e.app(), body: map[string]any{"tag": "interest:ski", "source": "declared"}},
 		{method: "DELETE", path: U + "/tags/interest:golf", key: e.app()},
 		{method: "GET", path: U + "/receipts", key: e.app()},
-		{method: "GET", path: U + "/export", key: e.app()},
+		{method: "GET", path: U + "/export", key: e.app(), header: verified},
 		{method: "DELETE", path: U, key: e.app()},
 		{method: "POST", path: "/v1/events", key: e.app(), body: map[string]any{"events": []map[string]any{
 			{"user": u, "item": "i1", "time": "2026-01-02T03:04:05Z", "mode": "personalized", "clicked": true}}}},

@@ -16,8 +16,12 @@ import (
 	"github.com/recguard/recguard/tags"
 )
 
-// ExportSchema names the schema of GET /v1/users/{id}/export documents.
-const ExportSchema = "https://recguard.dev/schemas/export/v1"
+// ExportSchema names the schema of GET /v1/users/{id}/export documents: the
+// $id of docs/export.schema.json, and the $schema member of every export.
+// Version 2 added the erasure certificate, the receipts' digest, salt and
+// redacted members, the record's purge anchor and the restriction of
+// processing.
+const ExportSchema = "https://recguard.dev/schemas/export/v2"
 
 // userID returns the validated user ID from the path, or answers 422.
 func userID(c *gin.Context) (string, bool) {
@@ -132,12 +136,13 @@ func (s *Server) getConsent(c *gin.Context) {
 // apply makes the change through the client and answers with the state:
 // status once recorded (and, for a restrictive change under WaitForAll —
 // consent.Change.Restrictive: an opt-out, a refusal, a withdrawal, a tag
-// deletion, an erasure — applied by every live instance), 202 with a
-// problem when it is recorded but not confirmed.
+// deletion, a restriction, an erasure; and a tag correction, see
+// waitsForAll — applied by every live instance), 202 with a problem when
+// it is recorded but not confirmed.
 func (s *Server) apply(c *gin.Context, ch consent.Change, status int) {
 	ch.Reason = "api key " + keyOf(c).ID
 	a, err := s.client.Apply(c.Request.Context(), ch)
-	if err == nil && s.cfg.WaitForAll && ch.Restrictive() {
+	if err == nil && s.cfg.WaitForAll && waitsForAll(ch) {
 		ctx, cancel := s.waitCtx(c)
 		err = s.waitApplied(ctx, ch.UserID, a)
 		cancel()
@@ -428,10 +433,68 @@ func (s *Server) deleteTag(c *gin.Context) {
 
 // ReceiptsResponse is GET /v1/users/{id}/receipts.
 type ReceiptsResponse struct {
-	UserID   string            `json:"user_id"`
+	UserID string `json:"user_id"`
+	// Receipts are the user's receipts, oldest first, within the
+	// retention. Receipts kept from before an erasure are not among them:
+	// they are kept in storage only, for auditors (Art. 24).
 	Receipts []consent.Receipt `json:"receipts"`
-	// ChainValid says whether the receipts verify as a hash chain.
+	// ChainValid says whether every receipt kept about the user (those
+	// served and those kept in storage only) verifies as the record's hash
+	// chain under the deployment's chain key (consent.VerifyChain against
+	// the record's head).
 	ChainValid bool `json:"chain_valid"`
+	// Erased is true when the user's personal data was erased: no receipt
+	// is served, and Erasure is the erasure certificate.
+	Erased bool `json:"erased,omitempty"`
+	// Erasure is the erasure certificate of an erased user; nil otherwise.
+	Erasure *store.Erasure `json:"erasure,omitempty"`
+	// Withheld is the number of receipts kept from before an erasure of a
+	// user who came back since: stored only, not served.
+	Withheld int `json:"withheld,omitempty"`
+}
+
+// userReceipts reads what the user routes need about a user's receipts:
+// the record, every receipt kept, and the settings.
+func (s *Server) userReceipts(ctx context.Context, id string) (consent.Record, []consent.Receipt, consent.Settings, error) {
+	rec, err := s.st.Get(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return rec, nil, consent.Settings{}, err
+	}
+	rcs, err := s.st.Receipts(ctx, id)
+	if err != nil {
+		return rec, nil, consent.Settings{}, err
+	}
+	set, err := s.st.Settings(ctx)
+	if err != nil {
+		return rec, nil, consent.Settings{}, err
+	}
+	if rcs == nil {
+		rcs = []consent.Receipt{}
+	}
+	return rec, rcs, set, nil
+}
+
+// verifyChain checks rcs, a user's receipts as the store keeps them,
+// against the record's head under the chain key.
+func (s *Server) verifyChain(rec consent.Record, rcs []consent.Receipt, set *consent.Settings) error {
+	return consent.VerifyChain(rcs, consent.HeadOf(rec, set, s.cfg.Now()), s.cfg.ChainKey)
+}
+
+// served is what the user routes serve of a user's receipts: none for an
+// erased user, and for a user who came back after an erasure none of those
+// kept from before it (redacted: stored only, for auditors). It returns
+// how many it withheld.
+func served(rec consent.Record, rcs []consent.Receipt) ([]consent.Receipt, int) {
+	if rec.State.Erased {
+		return []consent.Receipt{}, 0
+	}
+	out := make([]consent.Receipt, 0, len(rcs))
+	for _, rc := range rcs {
+		if !rc.Redacted {
+			out = append(out, rc)
+		}
+	}
+	return out, len(rcs) - len(out)
 }
 
 func (s *Server) getReceipts(c *gin.Context) {
@@ -440,35 +503,49 @@ func (s *Server) getReceipts(c *gin.Context) {
 		return
 	}
 	setKind(c, "access")
-	rcs, err := s.st.Receipts(c.Request.Context(), id)
+	rec, rcs, set, err := s.userReceipts(c.Request.Context(), id)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if rcs == nil {
-		rcs = []consent.Receipt{}
+	out := ReceiptsResponse{UserID: id, ChainValid: s.verifyChain(rec, rcs, &set) == nil}
+	out.Receipts, out.Withheld = served(rec, rcs)
+	if rec.State.Erased {
+		out.Erased, out.Erasure = true, store.Certify(rec, rcs, set.RetentionOrDefault())
 	}
-	c.JSON(http.StatusOK, ReceiptsResponse{UserID: id, Receipts: rcs, ChainValid: consent.VerifyChain(rcs) == nil})
+	s.countCopy(c, id, "access")
+	c.JSON(http.StatusOK, out)
 }
 
-// ExportResponse is the portable export of everything held about a user.
+// ExportResponse is the portable export of everything held about a user:
+// the document docs/export.schema.json describes (its $id is ExportSchema).
 type ExportResponse struct {
 	Schema     string    `json:"$schema"`
 	ExportedAt time.Time `json:"exported_at"`
 	store.Export
 }
 
+// getExport answers the user's copy of everything held (Art. 25). The
+// request must say how the app verified the applicant's identity
+// (X-Identity-Verification, 400 without). An erased user's export is the
+// tombstone and the erasure certificate; a user who came back after an
+// erasure exports without the receipts kept from before it.
 func (s *Server) getExport(c *gin.Context) {
 	id, ok := userID(c)
 	if !ok {
 		return
 	}
 	setKind(c, "portability")
+	if !identityVerified(c) {
+		return
+	}
 	ex, err := store.ExportUser(c.Request.Context(), s.st, id)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	ex.Receipts, _ = served(ex.Record, ex.Receipts)
+	s.countCopy(c, id, "portability")
 	c.Header("Content-Disposition", `attachment; filename="recguard-export-`+id+`.json"`)
 	c.JSON(http.StatusOK, ExportResponse{Schema: ExportSchema, ExportedAt: s.cfg.Now().UTC(), Export: ex})
 }
@@ -480,6 +557,9 @@ func (s *Server) deleteUser(c *gin.Context) {
 	}
 	setKind(c, "erase")
 	s.apply(c, consent.Erase(id).By(consent.ActorUser, consent.SurfaceAPI), http.StatusOK)
+	if mc, ok := s.counter.(*memCounter); ok && c.Writer.Status() < 300 {
+		mc.forget(id) // the count of the user's copy requests goes too
+	}
 }
 
 // setKind names the rights request a route handles, for the Art. 44 log.
@@ -489,13 +569,15 @@ const ctxRights = "recguard.rights"
 
 // rightsLog records every rights request once it is answered: its kind,
 // when it came and was answered, and the outcome. Requests that are not
-// rights requests (decisions, can-push, pipeline tags) set no kind.
+// rights requests (decisions, can-push, pipeline tags) set no kind. A
+// request that says how the applicant's identity was verified (an
+// export) is also logged with it.
 func (s *Server) rightsLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		received := s.cfg.Now()
 		c.Next()
 		v, ok := c.Get(ctxRights)
-		if !ok || v == "" || s.rights == nil {
+		if !ok || v == "" {
 			return
 		}
 		status := c.Writer.Status()
@@ -507,6 +589,16 @@ func (s *Server) rightsLog() gin.HandlerFunc {
 			outcome = "rejected"
 		}
 		r := store.RightsRequest{Kind: v.(string), Received: received.UTC(), Handled: s.cfg.Now().UTC(), Outcome: outcome, Status: status}
+		// How the applicant's identity was verified: the rights log entry
+		// has no member for it yet, so it is logged here, with the request
+		// ID, kind and times that tie it to the entry.
+		if how := c.GetString(ctxVerified); how != "" {
+			s.cfg.Logger.Info("rights request", "kind", r.Kind, "identity_verification", how, "outcome", outcome,
+				"status", status, "received", r.Received, "request_id", requestIDOf(c), "key_id", keyIDOf(c))
+		}
+		if s.rights == nil {
+			return
+		}
 		if err := s.rights.LogRightsRequest(c.Request.Context(), r); err != nil {
 			c.Error(err)
 			s.m.rightsLogErrors.Inc()

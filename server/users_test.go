@@ -223,7 +223,7 @@ func TestUserRoutes(t *testing.T) {
 		}
 	}
 	n := len(rr.Receipts)
-	r = e.do(call{method: "GET", path: U + "/export", key: e.app()})
+	r = e.do(call{method: "GET", path: U + "/export", key: e.app(), header: verified})
 	want(t, r, 200)
 	if cd := r.Header.Get("Content-Disposition"); cd != `attachment; filename="recguard-export-`+u+`.json"` {
 		t.Errorf("Content-Disposition %q", cd)
@@ -234,7 +234,7 @@ func TestUserRoutes(t *testing.T) {
 		t.Fatalf("export: %s", clip(r.Body))
 	}
 	// A user never seen exports empty.
-	r = e.do(call{method: "GET", path: "/v1/users/nobody/export", key: e.app()})
+	r = e.do(call{method: "GET", path: "/v1/users/nobody/export", key: e.app(), header: verified})
 	want(t, r, 200)
 	if ex := decode[server.ExportResponse](t, r); ex.Record.Version != 0 || len(ex.Receipts) != 0 || ex.Record.UserID != "nobody" {
 		t.Fatalf("empty export: %s", r.Body)
@@ -258,12 +258,17 @@ func TestUserRoutes(t *testing.T) {
 	if p.Field != "user_id" {
 		t.Errorf("erased: field %q", p.Field)
 	}
-	if tv := e.tagsOf(u); len(tv.Tags) != 0 || len(tv.Suppressed) != 2 {
+	// The tombstone: no tags, no suppressions (the pipeline is refused
+	// anyway), and no receipt served (storage only, Art. 24): the erasure
+	// certificate instead.
+	if tv := e.tagsOf(u); len(tv.Tags) != 0 || len(tv.Suppressed) != 0 {
 		t.Fatalf("tags after erasure: %+v", tv)
 	}
 	r = e.do(call{method: "GET", path: U + "/receipts", key: e.app()})
-	if rr := decode[server.ReceiptsResponse](t, r); len(rr.Receipts) != n+1 || !rr.ChainValid {
-		t.Fatalf("receipts after erasure: %d (chain %v), want %d", len(rr.Receipts), rr.ChainValid, n+1)
+	want(t, r, 200)
+	if rr := decode[server.ReceiptsResponse](t, r); len(rr.Receipts) != 0 || !rr.ChainValid || !rr.Erased || rr.Erasure == nil ||
+		rr.Erasure.By != consent.ActorUser || rr.Erasure.ReceiptID != cr.Receipt.ID || rr.Withheld != 0 {
+		t.Fatalf("receipts after erasure: %s", r.Body)
 	}
 	cr = e.change(call{method: "PUT", path: U + "/consent/personalization", body: map[string]any{"enabled": true}}, 200, true)
 	if cr.State.Erased {
@@ -272,4 +277,16 @@ func TestUserRoutes(t *testing.T) {
 	if d := e.decision(u); !d.Personalized {
 		t.Fatalf("decision after coming back: %+v", d)
 	}
+	// Back, the user sees the receipts made since; those kept from before
+	// the erasure stay in storage only.
+	r = e.do(call{method: "GET", path: U + "/receipts", key: e.app()})
+	want(t, r, 200)
+	if rr := decode[server.ReceiptsResponse](t, r); len(rr.Receipts) != 1 || rr.Receipts[0].Seq != uint64(n+2) ||
+		rr.Withheld != n+1 || rr.Erased || rr.Erasure != nil || !rr.ChainValid {
+		t.Fatalf("receipts after coming back: %s", r.Body)
+	}
 }
+
+// verified is the header an app sends with an export: how it verified
+// the applicant's identity.
+var verified = map[string]string{server.HeaderIdentityVerification: "sms_otp"}

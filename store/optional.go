@@ -160,13 +160,19 @@ type RightsRequest struct {
 
 // OutcomeLog keeps outcome events (what was shown to whom, at which rank and
 // price) for Art. 46 audits, in one bounded stream per shard: the oldest
-// events are dropped once a shard holds its bound. Events are opaque JSON
-// objects to the store.
+// events are dropped once a shard holds its bound, and PurgeExpired drops
+// those older than the store's outcome retention. Events are opaque JSON
+// objects to the store, kept so that erasing their user makes them
+// unreadable (Art. 24).
 type OutcomeLog interface {
 	// AppendOutcomes appends events[i] to the stream of userIDs[i]'s shard.
+	// Events of users who are erased or restricted processing (Art. 23)
+	// are not stored: they are dropped without error.
 	AppendOutcomes(ctx context.Context, userIDs []string, events [][]byte) error
 	// ReadOutcomes calls fn with every event kept, shard by shard, oldest
 	// first within a shard; an error from fn stops the read and is returned.
+	// It skips the events of users erased since (their content is gone)
+	// and of users who restrict processing now (storage only).
 	ReadOutcomes(ctx context.Context, fn func(event []byte) error) error
 }
 

@@ -54,15 +54,26 @@ type Store interface {
 	Get(ctx context.Context, userID string) (consent.Record, error)
 
 	// Apply validates ch, applies it to the user's record and records the
-	// receipt and the changelog entry, all atomically. A zero ch.At is set
-	// from the store's clock. A change that leaves the record as it is (a
-	// no-op, such as refusing a channel already refused) writes nothing and
-	// returns the current record with a nil Receipt. OpErase removes the
-	// user's personal data; suppressions and receipts stay.
+	// receipt and the changelog entry, all atomically; receipts are sealed
+	// under the store's chain key (consent.Record.ApplyKeyed). A zero ch.At
+	// is set from the store's clock. A change that leaves the record as it
+	// is (a no-op, such as refusing a channel already refused) writes
+	// nothing and returns the current record with a nil Receipt.
+	//
+	// OpErase erases (Art. 24): in the same atomic step the record becomes a
+	// tombstone (consent.State{Erased: true}, no tags, no suppressions), and
+	// from then on nothing the store holds gives back any personal content of
+	// the user's earlier changes: their receipts read back redacted
+	// (consent.Receipt.Redact), their earlier changelog entries read back
+	// Shredded, their outcome events are no longer read. What stays (the
+	// tombstone, redacted receipts until their retention) carries no
+	// personal content.
 	Apply(ctx context.Context, ch consent.Change) (Applied, error)
 
 	// Receipts returns the user's receipts, oldest first: every receipt
 	// younger than the retention. A user never seen has none (no error).
+	// An erased user's receipts come back redacted: storage only, for an
+	// auditor to verify (consent.VerifyChain still holds).
 	Receipts(ctx context.Context, userID string) ([]consent.Receipt, error)
 
 	// ReadChangelog returns up to count events of log (a shard number, or
@@ -100,8 +111,13 @@ type Store interface {
 	// PurgeExpired deletes receipts older than the settings' retention as of
 	// now (compared in milliseconds) and returns how many it deleted. It
 	// deletes from the oldest end of each chain only: a receipt recorded
-	// with an old time behind a newer one stays until the newer one expires,
-	// so what remains always verifies.
+	// with an old time behind a newer one stays until the newer one expires.
+	// For a user's chain it records, in the same atomic step, the anchor of
+	// the last receipt deleted in the record (consent.Record.Purged, sealed
+	// under the chain key), so what remains verifies against the record's
+	// head and nothing else can pass for a purge. It also trims changelog
+	// entries older than the store's changelog retention and outcome events
+	// older than its outcome retention (each store's Options say how long).
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
 
 	// Close releases the store's resources. It does not close a client the
@@ -131,12 +147,20 @@ type Event struct {
 	// Record is the user's record after the change; nil in the settings log.
 	Record *consent.Record
 	// Prev is the user's record before the change (Version 0 for the
-	// user's first change); nil in the settings log. Indexes diff the two.
+	// user's first change); nil in the settings log, in a Shredded entry
+	// and in an erase entry (Record.State.Erased: readers drop everything
+	// they hold about the user). Indexes diff the two.
 	Prev *consent.Record
 	// Settings are the settings after the change; nil in a shard log.
 	Settings *consent.Settings
 	// Receipt is the change's receipt.
 	Receipt consent.Receipt
+	// Shredded is true for an entry whose content was erased with its user
+	// (the user was erased after the change): Record holds only UserID,
+	// Number, Version and LastHash, Prev is nil and Receipt is redacted.
+	// Readers drop what they hold about the user until the erase entry
+	// arrives (treat the user as unknown: fail closed).
+	Shredded bool
 }
 
 // UserNumber returns the dense number of the local-th user (1-based) of
@@ -155,31 +179,4 @@ func NumberShard(num uint32, n int) (shard, local int) {
 // modulo n. It is the same in every store and every process.
 func ShardOf(userID string, n int) int {
 	return int(xxhash.Sum64String(userID) % uint64(n))
-}
-
-// Export is everything a store holds about one user, for the Art. 23-25
-// access and portability rights.
-type Export struct {
-	Record   consent.Record    `json:"record"`
-	Receipts []consent.Receipt `json:"receipts"`
-}
-
-// ExportUser reads the user's record and receipts. A user never seen exports
-// as an empty record with no receipts (no error).
-func ExportUser(ctx context.Context, s Store, userID string) (Export, error) {
-	if err := consent.ValidUserID(userID); err != nil {
-		return Export{}, err
-	}
-	r, err := s.Get(ctx, userID)
-	if err != nil && !isNotFound(err) {
-		return Export{}, err
-	}
-	rs, err := s.Receipts(ctx, userID)
-	if err != nil {
-		return Export{}, err
-	}
-	if rs == nil {
-		rs = []consent.Receipt{}
-	}
-	return Export{Record: r, Receipts: rs}, nil
 }

@@ -116,7 +116,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return fmt.Errorf("audit: no store at %s: give --users FILE and --events FILE, or the store flags of an existing store", sf.data)
 			}
 		}
-		s, closeAll, err := sf.open(ctx, openOptions{cmd: "audit", log: slog.New(slog.NewTextHandler(stderr, nil))})
+		s, _, closeAll, err := sf.open(ctx, openOptions{cmd: "audit", log: slog.New(slog.NewTextHandler(stderr, nil))})
 		if err != nil {
 			return fmt.Errorf("audit: opening the store: %w", err)
 		}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,7 +26,7 @@ func TestServeRedis(t *testing.T) {
 	rsrv := redistest.StartServer(t) // skips when redis-server is missing
 	recguardBinary(t)
 	redisURL := "redis://" + rsrv.Addr + "/0"
-	sf := []string{"--redis", redisURL}
+	sf := []string{"--redis", redisURL, "--chain-key", testChainKeyHex}
 
 	// A new Redis keyspace is created explicitly: --init.
 	p := startServe(t, append([]string{"--addr", "127.0.0.1:0", "--init"}, sf...)...)
@@ -89,8 +92,8 @@ func TestServeRedis(t *testing.T) {
 		}
 	})
 
-	t.Run("erasure keeps receipts", func(t *testing.T) {
-		c := newClient(t, p.base)
+	t.Run("erasure: storage only", func(t *testing.T) {
+		c := newClient(t, p.base).with(map[string]string{"X-Identity-Verification": "in_person"})
 		c.expect("POST", "/v1/users/carol/tags", app, map[string]any{"tag": "interest:chess", "source": "declared"}, http.StatusCreated, nil)
 		c.expect("PUT", "/v1/users/carol/consent/channels/sms", app, map[string]any{"refused": true}, http.StatusOK, nil)
 		c.expect("PUT", "/v1/users/carol/consent/personalization", app, map[string]any{"enabled": false}, http.StatusOK, nil)
@@ -114,17 +117,27 @@ func TestServeRedis(t *testing.T) {
 		if !ex.Record.State.Erased || ex.Record.State.PersonalizationOff || len(ex.Record.State.RefusedChannels) != 0 {
 			t.Errorf("export state after erasure: %+v, want only erased", ex.Record.State)
 		}
-		if len(ex.Receipts) != 4 {
-			t.Fatalf("export has %d receipts, want 4 (tag, channel, opt-out, erase): %s", len(ex.Receipts), r.body)
+		// The receipts are kept in storage only (Art. 24): the export and
+		// the receipts route give the erasure certificate instead.
+		if len(ex.Receipts) != 0 || ex.Erasure == nil || ex.Record.Version != 4 {
+			t.Fatalf("export after erasure: %s", r.body)
 		}
-		if last := ex.Receipts[len(ex.Receipts)-1]; last.Op != "erase" || last.Seq != ex.Record.Version {
-			t.Errorf("last receipt %+v, want the erase at seq %d", last, ex.Record.Version)
-		}
-
 		var rc receiptsJSON
 		c.expect("GET", "/v1/users/carol/receipts", app, nil, http.StatusOK, &rc)
-		if !rc.ChainValid || len(rc.Receipts) != 4 {
-			t.Fatalf("receipts after erasure: chain_valid=%v, %d receipts", rc.ChainValid, len(rc.Receipts))
+		if !rc.ChainValid || len(rc.Receipts) != 0 || !rc.Erased || rc.Erasure == nil {
+			t.Fatalf("receipts after erasure: %+v", rc)
+		}
+		// An auditor reads and verifies them, redacted, under the chain key.
+		auditor, _ := createKey(t, "auditor", sf...)
+		var ar auditReceiptsJSON
+		c.expect("GET", "/v1/audit/users/carol/receipts", auditor, nil, http.StatusOK, &ar)
+		if !ar.ChainValid || !ar.Erased || len(ar.Receipts) != 4 || ar.Receipts[3].Op != "erase" || ar.Receipts[3].Seq != 4 {
+			t.Fatalf("the auditor's view: %+v", ar)
+		}
+		for _, rc := range ar.Receipts {
+			if !rc.Redacted || rc.Subject != "" {
+				t.Errorf("the auditor sees %+v", rc)
+			}
 		}
 
 		var d decisionJSON
@@ -323,13 +336,23 @@ func TestServeEmbedded(t *testing.T) {
 	sf := []string{"--data", data}
 	serveArgs := append([]string{"--addr", "127.0.0.1:0"}, sf...)
 
-	// First start: an admin key.
+	// First start: an admin key, and the receipt chain key made beside
+	// the store (32 bytes, the owner's only), logged without its bytes.
 	p := startServe(t, serveArgs...)
 	adminID, admin, ok := p.adminKey()
 	if !ok {
 		t.Fatalf("first start printed no admin key; stdout:\n%s", p.stdout.String())
 	}
 	p.waitReady()
+	keyFile := filepath.Join(data, "chain.key")
+	chainKey, err := os.ReadFile(keyFile)
+	if fi, serr := os.Stat(keyFile); err != nil || serr != nil || len(chainKey) != 32 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("chain key file: %d bytes, %v %v", len(chainKey), err, serr)
+	}
+	if logged := p.stderr.String(); !hasLine(logged, "made a new receipt chain key", keyFile) ||
+		strings.Contains(logged, hex.EncodeToString(chainKey)) || strings.Contains(logged, string(chainKey)) {
+		t.Errorf("first start logged:\n%s", logged)
+	}
 	c := newClient(t, p.base)
 	c.expect("GET", "/v1/admin/settings", admin, nil, http.StatusOK, nil)
 
@@ -394,6 +417,9 @@ func TestServeEmbedded(t *testing.T) {
 	c.expect("GET", "/v1/admin/settings", admin, nil, http.StatusOK, nil)
 	c.expect("PUT", "/v1/admin/suspension", admin, map[string]any{"suspended": false}, http.StatusOK, nil)
 	p.stop()
+	if again, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(again, chainKey) {
+		t.Errorf("the chain key file changed across restarts (%v)", err)
+	}
 	// Every request was logged as a JSON line with its route template
 	// (never the raw path, which holds the user ID), and the admin action
 	// with the admin key's ID; no secret is logged.
@@ -409,6 +435,21 @@ func TestServeEmbedded(t *testing.T) {
 	}
 	if !healthzDown(p.base) {
 		t.Fatalf("/healthz still answers after the process exited")
+	}
+
+	// The key is the one the server checks chains under: started with
+	// another key, the receipts sealed under the file's no longer verify.
+	other := hex.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	p = startServeEnv(t, []string{"RECGUARD_CHAIN_KEY=" + other}, serveArgs...)
+	p.waitReady()
+	c = newClient(t, p.base)
+	c.expect("GET", "/v1/users/alice/receipts", app, nil, http.StatusOK, &rc)
+	if rc.ChainValid || len(rc.Receipts) != 1 {
+		t.Errorf("receipts under another chain key: %+v", rc)
+	}
+	p.stop()
+	if strings.Contains(p.stderr.String(), other) {
+		t.Error("the chain key given in RECGUARD_CHAIN_KEY is in the log")
 	}
 }
 

@@ -117,6 +117,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testChainKeyHex is the receipt chain key the Redis tests give serve
+// (a Redis store has no default key).
+const testChainKeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
 // proc is a running `recguard serve`.
 type proc struct {
 	t      *testing.T
@@ -311,9 +315,17 @@ func createKey(t *testing.T, role string, storeFlags ...string) (key, id string)
 
 // client talks to a running server.
 type client struct {
-	t    *testing.T
-	base string
-	hc   *http.Client
+	t      *testing.T
+	base   string
+	hc     *http.Client
+	header map[string]string // sent with every request
+}
+
+// with returns a client that also sends the headers h.
+func (c *client) with(h map[string]string) *client {
+	cc := *c
+	cc.header = h
+	return &cc
 }
 
 func newClient(t *testing.T, base string) *client {
@@ -346,6 +358,9 @@ func (c *client) do(method, path, key string, body any) response {
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -445,12 +460,29 @@ type exportJSON struct {
 			Suppressed []json.RawMessage `json:"suppressed"`
 		} `json:"tags"`
 	} `json:"record"`
-	Receipts []receiptJSON `json:"receipts"`
+	Receipts []receiptJSON    `json:"receipts"`
+	Erasure  *json.RawMessage `json:"erasure"`
 }
 
 type receiptsJSON struct {
-	Receipts   []receiptJSON `json:"receipts"`
-	ChainValid bool          `json:"chain_valid"`
+	Receipts   []receiptJSON    `json:"receipts"`
+	ChainValid bool             `json:"chain_valid"`
+	Erased     bool             `json:"erased"`
+	Erasure    *json.RawMessage `json:"erasure"`
+}
+
+// auditReceiptsJSON is GET /v1/audit/users/{id}/receipts.
+type auditReceiptsJSON struct {
+	Version     uint64 `json:"version"`
+	Erased      bool   `json:"erased"`
+	ChainValid  bool   `json:"chain_valid"`
+	ChainReason string `json:"chain_reason"`
+	Receipts    []struct {
+		Op       string `json:"op"`
+		Seq      uint64 `json:"seq"`
+		Redacted bool   `json:"redacted"`
+		Subject  string `json:"subject"`
+	} `json:"receipts"`
 }
 
 type audienceJSON struct {

@@ -23,7 +23,7 @@ func TestServeInit(t *testing.T) {
 	rsrv := redistest.StartServer(t)
 	recguardBinary(t)
 	redisURL := "redis://" + rsrv.Addr + "/0"
-	sf := []string{"--redis", redisURL, "--prefix", "inittest"}
+	sf := []string{"--redis", redisURL, "--prefix", "inittest", "--chain-key", testChainKeyHex}
 
 	refused := func(what string, env []string, args ...string) string {
 		t.Helper()
@@ -37,7 +37,12 @@ func TestServeInit(t *testing.T) {
 		return errOut
 	}
 	serveArgs := append([]string{"serve", "--addr", "127.0.0.1:0"}, sf...)
-	msg := refused("serve without --init", nil, serveArgs...)
+	// No chain key: a Redis store needs the one every instance shares.
+	msg := refused("serve without a chain key", nil, "serve", "--addr", "127.0.0.1:0", "--init", "--redis", redisURL, "--prefix", "inittest")
+	if !strings.Contains(msg, "--chain-key-file") || !strings.Contains(msg, "RECGUARD_CHAIN_KEY") {
+		t.Errorf("serve on Redis without a chain key says %q; want it to name --chain-key-file and RECGUARD_CHAIN_KEY", msg)
+	}
+	msg = refused("serve without --init", nil, serveArgs...)
 	if !strings.Contains(msg, "--init") || !strings.Contains(msg, "restore") {
 		t.Errorf("serve on an empty keyspace says %q; want it to name --init and restoring", msg)
 	}
@@ -59,7 +64,7 @@ func TestServeInit(t *testing.T) {
 
 	// --init from the environment, the store flags too.
 	env := []string{"RECGUARD_INIT=true", "RECGUARD_REDIS=" + redisURL, "RECGUARD_PREFIX=inittest", "RECGUARD_ADDR=127.0.0.1:0",
-		"RECGUARD_DECISION_BUDGET=300ms", "RECGUARD_WAIT_FOR_ALL=true"}
+		"RECGUARD_DECISION_BUDGET=300ms", "RECGUARD_WAIT_FOR_ALL=true", "RECGUARD_CHAIN_KEY=" + testChainKeyHex}
 	p := startServeEnv(t, env)
 	if _, _, ok := p.adminKey(); !ok {
 		t.Fatalf("serve with RECGUARD_INIT=true printed no admin key:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
@@ -144,7 +149,7 @@ func TestApplyEnv(t *testing.T) {
 func TestServeStoreFlags(t *testing.T) {
 	rsrv := redistest.StartServer(t, "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru")
 	recguardBinary(t)
-	sf := []string{"--redis", "redis://" + rsrv.Addr + "/0", "--addr", "127.0.0.1:0", "--init"}
+	sf := []string{"--redis", "redis://" + rsrv.Addr + "/0", "--addr", "127.0.0.1:0", "--init", "--chain-key", testChainKeyHex}
 	_, errOut, err := runCLI(t, append([]string{"serve"}, sf...)...)
 	if err == nil || !strings.Contains(errOut, "--allow-evicting") {
 		t.Fatalf("serve on an evicting Redis: %v, stderr %q; want a refusal naming --allow-evicting", err, errOut)

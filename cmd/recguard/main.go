@@ -7,7 +7,10 @@
 //	recguard audit --spec spec.yaml --events events.jsonl [...]
 //
 // With no store flag it uses the embedded store in --data, which survives
-// restarts. On first start, serve prints an admin key once. A Redis
+// restarts. On first start, serve prints an admin key once. Receipts are
+// sealed with the deployment's chain key (--chain-key-file, by default
+// DIR/chain.key for the embedded store, made with the store; see
+// chainkey.go). A Redis
 // keyspace is created only by serve --init: without it serve refuses an
 // empty keyspace, so a Redis that lost its data is never silently
 // re-initialised.
@@ -36,6 +39,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/server"
 	"github.com/recguard/recguard/store"
@@ -44,6 +48,7 @@ import (
 )
 
 func main() {
+	verifyMain(os.Args[1:]) // recguard verify exits 0, 1 (findings) or 2 (errors)
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "recguard:", err)
 		os.Exit(1)
@@ -74,6 +79,14 @@ store flags:
                            without it a failover may lose acknowledged writes
   --durability-timeout D   how long to wait for them (default 500ms; under
                            --redis-timeout); past it the answer is 202 not-replicated
+  --chain-key-file FILE    the receipt chain key: the file's bytes, readable by its
+                           owner only (refused otherwise), at least 16 bytes. Default
+                           for the embedded store: DIR/chain.key, made (32 random
+                           bytes, mode 0600) with a new store. A Redis store needs
+                           this or --chain-key for serve: every instance shares it
+  --chain-key HEX          the key in hex instead (prefer RECGUARD_CHAIN_KEY to a
+                           flag others can see in ps)
+  --unkeyed-chain          no key: only for a store made before chain keys
 
 serve flags:
   --init                   create the recguard keyspace in an empty Redis (ignored
@@ -102,6 +115,11 @@ serve flags:
                            (default none)
   --log-requests           log every request: method, route (never the raw path),
                            status, duration, request ID, key ID (default off)
+  --changelog-retention D  how long changelog entries are kept (default 168h: 7 days)
+  --outcome-retention D    how long outcome events are kept (default 4320h: 180 days)
+  --excessive-copies N     copy requests (exports, receipt lists) per user in 30 days
+                           before further ones are flagged as clearly excessive
+                           (still served; default 10; negative: no count)
   --log-format text|json   log lines on stderr as text (default) or JSON; errors
                            behind 5xx answers carry the request ID answered in
                            X-Request-ID, admin actions (settings, suspension, keys)
@@ -145,6 +163,10 @@ type storeFlags struct {
 	timeout, dialTimeout            time.Duration
 	replicas                        int
 	durTimeout                      time.Duration
+	// The receipt chain key (chainkey.go): --chain-key, --chain-key-file,
+	// --unkeyed-chain.
+	chainKeyHex, chainKeyFile string
+	unkeyed                   bool
 }
 
 func (sf *storeFlags) register(fs *flag.FlagSet) {
@@ -160,6 +182,7 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&sf.allowEvicting, "allow-evicting", false, "open a Redis whose maxmemory-policy may evict keys")
 	fs.IntVar(&sf.replicas, "durability-replicas", 0, "acknowledge writes only once this many replicas have them (Redis WAIT)")
 	fs.DurationVar(&sf.durTimeout, "durability-timeout", 0, "how long a write waits for its replicas (default 500ms)")
+	sf.registerChainKey(fs)
 }
 
 // openOptions are what only some commands may do when opening a store.
@@ -168,6 +191,10 @@ type openOptions struct {
 	init           bool   // create an empty Redis keyspace (serve --init)
 	acceptDataLoss bool   // serve --accept-data-loss
 	log            *slog.Logger
+	// changelogRetention and outcomeRetention are the stores' retentions
+	// (serve --changelog-retention, --outcome-retention); zero: the
+	// store's defaults.
+	changelogRetention, outcomeRetention time.Duration
 }
 
 // redisClientOptions maps the Redis flags (and the URL's fields) to the
@@ -223,35 +250,41 @@ func (sf *storeFlags) redisClientOptions() (rs.ClientOptions, error) {
 	return o, nil
 }
 
-// open opens the chosen store; closeAll releases it (and its client).
-func (sf *storeFlags) open(ctx context.Context, oo openOptions) (st store.Store, closeAll func(), err error) {
+// open opens the chosen store with its receipt chain key (see chainKey),
+// which it also returns; closeAll releases the store (and its client).
+func (sf *storeFlags) open(ctx context.Context, oo openOptions) (st store.Store, key consent.ChainKey, closeAll func(), err error) {
 	if oo.log == nil {
 		oo.log = slog.Default()
 	}
 	if sf.redisURL != "" && sf.cluster != "" {
-		return nil, nil, errors.New("give --redis or --redis-cluster, not both")
+		return nil, nil, nil, errors.New("give --redis or --redis-cluster, not both")
+	}
+	if key, err = sf.chainKey(oo.cmd, oo.log); err != nil {
+		return nil, nil, nil, err
 	}
 	if sf.redisURL == "" && sf.cluster == "" {
-		ms, err := memory.Open(ctx, memory.Options{Dir: sf.data})
+		ms, err := memory.Open(ctx, memory.Options{Dir: sf.data, ChainKey: key,
+			ChangelogRetention: oo.changelogRetention, OutcomeRetention: oo.outcomeRetention})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return ms, func() { ms.Close() }, nil
+		return ms, key, func() { ms.Close() }, nil
 	}
 	co, err := sf.redisClientOptions()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c := rs.NewClient(co)
 	s, err := rs.New(ctx, c, rs.Options{
 		Prefix: sf.prefix, Init: oo.init, AcceptDataLoss: oo.acceptDataLoss, AllowEvicting: sf.allowEvicting,
 		Durability: rs.Durability{Replicas: sf.replicas, Timeout: sf.durTimeout}, Logger: oo.log,
+		ChainKey: key, ChangelogRetention: oo.changelogRetention, OutcomeRetention: oo.outcomeRetention,
 	})
 	if err != nil {
 		c.Close()
-		return nil, nil, explainOpen(err, oo.cmd, sf.prefix)
+		return nil, nil, nil, explainOpen(err, oo.cmd, sf.prefix)
 	}
-	return s, func() { s.Close(); c.Close() }, nil
+	return s, key, func() { s.Close(); c.Close() }, nil
 }
 
 // explainOpen turns the store's refusals to open into what to do.
@@ -375,7 +408,7 @@ func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writ
 		return err
 	}
 	// Never Init: a keyspace is created by serve --init only.
-	st, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: log})
+	st, _, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: log})
 	if err != nil {
 		return err
 	}
@@ -442,6 +475,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	proxies := fs.String("trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	logRequests := fs.Bool("log-requests", false, "log every request (method, route, status, duration, request ID, key ID) at info")
 	logFormat := fs.String("log-format", "text", "log lines (on stderr) as text or json")
+	logRetention := fs.Duration("changelog-retention", 0, "how long changelog entries are kept (default 168h)")
+	outRetention := fs.Duration("outcome-retention", 0, "how long outcome events are kept (default 4320h)")
+	excessive := fs.Int("excessive-copies", server.DefaultExcessiveCopies, "copy requests (exports, receipt lists) per user in 30 days before further ones are flagged as excessive (negative: no count)")
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -462,6 +498,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("serve: --propagation-timeout must not exceed --store-timeout (the wait for every instance after a restrictive change is bounded by the store timeout too)")
 	case *authFail == 0:
 		return errors.New("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
+	case *logRetention < 0 || *outRetention < 0:
+		return errors.New("serve: --changelog-retention and --outcome-retention must not be negative (0: the store's default)")
+	case *excessive == 0:
+		return errors.New("serve: --excessive-copies 0 would flag every copy request; give a number, or a negative one for no count")
 	}
 	var trusted []string
 	for _, p := range strings.Split(*proxies, ",") {
@@ -480,7 +520,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scfg := server.Config{
 		Logger: log, LogRequests: *logRequests,
 		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
-		AuthFailRate: *authFail, TrustedProxies: trusted,
+		AuthFailRate: *authFail, TrustedProxies: trusted, ExcessiveCopies: *excessive,
 	}
 	if err := scfg.Validate(); err != nil {
 		return fmt.Errorf("serve: %s%w", flagOf(err), err)
@@ -490,9 +530,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	st, closeAll, err := sf.open(ctx, openOptions{cmd: "serve", init: *initStore, acceptDataLoss: *acceptLoss, log: log})
+	st, chainKey, closeAll, err := sf.open(ctx, openOptions{cmd: "serve", init: *initStore, acceptDataLoss: *acceptLoss, log: log,
+		changelogRetention: *logRetention, outcomeRetention: *outRetention})
 	if err != nil {
-		return err
+		return fmt.Errorf("serve: %w", err)
 	}
 	defer closeAll()
 	ks, err := keyStore(st)
@@ -516,7 +557,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
-	scfg.Client, scfg.Store = client, st
+	scfg.Client, scfg.Store, scfg.ChainKey = client, st, chainKey
 	srv, err := server.New(scfg)
 	if err != nil {
 		return err
@@ -527,7 +568,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go purgeLoop(ctx, st, log)
-	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget, "store_timeout", *storeTimeout)
+	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget, "store_timeout", *storeTimeout,
+		"chain_keyed", len(chainKey) > 0)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -551,7 +593,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // purgeLoop deletes receipts past their retention (Art. 12: kept at least
-// three years, and no longer) once at start and then every hour.
+// three years, and no longer), changelog entries past the changelog
+// retention and outcome events past the outcome retention, once at start
+// and then every hour.
 func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -580,6 +624,7 @@ func flagOf(err error) string {
 	if f, ok := map[string]string{
 		"DecisionBudget": "--decision-budget", "StoreTimeout": "--store-timeout", "KeyCacheTTL": "--key-cache-ttl",
 		"KeyGrace": "--key-grace", "AuthFailRate": "--auth-fail-rate", "TrustedProxies": "--trusted-proxies",
+		"ExcessiveCopies": "--excessive-copies",
 	}[ce.Field]; ok {
 		return f + ": "
 	}

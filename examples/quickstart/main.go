@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
@@ -109,6 +110,14 @@ func run(ctx context.Context, dir string) error {
 	for _, r := range rcs {
 		fmt.Printf("  #%d %-20s %-13s by %-6s via %-12s %s -> %s\n", r.Seq, r.Op, r.Subject, r.Actor, r.Surface, r.Old, r.New)
 	}
-	fmt.Printf("receipt chain verifies: %v\n", consent.VerifyChain(rcs) == nil)
+	head, err := s.Get(ctx, user)
+	if err != nil {
+		return err
+	}
+	now, err := s.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("receipt chain verifies: %v\n", consent.VerifyChain(rcs, consent.HeadOf(head, &now, time.Now()), nil) == nil)
 	return nil
 }

@@ -31,11 +31,11 @@ const (
 	opMeta        = "meta"         // first line: Format, Shards, After, Snapshot
 	opApply       = "apply"        // a change: Log, Pos, Record, Receipt
 	opSetSettings = "set_settings" // a settings change: Pos, Settings, Receipt
-	opPurge       = "purge"        // expired receipts: Log; Drop (shard) or Count (settings)
+	opPurge       = "purge"        // PurgeExpired: Log; Drop and Anchors (shard) or Count (settings); Pos (newest expired entry)
 	opSettings    = "settings"     // snapshot: Settings, Receipts, Seq, Head
 	opUser        = "user"         // snapshot: Record, Receipts
 	opTrim        = "trim"         // snapshot: Log, Pos (the newest trimmed position)
-	opEvent       = "event"        // snapshot: Log, Pos, Record or Settings, Receipt
+	opEvent       = "event"        // snapshot: Log, Pos, Record or Settings, Prev, Receipt, Shredded
 )
 
 // line is the JSON payload of one line of the file.
@@ -62,9 +62,13 @@ type line struct {
 	Receipt  *consent.Receipt  `json:"receipt,omitempty"`
 	Receipts []consent.Receipt `json:"receipts,omitempty"`
 	Drop     map[string]int    `json:"drop,omitempty"`
-	Count    int               `json:"count,omitempty"`
-	Seq      uint64            `json:"seq,omitempty"`
-	Head     string            `json:"head,omitempty"`
+	// Anchors are the purge anchors of the users in Drop (see
+	// consent.Record.Purged).
+	Anchors  map[string]consent.Anchor `json:"anchors,omitempty"`
+	Shredded bool                      `json:"shredded,omitempty"`
+	Count    int                       `json:"count,omitempty"`
+	Seq      uint64                    `json:"seq,omitempty"`
+	Head     string                    `json:"head,omitempty"`
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)

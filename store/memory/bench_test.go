@@ -39,3 +39,27 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkErase measures an erasure in a shard whose changelog is full
+// (DefaultChangelogMaxLen entries): the entries are copied to shred the
+// user's (copy-on-write), in memory, without a file.
+func BenchmarkErase(b *testing.B) {
+	s := mustOpen(b, memory.Options{Shards: 1})
+	for i := range memory.DefaultChangelogMaxLen {
+		u := "filler-" + strconv.Itoa(i%1000)
+		if _, err := s.Apply(b.Context(), consent.SetPersonalization(u, i%2000 >= 1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		u := "erased-" + strconv.Itoa(i)
+		if _, err := s.Apply(b.Context(), consent.DeclareTag(u, "interest:ski")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Apply(b.Context(), consent.Erase(u)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

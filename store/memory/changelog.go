@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -10,23 +11,30 @@ import (
 )
 
 // logEntry is one changelog entry as kept in memory. It is never modified
-// once appended: rec and set point to values that are immutable too.
+// once appended: rec, prev, set and rc point to values that are immutable
+// too. An erasure replaces the entries of its user (see shredEntries).
 type logEntry struct {
 	ms, seq uint64
 	pos     store.Position
 	rec     *consent.Record
-	prev    *consent.Record // the user's record before the change
-	set     *consent.Settings
-	rc      consent.Receipt
+	// prev is the user's record before the change; nil for the user's
+	// first change, an erasure and a shredded entry.
+	prev *consent.Record
+	set  *consent.Settings
+	rc   *consent.Receipt
+	// shredded marks the entry of a user erased since: rec holds only the
+	// user's ID, number, version and chain head, rc is redacted.
+	shredded bool
 }
 
 // changelog is one log (a shard's or the settings'). Its owner's locks guard
 // it: the writer lock and the state lock for appends, the state lock for
 // reads.
 //
-// entries is only ever appended to or resliced from the front, never written
-// in place, so a copy of the slice header taken under the locks (by
-// compaction) stays valid after they are released.
+// entries is only ever appended to, resliced from the front or replaced by
+// a new slice (an erasure's shredding, an expiry), never written in place,
+// so a copy of the slice header taken under the locks (by compaction) stays
+// valid after they are released.
 type changelog struct {
 	id      int
 	max     int
@@ -113,21 +121,93 @@ func (l *changelog) after(ms, seq uint64, count int) []store.Event {
 
 // event returns e as an Event that shares no mutable memory with it.
 func (l *changelog) event(e *logEntry) store.Event {
-	ev := store.Event{Log: l.id, Pos: e.pos, Receipt: e.rc}
+	ev := store.Event{Log: l.id, Pos: e.pos, Receipt: cloneReceipt(*e.rc), Shredded: e.shredded}
 	if e.rec != nil {
 		r := cloneRecord(*e.rec)
 		ev.Record = &r
-		p := consent.Record{UserID: r.UserID, Number: r.Number}
-		if e.prev != nil {
-			p = cloneRecord(*e.prev)
+		// A shredded entry and an erasure have no previous record: the
+		// reader drops what it holds about the user.
+		if !e.shredded && !r.State.Erased {
+			p := consent.Record{UserID: r.UserID, Number: r.Number}
+			if e.prev != nil {
+				p = cloneRecord(*e.prev)
+			}
+			ev.Prev = &p
 		}
-		ev.Prev = &p
 	}
 	if e.set != nil {
 		s := e.set.Clone()
 		ev.Settings = &s
 	}
 	return ev
+}
+
+// shredEntries returns es with every entry of userID replaced by its
+// shredded form (see logEntry.shredded), in a new slice; es itself when it
+// holds no entry of the user to shred. es is not modified.
+func shredEntries(es []logEntry, userID string) []logEntry {
+	first := -1
+	for i := range es {
+		if e := &es[i]; e.rec != nil && !e.shredded && e.rec.UserID == userID {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return es
+	}
+	// Room for the appends that follow (the erasure's own first), as
+	// append would leave: the copy is the cost of an erasure.
+	out := make([]logEntry, len(es), len(es)+len(es)/4+16)
+	copy(out, es)
+	for i := first; i < len(out); i++ {
+		if e := &out[i]; e.rec != nil && !e.shredded && e.rec.UserID == userID {
+			*e = shredEntry(e)
+		}
+	}
+	return out
+}
+
+// shredEntry returns e's shredded form.
+func shredEntry(e *logEntry) logEntry {
+	rc := e.rc.Redact()
+	rec := &consent.Record{UserID: e.rec.UserID, Number: e.rec.Number, Version: e.rec.Version, LastHash: rc.Hash}
+	return logEntry{ms: e.ms, seq: e.seq, pos: e.pos, rec: rec, rc: &rc, shredded: true}
+}
+
+// expiredPrefix returns how many entries at the start of the log are
+// older than cutoffMs (Unix milliseconds of their positions).
+func (l *changelog) expiredPrefix(cutoffMs int64) int {
+	if cutoffMs <= 0 {
+		return 0
+	}
+	c := uint64(cutoffMs)
+	return sort.Search(len(l.entries), func(i int) bool { return l.entries[i].ms >= c })
+}
+
+// expire removes the oldest k entries, raising the trim horizon to the
+// last of them. The rest is copied, so the removed entries' memory is
+// released.
+func (l *changelog) expire(k int) {
+	if k <= 0 {
+		return
+	}
+	t := &l.entries[k-1]
+	l.trimMs, l.trimSeq, l.trimmed = t.ms, t.seq, t.pos
+	l.entries = cloneSlice(l.entries[k:])
+}
+
+// expireTo removes the entries up to and including position (ms, seq),
+// replayed from the file: that position was the newest expired entry. It
+// must not be after the newest position of the log.
+func (l *changelog) expireTo(ms, seq uint64) error {
+	if cmpPos(ms, seq, l.lastMs, l.lastSeq) > 0 {
+		return fmt.Errorf("log %d expired up to %s, after its newest entry %s", l.id, makePos(ms, seq).String(), l.last.String())
+	}
+	k := sort.Search(len(l.entries), func(i int) bool { return cmpPos(l.entries[i].ms, l.entries[i].seq, ms, seq) > 0 })
+	l.entries = cloneSlice(l.entries[k:])
+	l.setTrimmed(ms, seq, makePos(ms, seq))
+	return nil
 }
 
 func makePos(ms, seq uint64) store.Position {
@@ -159,6 +239,12 @@ func cloneRecord(r consent.Record) consent.Record {
 	}
 	r.Tags.Entries = cloneSlice(r.Tags.Entries)
 	r.Tags.Suppressed = cloneSlice(r.Tags.Suppressed)
+	return r
+}
+
+// cloneReceipt returns a copy of r that shares no slice with it.
+func cloneReceipt(r consent.Receipt) consent.Receipt {
+	r.Diff = cloneSlice(r.Diff)
 	return r
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
@@ -52,7 +53,11 @@ func (snap *snapshot) lines() int {
 // Compact rewrites the data file as a snapshot of the live data (the
 // settings and their receipts, every user's record and receipts, the kept
 // changelog entries and each log's trim horizon), through a temporary file
-// that is synced and renamed over the old one. Writes wait only while the
+// that is synced and renamed over the old one. The snapshot holds the state
+// as it is: an erased user's receipts redacted and changelog entries
+// shredded, purged receipts and expired entries gone, so once Compact
+// returns the file holds nothing of them but what was written after the
+// state was captured. Writes wait only while the
 // state is captured and while the lines written meanwhile are copied over;
 // reads never wait. Without a data directory it does nothing. An I/O error
 // wraps store.ErrUnavailable and leaves the old file in use, except when the
@@ -194,8 +199,7 @@ func writeSnapshot(ctx context.Context, path string, snap *snapshot) (_ *os.File
 		}
 		for i := range lg.entries {
 			e := &lg.entries[i]
-			rc := e.rc
-			if err := put(&line{Op: opEvent, Log: lg.id, Pos: e.pos, Record: e.rec, Prev: e.prev, Settings: e.set, Receipt: &rc}); err != nil {
+			if err := put(&line{Op: opEvent, Log: lg.id, Pos: e.pos, Record: e.rec, Prev: e.prev, Settings: e.set, Receipt: e.rc, Shredded: e.shredded}); err != nil {
 				return nil, 0, err
 			}
 		}
@@ -251,4 +255,66 @@ func (a *aof) replace(f *os.File, tmp string, size int64, snap *snapshot) error 
 		return a.err
 	}
 	return nil
+}
+
+// compactSoon asks the background compactor for a compaction after
+// Options.CompactDelay (see compactor). It never blocks, and does nothing
+// without a data directory or with a negative CompactDelay.
+func (s *Store) compactSoon() {
+	if s.compactReq == nil {
+		return
+	}
+	select {
+	case s.compactReq <- struct{}{}:
+	default: // one is pending already: it covers this request too
+	}
+}
+
+// startCompactor starts the background compactor of a store with a data
+// directory. Close stops it (bgCancel) and waits for it (bgDone).
+func (s *Store) startCompactor() {
+	if s.opts.CompactDelay < 0 || s.aof == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.compactReq = make(chan struct{}, 1)
+	s.bgCancel = cancel
+	s.bgDone = make(chan struct{})
+	go s.compactor(ctx)
+}
+
+// compactor runs the compactions that compactSoon requests: it waits for a
+// request, then Options.CompactDelay (collecting further requests: they are
+// covered by the capture that follows), then compacts. A request made
+// during a compaction, whose change may have been captured too late, makes
+// another after the next delay, and so does a failed compaction. Close
+// cancels ctx: a wait ends at once and a compaction in progress stops at
+// its next check of ctx, so Close never waits for a whole compaction; the
+// compactor takes compactMu and the writer locks in the order Close does.
+func (s *Store) compactor(ctx context.Context) {
+	defer close(s.bgDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.compactReq:
+		}
+		t := time.NewTimer(s.opts.CompactDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		select {
+		case <-s.compactReq: // made before the capture: covered by it
+		default:
+		}
+		if err := s.Compact(ctx); err != nil {
+			if ctx.Err() != nil || s.closed.Load() {
+				return
+			}
+			s.compactSoon() // retry after the delay
+		}
+	}
 }

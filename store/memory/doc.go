@@ -24,13 +24,17 @@
 //
 // recguard.aof starts with a snapshot and continues with one line per
 // durable operation: an applied change (the new record, the receipt and the
-// changelog position), a settings change, or a purge of expired receipts
-// (which receipts went). A snapshot is a meta line (format, shard count,
-// how many snapshot lines follow, the number of the last operation they
-// include) followed by the settings with their receipts, every user's
-// record and receipts, each log's trim horizon and the kept changelog
-// entries. A new store's file is its first, nearly empty snapshot. Each line
-// is framed as
+// changelog position; an erasure's receipt is written redacted), a settings
+// change, or a purge (per shard: how many receipts of which users went, the
+// anchor each user's record keeps, and the newest changelog entry expired;
+// for the settings: how many receipts went and the newest entry expired).
+// A snapshot is a meta line (format, shard count, how many snapshot lines
+// follow, the number of the last operation they include) followed by the
+// settings with their receipts, every user's record (with its purge
+// anchor) and receipts, each log's trim horizon and the kept changelog
+// entries, all as they are in memory: an erased user's receipts redacted
+// and changelog entries shredded. A new store's file is its first, nearly
+// empty snapshot. Each line is framed as
 //
 //	<payload length in decimal> <CRC-32C of the payload, 8 hex digits> <JSON payload>\n
 //
@@ -78,15 +82,42 @@
 // Options.CompactMinBytes long (1 MiB by default) and holds more than twice
 // as many lines as a snapshot of the live data would.
 //
+// # Erasure and retention in the file
+//
+// An erasure (consent.OpErase) changes the state at once (see Store.Apply:
+// redacted receipts, shredded changelog entries, outcome events dropped),
+// and Open replays an erasure line the same way, but the lines written
+// before it still hold the user's content. So an erasure, and a
+// PurgeExpired that removed anything, schedules a compaction: a background
+// goroutine waits Options.CompactDelay (1 minute by default; the erasures
+// and purges of that wait share one compaction), then compacts. While the
+// store is open, the lines an erasure or a purge made obsolete leave the
+// file within about twice CompactDelay plus twice the time a compaction
+// takes (a compaction already running may have captured the state just
+// before the erasure; the next one follows it after the delay). A failed
+// compaction is retried after each further delay. A store closed before
+// the compaction ran schedules it again on the next Open, which finds the
+// erasure or purge lines after the file's snapshot. A negative
+// CompactDelay turns this off (Compact still does it, on demand). Close
+// stops the goroutine, abandoning a compaction in progress: it never waits
+// for one to finish.
+//
 // # Changelogs
 //
 // Positions are written like Redis stream IDs, "<unix ms>-<seq>", taken from
 // the wall clock (time.Now, never Options.Now) and strictly increasing per
 // log, also across restarts and when the clock steps back. Each log keeps
-// its newest Options.ChangelogMaxLen entries exactly; a read from a position
-// older than the newest trimmed entry (including the zero Position once
-// anything was trimmed) returns a *store.TrimmedError, which wraps
-// store.ErrTrimmed.
+// its newest Options.ChangelogMaxLen entries exactly, and PurgeExpired(now)
+// removes the entries whose position is older than
+// now - Options.ChangelogRetention (7 days by default), durably; a read
+// from a position older than the newest trimmed entry (including the zero
+// Position once anything was trimmed) returns a *store.TrimmedError, which
+// wraps store.ErrTrimmed.
+//
+// When a user is erased, the user's earlier entries read back shredded
+// (store.Event.Shredded: the record holds only the ID, number, version and
+// chain head, the receipt is redacted, Prev is nil) and the erasure's own
+// entry has the tombstone, its receipt redacted and no Prev.
 //
 // # Optional abilities
 //
@@ -96,6 +127,13 @@
 // in memory only: announcements are never written to the file, so a
 // restarted store knows no instances until they announce themselves again,
 // and their expiry follows the wall clock (time.Now, never Options.Now).
+//
+// It implements store.OutcomeLog in memory only: a bounded queue of
+// OutcomesPerShard events per shard, each stamped with its append time
+// (wall clock), dropped by PurgeExpired(now) once older than
+// now - Options.OutcomeRetention (180 days by default). Events of users who
+// are erased or restrict processing are not stored; an erasure drops the
+// user's events; ReadOutcomes skips those of users who restrict processing.
 //
 // It also implements store.KeyStore and store.RightsLog, kept apart from
 // recguard.aof. With a data directory, every PutKey rewrites keys.json (a

@@ -239,9 +239,11 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Errorf("settings after reopening: version %d, receipt seq %d prev %q; want %d, %d, %q",
 			set.Version, rc.Seq, rc.PrevHash, before.Settings.Version+1, prev.Seq+1, prev.Hash)
 	}
+	set = mustSettings(t, s)
 	for _, u := range workloadUsers[:6] {
 		rs, _ := s.Receipts(t.Context(), u)
-		if err := consent.VerifyChain(rs); err != nil {
+		rec, _ := s.Get(t.Context(), u)
+		if err := consent.VerifyChain(rs, consent.HeadOf(rec, &set, time.Now()), nil); err != nil {
 			t.Errorf("receipts of %s after reopening: %v", u, err)
 		}
 	}
@@ -304,6 +306,16 @@ func twoVersions(t *testing.T) (before, after []byte, stBefore, stAfter state) {
 	return before, after, stBefore, stAfter
 }
 
+// withoutHashes returns copies of rs without their chain heads.
+func withoutHashes(rs map[string]consent.Record) map[string]consent.Record {
+	out := make(map[string]consent.Record, len(rs))
+	for id, r := range rs {
+		r.LastHash, r.HeadMAC = "", ""
+		out[id] = r
+	}
+	return out
+}
+
 // openBytes opens a store on a directory whose file holds data.
 func openBytes(t *testing.T, data []byte) (*memory.Store, string, error) {
 	t.Helper()
@@ -353,7 +365,9 @@ func TestTornLastLineIsDiscarded(t *testing.T) {
 			s = openDir(t, dir, memory.Options{})
 			defer s.Close()
 			got := capture(t, s, workloadUsers...)
-			if !reflect.DeepEqual(got.Records, stAfter.Records) {
+			// The rewritten receipt has a salt of its own, so a hash of
+			// its own: the records are the same but for that.
+			if !reflect.DeepEqual(withoutHashes(got.Records), withoutHashes(stAfter.Records)) {
 				t.Errorf("records after rewriting the lost change differ")
 			}
 		})

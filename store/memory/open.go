@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
@@ -89,11 +90,19 @@ func open(ctx context.Context, opts Options, lock *os.File) (*Store, error) {
 	}
 	s.aof = newAOF(opts.Dir, path, opts.NoSync, f, rp.good, rp.n)
 	s.lock = lock
+	compacted := false
 	if opts.CompactMinBytes >= 0 && rp.good >= opts.CompactMinBytes && rp.lines > 2*s.liveLines() {
 		if err := s.Compact(ctx); err != nil {
 			s.aof.close()
 			return nil, err
 		}
+		compacted = true
+	}
+	s.startCompactor()
+	if s.replayedErasures && !compacted {
+		// The file still holds what an erasure or a purge removed
+		// (the store was closed before its compaction): compact soon.
+		s.compactSoon()
 	}
 	return s, nil
 }
@@ -120,6 +129,7 @@ func create(ctx context.Context, opts Options, lock *os.File) (*Store, error) {
 	}
 	s.aof = newAOF(opts.Dir, path, opts.NoSync, f, size, 0)
 	s.lock = lock
+	s.startCompactor()
 	return s, nil
 }
 
@@ -263,7 +273,18 @@ func (s *Store) replayLine(l *line) error {
 			if err := sh.placeID(n, len(s.shards), l.Record); err != nil {
 				return err
 			}
-			sh.users[id] = &user{rec: l.Record, receipts: l.Receipts}
+			rs := l.Receipts
+			if v := erasedUpTo(l.Record, rs); v > 0 && slices.ContainsFunc(rs, func(r consent.Receipt) bool { return r.Seq <= v && !r.Redacted }) {
+				// A snapshot writes an erased user's receipts redacted;
+				// one that does not is made to (defence in depth).
+				rs = slices.Clone(rs)
+				for i := range rs {
+					if rs[i].Seq <= v {
+						rs[i] = rs[i].Redact()
+					}
+				}
+			}
+			sh.users[id] = &user{rec: l.Record, receipts: rs}
 			return nil
 		}
 		if l.Log != n || l.Receipt == nil {
@@ -290,12 +311,24 @@ func (s *Store) replayLine(l *line) error {
 		if l.Record.Version != prev+1 || l.Receipt.Seq != l.Record.Version || l.Receipt.UserID != id {
 			return fmt.Errorf("record version %d, receipt seq %d for %q after version %d", l.Record.Version, l.Receipt.Seq, l.Receipt.UserID, prev)
 		}
-		nu := &user{rec: l.Record, receipts: []consent.Receipt{*l.Receipt}}
+		rc := l.Receipt
+		nu := &user{rec: l.Record}
 		if u != nil {
-			nu.receipts = append(u.receipts, *l.Receipt)
+			nu.receipts = u.receipts
 		}
+		if l.Record.State.Erased {
+			// An erasure, replayed as Apply made it: the earlier lines
+			// of the file hold the user's content until the next
+			// compaction; the state does not.
+			r := rc.Redact()
+			rc, prevRec = &r, nil
+			nu.receipts = redactAll(nu.receipts, len(nu.receipts)+1)
+			sh.log.entries = shredEntries(sh.log.entries, id)
+			s.replayedErasures = true
+		}
+		nu.receipts = append(nu.receipts, *rc)
 		sh.users[id] = nu
-		sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: l.Record, prev: prevRec, rc: *l.Receipt})
+		sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: l.Record, prev: prevRec, rc: rc})
 	case opSetSettings:
 		if l.Settings == nil || l.Receipt == nil {
 			return errors.New("no settings or no receipt")
@@ -311,7 +344,7 @@ func (s *Store) replayLine(l *line) error {
 		p.cur.Store(l.Settings)
 		p.receipts = append(p.receipts, *l.Receipt)
 		p.seq, p.head = l.Receipt.Seq, l.Receipt.Hash
-		p.log.append(logEntry{ms: ms, seq: seq, pos: pos, set: l.Settings, rc: *l.Receipt})
+		p.log.append(logEntry{ms: ms, seq: seq, pos: pos, set: l.Settings, rc: l.Receipt})
 	case opSettings:
 		if l.Settings == nil {
 			return errors.New("no settings")
@@ -320,24 +353,48 @@ func (s *Store) replayLine(l *line) error {
 		p.cur.Store(l.Settings)
 		p.receipts, p.seq, p.head = l.Receipts, l.Seq, l.Head
 	case opPurge:
+		lg, _, err := s.logOf(l.Log)
+		if err != nil {
+			return err
+		}
+		var trimMs, trimSeq uint64
+		if l.Pos != "" {
+			if trimMs, trimSeq, err = splitPos(l.Pos); err != nil {
+				return err
+			}
+		}
 		if l.Log == store.SettingsLog {
 			p := s.set
-			if l.Count < 0 || l.Count > len(p.receipts) {
+			if l.Count < 0 || l.Count > len(p.receipts) || len(l.Drop) > 0 {
 				return fmt.Errorf("purge of %d settings receipts out of %d", l.Count, len(p.receipts))
 			}
 			p.receipts = p.receipts[l.Count:]
-			return nil
+		} else {
+			sh := s.shards[l.Log]
+			anchors := make(map[string]consent.Anchor, len(l.Drop))
+			for id, k := range l.Drop {
+				u := sh.users[id]
+				if u == nil || k <= 0 || k > len(u.receipts) {
+					return fmt.Errorf("purge of %d receipts of user %q that has fewer", k, id)
+				}
+				a, ok := l.Anchors[id]
+				if !ok {
+					// A line written before purges left anchors.
+					a = consent.NewAnchor(u.receipts[k-1], s.opts.ChainKey)
+				}
+				anchors[id] = a
+			}
+			if len(l.Anchors) > len(l.Drop) {
+				return fmt.Errorf("%d anchors for %d users purged", len(l.Anchors), len(l.Drop))
+			}
+			sh.dropReceipts(l.Drop, anchors)
 		}
-		if l.Log < 0 || l.Log >= len(s.shards) {
-			return fmt.Errorf("log %d", l.Log)
-		}
-		sh := s.shards[l.Log]
-		for id, k := range l.Drop {
-			if u := sh.users[id]; u == nil || k < 0 || k > len(u.receipts) {
-				return fmt.Errorf("purge of %d receipts of user %q that has fewer", k, id)
+		if l.Pos != "" {
+			if err := lg.expireTo(trimMs, trimSeq); err != nil {
+				return err
 			}
 		}
-		sh.dropReceipts(l.Drop)
+		s.replayedErasures = true
 	case opTrim:
 		lg, _, err := s.logOf(l.Log)
 		if err != nil {
@@ -361,13 +418,31 @@ func (s *Store) replayLine(l *line) error {
 			return err
 		}
 		rec := l.Record
-		if rec != nil {
-			// Share the record with the user when it is the current one.
-			if u := s.shards[l.Log].users[rec.UserID]; u != nil && u.rec.Version == rec.Version {
-				rec = u.rec
+		e := logEntry{ms: ms, seq: seq, pos: pos, rec: rec, prev: l.Prev, set: l.Settings, rc: l.Receipt, shredded: l.Shredded && rec != nil}
+		if rec != nil && !e.shredded {
+			u := s.shards[l.Log].users[rec.UserID]
+			if u != nil && u.rec.Version == rec.Version && sameAnchor(u.rec.Purged, rec.Purged) {
+				// Share the record with the user when it is the
+				// current one.
+				e.rec = u.rec
+			}
+			if u != nil {
+				// A snapshot writes the entries of an erased user
+				// shredded; one that does not is made to (defence in
+				// depth).
+				switch v := erasedUpTo(u.rec, u.receipts); {
+				case rec.Version < v:
+					e = shredEntry(&e)
+				case rec.Version == v && !e.rc.Redacted:
+					r := e.rc.Redact()
+					e.rc = &r
+				}
 			}
 		}
-		lg.append(logEntry{ms: ms, seq: seq, pos: pos, rec: rec, prev: l.Prev, set: l.Settings, rc: *l.Receipt})
+		if e.shredded || (e.rec != nil && e.rec.State.Erased) {
+			e.prev = nil
+		}
+		lg.append(e)
 	default:
 		return fmt.Errorf("unknown operation %q", l.Op)
 	}
@@ -397,6 +472,26 @@ func splitPos(p store.Position) (ms, seq uint64, err error) {
 		return 0, 0, fmt.Errorf("zero position")
 	}
 	return ms, seq, nil
+}
+
+// erasedUpTo returns the version up to which the user's changes were
+// erased: the record's when it is a tombstone, else the Seq of the newest
+// erase receipt kept, else 0.
+func erasedUpTo(rec *consent.Record, rs []consent.Receipt) uint64 {
+	if rec.State.Erased {
+		return rec.Version
+	}
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].Op == consent.OpErase {
+			return rs[i].Seq
+		}
+	}
+	return 0
+}
+
+// sameAnchor reports whether a and b are the same purge anchor.
+func sameAnchor(a, b consent.Anchor) bool {
+	return a.Seq == b.Seq && a.Hash == b.Hash && a.MAC == b.MAC && a.At.Equal(b.At)
 }
 
 // liveLines is the number of lines a snapshot of s would have.

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -16,6 +17,13 @@ const (
 	DefaultReadCount = 100
 	// MaxShards is the largest shard count a store accepts.
 	MaxShards = 1 << 16
+	// DefaultChangelogRetention is how long changelog entries are kept.
+	DefaultChangelogRetention = 7 * 24 * time.Hour
+	// DefaultOutcomeRetention is how long outcome events are kept.
+	DefaultOutcomeRetention = 180 * 24 * time.Hour
+	// DefaultCompactDelay is how long the store waits after an erasure or
+	// a purge before it compacts the data file.
+	DefaultCompactDelay = time.Minute
 )
 
 // Options configure a Store. The zero value is a purely in-memory store with
@@ -43,10 +51,28 @@ type Options struct {
 	// (shared by concurrent writers); true keeps writes safe from a crash of
 	// the process but not of the machine.
 	NoSync bool
+	// ChainKey keys the receipt chains (consent.ChainKey): a deployment
+	// secret kept outside the data directory's store file. Empty means an
+	// unkeyed chain.
+	ChainKey []byte
+	// ChangelogRetention is how long changelog entries are kept: PurgeExpired
+	// trims older ones. Zero means DefaultChangelogRetention.
+	ChangelogRetention time.Duration
+	// OutcomeRetention is how long outcome events are kept: PurgeExpired
+	// drops older ones. Zero means DefaultOutcomeRetention.
+	OutcomeRetention time.Duration
 	// CompactMinBytes is the size from which Open compacts a file that holds
 	// more than twice as many lines as its live data needs. Zero means
 	// DefaultCompactMinBytes; negative disables compaction on Open.
 	CompactMinBytes int64
+	// CompactDelay is how long, with a data directory, the store waits after
+	// an erasure or an effective PurgeExpired (and after an Open that
+	// replayed one) before it compacts the data file in the background, so
+	// that the lines holding what was erased or purged leave the file; the
+	// erasures and purges of the wait share one compaction. Zero means
+	// DefaultCompactDelay; negative disables these compactions (Compact
+	// still does it). See the package documentation for the bound.
+	CompactDelay time.Duration
 }
 
 // withDefaults validates o and fills its zero fields (Shards stays zero: it
@@ -61,11 +87,24 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ChangelogMaxLen == 0 {
 		o.ChangelogMaxLen = DefaultChangelogMaxLen
 	}
+	o.ChainKey = slices.Clone(o.ChainKey) // the caller may reuse its slice
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.CompactMinBytes == 0 {
 		o.CompactMinBytes = DefaultCompactMinBytes
+	}
+	if o.ChangelogRetention < 0 || o.OutcomeRetention < 0 {
+		return o, fmt.Errorf("%w: negative ChangelogRetention %v or OutcomeRetention %v", ErrInvalidOptions, o.ChangelogRetention, o.OutcomeRetention)
+	}
+	if o.ChangelogRetention == 0 {
+		o.ChangelogRetention = DefaultChangelogRetention
+	}
+	if o.OutcomeRetention == 0 {
+		o.OutcomeRetention = DefaultOutcomeRetention
+	}
+	if o.CompactDelay == 0 {
+		o.CompactDelay = DefaultCompactDelay
 	}
 	return o, nil
 }

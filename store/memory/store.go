@@ -17,6 +17,16 @@ var _ store.Store = (*Store)(nil)
 
 // Store is the embedded store. Open it with Open; all methods are safe for
 // concurrent use.
+//
+// Erasure (Art. 24) takes effect in memory when Apply returns: what the
+// store gives back about the user carries no personal content from then
+// on. With a data directory the file's older lines still hold it until the
+// compaction the erasure schedules: while the store is open, at most about
+// twice Options.CompactDelay plus twice a compaction's duration (about two
+// minutes with the default delay, plus the rewrites); a store closed
+// earlier compacts that long after its next Open. Receipts and changelog
+// entries removed by PurgeExpired leave the file the same way. See the
+// package documentation.
 type Store struct {
 	opts   Options
 	shards []*shard
@@ -27,11 +37,20 @@ type Store struct {
 	// snapLines is the line count of the snapshot being replayed at open:
 	// no user number of a snapshot can exceed it.
 	snapLines int
+	// replayedErasures is set when Open replayed an erasure or a purge
+	// after the file's snapshot: the file holds what they removed.
+	replayedErasures bool
 
 	// compactMu serializes Compact and Close.
 	compactMu sync.Mutex
 	closed    atomic.Bool
 	done      chan struct{} // closed by Close, waking blocked reads
+
+	// The background compactor (compact.go); nil without a data directory
+	// or with a negative Options.CompactDelay.
+	compactReq chan struct{}      // buffered 1: a compaction is wanted
+	bgCancel   context.CancelFunc // stops the compactor
+	bgDone     chan struct{}      // closed when the compactor has stopped
 
 	presence presence // announced SDK instances (memory only)
 
@@ -115,12 +134,23 @@ func (s *Store) Get(ctx context.Context, userID string) (consent.Record, error) 
 }
 
 // Apply validates ch against the current settings, applies it to the user's
-// record with consent.Record.Apply, and records the new record, the receipt
-// and the changelog entry atomically: one line of the file, made durable
-// before the change becomes visible. A zero ch.At is set from Options.Now.
-// A no-op writes nothing and returns the current record with a nil Receipt
-// and a zero Pos. When the file cannot be written it returns an error
-// wrapping store.ErrUnavailable and changes nothing in memory.
+// record with consent.Record.ApplyKeyed under Options.ChainKey, and records
+// the new record, the receipt and the changelog entry atomically: one line
+// of the file, made durable before the change becomes visible. A zero ch.At
+// is set from Options.Now. A no-op writes nothing and returns the current
+// record with a nil Receipt and a zero Pos. When the file cannot be written
+// it returns an error wrapping store.ErrUnavailable and changes nothing in
+// memory.
+//
+// An erasure (consent.OpErase) also, in the same step as it becomes
+// visible, replaces the user's receipts by their redacted forms (its own
+// too: the file line and the changelog hold only that; Applied.Receipt is
+// the whole receipt, for the caller), replaces the user's earlier
+// changelog entries by shredded ones (store.Event.Shredded), gives its own
+// entry no Prev, and drops the user's outcome events. The earlier lines of
+// the data file keep the user's content until the next compaction, which
+// the erasure schedules (see Options.CompactDelay and the package
+// documentation).
 func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Applied{}, err
@@ -146,7 +176,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	} else {
 		cur.Number = store.UserNumber(n, len(sh.ids)+1, len(s.shards))
 	}
-	next, rc, err := cur.Apply(ch, set)
+	next, rc, err := cur.ApplyKeyed(ch, set, s.opts.ChainKey)
 	if err != nil {
 		return store.Applied{}, err
 	}
@@ -156,28 +186,65 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		}
 		return store.Applied{Record: cloneRecord(cur), Shard: n}, nil
 	}
+	// An erasure keeps only the redacted form of its own receipt: what
+	// the caller gets back (Applied.Receipt) is never stored whole.
+	stored := rc
+	erase := next.State.Erased
+	if erase {
+		r := rc.Redact()
+		stored = &r
+	}
 	ms, seq, pos := sh.log.next(time.Now())
-	if err := s.persist(&line{Op: opApply, Log: n, Pos: pos, Record: &next, Receipt: rc}); err != nil {
+	if err := s.persist(&line{Op: opApply, Log: n, Pos: pos, Record: &next, Receipt: stored}); err != nil {
 		return store.Applied{}, err
 	}
-	nu := &user{rec: &next, receipts: []consent.Receipt{*rc}}
+	var entries []logEntry
+	nu := &user{rec: &next}
 	if u != nil {
-		nu.receipts = append(u.receipts, *rc)
+		nu.receipts = u.receipts
 	}
-	prev := cur
+	if erase {
+		// Built before the state lock: only this writer changes the
+		// shard, and readers keep the old slices until the swap.
+		nu.receipts = redactAll(nu.receipts, len(nu.receipts)+1)
+		entries = shredEntries(sh.log.entries, ch.UserID)
+	}
+	nu.receipts = append(nu.receipts, *stored)
+	var prev *consent.Record
+	if !erase {
+		p := cur
+		prev = &p
+	}
 	sh.mu.Lock()
 	sh.users[ch.UserID] = nu
 	if u == nil {
 		sh.ids = append(sh.ids, ch.UserID)
 	}
-	sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: &next, prev: &prev, rc: *rc})
+	if erase {
+		sh.log.entries = entries
+	}
+	sh.log.append(logEntry{ms: ms, seq: seq, pos: pos, rec: &next, prev: prev, rc: stored})
 	sh.mu.Unlock()
+	if erase {
+		s.outcomes.dropUser(n, ch.UserID)
+		s.compactSoon()
+	}
 	out := *rc
 	return store.Applied{Record: cloneRecord(next), Receipt: &out, Shard: n, Pos: pos}, nil
 }
 
+// redactAll returns the redacted forms of rs in a new slice of capacity c.
+func redactAll(rs []consent.Receipt, c int) []consent.Receipt {
+	out := make([]consent.Receipt, len(rs), max(c, len(rs)))
+	for i := range rs {
+		out[i] = rs[i].Redact()
+	}
+	return out
+}
+
 // Receipts returns copies of the user's receipts, oldest first. A user never
-// seen has none (an empty slice, no error).
+// seen has none (an empty slice, no error). An erased user's receipts are
+// redacted (consent.Receipt.Redact): kept for auditors to verify.
 func (s *Store) Receipts(ctx context.Context, userID string) ([]consent.Receipt, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -309,16 +376,17 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	next := set.Normalize()
 	next.Version = old.Version + 1
-	rc := consent.NewSettingsReceipt(old, &next, p.seq+1, p.head, actor, surface, s.opts.Now())
+	rc := consent.NewSettingsReceipt(old, &next, p.seq+1, p.head, actor, surface, s.opts.Now(), s.opts.ChainKey)
 	ms, seq, pos := p.log.next(time.Now())
 	if err := s.persist(&line{Op: opSetSettings, Log: store.SettingsLog, Pos: pos, Settings: &next, Receipt: &rc}); err != nil {
 		return consent.Settings{}, consent.Receipt{}, err
 	}
+	stored := cloneReceipt(rc) // the caller may change what it gets back
 	p.mu.Lock()
 	p.cur.Store(&next)
-	p.receipts = append(p.receipts, rc)
+	p.receipts = append(p.receipts, stored)
 	p.seq, p.head = rc.Seq, rc.Hash
-	p.log.append(logEntry{ms: ms, seq: seq, pos: pos, set: &next, rc: rc})
+	p.log.append(logEntry{ms: ms, seq: seq, pos: pos, set: &next, rc: &stored})
 	p.mu.Unlock()
 	return next.Clone(), rc, nil
 }
@@ -329,89 +397,142 @@ func (s *Store) SettingsReceipts(ctx context.Context) ([]consent.Receipt, error)
 		return nil, err
 	}
 	s.set.mu.RLock()
-	defer s.set.mu.RUnlock()
-	return append([]consent.Receipt{}, s.set.receipts...), nil
+	rs := s.set.receipts
+	s.set.mu.RUnlock()
+	out := make([]consent.Receipt, len(rs))
+	for i := range rs {
+		out[i] = cloneReceipt(rs[i])
+	}
+	return out, nil
 }
 
 // PurgeExpired deletes the receipts (users' and settings') older than the
 // settings' retention as of now, compared in milliseconds, and returns how
 // many it deleted. It deletes from the oldest end of each chain and stops at
 // the first receipt still within the retention, so what stays is a
-// contiguous, verifiable chain. Each
-// shard's purge is one durable line; when a write fails it returns the count
-// so far with an error wrapping store.ErrUnavailable.
+// contiguous, verifiable chain; each user's record keeps the anchor of the
+// last receipt deleted (consent.Record.Purged, sealed under
+// Options.ChainKey), set in the same step. It also trims the changelog
+// entries whose positions (wall-clock milliseconds) are older than
+// Options.ChangelogRetention before now, in every shard log (the settings
+// log holds nothing personal and is bounded by length only, as on Redis; a reader behind them
+// then gets a *store.TrimmedError, as with ChangelogMaxLen), and drops the
+// outcome events appended more than Options.OutcomeRetention before now.
+//
+// Each shard's purge (receipts, anchors and expired entries) is one durable
+// line, and so is the settings'; when a write fails it returns the count so
+// far with an error wrapping store.ErrUnavailable. When it deleted anything
+// from the file's state, a compaction follows (see Options.CompactDelay).
 func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
 	cutoff := now.Add(-s.set.cur.Load().RetentionOrDefault())
+	logCut := now.Add(-s.opts.ChangelogRetention).UnixMilli()
 	total := 0
+	changed := false
+	defer func() {
+		if changed {
+			s.compactSoon()
+		}
+	}()
 	for i, sh := range s.shards {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		n, err := s.purgeShard(i, sh, cutoff)
+		n, did, err := s.purgeShard(i, sh, cutoff, logCut)
 		total += n
+		changed = changed || did
 		if err != nil {
 			return total, err
 		}
 	}
-	n, err := s.purgeSettings(cutoff)
-	return total + n, err
+	n, did, err := s.purgeSettings(cutoff, 0)
+	total += n
+	changed = changed || did
+	if err != nil {
+		return total, err
+	}
+	s.outcomes.expire(now.Add(-s.opts.OutcomeRetention).UnixMilli())
+	return total, nil
 }
 
-func (s *Store) purgeShard(i int, sh *shard, cutoff time.Time) (int, error) {
+// purgeShard purges shard i: it returns the number of receipts deleted and
+// whether it wrote anything.
+func (s *Store) purgeShard(i int, sh *shard, cutoff time.Time, logCut int64) (int, bool, error) {
 	sh.wmu.Lock()
 	defer sh.wmu.Unlock()
 	if s.closed.Load() {
-		return 0, store.ErrClosed
+		return 0, false, store.ErrClosed
 	}
 	drop := map[string]int{}
+	anchors := map[string]consent.Anchor{}
 	total := 0
 	for id, u := range sh.users {
 		if k := expired(u.receipts, cutoff); k > 0 {
 			drop[id] = k
+			anchors[id] = consent.NewAnchor(u.receipts[k-1], s.opts.ChainKey)
 			total += k
 		}
 	}
-	if total == 0 {
-		return 0, nil
+	trim := sh.log.expiredPrefix(logCut)
+	if total == 0 && trim == 0 {
+		return 0, false, nil
 	}
-	if err := s.persist(&line{Op: opPurge, Log: i, Drop: drop}); err != nil {
-		return 0, err
+	l := &line{Op: opPurge, Log: i}
+	if total > 0 {
+		l.Drop, l.Anchors = drop, anchors
+	}
+	if trim > 0 {
+		l.Pos = sh.log.entries[trim-1].pos
+	}
+	if err := s.persist(l); err != nil {
+		return 0, false, err
 	}
 	sh.mu.Lock()
-	sh.dropReceipts(drop)
+	sh.dropReceipts(drop, anchors)
+	sh.log.expire(trim)
 	sh.mu.Unlock()
-	return total, nil
+	return total, true, nil
 }
 
-// dropReceipts removes the given number of oldest receipts per user.
-func (sh *shard) dropReceipts(drop map[string]int) {
+// dropReceipts removes the given number of oldest receipts per user and
+// records each user's purge anchor in the user's record.
+func (sh *shard) dropReceipts(drop map[string]int, anchors map[string]consent.Anchor) {
 	for id, k := range drop {
 		u := sh.users[id]
-		sh.users[id] = &user{rec: u.rec, receipts: cloneSlice(u.receipts[k:])}
+		rec := *u.rec // shares the immutable slices
+		rec.Purged = anchors[id]
+		sh.users[id] = &user{rec: &rec, receipts: cloneSlice(u.receipts[k:])}
 	}
 }
 
-func (s *Store) purgeSettings(cutoff time.Time) (int, error) {
+// purgeSettings purges the settings receipts and the settings log: it
+// returns the number of receipts deleted and whether it wrote anything.
+func (s *Store) purgeSettings(cutoff time.Time, logCut int64) (int, bool, error) {
 	p := s.set
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if s.closed.Load() {
-		return 0, store.ErrClosed
+		return 0, false, store.ErrClosed
 	}
 	k := expired(p.receipts, cutoff)
-	if k == 0 {
-		return 0, nil
+	trim := p.log.expiredPrefix(logCut)
+	if k == 0 && trim == 0 {
+		return 0, false, nil
 	}
-	if err := s.persist(&line{Op: opPurge, Log: store.SettingsLog, Count: k}); err != nil {
-		return 0, err
+	l := &line{Op: opPurge, Log: store.SettingsLog, Count: k}
+	if trim > 0 {
+		l.Pos = p.log.entries[trim-1].pos
+	}
+	if err := s.persist(l); err != nil {
+		return 0, false, err
 	}
 	p.mu.Lock()
 	p.receipts = cloneSlice(p.receipts[k:])
+	p.log.expire(trim)
 	p.mu.Unlock()
-	return k, nil
+	return k, true, nil
 }
 
 // expired returns how many receipts at the start of rs are older than
@@ -426,9 +547,24 @@ func expired(rs []consent.Receipt, cutoff time.Time) int {
 }
 
 // Close makes every further call return store.ErrClosed, wakes blocked
-// reads, waits for writes in flight, syncs and closes the file and releases
-// the data directory. Closing a closed store returns nil.
+// reads, waits for writes in flight, stops the background compactor (a
+// compaction in progress is abandoned, leaving the old file in use), syncs
+// and closes the file and releases the data directory. Closing a closed
+// store returns nil.
 func (s *Store) Close() error {
+	if s.bgCancel != nil {
+		// First, so that a background compaction in progress stops
+		// rather than holding compactMu until it is done.
+		s.bgCancel()
+	}
+	err := s.close()
+	if s.bgDone != nil {
+		<-s.bgDone
+	}
+	return err
+}
+
+func (s *Store) close() error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
 	unlock := s.lockWriters()

@@ -100,13 +100,13 @@ func decodeShard(shard int, ids []string, idx []int, reply []any, out []consent.
 	if ok, _ := reply[0].(int64); ok != 1 {
 		return nil, &store.DataLossError{Logs: []int{shard}, Detail: "the shard's identity marker is gone or replaced"}
 	}
-	if len(reply) < 1+4*len(ids) {
+	if len(reply) < 1+5*len(ids) {
 		return nil, unavailable(fmt.Errorf("short reply: %d values for %d users", len(reply), len(ids)))
 	}
 	var bad []string
 	for i, id := range ids {
-		vals := reply[1+4*i : 1+4*i+3]
-		rexists, _ := reply[1+4*i+3].(int64)
+		vals := reply[1+5*i : 1+5*i+4]
+		rexists, _ := reply[1+5*i+4].(int64)
 		rec, _, err := decodeRecord(id, vals)
 		switch {
 		case err != nil:

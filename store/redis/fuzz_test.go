@@ -173,7 +173,7 @@ func FuzzDecodeMessage(f *testing.F) {
 				m.Values[kv.k] = kv.v
 			}
 		}
-		ev, err := decodeMessage(log, m)
+		ev, _, err := decodeMessage(log, m)
 		if err != nil {
 			return
 		}

@@ -83,6 +83,7 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 		return nil, unavailable(err)
 	}
 	var out []store.Event
+	var blobs []string
 	seen := make([]bool, len(logs))
 	for _, st := range res {
 		i, ok := byKey[st.Stream]
@@ -90,7 +91,7 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 			continue
 		}
 		seen[i] = true
-		if out, err = decodeMessages(out, logs[i], after[i], st.Messages); err != nil {
+		if out, blobs, err = decodeMessages(out, blobs, logs[i], after[i], st.Messages); err != nil {
 			return nil, err
 		}
 	}
@@ -107,6 +108,9 @@ func (s *Store) ReadLogs(ctx context.Context, logs []int, after []store.Position
 		if err := s.checkLogs(ctx, quiet, qafter); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.openEvents(ctx, out, blobs); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -501,8 +505,10 @@ const DefaultOutcomesPerShard = 2_000_000
 
 func (k keys) outcomes(shard int) string { return k.tag(shard) + "outcomes" }
 
-// AppendOutcomes XADDs each event to its user's shard stream (MAXLEN ~), in
-// one pipeline.
+// AppendOutcomes seals each event under its user's data key (creating the
+// key of a user who has none) and XADDs it to the user's shard stream
+// (MAXLEN ~): one script per shard for the keys, then one pipeline. Events
+// of erased or restricted users are dropped.
 func (s *Store) AppendOutcomes(ctx context.Context, userIDs []string, events [][]byte) error {
 	if err := s.check(); err != nil {
 		return err
@@ -515,9 +521,60 @@ func (s *Store) AppendOutcomes(ctx context.Context, userIDs []string, events [][
 			return err
 		}
 	}
+	if len(userIDs) == 0 {
+		return nil
+	}
+	byShard := map[int][]string{}
+	seen := map[string]bool{}
+	for _, id := range userIDs {
+		if !seen[id] {
+			seen[id] = true
+			sh := store.ShardOf(id, s.shards)
+			byShard[sh] = append(byShard[sh], id)
+		}
+	}
+	cmds := map[int]*goredis.Cmd{}
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for sh, ids := range byShard {
+			keys := make([]string, len(ids))
+			offer := make([]any, len(ids))
+			for i, id := range ids {
+				keys[i] = s.k.user(sh, id)
+				offer[i] = string(newDataKey())
+			}
+			cmds[sh] = outcomeKeysScript.Eval(ctx, p, keys, offer...)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	dks := map[string][]byte{}
+	for sh, ids := range byShard {
+		res, err := cmds[sh].Slice()
+		if err != nil || len(res) != len(ids) {
+			return unavailable(fmt.Errorf("outcome keys: %v", err))
+		}
+		for i, id := range ids {
+			pair, _ := res[i].([]any)
+			if len(pair) != 2 {
+				continue
+			}
+			k, _ := pair[0].(string)
+			st, _ := pair[1].(string)
+			if st == "" && len(k) == dataKeyLen {
+				dks[id] = []byte(k)
+			}
+		}
+	}
+	_, err = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, id := range userIDs {
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.k.outcomes(store.ShardOf(id, s.shards)), MaxLen: DefaultOutcomesPerShard, Approx: true, Values: []any{"e", events[i]}})
+			dk := dks[id]
+			if dk == nil {
+				continue // erased or restricted: not stored
+			}
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.k.outcomes(store.ShardOf(id, s.shards)), MaxLen: DefaultOutcomesPerShard, Approx: true,
+				Values: []any{"u", id, "x", sealBlob(dk, events[i])}})
 		}
 		return nil
 	})
@@ -527,7 +584,9 @@ func (s *Store) AppendOutcomes(ctx context.Context, userIDs []string, events [][
 	return nil
 }
 
-// ReadOutcomes reads every shard's outcome stream in pages.
+// ReadOutcomes reads every shard's outcome stream in pages, opening each
+// event with its user's data key; events of users erased since (no key)
+// or restricted now are skipped.
 func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) error {
 	if err := s.check(); err != nil {
 		return err
@@ -539,9 +598,42 @@ func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) e
 			if err != nil {
 				return unavailable(err)
 			}
+			users := make([]string, 0, len(msgs))
 			for _, m := range msgs {
-				e, _ := m.Values["e"].(string)
-				if err := fn([]byte(e)); err != nil {
+				if u, _ := m.Values["u"].(string); u != "" {
+					users = append(users, u)
+				}
+			}
+			dks, status, err := s.userKeys(ctx, users)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				u, _ := m.Values["u"].(string)
+				x, _ := m.Values["x"].(string)
+				var e []byte
+				switch {
+				case u == "" || x == "" || consent.ValidUserID(u) != nil:
+					// Damaged: handed over as it is, so the reader
+					// reports it (an audit counts it as malformed)
+					// rather than coming out silently short.
+					raw, _ := m.Values["e"].(string)
+					if raw == "" {
+						raw = x
+					}
+					e = []byte(raw)
+				case status[u] != "":
+					continue // erased or restricted: not read
+				default:
+					e, err = openBlob(dks[u], x)
+					if errors.Is(err, errShredded) && dks[u] == nil {
+						continue // erased since: the key is gone
+					}
+					if err != nil {
+						e = []byte(x) // damaged under a live key
+					}
+				}
+				if err := fn(e); err != nil {
 					return err
 				}
 			}

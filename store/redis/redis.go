@@ -58,6 +58,17 @@ type Options struct {
 	// Durability says when a write is acknowledged. The zero value
 	// acknowledges once the primary executed it.
 	Durability Durability
+	// ChainKey keys the receipt chains (consent.ChainKey): a deployment
+	// secret kept outside Redis, so whoever can write Redis cannot rebuild
+	// a chain. Empty means an unkeyed chain.
+	ChainKey []byte
+	// ChangelogRetention is how long changelog entries are kept:
+	// PurgeExpired trims older ones (XTRIM MINID). Zero means
+	// DefaultChangelogRetention.
+	ChangelogRetention time.Duration
+	// OutcomeRetention is how long outcome events are kept: PurgeExpired
+	// trims older ones (XTRIM MINID). Zero means DefaultOutcomeRetention.
+	OutcomeRetention time.Duration
 	// Logger receives warnings (no persistence configured, data loss
 	// accepted). Nil means slog.Default().
 	Logger *slog.Logger
@@ -83,6 +94,14 @@ type Durability struct {
 // DefaultChangelogMaxLen is the changelog bound when Options leave it zero.
 const DefaultChangelogMaxLen = 1_000_000
 
+// Default retentions when Options leave them zero.
+const (
+	// DefaultChangelogRetention is how long changelog entries are kept.
+	DefaultChangelogRetention = 7 * 24 * time.Hour
+	// DefaultOutcomeRetention is how long outcome events are kept.
+	DefaultOutcomeRetention = 180 * 24 * time.Hour
+)
+
 // Store is the Redis Store. It is safe for concurrent use.
 type Store struct {
 	c      goredis.UniversalClient
@@ -96,6 +115,10 @@ type Store struct {
 	dur    Durability
 	// epoch is the keyspace's identity (see identity.go).
 	epoch string
+	// key is the receipt chain key; logAge and outAge the changelog and
+	// outcome retentions.
+	key            consent.ChainKey
+	logAge, outAge time.Duration
 
 	mu  sync.Mutex // guards set
 	set *consent.Settings
@@ -123,6 +146,14 @@ func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, 
 	}
 	if s.tries <= 0 {
 		s.tries = 1000
+	}
+	s.key = append(consent.ChainKey(nil), opts.ChainKey...)
+	s.logAge, s.outAge = opts.ChangelogRetention, opts.OutcomeRetention
+	if s.logAge <= 0 {
+		s.logAge = DefaultChangelogRetention
+	}
+	if s.outAge <= 0 {
+		s.outAge = DefaultOutcomeRetention
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -229,6 +260,17 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 		}
 		rec.Number = uint32(n)
 	}
+	// The purge anchor lives in its own field (PurgeExpired writes it
+	// without a new version); it overrides the copy in the record JSON.
+	if len(vals) > 3 {
+		if as, _ := vals[3].(string); as != "" {
+			var a consent.Anchor
+			if err := json.Unmarshal([]byte(as), &a); err != nil {
+				return consent.Record{}, "", &store.CorruptError{UserIDs: []string{userID}, Detail: "purge anchor not decodable"}
+			}
+			rec.Purged = a
+		}
+	}
 	return rec, v, nil
 }
 
@@ -238,18 +280,18 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 // refusal, a deletion) the settings last read are used when the settings'
 // node cannot be reached (a Redis Cluster losing the {cfg} primary): the
 // user can always say no.
-func (s *Store) readForWrite(ctx context.Context, shard int, userID string, restrictive bool) (consent.Record, string, *consent.Settings, error) {
+func (s *Store) readForWrite(ctx context.Context, shard int, userID string, restrictive bool) (consent.Record, string, []byte, *consent.Settings, error) {
 	var hm *goredis.SliceCmd
 	var rx *goredis.IntCmd
 	var sv *goredis.StringCmd
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n")
+		hm = p.HMGet(ctx, s.k.user(shard, userID), "v", "d", "n", "a", "k")
 		rx = p.Exists(ctx, s.k.receipts(shard, userID))
 		sv = p.HGet(ctx, s.k.settings(), "v")
 		return nil
 	})
 	if errors.Is(err, goredis.Nil) && errors.Is(sv.Err(), goredis.Nil) {
-		return consent.Record{}, "", nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
+		return consent.Record{}, "", nil, nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
 	}
 	stale := false
 	if err != nil {
@@ -257,16 +299,20 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 		cached := s.set != nil
 		s.mu.Unlock()
 		if !restrictive || !cached || hm.Err() != nil || rx.Err() != nil {
-			return consent.Record{}, "", nil, unavailable(err)
+			return consent.Record{}, "", nil, nil, unavailable(err)
 		}
 		stale = true // only the settings' node failed
 	}
-	rec, ver, err := decodeRecord(userID, hm.Val())
+	vals := hm.Val()
+	if len(vals) != 5 {
+		return consent.Record{}, "", nil, nil, unavailable(fmt.Errorf("HMGET returned %d values", len(vals)))
+	}
+	rec, ver, err := decodeRecord(userID, vals[:4])
 	if err != nil {
-		return consent.Record{}, "", nil, err
+		return consent.Record{}, "", nil, nil, err
 	}
 	if rec.Version == 0 && rx.Val() == 1 {
-		return consent.Record{}, "", nil, &store.CorruptError{UserIDs: []string{userID}, Detail: "the record is gone while the user's receipts remain"}
+		return consent.Record{}, "", nil, nil, &store.CorruptError{UserIDs: []string{userID}, Detail: "the record is gone while the user's receipts remain"}
 	}
 	v, _ := strconv.ParseUint(sv.Val(), 10, 64)
 	s.mu.Lock()
@@ -274,10 +320,14 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 	s.mu.Unlock()
 	if !stale && (set == nil || set.Version != v) {
 		if set, _, _, err = s.readSettings(ctx); err != nil {
-			return consent.Record{}, "", nil, err
+			return consent.Record{}, "", nil, nil, err
 		}
 	}
-	return rec, ver, set, nil
+	var dk []byte
+	if k, _ := vals[4].(string); len(k) == dataKeyLen {
+		dk = []byte(k)
+	}
+	return rec, ver, dk, set, nil
 }
 
 // Settings returns the current settings.
@@ -348,14 +398,14 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	shard := store.ShardOf(ch.UserID, s.shards)
 	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard)}
 	for attempt := 0; attempt < s.tries; attempt++ {
-		rec, ver, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
+		rec, ver, dk, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
 		if err != nil {
 			return store.Applied{}, err
 		}
 		if err := ch.Validate(set); err != nil {
 			return store.Applied{}, err
 		}
-		next, rc, err := rec.Apply(ch, set)
+		next, rc, err := rec.ApplyKeyed(ch, set, s.key)
 		if err != nil {
 			return store.Applied{}, err
 		}
@@ -373,21 +423,11 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			}
 			return a, nil
 		}
-		recJSON, err := json.Marshal(next)
+		args, err := s.applyArgs(rec, next, rc, ver, dk, shard)
 		if err != nil {
 			return store.Applied{}, err
 		}
-		rcJSON, err := json.Marshal(rc)
-		if err != nil {
-			return store.Applied{}, err
-		}
-		atMS := rc.At.UnixMilli()
-		item := strconv.FormatInt(atMS, 10) + " " + string(rcJSON)
-		prevJSON, err := json.Marshal(rec)
-		if err != nil {
-			return store.Applied{}, err
-		}
-		res, err := s.evalWrite(ctx, applyScript, keys, ver, next.Version, recJSON, item, rcJSON, atMS, s.maxLen, ch.UserID, s.shards, shard, prevJSON, s.epoch)
+		res, err := s.evalWrite(ctx, applyScript, keys, args...)
 		if res == nil {
 			return store.Applied{}, err
 		}
@@ -426,7 +466,31 @@ func (s *Store) Receipts(ctx context.Context, userID string) ([]consent.Receipt,
 	if err := consent.ValidUserID(userID); err != nil {
 		return nil, err
 	}
-	return s.readReceipts(ctx, s.k.receipts(store.ShardOf(userID, s.shards), userID))
+	shard := store.ShardOf(userID, s.shards)
+	var lr *goredis.StringSliceCmd
+	var kc *goredis.StringCmd
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		lr = p.LRange(ctx, s.k.receipts(shard, userID), 0, -1)
+		kc = p.HGet(ctx, s.k.user(shard, userID), "k")
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, unavailable(err)
+	}
+	dk := []byte(kc.Val())
+	items := lr.Val()
+	out := make([]consent.Receipt, 0, len(items))
+	for _, it := range items {
+		rc, blob, err := decodeReceiptItem(it)
+		if err == nil {
+			err = openReceipt(&rc, blob, dk)
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, rc)
+	}
+	return out, nil
 }
 
 // SettingsReceipts returns the receipts of settings changes, oldest first.
@@ -444,25 +508,13 @@ func (s *Store) readReceipts(ctx context.Context, key string) ([]consent.Receipt
 	}
 	out := make([]consent.Receipt, 0, len(items))
 	for _, it := range items {
-		rc, err := decodeReceiptItem(it)
+		rc, _, err := decodeReceiptItem(it)
 		if err != nil {
 			return nil, unavailable(err)
 		}
 		out = append(out, rc)
 	}
 	return out, nil
-}
-
-func decodeReceiptItem(it string) (consent.Receipt, error) {
-	_, js, ok := strings.Cut(it, " ")
-	var rc consent.Receipt
-	if !ok {
-		return rc, fmt.Errorf("malformed receipt item")
-	}
-	if err := json.Unmarshal([]byte(js), &rc); err != nil {
-		return rc, fmt.Errorf("receipt: %w", err)
-	}
-	return rc, nil
 }
 
 // SetSettings validates and saves s if the stored version is still
@@ -489,7 +541,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	}
 	next := set.Normalize()
 	next.Version = old.Version + 1
-	rc := consent.NewSettingsReceipt(old, &next, n+1, head, actor, surface, s.now())
+	rc := consent.NewSettingsReceipt(old, &next, n+1, head, actor, surface, s.now(), s.key)
 	setJSON, _ := json.Marshal(next)
 	rcJSON, _ := json.Marshal(rc)
 	item := strconv.FormatInt(rc.At.UnixMilli(), 10) + " " + string(rcJSON)
@@ -555,7 +607,14 @@ func (s *Store) ReadChangelog(ctx context.Context, log int, after store.Position
 	if len(msgs) == 0 {
 		return nil, s.checkLogs(ctx, []int{log}, []store.Position{after})
 	}
-	return decodeMessages(nil, log, after, msgs)
+	evs, blobs, err := decodeMessages(nil, nil, log, after, msgs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.openEvents(ctx, evs, blobs); err != nil {
+		return nil, err
+	}
+	return evs, nil
 }
 
 // checkLogs checks, for logs a read found nothing new in, that each log's
@@ -598,9 +657,38 @@ func (s *Store) checkLogs(ctx context.Context, logs []int, after []store.Positio
 			}
 			return &store.RegressedError{Log: l, After: after[i], Tail: tail}
 		}
+		if n > an {
+			// The counter says entries follow the reader's position but the
+			// read found none: trimmed by age (XTRIM MINID can empty a log),
+			// unless one was appended since the read.
+			if err := s.checkTrimmed(ctx, l, after[i]); err != nil {
+				return err
+			}
+		}
 	}
 	if len(lost) > 0 {
 		return &store.DataLossError{Logs: lost, Detail: "the changelog's slot lost its identity marker"}
+	}
+	return nil
+}
+
+// checkTrimmed returns a *store.TrimmedError when log holds no entry after
+// `after` although its counter is past it.
+func (s *Store) checkTrimmed(ctx context.Context, log int, after store.Position) error {
+	key, err := s.logKey(log)
+	if err != nil {
+		return err
+	}
+	start := "-"
+	if !after.IsZero() {
+		start = "(" + after.String()
+	}
+	msgs, err := s.c.XRangeN(ctx, key, start, "+", 1).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if len(msgs) == 0 {
+		return &store.TrimmedError{Log: log, After: after}
 	}
 	return nil
 }
@@ -651,39 +739,43 @@ func (s *Store) xread(ctx context.Context, streams []string, count int, block ti
 // a number at or before `after` means the log was rewound
 // (*store.RegressedError). An entry that cannot be decoded is as good as
 // gone: a *store.TrimmedError at it, so the reader rebuilds past it.
-func decodeMessages(out []store.Event, log int, after store.Position, msgs []goredis.XMessage) ([]store.Event, error) {
+func decodeMessages(out []store.Event, blobs []string, log int, after store.Position, msgs []goredis.XMessage) ([]store.Event, []string, error) {
 	if len(msgs) == 0 {
-		return out, nil
+		return out, blobs, nil
 	}
 	_, a := after.Parts()
 	_, f := store.Position(msgs[0].ID).Parts()
 	if f > a+1 {
-		return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(msgs[0].ID)}
+		return nil, nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(msgs[0].ID)}
 	}
 	if a > 0 && f < a+1 {
 		// The entry after ours carries a number we already read: the log
 		// was rewound (failover, restore) and written again since.
-		return nil, &store.RegressedError{Log: log, After: after, Tail: store.Position(msgs[len(msgs)-1].ID)}
+		return nil, nil, &store.RegressedError{Log: log, After: after, Tail: store.Position(msgs[len(msgs)-1].ID)}
 	}
 	prev := f - 1
 	for _, m := range msgs {
 		if _, n := store.Position(m.ID).Parts(); n != prev+1 {
-			return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
+			return nil, nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
 		}
 		prev++
-		ev, err := decodeMessage(log, m)
+		ev, blob, err := decodeMessage(log, m)
 		if err != nil {
-			return nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
+			return nil, nil, &store.TrimmedError{Log: log, After: after, Next: store.Position(m.ID)}
 		}
 		out = append(out, ev)
+		blobs = append(blobs, blob)
 	}
-	return out, nil
+	return out, blobs, nil
 }
 
-// decodeMessage turns one stream message into an Event.
-func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
+// decodeMessage turns one stream message into an Event. An entry whose
+// content is sealed (field x) comes back with Record holding only the
+// user's ID, version and chain head, and the blob to open (see openEvents).
+func decodeMessage(log int, m goredis.XMessage) (store.Event, string, error) {
 	ev := store.Event{Log: log, Pos: store.Position(m.ID)}
-	var num uint64
+	var num, ver uint64
+	var user, blob string
 	for f, v := range m.Values {
 		str, _ := v.(string)
 		var err error
@@ -696,6 +788,12 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 			err = json.Unmarshal([]byte(str), ev.Prev)
 		case "n":
 			num, err = strconv.ParseUint(str, 10, 32)
+		case "v":
+			ver, err = strconv.ParseUint(str, 10, 64)
+		case "u":
+			user = str
+		case "x":
+			blob = str
 		case "s":
 			ev.Settings = new(consent.Settings)
 			err = json.Unmarshal([]byte(str), ev.Settings)
@@ -703,8 +801,14 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 			err = json.Unmarshal([]byte(str), &ev.Receipt)
 		}
 		if err != nil {
-			return store.Event{}, fmt.Errorf("changelog entry %s field %s: %w", m.ID, f, err)
+			return store.Event{}, "", fmt.Errorf("changelog entry %s field %s: %w", m.ID, f, err)
 		}
+	}
+	if blob != "" {
+		if user == "" || ver == 0 || ev.Record != nil {
+			return store.Event{}, "", fmt.Errorf("changelog entry %s: sealed entry without user and version", m.ID)
+		}
+		ev.Record = &consent.Record{UserID: user, Version: ver, LastHash: ev.Receipt.Hash}
 	}
 	if ev.Record != nil {
 		ev.Record.Number = uint32(num)
@@ -712,7 +816,7 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, error) {
 	if ev.Prev != nil {
 		ev.Prev.Number = uint32(num)
 	}
-	return ev, nil
+	return ev, blob, nil
 }
 
 // Tail returns the position of the newest event in log.
@@ -744,7 +848,10 @@ func (s *Store) logKey(log int) (string, error) {
 	return "", fmt.Errorf("%w: log %d (shards 0..%d or SettingsLog)", store.ErrInvalidPosition, log, s.shards-1)
 }
 
-// PurgeExpired deletes receipts older than the retention as of now.
+// PurgeExpired deletes receipts older than the retention as of now, leaving
+// each user's anchor, and trims changelog and outcome entries older than
+// their retentions (XTRIM MINID ~: whole stream nodes go, so up to one node
+// of older entries, at most 100 by default, may stay until the next purge).
 func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
@@ -768,9 +875,9 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 				return total, unavailable(err)
 			}
 			for _, u := range users {
-				n, err := purgeScript.Run(ctx, s.c, []string{s.k.receipts(shard, u), idx}, cutoff, u).Int()
+				n, err := s.purgeUser(ctx, shard, u, cutoff)
 				if err != nil {
-					return total, unavailable(err)
+					return total, err
 				}
 				total += n
 			}
@@ -778,8 +885,80 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 				break
 			}
 		}
+		logMin := strconv.FormatInt(now.Add(-s.logAge).UnixMilli(), 10)
+		outMin := strconv.FormatInt(now.Add(-s.outAge).UnixMilli(), 10)
+		_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			p.XTrimMinIDApprox(ctx, s.k.log(shard), logMin, 0)
+			p.XTrimMinIDApprox(ctx, s.k.outcomes(shard), outMin, 0)
+			return nil
+		})
+		if err != nil {
+			return total, unavailable(err)
+		}
 	}
 	return total, nil
+}
+
+// purgeUser removes the user's receipts older than cutoff (unix ms) from
+// the oldest end and records the anchor of the last one removed.
+func (s *Store) purgeUser(ctx context.Context, shard int, user string, cutoff int64) (int, error) {
+	total := 0
+	for {
+		n, err := s.purgeUserPage(ctx, shard, user, cutoff)
+		total += n
+		if err != nil || n < purgePage {
+			return total, err
+		}
+	}
+}
+
+// purgePage is how many receipts purgeUserPage reads at a time.
+const purgePage = 1000
+
+func (s *Store) purgeUserPage(ctx context.Context, shard int, user string, cutoff int64) (int, error) {
+	key, idx := s.k.receipts(shard, user), s.k.receiptIndex(shard)
+	for attempt := 0; attempt < s.tries; attempt++ {
+		items, err := s.c.LRange(ctx, key, 0, purgePage-1).Result()
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		k := 0
+		for _, it := range items {
+			ms, _, _ := strings.Cut(it, " ")
+			at, err := strconv.ParseInt(ms, 10, 64)
+			if err != nil || at >= cutoff {
+				break
+			}
+			k++
+		}
+		if k == 0 {
+			if len(items) == 0 {
+				s.c.ZRem(ctx, idx, user)
+			} else if ms, _, ok := strings.Cut(items[0], " "); ok {
+				if at, err := strconv.ParseInt(ms, 10, 64); err == nil {
+					s.c.ZAdd(ctx, idx, goredis.Z{Score: float64(at), Member: user})
+				}
+			}
+			return 0, nil
+		}
+		last, _, err := decodeReceiptItem(items[k-1])
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		aJSON, err := json.Marshal(consent.NewAnchor(last, s.key))
+		if err != nil {
+			return 0, err
+		}
+		n, err := purgeUserScript.Run(ctx, s.c, []string{key, idx, s.k.user(shard, user)}, k, items[k-1], aJSON, user).Int()
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		if n >= 0 {
+			return n, nil
+		}
+		backoff(attempt)
+	}
+	return 0, fmt.Errorf("%w: receipts of %q changed concurrently during the purge", store.ErrConflict, user)
 }
 
 func defaultSettingsJSON() []byte {

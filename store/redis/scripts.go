@@ -20,9 +20,10 @@ local function nextid(seqkey)
 end
 `
 
-// applyScript writes one change if the record is still at the version read.
-// A user's first change also appends the user to the shard's user list,
-// whose length gives the user's dense number.
+// applyScript writes one change if the record is still at the version read
+// and the user's data key is as read (see shred.go). A user's first change
+// also appends the user to the shard's user list, whose length gives the
+// user's dense number.
 //
 // It refuses to write to a slot that lost its identity marker (the log
 // counter's field e differs from the store's epoch) and to a user whose
@@ -31,25 +32,41 @@ end
 //
 // KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log
 // counter, 6 shard user list
-// ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list item,
-// 5 receipt JSON, 6 receipt time (unix ms), 7 changelog MAXLEN, 8 user ID,
-// 9 shard count, 10 shard, 11 previous record JSON, 12 epoch
-// Returns {1, stream ID, user number}, {0, current version}, {-1} (slot lost
-// its identity) or {-2} (record lost).
+// ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list
+// item, 5 receipt time (unix ms), 6 changelog MAXLEN, 7 user ID, 8 shard
+// count, 9 shard, 10 epoch, 11 data key, 12 key mode (new: set it, it must
+// be absent; have: it must be there; drop: delete it, an erasure), 13 status
+// (st), 14.. the changelog entry's fields and values
+// Returns {1, stream ID, user number}, {0, current version} (read again),
+// {-1} (slot lost its identity) or {-2} (record lost).
 var applyScript = goredis.NewScript(nextID + `
-if redis.call('HGET', KEYS[5], 'e') ~= ARGV[12] then return {-1} end
+if redis.call('HGET', KEYS[5], 'e') ~= ARGV[10] then return {-1} end
 local cur = redis.call('HGET', KEYS[1], 'v') or '0'
 if cur == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
 if cur ~= ARGV[1] then return {0, cur} end
+local k = redis.call('HGET', KEYS[1], 'k')
+if ARGV[12] == 'new' then
+  if k then return {0, cur} end
+  redis.call('HSET', KEYS[1], 'k', ARGV[11])
+elseif ARGV[12] == 'have' then
+  if k ~= ARGV[11] then return {0, cur} end
+else
+  redis.call('HDEL', KEYS[1], 'k')
+end
 local num = redis.call('HGET', KEYS[1], 'n')
 if not num then
-  local k = redis.call('RPUSH', KEYS[6], ARGV[8])
-  num = string.format('%d', (k - 1) * tonumber(ARGV[9]) + tonumber(ARGV[10]) + 1)
+  local c = redis.call('RPUSH', KEYS[6], ARGV[7])
+  num = string.format('%d', (c - 1) * tonumber(ARGV[8]) + tonumber(ARGV[9]) + 1)
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'n', num)
+if ARGV[13] == '' then redis.call('HDEL', KEYS[1], 'st') else redis.call('HSET', KEYS[1], 'st', ARGV[13]) end
 redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[4], 'NX', ARGV[6], ARGV[8])
-local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], nextid(KEYS[5]), 'r', ARGV[3], 'c', ARGV[5], 'p', ARGV[11], 'n', num)
+redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[7])
+local f = {}
+for i = 14, #ARGV do f[#f+1] = ARGV[i] end
+f[#f+1] = 'n'
+f[#f+1] = num
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], nextid(KEYS[5]), unpack(f))
 return {1, id, num}
 `)
 
@@ -120,16 +137,16 @@ return 1
 // KEYS: 1 the shard's log counter, then for each user its hash and its
 // receipts list. ARGV: 1 epoch.
 // Returns {-1} when the shard lost its identity, else {1, then per user: v,
-// d, n, receipts-exist (0/1)}; missing fields are nil.
+// d, n, a (the purge anchor), receipts-exist (0/1)}; missing fields are nil.
 var readScript = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return {-1} end
 local out = {1}
 local j = 2
 for i = 2, #KEYS, 2 do
-  local r = redis.call('HMGET', KEYS[i], 'v', 'd', 'n')
-  out[j] = r[1]; out[j+1] = r[2]; out[j+2] = r[3]
-  if r[1] then out[j+3] = 0 else out[j+3] = redis.call('EXISTS', KEYS[i+1]) end
-  j = j + 4
+  local r = redis.call('HMGET', KEYS[i], 'v', 'd', 'n', 'a')
+  out[j] = r[1]; out[j+1] = r[2]; out[j+2] = r[3]; out[j+3] = r[4]
+  if r[1] then out[j+4] = 0 else out[j+4] = redis.call('EXISTS', KEYS[i+1]) end
+  j = j + 5
 end
 return out
 `)
@@ -145,4 +162,45 @@ var touchScript = goredis.NewScript(`
 if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return {-1} end
 redis.call('HSET', KEYS[1], 't', ARGV[2])
 return {1}
+`)
+
+// purgeUserScript removes the oldest receipts of one user, exactly those
+// the caller read and found expired, and records their anchor.
+//
+// KEYS: 1 receipts list, 2 receipt index, 3 user hash
+// ARGV: 1 number of receipts to remove, 2 the last of them as read, 3 the
+// anchor JSON, 4 the user ID
+// Returns the number removed, or -1 when the list changed since it was read
+// (read again).
+var purgeUserScript = goredis.NewScript(`
+local n = tonumber(ARGV[1])
+if redis.call('LINDEX', KEYS[1], n - 1) ~= ARGV[2] then return -1 end
+redis.call('LTRIM', KEYS[1], n, -1)
+redis.call('HSET', KEYS[3], 'a', ARGV[3])
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head then
+  redis.call('ZADD', KEYS[2], tonumber(string.match(head, '^(%-?%d+) ')), ARGV[4])
+else
+  redis.call('ZREM', KEYS[2], ARGV[4])
+end
+return n
+`)
+
+// outcomeKeysScript returns, for each user of one shard, the data key and
+// status, creating the data key of a user who has none (and is not erased)
+// from the one offered.
+//
+// KEYS: the users' hashes. ARGV: one offered key per user.
+// Returns per user {key or false, status or false}.
+var outcomeKeysScript = goredis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  local r = redis.call('HMGET', KEYS[i], 'k', 'st')
+  if not r[1] and r[2] ~= 'e' then
+    redis.call('HSET', KEYS[i], 'k', ARGV[i])
+    r[1] = ARGV[i]
+  end
+  out[i] = {r[1], r[2]}
+end
+return out
 `)

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"errors"
-	"slices"
 	"testing"
 
 	"github.com/recguard/recguard/consent"
@@ -66,90 +65,6 @@ func testSuppression(t *testing.T, newStore newStoreFunc) {
 	})
 }
 
-func testErase(t *testing.T, newStore newStoreFunc) {
-	parallel(t, "erase keeps suppressions and receipts", newStore, func(t *testing.T, s store.Store) {
-		const u = "erase-user"
-		religionTag := tags.Tag("religion:zen")
-		for _, ch := range []consent.Change{
-			consent.DeclareTag(u, tagSki),
-			consent.InferTag(u, tagGolf),
-			consent.DeleteTag(u, tagTennis),
-			consent.RefuseChannel(u, "sms"),
-			consent.GrantSensitive(u, tags.Religion, consent.PurposePersonalization),
-			consent.DeclareTag(u, religionTag),
-			consent.SetPersonalization(u, false),
-		} {
-			mustApplyEffective(t, s, ch)
-		}
-		before := mustReceipts(t, s, u)
-		checkExport(t, s, u)
-
-		a := mustApplyEffective(t, s, consent.Erase(u))
-		rec := mustGet(t, s, u)
-		checkEqual(t, "Get after Erase", rec, a.Record)
-		checkEqual(t, "State after Erase", rec.State, consent.State{Erased: true})
-		if len(rec.Tags.Entries) != 0 {
-			t.Errorf("tags after Erase = %s, want none", show(rec.Tags.Entries))
-		}
-		var suppressed []tags.Tag
-		for _, p := range rec.Tags.Suppressed {
-			suppressed = append(suppressed, p.Tag)
-		}
-		want := []tags.Tag{tagGolf, tagSki, tagTennis, religionTag}
-		slices.Sort(want)
-		checkEqual(t, "suppressed tags after Erase", suppressed, want)
-		rs := mustReceipts(t, s, u)
-		checkEqual(t, "Receipts after Erase", rs, append(before[:len(before):len(before)], *a.Receipt))
-		mustVerify(t, "Receipts after Erase", rs)
-		checkExport(t, s, u)
-		set := mustSettings(t, s)
-		if d := consent.Evaluate(rec.State, rec.Tags, &set); d.Personalized || d.Reason != consent.ReasonErased {
-			t.Errorf("Evaluate after Erase = %s, want not personalized, reason erased", show(d))
-		}
-
-		for _, c := range []struct {
-			name string
-			ch   consent.Change
-		}{
-			{"system infers a tag", consent.InferTag(u, "interest:judo")},
-			{"system sets minor", consent.SetMinor(u, true)},
-			{"admin refuses a channel", consent.RefuseChannel(u, "push").By(consent.ActorAdmin, consent.SurfaceAdminConsole)},
-			{"admin deletes a tag", consent.DeleteTag(u, "interest:judo").By(consent.ActorAdmin, consent.SurfaceAdminConsole)},
-		} {
-			t.Run(c.name, func(t *testing.T) {
-				snap := takeSnapshot(t, s, u)
-				_, err := s.Apply(t.Context(), c.ch)
-				checkFieldErr(t, "Apply("+describe(c.ch)+") on an erased user", err, consent.ErrForbidden)
-				checkUnchanged(t, snap, takeSnapshot(t, s, u))
-			})
-		}
-		for _, again := range []consent.Change{consent.Erase(u), consent.Erase(u).By(consent.ActorAdmin, consent.SurfaceAdminConsole)} {
-			snap := takeSnapshot(t, s, u)
-			if a := mustApply(t, s, again); a.Receipt != nil {
-				t.Errorf("%s erasing again: got receipt %s, want a no-op", again.Actor, show(a.Receipt))
-			}
-			checkUnchanged(t, snap, takeSnapshot(t, s, u))
-		}
-
-		back := mustApplyEffective(t, s, consent.RedeclareTag(u, tagSki))
-		rec = mustGet(t, s, u)
-		checkEqual(t, "Get after the user came back", rec, back.Record)
-		if rec.State.Erased || rec.Version != a.Record.Version+1 {
-			t.Errorf("after the user's own change: erased=%t version=%d, want false and %d", rec.State.Erased, rec.Version, a.Record.Version+1)
-		}
-		if e, ok := rec.Tags.Has(tagSki); !ok || e.Source != tags.Declared || rec.Tags.IsSuppressed(tagSki) {
-			t.Errorf("after the user declared %s again: tags %s, want it declared and not suppressed", tagSki, show(rec.Tags))
-		}
-		if !rec.Tags.IsSuppressed(tagGolf) {
-			t.Errorf("after the user came back: %s no longer suppressed (tags %s)", tagGolf, show(rec.Tags))
-		}
-		_, err := s.Apply(t.Context(), consent.InferTag(u, tagGolf))
-		checkFieldErr(t, "inferring a tag erased with the user", err, tags.ErrSuppressed)
-		mustVerify(t, "Receipts after the user came back", mustReceipts(t, s, u))
-		checkExport(t, s, u)
-	})
-}
-
 // checkExport checks that store.ExportUser shows the record and receipts.
 func checkExport(tb testing.TB, s store.Store, userID string) {
 	tb.Helper()
@@ -161,6 +76,11 @@ func checkExport(tb testing.TB, s store.Store, userID string) {
 	rs := mustReceipts(tb, s, userID)
 	if rs == nil {
 		rs = []consent.Receipt{}
+	}
+	if rec.State.Erased {
+		set := mustSettings(tb, s)
+		checkEqual(tb, "ExportUser of an erased user", exp, store.Export{Record: rec, Receipts: []consent.Receipt{}, Erasure: store.Certify(rec, rs, set.RetentionOrDefault())})
+		return
 	}
 	checkEqual(tb, "ExportUser", exp, store.Export{Record: rec, Receipts: rs})
 }

@@ -267,9 +267,21 @@ func testRetention(t *testing.T, newStore newStoreFunc) {
 		}
 		rs := mustReceipts(t, s, u)
 		checkEqual(t, "Receipts after PurgeExpired", rs, keep)
-		mustVerify(t, "Receipts after PurgeExpired", rs)
+		mustVerifyUser(t, s, u, now)
 		checkEqual(t, "Receipts of a user with nothing expired", mustReceipts(t, s, other), []consent.Receipt{otherRc})
-		checkEqual(t, "Get after PurgeExpired", mustGet(t, s, u), applied[3].Record)
+		// The purge left its anchor in the record: the last receipt it
+		// removed, sealed under the chain key.
+		wantRec := applied[3].Record
+		wantRec.Purged = consent.NewAnchor(*applied[1].Receipt, ChainKey)
+		checkEqual(t, "Get after PurgeExpired", mustGet(t, s, u), wantRec)
+		// A receipt removed without a purge (a kept one) is detected.
+		set := mustSettings(t, s)
+		if err := consent.VerifyChain(rs[1:], consent.HeadOf(wantRec, &set, now), ChainKey); err == nil {
+			t.Errorf("VerifyChain without the oldest kept receipt = nil, want the removal detected")
+		}
+		if err := consent.VerifyChain(rs[:1], consent.HeadOf(wantRec, &set, now), ChainKey); err == nil {
+			t.Errorf("VerifyChain without the newest receipt = nil, want the removal detected")
+		}
 
 		if n, err := s.PurgeExpired(t.Context(), now); err != nil || n != 0 {
 			t.Errorf("second PurgeExpired = %d, %v; want 0, nil", n, err)
@@ -280,7 +292,10 @@ func testRetention(t *testing.T, newStore newStoreFunc) {
 		}
 		rs = mustReceipts(t, s, u)
 		checkEqual(t, "Receipts after a change following the purge", rs, append(keep, *a.Receipt))
-		mustVerify(t, "Receipts after a change following the purge", rs)
+		mustVerifyUser(t, s, u, now)
+		if got := mustGet(t, s, u).Purged; got != wantRec.Purged {
+			t.Errorf("anchor after a later change = %s, want it kept %s", show(got), show(wantRec.Purged))
+		}
 	})
 
 	parallel(t, "a longer retention keeps older receipts", newStore, func(t *testing.T, s store.Store) {
@@ -303,5 +318,56 @@ func testRetention(t *testing.T, newStore newStoreFunc) {
 			t.Errorf("PurgeExpired under a 5-year retention = %d, want %d", n, want)
 		}
 		checkEqual(t, "Receipts under a 5-year retention", mustReceipts(t, s, u), want)
+	})
+
+	parallel(t, "PurgeExpired trims the changelog and outcome events by age", newStore, func(t *testing.T, s store.Store) {
+		const u = "age-user"
+		a := mustApplyEffective(t, s, consent.DeclareTag(u, tagSki))
+		ol, hasOutcomes := s.(store.OutcomeLog)
+		if hasOutcomes {
+			if err := ol.AppendOutcomes(t.Context(), []string{u}, [][]byte{[]byte(`{"item":"aged"}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		countOutcomes := func() int {
+			n := 0
+			if hasOutcomes {
+				if err := ol.ReadOutcomes(t.Context(), func([]byte) error { n++; return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return n
+		}
+		// Within both retentions (the stores' defaults are days and
+		// months): nothing goes.
+		if _, err := s.PurgeExpired(t.Context(), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if evs := mustRead(t, s, a.Shard, "", 10, 0); len(evs) != 1 {
+			t.Fatalf("changelog within its retention: %d entries, want 1", len(evs))
+		}
+		if hasOutcomes && countOutcomes() != 1 {
+			t.Fatalf("outcomes within their retention: %d, want 1", countOutcomes())
+		}
+		// Four years on: past every retention, the receipts' three years
+		// included.
+		if _, err := s.PurgeExpired(t.Context(), time.Now().Add(4*365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := s.ReadChangelog(t.Context(), a.Shard, "", 10, 0)
+		if err == nil && len(evs) != 0 {
+			t.Errorf("changelog past its retention still holds %s", show(evs))
+		}
+		if _, err := s.ReadChangelog(t.Context(), a.Shard, "", 10, 0); err != nil && !errors.Is(err, store.ErrTrimmed) {
+			t.Errorf("reading a log trimmed by age: %v, want nil or ErrTrimmed", err)
+		}
+		if n := countOutcomes(); n != 0 {
+			t.Errorf("%d outcome events past their retention", n)
+		}
+		if rs := mustReceipts(t, s, u); len(rs) != 0 {
+			t.Errorf("%d receipts past their retention", len(rs))
+		}
+		// The record stays, with its anchor, and verifies.
+		mustVerifyUser(t, s, u, time.Now().Add(4*365*24*time.Hour))
 	})
 }

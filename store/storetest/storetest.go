@@ -2,9 +2,11 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,14 +24,46 @@ type newStoreFunc = func(t *testing.T) store.Store
 // return a fresh, empty store that shares no state with the others; see the
 // package documentation for what the suite expects beyond the Store
 // contract.
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.raw != nil {
+		plain := newStore
+		newStore = func(t *testing.T) store.Store {
+			s := plain(t)
+			raws.Store(s, o.raw)
+			t.Cleanup(func() { raws.Delete(s) })
+			return s
+		}
+	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
 			g.run(t, newStore)
 		})
 	}
+}
+
+// Option adds to what the suite can check.
+type Option func(*options)
+
+type options struct {
+	raw func(tb testing.TB, s store.Store) []byte
+}
+
+// raws maps each store under test made by a Run with WithRaw to its raw
+// reader.
+var raws sync.Map
+
+// WithRaw gives the suite a way to read everything a store holds, as raw
+// bytes (every key and stream of a Redis keyspace; an embedded store's data
+// file after Compact): the Erasure group scans it for an erased user's
+// personal content.
+func WithRaw(raw func(tb testing.TB, s store.Store) []byte) Option {
+	return func(o *options) { o.raw = raw }
 }
 
 // groups are the behaviours the suite checks, one t.Run group each.
@@ -41,7 +75,9 @@ var groups = []struct {
 	{"NoOps", testNoOps},
 	{"Validation", testValidation},
 	{"Suppression", testSuppression},
-	{"Erase", testErase},
+	{"Erasure", testErasure},
+	{"Restrict", testRestrict},
+	{"Truncation", testTruncation},
 	{"NotFound", testNotFound},
 	{"Changelog", testChangelog},
 	{"Shards", testShards},
@@ -268,10 +304,38 @@ func mustReadFrom(tb testing.TB, s store.Store, log int, after store.Position) [
 	}
 }
 
+// ChainKey is the receipt chain key every store under test must be opened
+// with (the stores' Options.ChainKey): the suite verifies chains with it.
+var ChainKey = consent.ChainKey("storetest chain key: not a secret")
+
+// mustVerify checks a run of receipts links up under ChainKey (for settings
+// receipts and for receipts read without their record).
 func mustVerify(tb testing.TB, what string, rs []consent.Receipt) {
 	tb.Helper()
-	if err := consent.VerifyChain(rs); err != nil {
-		tb.Errorf("VerifyChain(%s): %v", what, err)
+	if err := consent.VerifyLinks(rs, ChainKey); err != nil {
+		tb.Errorf("VerifyLinks(%s): %v", what, err)
+	}
+}
+
+// mustVerifyUser checks the user's receipts against the user's record head
+// under ChainKey at now.
+func mustVerifyUser(tb testing.TB, s store.Store, user string, now time.Time) {
+	tb.Helper()
+	ctx := context.Background()
+	rec, err := s.Get(ctx, user)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		tb.Fatalf("Get(%q): %v", user, err)
+	}
+	rs, err := s.Receipts(ctx, user)
+	if err != nil {
+		tb.Fatalf("Receipts(%q): %v", user, err)
+	}
+	set, err := s.Settings(ctx)
+	if err != nil {
+		tb.Fatalf("Settings: %v", err)
+	}
+	if err := consent.VerifyChain(rs, consent.HeadOf(rec, &set, now), ChainKey); err != nil {
+		tb.Errorf("VerifyChain(receipts of %q): %v", user, err)
 	}
 }
 

@@ -17,8 +17,10 @@ func TestMemory(t *testing.T) {
 		name string
 		opts func(t *testing.T) memory.Options
 	}{
-		{"file", func(t *testing.T) memory.Options { return memory.Options{Dir: t.TempDir()} }},
-		{"in-memory", func(t *testing.T) memory.Options { return memory.Options{} }},
+		{"file", func(t *testing.T) memory.Options {
+			return memory.Options{Dir: t.TempDir(), ChainKey: storetest.ChainKey}
+		}},
+		{"in-memory", func(t *testing.T) memory.Options { return memory.Options{ChainKey: storetest.ChainKey} }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

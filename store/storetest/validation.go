@@ -114,7 +114,6 @@ func testValidation(t *testing.T, newStore newStoreFunc) {
 		{"declare in a prohibited namespace", consent.DeclareTag(alice, politics), tags.ErrProhibited},
 		{"infer in a prohibited namespace", consent.InferTag(alice, politics), tags.ErrProhibited},
 		{"system infers for an erased user", consent.InferTag(erin, "interest:judo"), consent.ErrForbidden},
-		{"admin refuses a channel of an erased user", consent.RefuseChannel(erin, "sms").By(admin, sAdm), consent.ErrForbidden},
 	}
 	for _, c := range cases {
 		parallel(t, c.name, newStore, func(t *testing.T, s store.Store) {
