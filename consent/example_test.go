@@ -119,10 +119,17 @@ func ExampleVerifyChain() {
 	fmt.Println(err)
 
 	// Erasure redacts receipts; the chain still verifies.
+	erase := consent.Erase("u7")
+	erase.At = at.Add(3 * time.Hour)
+	r, rc, err := r.ApplyKeyed(erase, &set, key)
+	if err != nil {
+		panic(err)
+	}
+	receipts = append(receipts, *rc)
 	for i := range receipts {
 		receipts[i] = receipts[i].Redact()
 	}
-	fmt.Println(consent.VerifyChain(receipts, head, key), receipts[0].Subject == "")
+	fmt.Println(consent.VerifyChain(receipts, consent.HeadOf(r, &set, at.Add(4*time.Hour)), key), receipts[0].Subject == "")
 	// Output:
 	// <nil>
 	// true

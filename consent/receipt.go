@@ -208,9 +208,10 @@ type Head struct {
 	UserID   string
 	Version  uint64
 	LastHash string
-	// HeadMAC is the record's MAC over the three (Record.HeadMAC); when
-	// set, it must match under the key. Empty skips the check (a head
-	// built by hand, or a record written before heads were sealed).
+	// Content is the record's ContentDigest and HeadMAC its MAC over the
+	// four (Record.HeadMAC). With a UserID and a Version the MAC must match
+	// under the key; a head built by hand without a UserID skips the check.
+	Content string
 	HeadMAC string
 	// Purged is the anchor the last purge left; zero when none.
 	Purged Anchor
@@ -224,7 +225,23 @@ type Head struct {
 // HeadOf returns the head a record's receipts must verify against, with
 // the settings' retention, at now.
 func HeadOf(r Record, set *Settings, now time.Time) Head {
-	return Head{UserID: r.UserID, Version: r.Version, LastHash: r.LastHash, HeadMAC: r.HeadMAC, Purged: r.Purged, Retention: set.RetentionOrDefault(), Now: now}
+	return Head{UserID: r.UserID, Version: r.Version, LastHash: r.LastHash, Content: r.ContentDigest(), HeadMAC: r.HeadMAC,
+		Purged: r.Purged, Retention: set.RetentionOrDefault(), Now: now}
+}
+
+// Sealed reports whether h's MAC is the chain key's own over its user,
+// version, last hash and content digest. A head without a UserID (built by
+// hand) has nothing to check and is reported sealed.
+func (h Head) Sealed(key ChainKey) bool {
+	if h.UserID == "" && h.HeadMAC == "" {
+		return true
+	}
+	return hmac.Equal([]byte(headMAC(key, h.UserID, h.Version, h.LastHash, h.Content)), []byte(h.HeadMAC))
+}
+
+// AnchorSealed reports whether a is the chain key's own anchor.
+func (a Anchor) Sealed(key ChainKey) bool {
+	return hmac.Equal([]byte(a.mac(key)), []byte(a.MAC))
 }
 
 // VerifyChain checks the receipts of one user, oldest first, against the
@@ -241,14 +258,11 @@ func VerifyChain(rs []Receipt, h Head, key ChainKey) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if h.HeadMAC != "" || (h.Version > 0 && h.UserID != "") {
-		r := Record{UserID: h.UserID, Version: h.Version, LastHash: h.LastHash}
-		if !hmac.Equal([]byte(r.ComputeHeadMAC(key)), []byte(h.HeadMAC)) {
-			return fieldErr("receipts", ErrBrokenChain, "the record's head (version %d) is not the store's own: rolled back or forged", h.Version)
-		}
+	if h.Version > 0 && !h.Sealed(key) {
+		return fieldErr("receipts", ErrBrokenChain, "the record's head (version %d) is not the store's own: edited, rolled back or forged", h.Version)
 	}
 	if !h.Purged.IsZero() {
-		if !hmac.Equal([]byte(h.Purged.mac(key)), []byte(h.Purged.MAC)) {
+		if !h.Purged.Sealed(key) {
 			return fieldErr("receipts", ErrBrokenChain, "the purge anchor (seq %d) is not the store's own", h.Purged.Seq)
 		}
 		if h.Retention > 0 && now.Sub(h.Purged.At) < h.Retention {
@@ -297,6 +311,17 @@ func VerifyChain(rs []Receipt, h Head, key ChainKey) error {
 		}
 		if r.UserID != p.UserID {
 			return fieldErr("receipts", ErrBrokenChain, "receipt seq %d is for another user", r.Seq)
+		}
+	}
+	// A receipt is redacted only by an erasure: an erase receipt follows
+	// every redacted one (else its content was removed, not erased).
+	erased := false
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].Op == OpErase {
+			erased = true
+		}
+		if rs[i].Redacted && !erased {
+			return fieldErr("receipts", ErrBrokenChain, "receipt seq %d lost its content but no erasure follows it", rs[i].Seq)
 		}
 	}
 	last := &rs[len(rs)-1]

@@ -143,6 +143,14 @@ func TestSeal(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	rec, rs := chainRec(t)
+	// Receipts are redacted by an erasure: append one.
+	ch := consent.Erase(user)
+	ch.At = t0.Add(time.Hour)
+	rec, rc, err := rec.ApplyKeyed(ch, testSettings(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs = append(rs, *rc)
 	red := make([]consent.Receipt, len(rs))
 	for i := range rs {
 		red[i] = rs[i].Redact()
@@ -157,11 +165,19 @@ func TestRedact(t *testing.T) {
 	if strings.Contains(mustJSON(t, red), "buddhism") || strings.Contains(mustJSON(t, red), "religion") {
 		t.Errorf("redacted receipts still name the tag or category: %s", mustJSON(t, red))
 	}
-	h := consent.Head{Version: rec.Version, LastHash: rec.LastHash, Now: t0.Add(time.Hour)}
+	h := consent.HeadOf(rec, testSettings(), t0.Add(2*time.Hour))
 	if err := consent.VerifyChain(red, h, testKey); err != nil {
 		t.Errorf("VerifyChain(redacted) = %v, want nil", err)
 	}
-	// Half redacted verifies too (erasure may stop half way).
+	// A receipt redacted without an erasure after it: its content was
+	// removed, not erased.
+	live := cloneReceipts(rs[:6])
+	live[2] = live[2].Redact()
+	lh := consent.Head{Version: 6, LastHash: live[5].Hash, Now: h.Now}
+	if err := consent.VerifyChain(live, lh, testKey); err == nil || !strings.Contains(err.Error(), "lost its content but no erasure follows it") {
+		t.Errorf("VerifyChain(a live receipt redacted) = %v, want the removal detected", err)
+	}
+	// Half redacted verifies too (the newest were redacted first).
 	mixed := append(cloneReceipts(rs[:3]), red[3:]...)
 	if err := consent.VerifyChain(mixed, h, testKey); err != nil {
 		t.Errorf("VerifyChain(half redacted) = %v, want nil", err)
@@ -370,6 +386,7 @@ func TestVerifyChainRejects(t *testing.T) {
 			name: "anchor left, one more receipt removed",
 			tamper: func(rs []consent.Receipt, h *consent.Head) []consent.Receipt {
 				h.Purged = consent.NewAnchor(rs[1], testKey)
+				h.Retention = 0 // past the retention: only the link is wrong
 				return rs[3:]
 			},
 			wantMsg: "oldest receipt (seq 4) does not follow the purge anchor (seq 2)",
@@ -429,7 +446,7 @@ func TestVerifyChainRejects(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec, orig := chainRec(t)
-			h := consent.Head{UserID: rec.UserID, Version: rec.Version, LastHash: rec.LastHash, HeadMAC: rec.HeadMAC, Now: t0.Add(time.Hour)}
+			h := consent.HeadOf(rec, testSettings(), t0.Add(time.Hour))
 			rs := c.tamper(cloneReceipts(orig), &h)
 			err := consent.VerifyChain(rs, h, testKey)
 			wantFieldErr(t, err, consent.ErrBrokenChain, "receipts")

@@ -1,6 +1,9 @@
 package consent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -24,17 +27,36 @@ type Record struct {
 	// Purged is the anchor the last purge of expired receipts left (see
 	// Anchor); zero when none was purged.
 	Purged Anchor `json:"purged,omitzero"`
-	// HeadMAC is a MAC under the chain key over the user ID, Version and
-	// LastHash, set by every change: a record rolled back or forged by
-	// whoever can write the store but lacks the key does not verify
-	// (VerifyChain).
+	// HeadMAC is a MAC under the chain key over the user ID, Version,
+	// LastHash and the digest of the record's content (ContentDigest), set
+	// by every change: a record edited, rolled back to a made-up state or
+	// forged by whoever can write the store but lacks the key does not
+	// verify (VerifyChain).
 	HeadMAC string `json:"head_mac,omitempty"`
+}
+
+// ContentDigest is the hex SHA-256 of the record's content: everything but
+// Number (assigned by the store), Purged (set by purges, sealed on its
+// own) and HeadMAC.
+func (r Record) ContentDigest() string {
+	c := r
+	c.Number, c.Purged, c.HeadMAC = 0, Anchor{}, ""
+	c.UpdatedAt = c.UpdatedAt.UTC()
+	b, err := json.Marshal(c)
+	if err != nil { // a Record always marshals
+		panic(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // ComputeHeadMAC returns the HeadMAC r should carry under key.
 func (r Record) ComputeHeadMAC(key ChainKey) string {
-	msg := fmt.Sprintf("head\x00%s\x00%d\x00%s", r.UserID, r.Version, r.LastHash)
-	return macHex(key, msg)
+	return headMAC(key, r.UserID, r.Version, r.LastHash, r.ContentDigest())
+}
+
+func headMAC(key ChainKey, user string, version uint64, last, content string) string {
+	return macHex(key, fmt.Sprintf("head\x00%s\x00%d\x00%s\x00%s", user, version, last, content))
 }
 
 // NewRecord returns the record of a user we know nothing about.

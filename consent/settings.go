@@ -197,8 +197,13 @@ func (s *Settings) GrantCurrent(purpose string, v int) bool {
 }
 
 // RetentionOrDefault returns Retention, or DefaultRetention when zero.
+//
+// It never answers less than the three years Art. 12 requires, whatever
+// the settings say: settings written around Validate (straight into the
+// store) cannot shorten how long receipts are kept, nor make a purge of
+// recent receipts pass verification.
 func (s *Settings) RetentionOrDefault() time.Duration {
-	if s.Retention == 0 {
+	if s.Retention < DefaultRetention {
 		return DefaultRetention
 	}
 	return s.Retention

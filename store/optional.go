@@ -156,6 +156,20 @@ type RightsRequest struct {
 	Outcome string `json:"outcome"`
 	// Status is the HTTP status answered.
 	Status int `json:"status"`
+	// Verification says how the applicant's identity was verified before
+	// the request was handled (password, sms_otp, face, in_person,
+	// guardian, ...), when the request said; never who the applicant is.
+	Verification string `json:"verification,omitempty"`
+}
+
+// RequestCounter counts rights requests per user, so an operator can see
+// clearly excessive ones (Art. 25) across every instance.
+type RequestCounter interface {
+	// CountRequest records one request of class (a-z and _) by userID at
+	// at and returns how many requests of that class the user made in
+	// (at-window, at], this one included. Older entries may be dropped. An
+	// erasure of the user drops them all.
+	CountRequest(ctx context.Context, userID, class string, at time.Time, window time.Duration) (int, error)
 }
 
 // OutcomeLog keeps outcome events (what was shown to whom, at which rank and
@@ -233,3 +247,65 @@ func (e *DataLossError) Error() string {
 
 // Unwrap returns ErrDataLoss.
 func (e *DataLossError) Unwrap() error { return ErrDataLoss }
+
+// Validate checks r the way every RightsLog does before keeping it: a kind
+// of a-z and _, a known outcome, times in years 1 to 9999, a verification
+// method of at most 32 bytes of a-z, 0-9 and _ starting with a letter. The
+// error is a *consent.FieldError wrapping consent.ErrInvalidChange.
+func (r RightsRequest) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &consent.FieldError{Field: field, Detail: fmt.Sprintf(format, args...), Err: consent.ErrInvalidChange}
+	}
+	if r.Kind == "" {
+		return bad("kind", "empty kind")
+	}
+	for i := 0; i < len(r.Kind); i++ {
+		if c := r.Kind[i]; (c < 'a' || c > 'z') && c != '_' {
+			return bad("kind", "kind %q: want only a-z and _", r.Kind)
+		}
+	}
+	switch r.Outcome {
+	case "fulfilled", "rejected", "failed":
+	default:
+		return bad("outcome", "outcome %q: want fulfilled, rejected or failed", r.Outcome)
+	}
+	if r.Received.IsZero() {
+		return bad("received", "no time received")
+	}
+	if y := r.Received.UTC().Year(); y < 1 || y > 9999 {
+		return bad("received", "year %d out of range 1..9999", y)
+	}
+	if y := r.Handled.UTC().Year(); !r.Handled.IsZero() && (y < 1 || y > 9999) {
+		return bad("handled", "year %d out of range 1..9999", y)
+	}
+	if v := r.Verification; v != "" {
+		ok := len(v) <= 32 && v[0] >= 'a' && v[0] <= 'z'
+		for i := 0; ok && i < len(v); i++ {
+			c := v[i]
+			ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_'
+		}
+		if !ok {
+			return bad("verification", "verification %q: want up to 32 bytes of a-z, 0-9 and _, starting with a letter", clipString(v))
+		}
+	}
+	return nil
+}
+
+// ValidClass checks a RequestCounter class: 1 to 32 bytes of a-z and _.
+func ValidClass(class string) error {
+	ok := len(class) > 0 && len(class) <= 32
+	for i := 0; ok && i < len(class); i++ {
+		ok = class[i] >= 'a' && class[i] <= 'z' || class[i] == '_'
+	}
+	if !ok {
+		return &consent.FieldError{Field: "class", Detail: fmt.Sprintf("class %q: want 1 to 32 bytes of a-z and _", clipString(class)), Err: consent.ErrInvalidChange}
+	}
+	return nil
+}
+
+func clipString(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

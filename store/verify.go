@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 	"runtime"
@@ -859,15 +858,12 @@ func chainDetail(err error) string {
 // classifyChain names the first fault of a chain consent.VerifyChain
 // refused, walking it in the same order.
 func classifyChain(rs []consent.Receipt, h consent.Head, key consent.ChainKey) FindingKind {
-	if h.HeadMAC != "" || (h.Version > 0 && h.UserID != "") {
-		r := consent.Record{UserID: h.UserID, Version: h.Version, LastHash: h.LastHash}
-		if !hmac.Equal([]byte(r.ComputeHeadMAC(key)), []byte(h.HeadMAC)) {
-			return FindingForgedHead
-		}
+	if h.Version > 0 && !h.Sealed(key) {
+		return FindingForgedHead
 	}
 	a := h.Purged
 	if !a.IsZero() {
-		if !anchorSealed(a, key) {
+		if !a.Sealed(key) {
 			return FindingForgedAnchor
 		}
 		if h.Retention > 0 && h.Now.Sub(a.At) < h.Retention {
@@ -912,6 +908,13 @@ func classifyChain(rs []consent.Receipt, h consent.Head, key consent.ChainKey) F
 	case last.Seq != h.Version, last.Hash != h.LastHash:
 		return FindingHeadMismatch
 	}
+	erased := false
+	for i := len(rs) - 1; i >= 0; i-- {
+		erased = erased || rs[i].Op == consent.OpErase
+		if rs[i].Redacted && !erased {
+			return FindingEdited // content removed without an erasure
+		}
+	}
 	return FindingBroken
 }
 
@@ -919,10 +922,4 @@ func classifyChain(rs []consent.Receipt, h consent.Head, key consent.ChainKey) F
 // and hi: the receipts that seem missing are there, out of order.
 func seqAmong(rs []consent.Receipt, lo, hi uint64) bool {
 	return slices.ContainsFunc(rs, func(r consent.Receipt) bool { return r.Seq > lo && r.Seq < hi })
-}
-
-// anchorSealed reports whether a purge anchor's MAC is the one key gives.
-func anchorSealed(a consent.Anchor, key consent.ChainKey) bool {
-	want := consent.NewAnchor(consent.Receipt{Seq: a.Seq, Hash: a.Hash, At: a.At}, key)
-	return hmac.Equal([]byte(want.MAC), []byte(a.MAC))
 }

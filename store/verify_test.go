@@ -384,35 +384,32 @@ func TestVerifyTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newTamper(s)
+	// The records below break the rules under the real key (a bug in the
+	// rule engine, not a forger): only the tag checks can tell.
+	resealed := func(r consent.Record) consent.Record { r.HeadMAC = r.ComputeHeadMAC(verifyKey); return r }
 	w.records[userID(1)] = func(r consent.Record) consent.Record { // the sensitive consent is gone, the tag stayed
 		r.State.Sensitive = nil
-		return r
+		return resealed(r)
 	}
 	w.records[userID(0)] = func(r consent.Record) consent.Record { // erased, but the tags stayed
 		r.State = consent.State{Erased: true}
-		return r
-	}
-	w.receipts[userID(0)] = func(rs []consent.Receipt) []consent.Receipt {
-		for i := range rs {
-			rs[i] = rs[i].Redact()
-		}
-		return rs
+		return resealed(r)
 	}
 	w.records[userID(5)] = func(r consent.Record) consent.Record { // chess deleted, yet present
 		r.Tags.Suppressed = append(r.Tags.Suppressed, tags.Suppression{Tag: "interest:chess"})
-		return r
+		return resealed(r)
 	}
 	w.records[userID(7)] = func(r consent.Record) consent.Record { // the guardian consent is gone
 		r.State.Guardian = nil
-		return r
+		return resealed(r)
 	}
 	w.records[userID(4)] = func(r consent.Record) consent.Record {
 		r.Tags.Entries = append([]tags.Entry{{Tag: "banned:x", Source: tags.Declared}}, r.Tags.Entries...)
-		return r
+		return resealed(r)
 	}
 	w.records[userID(9)] = func(r consent.Record) consent.Record { // a minor, never a guardian
 		r.State.Minor = true
-		return r
+		return resealed(r)
 	}
 	rep := verify(t, w, verifyKey, store.VerifyOptions{})
 	want := map[string]store.FindingKind{
@@ -426,7 +423,11 @@ func TestVerifyTags(t *testing.T) {
 	got := map[string]store.FindingKind{}
 	for _, f := range rep.Findings {
 		if !f.Kind.Tag() {
-			t.Errorf("unexpected finding %+v", f)
+			// User 0's record says erased but its receipts were never
+			// redacted: that is a finding of its own.
+			if f.UserID != userID(0) || f.Kind != store.FindingUnredacted {
+				t.Errorf("unexpected finding %+v", f)
+			}
 			continue
 		}
 		got[f.UserID] = f.Kind

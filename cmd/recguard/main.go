@@ -596,9 +596,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // three years, and no longer), changelog entries past the changelog
 // retention and outcome events past the outcome retention, once at start
 // and then every hour.
+//
+// A store written by a release before erasure sealed users' data kept the
+// data of the users it erased in clear: the first pass scrubs it
+// (ScrubErased, a scan of every shard, once per start).
 func purgeLoop(ctx context.Context, st store.Store, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	if sc, ok := st.(interface {
+		ScrubErased(context.Context) (int, error)
+	}); ok {
+		if n, err := sc.ScrubErased(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("scrubbing users erased before sealing", "err", err)
+		} else if n > 0 {
+			log.Info("scrubbed users erased before sealing", "count", n)
+		}
+	}
 	for {
 		n, err := st.PurgeExpired(ctx, time.Now())
 		if err != nil && ctx.Err() == nil {

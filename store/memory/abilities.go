@@ -152,7 +152,7 @@ func (a *abilities) readRights(f *os.File) (good int64, torn bool, err error) {
 			}
 			return 0, false, fmt.Errorf("%w: %s: line %d at byte %d: %v (and it is not the last line)", ErrCorrupt, f.Name(), n, good, err)
 		}
-		if err := validRights(rq); err != nil {
+		if err := rq.Validate(); err != nil {
 			return 0, false, fmt.Errorf("%w: %s: line %d at byte %d: %v", ErrCorrupt, f.Name(), n, good, err)
 		}
 		a.rights = append(a.rights, rq)
@@ -206,34 +206,6 @@ func validKey(k store.APIKey) error {
 	}
 	if k.Role == "" {
 		return invalid("role", "empty role")
-	}
-	return nil
-}
-
-// validRights checks a rights request before it is logged: a kind of
-// [a-z_], a known outcome, a Received time and times JSON can hold.
-func validRights(r store.RightsRequest) error {
-	if r.Kind == "" {
-		return invalid("kind", "empty kind")
-	}
-	for i := 0; i < len(r.Kind); i++ {
-		if c := r.Kind[i]; (c < 'a' || c > 'z') && c != '_' {
-			return invalid("kind", "kind %q: want only a-z and _", r.Kind)
-		}
-	}
-	switch r.Outcome {
-	case "fulfilled", "rejected", "failed":
-	default:
-		return invalid("outcome", "outcome %q: want fulfilled, rejected or failed", r.Outcome)
-	}
-	if r.Received.IsZero() {
-		return invalid("received", "no time received")
-	}
-	if y := r.Received.UTC().Year(); y < 1 || y > 9999 {
-		return invalid("received", "year %d out of range 1..9999", y)
-	}
-	if y := r.Handled.UTC().Year(); !r.Handled.IsZero() && (y < 1 || y > 9999) {
-		return invalid("handled", "year %d out of range 1..9999", y)
 	}
 	return nil
 }
@@ -366,7 +338,7 @@ func (s *Store) LogRightsRequest(ctx context.Context, r store.RightsRequest) err
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := validRights(r); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	r.Received, r.Handled = r.Received.Round(0), r.Handled.Round(0)

@@ -59,6 +59,8 @@ type Store struct {
 
 	outcomes outcomes // outcome events for audits (memory only)
 
+	requests requests // per-user request counts (memory only)
+
 	ab *abilities // API keys and rights requests (abilities.go)
 }
 
@@ -227,6 +229,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	sh.mu.Unlock()
 	if erase {
 		s.outcomes.dropUser(n, ch.UserID)
+		s.requests.forget(ch.UserID)
 		s.compactSoon()
 	}
 	out := *rc

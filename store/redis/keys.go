@@ -18,3 +18,5 @@ func (k keys) log(shard int) string                 { return k.tag(shard) + "log
 func (k keys) receiptIndex(shard int) string        { return k.tag(shard) + "rx" }
 func (k keys) seq(shard int) string                 { return k.tag(shard) + "seq" }
 func (k keys) users(shard int) string               { return k.tag(shard) + "users" }
+
+func (k keys) requests(shard int, id string) string { return k.tag(shard) + "rq:" + id }

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -320,37 +321,6 @@ func validKeyID(id string) error {
 	return nil
 }
 
-// validRights checks r before it is logged: a kind of [a-z_], a known
-// outcome, a Received time and times JSON can hold.
-func validRights(r store.RightsRequest) error {
-	bad := func(field, format string, args ...any) error {
-		return &consent.FieldError{Field: field, Detail: fmt.Sprintf(format, args...), Err: consent.ErrInvalidChange}
-	}
-	if r.Kind == "" {
-		return bad("kind", "empty kind")
-	}
-	for i := 0; i < len(r.Kind); i++ {
-		if c := r.Kind[i]; (c < 'a' || c > 'z') && c != '_' {
-			return bad("kind", "kind %q: want only a-z and _", r.Kind)
-		}
-	}
-	switch r.Outcome {
-	case "fulfilled", "rejected", "failed":
-	default:
-		return bad("outcome", "outcome %q: want fulfilled, rejected or failed", r.Outcome)
-	}
-	if r.Received.IsZero() {
-		return bad("received", "no time received")
-	}
-	if y := r.Received.UTC().Year(); y < 1 || y > 9999 {
-		return bad("received", "year %d out of range 1..9999", y)
-	}
-	if y := r.Handled.UTC().Year(); !r.Handled.IsZero() && (y < 1 || y > 9999) {
-		return bad("handled", "year %d out of range 1..9999", y)
-	}
-	return nil
-}
-
 // PutKey creates or replaces the key with k.ID in the hash of keys.
 func (s *Store) PutKey(ctx context.Context, k store.APIKey) error {
 	if err := s.check(); err != nil {
@@ -432,7 +402,7 @@ func (s *Store) LogRightsRequest(ctx context.Context, r store.RightsRequest) err
 	if err := s.check(); err != nil {
 		return err
 	}
-	if err := validRights(r); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
 	b, err := json.Marshal(r)
@@ -574,7 +544,7 @@ func (s *Store) AppendOutcomes(ctx context.Context, userIDs []string, events [][
 				continue // erased or restricted: not stored
 			}
 			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.k.outcomes(store.ShardOf(id, s.shards)), MaxLen: DefaultOutcomesPerShard, Approx: true,
-				Values: []any{"u", id, "x", sealBlob(dk, events[i])}})
+				Values: []any{"u", id, "x", sealBlob(dk, events[i], eventAD(id))}})
 		}
 		return nil
 	})
@@ -600,7 +570,7 @@ func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) e
 			}
 			users := make([]string, 0, len(msgs))
 			for _, m := range msgs {
-				if u, _ := m.Values["u"].(string); u != "" {
+				if u, _, _ := outcomeFields(m); u != "" {
 					users = append(users, u)
 				}
 			}
@@ -609,28 +579,26 @@ func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) e
 				return err
 			}
 			for _, m := range msgs {
-				u, _ := m.Values["u"].(string)
-				x, _ := m.Values["x"].(string)
+				u, x, raw := outcomeFields(m)
 				var e []byte
 				switch {
-				case u == "" || x == "" || consent.ValidUserID(u) != nil:
-					// Damaged: handed over as it is, so the reader
-					// reports it (an audit counts it as malformed)
-					// rather than coming out silently short.
-					raw, _ := m.Values["e"].(string)
-					if raw == "" {
-						raw = x
-					}
-					e = []byte(raw)
-				case status[u] != "":
+				case u != "" && status[u] != "":
 					continue // erased or restricted: not read
+				case x != "" && u == "":
+					e = []byte("damaged sealed event " + m.ID) // no user: not JSON, counted as malformed
+				case x == "":
+					// Written whole (before sealing existed), or damaged:
+					// handed over as it is, so the reader reports what it
+					// cannot use (an audit counts it as malformed) rather
+					// than coming out silently short.
+					e = []byte(raw)
 				default:
-					e, err = openBlob(dks[u], x)
-					if errors.Is(err, errShredded) && dks[u] == nil {
-						continue // erased since: the key is gone
+					e, err = openBlob(dks[u], x, eventAD(u))
+					if errors.Is(err, errShredded) {
+						continue // sealed under a key that is gone: erased since
 					}
 					if err != nil {
-						e = []byte(x) // damaged under a live key
+						e = []byte("damaged sealed event " + m.ID) // not JSON: counted as malformed
 					}
 				}
 				if err := fn(e); err != nil {
@@ -644,4 +612,63 @@ func (s *Store) ReadOutcomes(ctx context.Context, fn func(event []byte) error) e
 		}
 	}
 	return nil
+}
+
+var _ store.RequestCounter = (*Store)(nil)
+
+// maxCountedRequests caps one user's request counts: the count saturates
+// there, far over any threshold.
+const maxCountedRequests = 1000
+
+// CountRequest records one request of class by userID at at and returns
+// how many of that class the user made in (at-window, at]. The counts live
+// in one sorted set per user, in the user's slot, expiring with the window;
+// an erasure deletes it.
+func (s *Store) CountRequest(ctx context.Context, userID, class string, at time.Time, window time.Duration) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if err := consent.ValidUserID(userID); err != nil {
+		return 0, err
+	}
+	if err := store.ValidClass(class); err != nil {
+		return 0, err
+	}
+	if window <= 0 {
+		return 0, &consent.FieldError{Field: "window", Detail: "window must be positive", Err: consent.ErrInvalidChange}
+	}
+	ms := at.UnixMilli()
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return 0, err
+	}
+	member := fmt.Sprintf("%s|%d|%x", class, ms, r)
+	ttl := window.Milliseconds() + 1
+	n, err := countScript.Run(ctx, s.c, []string{s.k.requests(store.ShardOf(userID, s.shards), userID)},
+		ms-window.Milliseconds(), ms, member, class+"|", ttl, maxCountedRequests).Int()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
+}
+
+// outcomeFields returns an outcome entry's user, sealed event and whole
+// event. An event written whole (before sealing existed: field e) names its
+// user only inside the JSON, read here so its user's status still applies.
+func outcomeFields(m goredis.XMessage) (user, sealed, whole string) {
+	user, _ = m.Values["u"].(string)
+	sealed, _ = m.Values["x"].(string)
+	whole, _ = m.Values["e"].(string)
+	if user == "" && whole != "" {
+		var ev struct {
+			User string `json:"user"`
+		}
+		if json.Unmarshal([]byte(whole), &ev) == nil {
+			user = ev.User
+		}
+	}
+	if consent.ValidUserID(user) != nil {
+		user = ""
+	}
+	return user, sealed, whole
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // Options configure a Store. The zero value is usable.
@@ -260,6 +261,11 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 		}
 		rec.Number = uint32(n)
 	}
+	// A tombstone keeps no tags (one written by a release before sealing
+	// kept suppressions: they are not served).
+	if rec.State.Erased {
+		rec.Tags = tags.Set{}
+	}
 	// The purge anchor lives in its own field (PurgeExpired writes it
 	// without a new version); it overrides the copy in the record JSON.
 	if len(vals) > 3 {
@@ -280,7 +286,7 @@ func decodeRecord(userID string, vals []any) (consent.Record, string, error) {
 // refusal, a deletion) the settings last read are used when the settings'
 // node cannot be reached (a Redis Cluster losing the {cfg} primary): the
 // user can always say no.
-func (s *Store) readForWrite(ctx context.Context, shard int, userID string, restrictive bool) (consent.Record, string, []byte, *consent.Settings, error) {
+func (s *Store) readForWrite(ctx context.Context, shard int, userID string, restrictive bool) (consent.Record, string, string, *consent.Settings, error) {
 	var hm *goredis.SliceCmd
 	var rx *goredis.IntCmd
 	var sv *goredis.StringCmd
@@ -291,7 +297,7 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 		return nil
 	})
 	if errors.Is(err, goredis.Nil) && errors.Is(sv.Err(), goredis.Nil) {
-		return consent.Record{}, "", nil, nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
+		return consent.Record{}, "", "", nil, &store.DataLossError{Logs: []int{store.SettingsLog}, Detail: "the settings are gone"}
 	}
 	stale := false
 	if err != nil {
@@ -299,20 +305,20 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 		cached := s.set != nil
 		s.mu.Unlock()
 		if !restrictive || !cached || hm.Err() != nil || rx.Err() != nil {
-			return consent.Record{}, "", nil, nil, unavailable(err)
+			return consent.Record{}, "", "", nil, unavailable(err)
 		}
 		stale = true // only the settings' node failed
 	}
 	vals := hm.Val()
 	if len(vals) != 5 {
-		return consent.Record{}, "", nil, nil, unavailable(fmt.Errorf("HMGET returned %d values", len(vals)))
+		return consent.Record{}, "", "", nil, unavailable(fmt.Errorf("HMGET returned %d values", len(vals)))
 	}
 	rec, ver, err := decodeRecord(userID, vals[:4])
 	if err != nil {
-		return consent.Record{}, "", nil, nil, err
+		return consent.Record{}, "", "", nil, err
 	}
 	if rec.Version == 0 && rx.Val() == 1 {
-		return consent.Record{}, "", nil, nil, &store.CorruptError{UserIDs: []string{userID}, Detail: "the record is gone while the user's receipts remain"}
+		return consent.Record{}, "", "", nil, &store.CorruptError{UserIDs: []string{userID}, Detail: "the record is gone while the user's receipts remain"}
 	}
 	v, _ := strconv.ParseUint(sv.Val(), 10, 64)
 	s.mu.Lock()
@@ -320,14 +326,14 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 	s.mu.Unlock()
 	if !stale && (set == nil || set.Version != v) {
 		if set, _, _, err = s.readSettings(ctx); err != nil {
-			return consent.Record{}, "", nil, nil, err
+			return consent.Record{}, "", "", nil, err
 		}
 	}
-	var dk []byte
-	if k, _ := vals[4].(string); len(k) == dataKeyLen {
-		dk = []byte(k)
+	rawKey, present := vals[4].(string)
+	if present && rawKey == "" {
+		rawKey = emptyKey
 	}
-	return rec, ver, dk, set, nil
+	return rec, ver, rawKey, set, nil
 }
 
 // Settings returns the current settings.
@@ -396,7 +402,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		ch.At = s.now()
 	}
 	shard := store.ShardOf(ch.UserID, s.shards)
-	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard)}
+	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard), s.k.requests(shard, ch.UserID)}
 	for attempt := 0; attempt < s.tries; attempt++ {
 		rec, ver, dk, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
 		if err != nil {
@@ -414,6 +420,13 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			// answer said it was not replicated): with Durability, confirm
 			// the slot's earlier writes reached the replicas all the same.
 			a := store.Applied{Record: rec, Shard: shard}
+			if ch.Op == consent.OpErase && rec.State.Erased && dk == "" {
+				// Erased before sealing existed: erasing again scrubs
+				// what that release kept in clear.
+				if err := s.scrubLegacy(ctx, shard, ch.UserID); err != nil {
+					return store.Applied{}, err
+				}
+			}
 			if s.dur.Replicas > 0 {
 				res, err := s.evalWrite(ctx, touchScript, []string{s.k.seq(shard)}, s.epoch, s.now().UnixMilli())
 				if res == nil {
@@ -423,7 +436,14 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			}
 			return a, nil
 		}
-		args, err := s.applyArgs(rec, next, rc, ver, dk, shard)
+		var items []string
+		if next.State.Erased {
+			// The erasure rewrites every receipt item redacted: read them.
+			if items, err = s.c.LRange(ctx, keys[1], 0, -1).Result(); err != nil {
+				return store.Applied{}, unavailable(err)
+			}
+		}
+		args, err := s.applyArgs(rec, next, rc, ver, dk, items, shard)
 		if err != nil {
 			return store.Applied{}, err
 		}
@@ -437,6 +457,13 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			num, _ := res[2].(string)
 			n, _ := strconv.ParseUint(num, 10, 32)
 			next.Number = uint32(n)
+			if next.State.Erased && hasWholeItems(items) {
+				// A user whose history predates sealing: their old
+				// changelog entries and outcome events are in clear.
+				if serr := s.scrubLegacy(ctx, shard, ch.UserID); serr != nil {
+					s.log.Warn("redis store: erased, but scrubbing the user's entries written before sealing failed; erase again to retry", "shard", shard, "err", serr)
+				}
+			}
 			return store.Applied{Record: next, Receipt: rc, Shard: shard, Pos: store.Position(id)}, err
 		case -1:
 			return store.Applied{}, &store.DataLossError{Logs: []int{shard}, Detail: "write refused: the shard's identity marker is gone or replaced"}
@@ -468,26 +495,32 @@ func (s *Store) Receipts(ctx context.Context, userID string) ([]consent.Receipt,
 	}
 	shard := store.ShardOf(userID, s.shards)
 	var lr *goredis.StringSliceCmd
-	var kc *goredis.StringCmd
+	var hm *goredis.SliceCmd
 	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		lr = p.LRange(ctx, s.k.receipts(shard, userID), 0, -1)
-		kc = p.HGet(ctx, s.k.user(shard, userID), "k")
+		hm = p.HMGet(ctx, s.k.user(shard, userID), "k", "st", "d")
 		return nil
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, unavailable(err)
 	}
-	dk := []byte(kc.Val())
+	var dk []byte
+	erased := false
+	if v := hm.Val(); len(v) == 3 {
+		k, _ := v[0].(string)
+		dk = []byte(k)
+		st, _ := v[1].(string)
+		d, _ := v[2].(string)
+		erased = statusOfHash(st, d) == "e"
+	}
 	items := lr.Val()
 	out := make([]consent.Receipt, 0, len(items))
 	for _, it := range items {
 		rc, blob, err := decodeReceiptItem(it)
-		if err == nil {
-			err = openReceipt(&rc, blob, dk)
-		}
 		if err != nil {
 			return nil, unavailable(err)
 		}
+		openReceipt(&rc, blob, dk, erased)
 		out = append(out, rc)
 	}
 	return out, nil
@@ -794,6 +827,9 @@ func decodeMessage(log int, m goredis.XMessage) (store.Event, string, error) {
 			user = str
 		case "x":
 			blob = str
+			if blob == "" {
+				err = errors.New("empty sealed content")
+			}
 		case "s":
 			ev.Settings = new(consent.Settings)
 			err = json.Unmarshal([]byte(str), ev.Settings)

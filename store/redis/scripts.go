@@ -31,12 +31,17 @@ end
 // silently re-created from empty).
 //
 // KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log
-// counter, 6 shard user list
+// counter, 6 shard user list, 7 the user's request counts (deleted by an
+// erasure)
 // ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list
 // item, 5 receipt time (unix ms), 6 changelog MAXLEN, 7 user ID, 8 shard
-// count, 9 shard, 10 epoch, 11 data key, 12 key mode (new: set it, it must
-// be absent; have: it must be there; drop: delete it, an erasure), 13 status
-// (st), 14.. the changelog entry's fields and values
+// count, 9 shard, 10 epoch, 11 data key, 12 key mode (new: set it, none
+// must be there; have: it must be there; replace: the damaged key as read,
+// ARGV 14, is replaced; drop: delete it, an erasure), 13 status (st), 14 the
+// key field as read, 15 R: the number of receipt items to rewrite (an
+// erasure: the list must still hold exactly R items, replaced by ARGV 16 to
+// 15+R before the new one is appended), then the changelog entry's fields
+// and values
 // Returns {1, stream ID, user number}, {0, current version} (read again),
 // {-1} (slot lost its identity) or {-2} (record lost).
 var applyScript = goredis.NewScript(nextID + `
@@ -45,13 +50,24 @@ local cur = redis.call('HGET', KEYS[1], 'v') or '0'
 if cur == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
 if cur ~= ARGV[1] then return {0, cur} end
 local k = redis.call('HGET', KEYS[1], 'k')
-if ARGV[12] == 'new' then
+local mode = ARGV[12]
+if mode == 'new' then
   if k then return {0, cur} end
   redis.call('HSET', KEYS[1], 'k', ARGV[11])
-elseif ARGV[12] == 'have' then
+elseif mode == 'have' then
   if k ~= ARGV[11] then return {0, cur} end
+elseif mode == 'replace' then
+  if k ~= ARGV[14] then return {0, cur} end
+  redis.call('HSET', KEYS[1], 'k', ARGV[11])
 else
   redis.call('HDEL', KEYS[1], 'k')
+  redis.call('DEL', KEYS[7])
+end
+local r = tonumber(ARGV[15])
+if mode == 'drop' then
+  if redis.call('LLEN', KEYS[2]) ~= r then return {0, cur} end
+  redis.call('DEL', KEYS[2])
+  for i = 16, 15 + r do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 end
 local num = redis.call('HGET', KEYS[1], 'n')
 if not num then
@@ -63,7 +79,7 @@ if ARGV[13] == '' then redis.call('HDEL', KEYS[1], 'st') else redis.call('HSET',
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[7])
 local f = {}
-for i = 14, #ARGV do f[#f+1] = ARGV[i] end
+for i = 16 + r, #ARGV do f[#f+1] = ARGV[i] end
 f[#f+1] = 'n'
 f[#f+1] = num
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], nextid(KEYS[5]), unpack(f))
@@ -195,7 +211,10 @@ return n
 var outcomeKeysScript = goredis.NewScript(`
 local out = {}
 for i = 1, #KEYS do
-  local r = redis.call('HMGET', KEYS[i], 'k', 'st')
+  local r = redis.call('HMGET', KEYS[i], 'k', 'st', 'd')
+  if not r[2] and r[3] and string.find(r[3], '"erased":true', 1, true) then
+    r[2] = 'e' -- erased before st existed
+  end
   if not r[1] and r[2] ~= 'e' then
     redis.call('HSET', KEYS[i], 'k', ARGV[i])
     r[1] = ARGV[i]
@@ -203,4 +222,43 @@ for i = 1, #KEYS do
   out[i] = {r[1], r[2]}
 end
 return out
+`)
+
+// countScript records one request in a user's request counts and counts
+// those of its class in the window.
+//
+// KEYS: 1 the user's request counts (a sorted set: member
+// "<class>|<ms>|<random>", score ms). ARGV: 1 window start (unix ms,
+// exclusive), 2 now (unix ms), 3 member, 4 "<class>|", 5 TTL (ms), 6 cap.
+// Returns the count.
+var countScript = goredis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[6])
+if over > 0 then redis.call('ZPOPMIN', KEYS[1], over) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local n = 0
+local p = ARGV[4]
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+  if string.sub(m, 1, #p) == p then n = n + 1 end
+end
+return n
+`)
+
+// rewriteListScript replaces a list if it still holds the number of items
+// read. KEYS: 1 the list. ARGV: 1 the number read, 2.. the new items.
+// Returns the number written, or -1 when the list changed (read again).
+var rewriteListScript = goredis.NewScript(`
+if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+return #ARGV - 1
+`)
+
+// setRecordScript replaces a record's JSON if it is still at the version
+// read. KEYS: 1 the user's hash. ARGV: 1 the version, 2 the JSON.
+var setRecordScript = goredis.NewScript(`
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'd', ARGV[2])
+return 1
 `)

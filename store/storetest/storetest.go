@@ -78,6 +78,7 @@ var groups = []struct {
 	{"Erasure", testErasure},
 	{"Restrict", testRestrict},
 	{"Truncation", testTruncation},
+	{"RequestCounts", testRequestCounts},
 	{"NotFound", testNotFound},
 	{"Changelog", testChangelog},
 	{"Shards", testShards},
