@@ -141,7 +141,18 @@ type Index struct {
 	// are refused until a rebuild).
 	needsRebuild, staleSettings bool
 	bulk                        *bulkLog // non-nil during a bulk operation
+
+	// erasures counts the erase and shredded events applied: a checkpoint
+	// saved before one still holds the user (see Erasures).
+	erasures atomic.Uint64
 }
+
+// Erasures returns how many erase (and shredded) changelog events the index
+// has applied. A checkpoint saved before the latest still holds what the
+// index knew of those users, so an owner that checkpoints compares it with
+// the value at its last save and saves again soon (sdk does, within
+// seconds).
+func (x *Index) Erasures() uint64 { return x.erasures.Load() }
 
 // New returns an empty index for a store with the given shard count and
 // settings, positioned at the start of every log.
@@ -237,8 +248,12 @@ func (x *Index) apply(ev *store.Event) {
 	}
 	rec, pr := ev.Record, ev.Prev
 	if ev.Shredded && rec != nil {
+		x.erasures.Add(1)
 		x.shredded(rec, ev.Log)
 		return
+	}
+	if rec != nil && rec.State.Erased {
+		x.erasures.Add(1)
 	}
 	if rec == nil {
 		var num uint32

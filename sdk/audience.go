@@ -79,24 +79,40 @@ func (c *Client) Audience(ctx context.Context, segment, channel string, targeted
 	return x.Audience(seg, channel, targeted)
 }
 
-// checkpointLoop saves the index regularly.
+// checkpointLoop saves the index every CheckpointEvery, and within
+// ErasureCheckpointDelay of an erasure the index applied.
 func (c *Client) checkpointLoop() {
 	cp, ok := c.st.(store.Checkpointer)
 	if !ok {
 		return
 	}
-	t := time.NewTicker(c.cfg.CheckpointEvery)
+	delay := c.cfg.ErasureCheckpointDelay
+	if delay <= 0 {
+		delay = 10 * time.Second
+	}
+	tick := min(c.cfg.CheckpointEvery, delay)
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	last := time.Now()
+	var savedErasures uint64
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-t.C:
-			if x := c.idx.Load(); x != nil {
-				ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CheckpointEvery)
-				_ = x.Save(ctx, cp, c.cfg.CheckpointName)
-				cancel()
+		case now := <-t.C:
+			x := c.idx.Load()
+			if x == nil {
+				continue
 			}
+			erasures := x.Erasures()
+			if now.Sub(last) < c.cfg.CheckpointEvery && erasures == savedErasures {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CheckpointEvery)
+			if err := x.Save(ctx, cp, c.cfg.CheckpointName); err == nil {
+				last, savedErasures = now, erasures
+			}
+			cancel()
 		}
 	}
 }

@@ -67,6 +67,11 @@ type Config struct {
 	// CheckpointEvery is how often the index is checkpointed. Zero means
 	// never from this instance (another may do it).
 	CheckpointEvery time.Duration
+	// ErasureCheckpointDelay is how soon after the index applied an
+	// erasure it is checkpointed again (when CheckpointEvery is set), so
+	// no checkpoint keeps an erased user for long (Art. 24). Zero means
+	// 10 s.
+	ErasureCheckpointDelay time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives the client's warnings (a store that went back in

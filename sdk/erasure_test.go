@@ -6,6 +6,7 @@ package sdk_test
 // the erasure (Shredded changelog entries drop it).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -378,5 +379,40 @@ func TestShreddedEntriesDropTheView(t *testing.T) {
 	notServed(t, c, "sam", consent.ReasonErased)
 	if n := w.reads("sam"); n != reads {
 		t.Fatalf("the tombstone this client wrote was dropped: %d reads after it", n-reads)
+	}
+}
+
+// TestCheckpointSoonAfterErasure: a checkpoint saved before an erasure
+// held the user; the index is saved again within ErasureCheckpointDelay,
+// long before CheckpointEvery, and the new one holds nothing of the user.
+func TestCheckpointSoonAfterErasure(t *testing.T) {
+	ctx := context.Background()
+	st := memoryStore(t)
+	c := newClient(t, st, sdk.Config{Audiences: true, CheckpointEvery: time.Hour, ErasureCheckpointDelay: 50 * time.Millisecond})
+	mustApply(t, c, consent.DeclareTag("erin-ckpt", "interest:erinskiing"))
+	mustApply(t, c, consent.DeclareTag("sam", "interest:ski"))
+	eventually(t, 2*time.Second, "both users in the index", func() bool {
+		return len(audienceIDs(t, c, "*", "push", false)) == 2
+	})
+	if err := c.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load := func() []byte {
+		b, err := st.LoadCheckpoint(ctx, "audience")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if !bytes.Contains(load(), []byte("erin-ckpt")) {
+		t.Fatal("setup: the first checkpoint does not hold the user")
+	}
+	mustApply(t, c, consent.Erase("erin-ckpt"))
+	eventually(t, 5*time.Second, "a checkpoint without the erased user", func() bool {
+		b := load()
+		return !bytes.Contains(b, []byte("erin-ckpt")) && !bytes.Contains(b, []byte("erinskiing"))
+	})
+	if !bytes.Contains(load(), []byte("sam")) {
+		t.Error("the new checkpoint lost the other user")
 	}
 }

@@ -171,19 +171,7 @@ const (
 	HeaderExcessiveRequests = "X-Excessive-Requests"
 )
 
-// RequestCounter is the store ability the server counts copy requests
-// with when the store has it, so every instance sees the same count.
-// Without it each instance counts in its own memory (a count per instance,
-// lost on restart).
-type RequestCounter interface {
-	// CountRequest records one request of class by userID at at and
-	// returns how many requests of that class the user made in
-	// (at-window, at], this one included. Entries older than window may
-	// be dropped; an erasure of the user drops them all.
-	CountRequest(ctx context.Context, userID, class string, at time.Time, window time.Duration) (int, error)
-}
-
-// copyClass is the RequestCounter class of the copy routes.
+// copyClass is the store.RequestCounter class of the copy routes.
 const copyClass = "copy"
 
 // countCopy counts a copy request of the user (kind: access for the
@@ -205,7 +193,8 @@ func (s *Server) countCopy(c *gin.Context, userID, kind string) {
 	}
 }
 
-// memCounter is the RequestCounter of one instance: in memory, for at most
+// memCounter is the store.RequestCounter of one instance, for a store
+// without one: in memory, for at most
 // maxCountedUsers users (past it, it forgets the users whose last request
 // is out of the window, and when none is, starts over).
 type memCounter struct {
@@ -223,7 +212,7 @@ const (
 
 func newMemCounter() *memCounter { return &memCounter{m: map[string][]time.Time{}} }
 
-// CountRequest implements RequestCounter.
+// CountRequest implements store.RequestCounter.
 func (mc *memCounter) CountRequest(_ context.Context, userID, class string, at time.Time, window time.Duration) (int, error) {
 	k := class + "\x00" + userID
 	from := at.Add(-window)

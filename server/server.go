@@ -26,8 +26,8 @@ type Server struct {
 	client   *sdk.Client
 	st       store.Store
 	keys     *keyCache
-	rights   store.RightsLog // nil when the store keeps none
-	counter  RequestCounter  // the store's, else this instance's own
+	rights   store.RightsLog      // nil when the store keeps none
+	counter  store.RequestCounter // the store's, else this instance's own
 	limit    *limiter
 	authFail *addrLimiter
 	m        *metrics
@@ -67,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 		log:      newErrLog(cfg.Logger),
 	}
 	s.rights, _ = cfg.Store.(store.RightsLog)
-	if rc, ok := cfg.Store.(RequestCounter); ok {
+	if rc, ok := cfg.Store.(store.RequestCounter); ok {
 		s.counter = rc
 	} else {
 		s.counter = newMemCounter()

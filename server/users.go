@@ -588,14 +588,8 @@ func (s *Server) rightsLog() gin.HandlerFunc {
 		case status >= 400:
 			outcome = "rejected"
 		}
-		r := store.RightsRequest{Kind: v.(string), Received: received.UTC(), Handled: s.cfg.Now().UTC(), Outcome: outcome, Status: status}
-		// How the applicant's identity was verified: the rights log entry
-		// has no member for it yet, so it is logged here, with the request
-		// ID, kind and times that tie it to the entry.
-		if how := c.GetString(ctxVerified); how != "" {
-			s.cfg.Logger.Info("rights request", "kind", r.Kind, "identity_verification", how, "outcome", outcome,
-				"status", status, "received", r.Received, "request_id", requestIDOf(c), "key_id", keyIDOf(c))
-		}
+		r := store.RightsRequest{Kind: v.(string), Received: received.UTC(), Handled: s.cfg.Now().UTC(), Outcome: outcome, Status: status,
+			Verification: c.GetString(ctxVerified)}
 		if s.rights == nil {
 			return
 		}
