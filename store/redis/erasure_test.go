@@ -162,6 +162,12 @@ func TestErasedDataIsNoise(t *testing.T) {
 	if bytes.Contains(raw(), []byte("skiing")) || bytes.Contains(raw(), []byte("ski-boots")) {
 		t.Errorf("after erase the keyspace still holds the user's content")
 	}
+	// The receipt items keep not even the sealed noise: "<ms> - <JSON>".
+	for _, it := range c.LRange(t.Context(), p+":{"+strconv.Itoa(shard)+"}:r:"+u, 0, -1).Val() {
+		if f := strings.SplitN(it, " ", 3); len(f) != 3 || f[1] != "-" {
+			t.Errorf("receipt item after erase keeps a sealed part: %.60q", it)
+		}
+	}
 	evs, err := s.ReadChangelog(t.Context(), shard, "", 100, 0)
 	if err != nil || len(evs) != 2 || !evs[0].Shredded || evs[1].Shredded || !evs[1].Record.State.Erased {
 		t.Errorf("changelog after erase = %+v, %v; want the first entry shredded, then the tombstone", evs, err)
