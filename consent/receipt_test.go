@@ -1,7 +1,9 @@
 package consent_test
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -466,5 +468,58 @@ func TestVerifyChainDoesNotModify(t *testing.T) {
 	}
 	if got := mustJSON(t, rs); got != snap {
 		t.Errorf("VerifyChain modified the receipts")
+	}
+}
+
+// TestLegacyReceipts: receipts sealed before digests and chain keys (an
+// unkeyed SHA-256 over every field) still verify without a key, as they did,
+// and a legacy record head has no MAC to check then; under a key they do
+// not (a keyed deployment accepts only what its key sealed).
+func TestLegacyReceipts(t *testing.T) {
+	old := func(seq uint64, prev, subject string) consent.Receipt {
+		r := consent.Receipt{UserID: user, Seq: seq, At: t0.Add(time.Duration(seq) * time.Minute), Actor: consent.ActorUser,
+			Surface: consent.SurfaceAppSettings, Op: consent.OpSetChannel, Subject: subject, Old: "allowed", New: "refused",
+			Purpose: "push", PolicyVersion: 1, PrevHash: prev}
+		// The previous release's seal: SHA-256 of the JSON without ID and
+		// hash, fields in the struct's order.
+		b, _ := json.Marshal(struct {
+			ID            string          `json:"id"`
+			UserID        string          `json:"user_id,omitempty"`
+			Seq           uint64          `json:"seq"`
+			At            time.Time       `json:"at"`
+			Actor         consent.Actor   `json:"actor"`
+			Surface       consent.Surface `json:"surface"`
+			Op            consent.Op      `json:"op"`
+			Subject       string          `json:"subject,omitempty"`
+			Old           string          `json:"old"`
+			New           string          `json:"new"`
+			Purpose       string          `json:"purpose,omitempty"`
+			PolicyVersion int             `json:"policy_version"`
+			Reason        string          `json:"reason,omitempty"`
+			Ref           string          `json:"ref,omitempty"`
+			Diff          []string        `json:"diff,omitempty"`
+			PrevHash      string          `json:"prev_hash,omitempty"`
+			Hash          string          `json:"hash"`
+		}{UserID: r.UserID, Seq: r.Seq, At: r.At, Actor: r.Actor, Surface: r.Surface, Op: r.Op, Subject: r.Subject,
+			Old: r.Old, New: r.New, Purpose: r.Purpose, PolicyVersion: r.PolicyVersion, PrevHash: r.PrevHash})
+		sum := sha256.Sum256(b)
+		r.Hash = hex.EncodeToString(sum[:])
+		r.ID = "rcpt_" + r.Hash[:24]
+		return r
+	}
+	r1 := old(1, "", "sms")
+	r2 := old(2, r1.Hash, "push")
+	rs := []consent.Receipt{r1, r2}
+	h := consent.Head{UserID: user, Version: 2, LastHash: r2.Hash, Now: t0.Add(time.Hour)}
+	if err := consent.VerifyChain(rs, h, nil); err != nil {
+		t.Errorf("legacy chain without a key: %v", err)
+	}
+	if err := consent.VerifyChain(rs, h, testKey); err == nil {
+		t.Errorf("legacy chain verifies under a key")
+	}
+	edited := cloneReceipts(rs)
+	edited[0].Subject = "email"
+	if err := consent.VerifyChain(edited, h, nil); err == nil {
+		t.Errorf("an edited legacy receipt verifies")
 	}
 }

@@ -5,6 +5,7 @@
 //	recguard keys revoke ID [store flags]
 //	recguard keys list [store flags]
 //	recguard audit --spec spec.yaml --events events.jsonl [...]
+//	recguard verify [store flags] [--format json|html] [--out FILE]
 //
 // With no store flag it uses the embedded store in --data, which survives
 // restarts. On first start, serve prints an admin key once. Receipts are
@@ -61,6 +62,7 @@ const usage = `usage:
   recguard keys revoke ID [store flags]
   recguard keys list [store flags]
   recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags] [--format html|json|csv] [--out FILE] [--strict]
+  recguard verify [store flags] [--format json|html] [--out FILE] [--workers N]   (Art. 27: every receipt chain and record; exit 1 on findings)
 
 store flags:
   --data DIR               embedded store directory (default ./recguard-data)
