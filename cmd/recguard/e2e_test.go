@@ -97,10 +97,44 @@ func TestServeRedis(t *testing.T) {
 		c.expect("POST", "/v1/users/carol/tags", app, map[string]any{"tag": "interest:chess", "source": "declared"}, http.StatusCreated, nil)
 		c.expect("PUT", "/v1/users/carol/consent/channels/sms", app, map[string]any{"refused": true}, http.StatusOK, nil)
 		c.expect("PUT", "/v1/users/carol/consent/personalization", app, map[string]any{"enabled": false}, http.StatusOK, nil)
+		// What the issue tried: a sensitive consent and tag, and an outcome
+		// event, all gone from Redis after the erasure.
+		c.expect("PUT", "/v1/users/carol/consent/sensitive/medical_health", app, map[string]any{"granted": true, "purpose": "personalization"}, http.StatusOK, nil)
+		c.expect("POST", "/v1/users/carol/tags", app, map[string]any{"tag": "medical_health:diabetes", "source": "declared"}, http.StatusCreated, nil)
+		c.expect("POST", "/v1/events", app, map[string]any{"events": []map[string]any{{"user": "carol", "item": "insulin-pen-kit",
+			"time": time.Now().UTC(), "mode": "personalized", "price": 120}}}, http.StatusAccepted, nil)
+		rcl := rsrv.Client(nil)
+		keyspace := func() string {
+			var b strings.Builder
+			for _, k := range rcl.Keys(t.Context(), "*").Val() {
+				switch rcl.Type(t.Context(), k).Val() {
+				case "hash":
+					fmt.Fprintln(&b, rcl.HGetAll(t.Context(), k).Val())
+				case "list":
+					fmt.Fprintln(&b, rcl.LRange(t.Context(), k, 0, -1).Val())
+				case "stream":
+					fmt.Fprintln(&b, rcl.XRange(t.Context(), k, "-", "+").Val())
+				case "string":
+					fmt.Fprintln(&b, rcl.Get(t.Context(), k).Val())
+				case "zset":
+					fmt.Fprintln(&b, rcl.ZRange(t.Context(), k, 0, -1).Val())
+				}
+			}
+			return b.String()
+		}
+		if !strings.Contains(keyspace(), "diabetes") {
+			t.Fatalf("setup: the sensitive tag is not in Redis before the erasure")
+		}
 		var er consentJSON
 		c.expect("DELETE", "/v1/users/carol", app, nil, http.StatusOK, &er)
 		if !er.State.Erased || er.Receipt == nil || er.Receipt.Op != "erase" {
 			t.Fatalf("erase answer: %+v (receipt %+v)", er, er.Receipt)
+		}
+		ks := keyspace()
+		for _, m := range []string{"diabetes", "interest:chess", "insulin-pen-kit"} {
+			if strings.Contains(ks, m) {
+				t.Errorf("after DELETE /v1/users/carol, Redis still holds %q in clear", m)
+			}
 		}
 
 		var ex exportJSON
@@ -119,7 +153,7 @@ func TestServeRedis(t *testing.T) {
 		}
 		// The receipts are kept in storage only (Art. 24): the export and
 		// the receipts route give the erasure certificate instead.
-		if len(ex.Receipts) != 0 || ex.Erasure == nil || ex.Record.Version != 4 {
+		if len(ex.Receipts) != 0 || ex.Erasure == nil || ex.Record.Version != 6 {
 			t.Fatalf("export after erasure: %s", r.body)
 		}
 		var rc receiptsJSON
@@ -131,7 +165,7 @@ func TestServeRedis(t *testing.T) {
 		auditor, _ := createKey(t, "auditor", sf...)
 		var ar auditReceiptsJSON
 		c.expect("GET", "/v1/audit/users/carol/receipts", auditor, nil, http.StatusOK, &ar)
-		if !ar.ChainValid || !ar.Erased || len(ar.Receipts) != 4 || ar.Receipts[3].Op != "erase" || ar.Receipts[3].Seq != 4 {
+		if !ar.ChainValid || !ar.Erased || len(ar.Receipts) != 6 || ar.Receipts[5].Op != "erase" || ar.Receipts[5].Seq != 6 {
 			t.Fatalf("the auditor's view: %+v", ar)
 		}
 		for _, rc := range ar.Receipts {
