@@ -90,12 +90,18 @@ const (
 // the reference on every metric both have data for (means: at least two
 // observations each):
 //
-//   - rate: difference with Newcombe's hybrid score interval, ratio with
-//     the Katz log interval, Fisher's exact test when an expected cell
-//     count is below 5 (Statistic is then the sample odds ratio), else the
-//     two-proportion z test (Statistic z);
-//   - mean: difference with Welch's interval, ratio with a delta-method log
-//     interval, Welch's t test (Statistic t);
+//   - rate and mean: at the user level (see cluster.go): each side's
+//     ratio-of-sums rate or mean over its users, the difference with its
+//     cluster-robust standard error (users in both groups add their
+//     covariance), a t test with min(users) - 1 degrees of freedom
+//     (cluster_robust_t, Statistic t), the ratio with a delta-method log
+//     interval. One heavy user's many events count as one witness, so
+//     users who differ among themselves do not make a null look
+//     significant. When a side has fewer than two users with a value the
+//     event-level test runs instead (and says so): for a rate Newcombe's
+//     interval, the Katz ratio interval and Fisher's exact test when an
+//     expected count is below 5 (Statistic the odds ratio), else the
+//     two-proportion z test; for a mean Welch's interval and t test;
 //   - distribution: Mann-Whitney U test (Statistic is its normal
 //     approximation z); Difference and Ratio are those of the medians, with
 //     NaN intervals (no interval is computed for them).
@@ -591,7 +597,13 @@ type engine struct {
 	seenM   []int64     // events with the metric's field, per metric
 
 	ustate []userState // by user number (see readerState)
-	ubits  []uint64    // all atom words per user, when there are over 64 atoms
+	// umet holds each user's sums per metric (user number x metric) of
+	// the events counted in the user's usual groups; uextra those of
+	// events whose attributes put them in other groups, by user<<6|group
+	// (see cluster.go).
+	umet   []ysum
+	uextra map[uint64][]ysum
+	ubits  []uint64 // all atom words per user, when there are over 64 atoms
 
 	pendingIDs  []string
 	pendingNums []int32
@@ -1181,6 +1193,7 @@ func (e *engine) process(it *readItem, ui int32) {
 			}
 		}
 	}
+	e.userSums(ui, mask, u.plain, &vals, &have)
 	if it.flags&fPrice != 0 {
 		e.addPrice(it, mask)
 	}
@@ -1338,6 +1351,7 @@ func (e *engine) report() *Report {
 	}
 	refName := e.spec.Reference
 	refOK := !suppressed[e.ref]
+	var cmps []cmpArgs // how each of r.Tests was computed, to adjust its intervals
 	for i, g := range e.spec.Groups {
 		if !suppressed[i] {
 			continue
@@ -1350,14 +1364,16 @@ func (e *engine) report() *Report {
 	}
 	if refOK {
 		ref := &e.groups[e.ref]
+		mo := e.clusterMoments()
 		for i := range e.groups {
 			if i == e.ref || suppressed[i] {
 				continue
 			}
 			for j := range e.metrics {
-				if t, ok := e.compare(&e.metrics[j], &e.groups[i].metrics[j], &ref.metrics[j]); ok {
+				if t, ok := e.compareUsers(&e.metrics[j], &e.groups[i].metrics[j], &ref.metrics[j], mo[i][j], mo[e.ref][j]); ok {
 					t.Group, t.Reference = e.spec.Groups[i].Name, refName
 					r.Tests = append(r.Tests, t)
+					cmps = append(cmps, cmpArgs{&e.metrics[j], &e.groups[i].metrics[j], &ref.metrics[j], mo[i][j], mo[e.ref][j]})
 				}
 			}
 		}
@@ -1404,18 +1420,44 @@ func (e *engine) report() *Report {
 		ps = append(ps, t.P)
 	}
 	qs := stats.BenjaminiHochberg(ps)
-	k := 0
 	sig := func(q float64) bool { return q <= e.spec.Alpha }
+	// The intervals shown match the decision: false coverage-rate
+	// adjusted intervals (Benjamini and Yekutieli 2005) at the level
+	// 1 - R alpha / m, R the tests with q <= alpha (at least 1), m all the
+	// tests: an interval excludes "no difference" exactly when (for the
+	// t and z tests) its test is selected.
+	selected := 0
+	for _, q := range qs {
+		if sig(q) {
+			selected++
+		}
+	}
+	r.IntervalConfidence = 1 - e.spec.Alpha
+	if len(qs) > 0 {
+		r.IntervalConfidence = 1 - float64(max(selected, 1))*e.spec.Alpha/float64(len(qs))
+		e.adjustIntervals(r, cmps, suppressed, r.IntervalConfidence)
+	}
+	tol := e.spec.tolerance()
+	k := 0
 	for i := range r.Tests {
-		r.Tests[i].Q, r.Tests[i].Significant = qs[k], sig(qs[k])
+		t := &r.Tests[i]
+		t.Q = qs[k]
+		t.Material = tol.material(e.kindOf(t.Metric), t)
+		t.Significant = sig(t.Q) && t.Material
 		k++
 	}
 	for i := range r.Prices {
-		r.Prices[i].Q, r.Prices[i].Significant = qs[k], sig(qs[k])
+		p := &r.Prices[i]
+		p.Q = qs[k]
+		p.Material = tol.materialPrice(p)
+		p.Significant = sig(p.Q) && p.Material
 		k++
 	}
 	for i := range r.Parity {
-		r.Parity[i].Q, r.Parity[i].Significant = qs[k], sig(qs[k])
+		t := &r.Parity[i]
+		t.Q = qs[k]
+		t.Material = tol.material(parityKind(t.Metric), t)
+		t.Significant = sig(t.Q) && t.Material
 		k++
 	}
 	r.Findings = append(e.findings(r), r.Findings...)
@@ -1743,6 +1785,8 @@ func testWord(t string) string {
 		return "Fisher's exact test"
 	case "welch_t":
 		return "Welch's t test"
+	case "cluster_robust_t":
+		return "user-level t test"
 	case "mann_whitney":
 		return "Mann-Whitney test"
 	}
@@ -1948,24 +1992,30 @@ func (m *MetricResult) UnmarshalJSON(b []byte) error {
 }
 
 type jsonTestResult struct {
-	Metric       string   `json:"metric"`
-	Group        string   `json:"group"`
-	Reference    string   `json:"reference"`
-	Difference   jsonNum  `json:"difference"`
-	DifferenceCI Interval `json:"difference_ci"`
-	Ratio        jsonNum  `json:"ratio"`
-	RatioCI      Interval `json:"ratio_ci"`
-	Test         string   `json:"test"`
-	Statistic    jsonNum  `json:"statistic"`
-	P            jsonNum  `json:"p"`
-	Q            jsonNum  `json:"q"`
-	Significant  bool     `json:"significant"`
+	Metric         string   `json:"metric"`
+	Group          string   `json:"group"`
+	Reference      string   `json:"reference"`
+	Difference     jsonNum  `json:"difference"`
+	DifferenceCI   Interval `json:"difference_ci"`
+	Ratio          jsonNum  `json:"ratio"`
+	RatioCI        Interval `json:"ratio_ci"`
+	Test           string   `json:"test"`
+	Statistic      jsonNum  `json:"statistic"`
+	P              jsonNum  `json:"p"`
+	Users          int64    `json:"users,omitempty"`
+	ReferenceUsers int64    `json:"reference_users,omitempty"`
+	SE             jsonNum  `json:"se,omitempty"`
+	DF             jsonNum  `json:"df,omitempty"`
+	Q              jsonNum  `json:"q"`
+	Material       bool     `json:"material"`
+	Significant    bool     `json:"significant"`
 }
 
 // MarshalJSON writes a non-finite value as null.
 func (t TestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jsonTestResult{t.Metric, t.Group, t.Reference, jsonNum(t.Difference), t.DifferenceCI,
-		jsonNum(t.Ratio), t.RatioCI, t.Test, jsonNum(t.Statistic), jsonNum(t.P), jsonNum(t.Q), t.Significant})
+		jsonNum(t.Ratio), t.RatioCI, t.Test, jsonNum(t.Statistic), jsonNum(t.P), t.Users, t.ReferenceUsers,
+		jsonNum(t.SE), jsonNum(t.DF), jsonNum(t.Q), t.Material, t.Significant})
 }
 
 // UnmarshalJSON reads null as NaN.
@@ -1974,8 +2024,10 @@ func (t *TestResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*t = TestResult{j.Metric, j.Group, j.Reference, float64(j.Difference), j.DifferenceCI, float64(j.Ratio), j.RatioCI,
-		j.Test, float64(j.Statistic), float64(j.P), float64(j.Q), j.Significant}
+	*t = TestResult{Metric: j.Metric, Group: j.Group, Reference: j.Reference, Difference: float64(j.Difference),
+		DifferenceCI: j.DifferenceCI, Ratio: float64(j.Ratio), RatioCI: j.RatioCI, Test: j.Test,
+		Statistic: float64(j.Statistic), P: float64(j.P), Users: j.Users, ReferenceUsers: j.ReferenceUsers,
+		SE: float64(j.SE), DF: float64(j.DF), Q: float64(j.Q), Material: j.Material, Significant: j.Significant}
 	return nil
 }
 
@@ -1990,13 +2042,14 @@ type jsonPriceResult struct {
 	MeanExcessPct jsonNum  `json:"mean_excess_pct"`
 	P             jsonNum  `json:"p"`
 	Q             jsonNum  `json:"q"`
+	Material      bool     `json:"material"`
 	Significant   bool     `json:"significant"`
 }
 
 // MarshalJSON writes a non-finite value as null.
 func (p PriceResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jsonPriceResult{p.Group, p.Reference, p.Pairs, jsonNum(p.ShareHigher), jsonNum(p.ShareLower),
-		jsonNum(p.MeanExcess), p.MeanExcessCI, jsonNum(p.MeanExcessPct), jsonNum(p.P), jsonNum(p.Q), p.Significant})
+		jsonNum(p.MeanExcess), p.MeanExcessCI, jsonNum(p.MeanExcessPct), jsonNum(p.P), jsonNum(p.Q), p.Material, p.Significant})
 }
 
 // UnmarshalJSON reads null as NaN.
@@ -2006,6 +2059,6 @@ func (p *PriceResult) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*p = PriceResult{j.Group, j.Reference, j.Pairs, float64(j.ShareHigher), float64(j.ShareLower), float64(j.MeanExcess),
-		j.MeanExcessCI, float64(j.MeanExcessPct), float64(j.P), float64(j.Q), j.Significant}
+		j.MeanExcessCI, float64(j.MeanExcessPct), float64(j.P), float64(j.Q), j.Material, j.Significant}
 	return nil
 }

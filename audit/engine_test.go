@@ -275,25 +275,51 @@ func TestHandComputed(t *testing.T) {
 		len(ra.Quantiles) != 1 || ra.Quantiles[0] != (Quantile{Q: 0.5, Value: 5.5}) {
 		t.Errorf("rank a = %+v", ra)
 	}
-	// Tests.
+	// Tests, at the user level. Each user has two events: the sums per
+	// user are the clicks and prices above, two at a time.
+	clusterSE := func(ys []float64, n float64) (mean, v float64) {
+		var sy float64
+		for _, y := range ys {
+			sy += y
+		}
+		g := float64(len(ys))
+		mean = sy / (g * n)
+		var ss float64
+		for _, y := range ys {
+			ss += (y - mean*n) * (y - mean*n)
+		}
+		return mean, g / (g - 1) * ss / (g * n * g * n)
+	}
 	tc, ok := test(r, "b", "clicks")
 	if !ok {
 		t.Fatal("no clicks test")
 	}
-	alo, ahi := wilson(3, 10)
-	blo, bhi := wilson(6, 10)
-	if tc.Reference != "a" || tc.Test != "fisher_exact" || !near(tc.Difference, 0.3, 1e-12) ||
-		!near(tc.DifferenceCI.Lo, 0.3-math.Hypot(0.6-blo, ahi-0.3), 1e-12) || !near(tc.DifferenceCI.Hi, 0.3+math.Hypot(bhi-0.6, 0.3-alo), 1e-12) ||
-		!near(tc.Ratio, 2, 1e-12) || !near(tc.P, fisher(6, 4, 3, 7), 1e-9) || !near(tc.Statistic, 3.5, 1e-12) {
-		t.Errorf("clicks test %+v (fisher p %v)", tc, fisher(6, 4, 3, 7))
+	// a's users clicked 2,1,0,0,0 (events 0-2 clicked); b's 2,2,2,0,0.
+	mA, vA := clusterSE([]float64{2, 1, 0, 0, 0}, 2)
+	mB, vB := clusterSE([]float64{2, 2, 2, 0, 0}, 2)
+	se := math.Sqrt(vA + vB)
+	// Intervals are false coverage-rate adjusted: 4 tests, none selected,
+	// so at 1 - 1 * 0.05 / 4.
+	if !near(r.IntervalConfidence, 1-0.05/4, 1e-12) {
+		t.Errorf("interval confidence %v, want %v", r.IntervalConfidence, 1-0.05/4)
 	}
-	katz := z975 * math.Sqrt(1.0/6-1.0/10+1.0/3-1.0/10)
-	if !near(tc.RatioCI.Lo, 2*math.Exp(-katz), 1e-12) || !near(tc.RatioCI.Hi, 2*math.Exp(katz), 1e-12) {
+	tq := tCritical(r.IntervalConfidence, 4)
+	if tc.Reference != "a" || tc.Test != "cluster_robust_t" || !near(tc.Difference, mB-mA, 1e-12) || !near(tc.Difference, 0.3, 1e-12) ||
+		!near(tc.SE, se, 1e-12) || tc.DF != 4 || tc.Users != 5 || tc.ReferenceUsers != 5 ||
+		!near(tc.Statistic, 0.3/se, 1e-12) || !near(tc.DifferenceCI.Lo, 0.3-tq*se, 1e-12) || !near(tc.DifferenceCI.Hi, 0.3+tq*se, 1e-12) ||
+		!near(tc.Ratio, 2, 1e-12) || !(tc.P > 0.3 && tc.P < 0.5) {
+		t.Errorf("clicks test %+v (want se %v)", tc, se)
+	}
+	// Log-ratio interval by the delta method.
+	sl := math.Sqrt(vA/(mA*mA) + vB/(mB*mB))
+	if !near(tc.RatioCI.Lo, 2*math.Exp(-tq*sl), 1e-12) || !near(tc.RatioCI.Hi, 2*math.Exp(tq*sl), 1e-12) {
 		t.Errorf("ratio CI %+v", tc.RatioCI)
 	}
 	tp, _ := test(r, "b", "price")
-	if tp.Test != "welch_t" || !near(tp.Difference, 1.4, 1e-12) || !near(tp.Ratio, 31.6/30.2, 1e-12) || !(tp.P > 0 && tp.P < 1) ||
-		!(tp.DifferenceCI.Lo < 1.4 && tp.DifferenceCI.Hi > 1.4) {
+	mA, vA = clusterSE([]float64{20, 42, 60, 80, 100}, 2)
+	mB, vB = clusterSE([]float64{22, 42, 66, 76, 110}, 2)
+	if tp.Test != "cluster_robust_t" || !near(tp.Difference, 1.4, 1e-9) || !near(mB-mA, 1.4, 1e-9) || !near(tp.Ratio, 31.6/30.2, 1e-12) ||
+		!near(tp.SE, math.Sqrt(vA+vB), 1e-9) || !(tp.DifferenceCI.Lo < 1.4 && tp.DifferenceCI.Hi > 1.4) {
 		t.Errorf("price test %+v", tp)
 	}
 	tr, _ := test(r, "b", "rank")
@@ -309,7 +335,7 @@ func TestHandComputed(t *testing.T) {
 	}
 	p := r.Prices[0]
 	sd := math.Sqrt(7.3)
-	const t4 = 2.7764451051977987 // qt(0.975, 4)
+	t4 := tCritical(r.IntervalConfidence, 4) // qt(1 - 0.0125/2, 4) = 4.3147: the adjusted level
 	if p.Group != "b" || p.Reference != "a" || p.Pairs != 5 || p.ShareHigher != 0.6 || p.ShareLower != 0.2 ||
 		!near(p.MeanExcess, 1.4, 1e-12) || !near(p.MeanExcessCI.Lo, 1.4-t4*sd/math.Sqrt(5), 1e-9) || !near(p.MeanExcessCI.Hi, 1.4+t4*sd/math.Sqrt(5), 1e-9) ||
 		!near(p.MeanExcessPct, 100*1.4/30.2, 1e-12) || !near(p.P, 0.625, 1e-12) {
@@ -769,7 +795,7 @@ func TestPlantedGapsFlagged(t *testing.T) {
 		t.Fatalf("click gap not flagged: %+v", click)
 	}
 	priceText := regexp.MustCompile(`^Group loyalty:gold paid [45]\.\d% more than loyalty:new for the same item at the same time \(higher in [\d,]+ of [\d,]+ item-hours, mean difference \+[\d.]+, q < 0\.0001\)\.$`)
-	clickText := regexp.MustCompile(`^Group loyalty:gold had a click rate of [\d.]+% against [\d.]+% for loyalty:new \(difference \+[\d.]+ points, 95% CI \+[\d.]+ to \+[\d.]+; two-proportion z test, q < 0\.0001\)\.$`)
+	clickText := regexp.MustCompile(`^Group loyalty:gold had a click rate of [\d.]+% against [\d.]+% for loyalty:new \(difference \+[\d.]+ points, 95% CI \+[\d.]+ to \+[\d.]+; user-level t test, q < 0\.0001\)\.$`)
 	var sawPrice, sawClick bool
 	for _, f := range r.Findings {
 		sawPrice = sawPrice || f.Severity == "significant" && priceText.MatchString(f.Text)

@@ -52,8 +52,11 @@ type htmlPage struct {
 	Problems    []LineProblem
 	MoreProbs   int64
 	Suppressed  string // "suppressed (fewer than N users)"
-	// Conf is the confidence of the intervals, "95%" for alpha 0.05.
-	Conf string
+	// Conf is the confidence of the groups' intervals, "95%" for alpha
+	// 0.05; TestConf that of the comparisons' (false coverage-rate
+	// adjusted); RateLo..PricePct the materiality tolerance.
+	Conf, TestConf                           string
+	RateLo, RateHi, MeanLo, MeanHi, PricePct string
 }
 
 type testsView struct {
@@ -195,6 +198,14 @@ func buildPage(r *Report) *htmlPage {
 		Suppressed: fmt.Sprintf("suppressed (fewer than %d users)", minSize),
 		Conf:       strconv.FormatFloat(math.Round((1-alpha)*1e6)/1e4, 'f', -1, 64) + "%",
 	}
+	p.TestConf = p.Conf
+	if r.IntervalConfidence > 0 {
+		p.TestConf = strconv.FormatFloat(math.Round(r.IntervalConfidence*1e6)/1e4, 'f', -1, 64) + "%"
+	}
+	tol := r.Spec.tolerance()
+	p.RateLo, p.RateHi = fmtRatio(1/tol.RateRatio), fmtRatio(tol.RateRatio)
+	p.MeanLo, p.MeanHi = fmtRatio(1/tol.MeanRatio), fmtRatio(tol.MeanRatio)
+	p.PricePct = strconv.FormatFloat(tol.PricePct, 'f', -1, 64)
 	p.Title = "Audit report"
 	if r.Spec.Name != "" {
 		p.Title = "Audit report: " + r.Spec.Name
@@ -288,7 +299,7 @@ func buildPage(r *Report) *htmlPage {
 	}
 	for i, name := range order {
 		mv := metricView{ID: "metric-" + strconv.Itoa(i+1), Name: name, Kind: kinds[name], Field: fields[name]}
-		mv.Tests.Conf = p.Conf
+		mv.Tests.Conf = p.TestConf
 		mv.KindTxt = kindText(mv.Kind)
 		mv.Rows, mv.QCols = metricRows(r, name, mv.Kind)
 		mv.SuppCols = 3
@@ -355,7 +366,7 @@ func buildPage(r *Report) *htmlPage {
 		p.Prices = pv
 	}
 
-	p.Parity.Conf, p.Parity.ShowMetric = p.Conf, true
+	p.Parity.Conf, p.Parity.ShowMetric = p.TestConf, true
 	for _, t := range r.Parity {
 		k := kinds[t.Metric]
 		if k == "" {
@@ -413,6 +424,8 @@ func testName(t string) string {
 		return "Fisher's exact test"
 	case "welch_t":
 		return "Welch's t-test"
+	case "cluster_robust_t":
+		return "user-level t-test (cluster-robust)"
 	case "mann_whitney":
 		return "Mann-Whitney U test"
 	case "sign_test", "sign":
@@ -1298,7 +1311,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 {{- if .Significant}}
 <h3>Statistically significant differences</h3>
 <table class="significant">
-<thead><tr><th>Where</th><th>Group</th><th>Compared with</th><th>Effect ({{$.Conf}} interval)</th><th>Test</th><th class="num">p</th><th class="num">q</th></tr></thead>
+<thead><tr><th>Where</th><th>Group</th><th>Compared with</th><th>Effect ({{$.TestConf}} interval)</th><th>Test</th><th class="num">p</th><th class="num">q</th></tr></thead>
 <tbody>
 {{- range .Significant}}
 <tr><td><a href="#{{.Anchor}}">{{.Metric}}</a></td><td>{{.Group}}</td><td>{{.Ref}}</td><td>{{.Effect}}</td><td>{{.TestName}}</td><td class="num">{{.P}}</td><td class="num">{{.Q}}</td></tr>
@@ -1399,7 +1412,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 {{- end}}
 <div class="scroll">
 <table class="prices">
-<thead><tr><th>Group</th><th>Reference</th><th class="num">Pairs</th><th class="num">Paid more</th><th class="num">Paid less</th><th class="num">Mean excess</th><th class="num">{{$.Conf}} interval</th><th class="num">Excess %</th><th class="num">p</th><th class="num">q</th><th>Significant</th></tr></thead>
+<thead><tr><th>Group</th><th>Reference</th><th class="num">Pairs</th><th class="num">Paid more</th><th class="num">Paid less</th><th class="num">Mean excess</th><th class="num">{{$.TestConf}} interval</th><th class="num">Excess %</th><th class="num">p</th><th class="num">q</th><th>Significant</th></tr></thead>
 <tbody>
 {{- range .Rows}}
 <tr class="{{if .Significant}}sig{{end}}" data-group="{{.Group}}"><td>{{.Group}}</td><td>{{.Ref}}</td>
@@ -1439,10 +1452,11 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 <h2>Methods</h2>
 <ul>
 <li>Users are put into groups by segment expressions over their tags and flags and the events' attributes. A group with fewer distinct users than the minimum group size is suppressed: none of its figures are shown, so no figure can single out a person.</li>
-<li>Intervals are at {{.Conf}} confidence (1 − α). Rates are shares of events with Wilson score intervals; differences of rates have Newcombe intervals and are tested with the two-proportion z-test, or Fisher's exact test for small counts.</li>
-<li>Means have t intervals; differences are tested with Welch's t-test. Distributions are compared with the Mann-Whitney U test; their value is the median, with a distribution-free interval, and their difference and ratio are those of the medians. Ratios have log-scale intervals.</li>
-<li>The tests treat events as independent observations. Repeated events of one user are not independent in general, so the p-values of per-event tests can be too small when users differ among themselves; the same-item price comparison works on item and time cells and is not affected in the same way.</li>
-<li>Every p-value of the report is adjusted together with the Benjamini-Hochberg procedure; a result is significant when its adjusted value q is at most α.</li>
+<li>A group's own intervals are at {{.Conf}} confidence (1 − α): rates are shares of events with Wilson score intervals, means have t intervals.</li>
+<li>Rates and means are compared at the level of users, not events: each side's rate or mean is its users' total over their events, its standard error the cluster-robust one over users (a user in both groups adds their covariance), and the test a t-test with one less degree of freedom than the smaller number of users (user-level t-test). One user's many events count as one witness. A side with fewer than two users falls back to the per-event test (Newcombe interval and two-proportion z-test or Fisher's exact test for rates, Welch's t-test for means), named as such.</li>
+<li>Distributions are compared with the Mann-Whitney U test over events; their value is the median, with a distribution-free interval, and their difference and ratio are those of the medians. Ratios have log-scale intervals.</li>
+<li>Every p-value of the report is adjusted together with the Benjamini-Hochberg procedure. The comparisons' intervals are at {{.TestConf}} confidence, the false coverage-rate level 1 − Rα/m (Benjamini and Yekutieli), so that they exclude no difference exactly when the comparison is selected.</li>
+<li>A result is significant, a finding, when its adjusted value q is at most α and its effect is material: a rate ratio outside [{{.RateLo}}, {{.RateHi}}], a mean or median ratio outside [{{.MeanLo}}, {{.MeanHi}}], a same-item price excess of at least {{.PricePct}}%. An effect of zero is never a finding.</li>
 <li>The same-item price comparison pairs a group with the reference for each item and time bucket where both were offered it, and tests with a sign test whether the group paid more as often as less.</li>
 </ul>
 </section>

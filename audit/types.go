@@ -56,6 +56,10 @@ type Spec struct {
 	// PriceBucket is the time bucket of the same-item price comparison.
 	// Zero means one hour.
 	PriceBucket Duration `json:"price_bucket,omitempty" yaml:"price_bucket,omitempty"`
+	// Tolerance is what a difference must exceed to be material (see
+	// Tolerance); nil means DefaultTolerance, and a zero member its
+	// default.
+	Tolerance *Tolerance `json:"tolerance,omitempty" yaml:"tolerance,omitempty"`
 }
 
 // GroupSpec is one group: a name and a segment expression.
@@ -118,6 +122,12 @@ type Report struct {
 	Prices   []PriceResult `json:"prices,omitempty"`
 	Parity   []TestResult  `json:"parity,omitempty"`
 	Findings []Finding     `json:"findings"`
+	// IntervalConfidence is the level of the tests' and prices'
+	// intervals: 1 - R Alpha / m (R tests selected, at least 1, of m), so
+	// that the intervals shown match the decision (Benjamini-Yekutieli
+	// false coverage-rate intervals). Groups' own intervals are at
+	// 1 - Alpha.
+	IntervalConfidence float64 `json:"interval_confidence,omitempty"`
 }
 
 // LineProblem is one malformed input line.
@@ -170,14 +180,26 @@ type TestResult struct {
 	DifferenceCI Interval `json:"difference_ci"`
 	Ratio        float64  `json:"ratio"`
 	RatioCI      Interval `json:"ratio_ci"`
-	// Test names the test: two_proportion_z, fisher_exact, welch_t,
-	// mann_whitney.
+	// Test names the test: cluster_robust_t (rates and means: the unit is
+	// the user, see Users), or, when a side has fewer than two users with
+	// a value, the event-level two_proportion_z, fisher_exact or welch_t;
+	// mann_whitney for distributions.
 	Test      string  `json:"test"`
 	Statistic float64 `json:"statistic"`
 	P         float64 `json:"p"`
+	// Users and ReferenceUsers count the users with a value on each side
+	// (the clusters of a cluster_robust_t test); SE is the standard error
+	// of the difference and DF the test's degrees of freedom (zero for
+	// other tests).
+	Users          int64   `json:"users,omitempty"`
+	ReferenceUsers int64   `json:"reference_users,omitempty"`
+	SE             float64 `json:"se,omitempty"`
+	DF             float64 `json:"df,omitempty"`
 	// Q is the Benjamini-Hochberg adjusted p-value over every test of the
-	// report; Significant is Q <= Alpha.
+	// report; Material says the effect is outside the spec's Tolerance;
+	// Significant (a finding) is Q <= Alpha and Material.
 	Q           float64 `json:"q"`
+	Material    bool    `json:"material"`
 	Significant bool    `json:"significant"`
 }
 
@@ -199,8 +221,11 @@ type PriceResult struct {
 	MeanExcessCI  Interval `json:"mean_excess_ci"`
 	MeanExcessPct float64  `json:"mean_excess_pct"`
 	// P tests whether higher and lower are equally likely (sign test).
+	// Material says the mean excess is at least the spec's tolerance;
+	// Significant (a finding) is Q <= Alpha and Material.
 	P           float64 `json:"p"`
 	Q           float64 `json:"q"`
+	Material    bool    `json:"material"`
 	Significant bool    `json:"significant"`
 }
 

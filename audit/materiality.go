@@ -1,0 +1,139 @@
+package audit
+
+import "math"
+
+// Materiality (issue 13). A finding needs an effect that matters as well as
+// significance after the correction for many tests: on large data sets a
+// tiny gap (a 0.07% price difference, a 0.3 ms latency gap) is
+// "significant" and means nothing, and an effect of zero must never be a
+// finding. A comparison is material when its estimate lies outside the
+// tolerance of its kind:
+//
+//   - rates: the ratio group / reference outside [0.8, 1.25] (the
+//     four-fifths rule of disparate-impact practice, symmetric on the log
+//     scale);
+//   - means and distributions (medians): the ratio outside [0.95, 1/0.95],
+//     or, when the reference value is not positive, any non-zero
+//     difference;
+//   - same-item prices: a mean excess of at least 1% of the reference
+//     price, either way.
+//
+// The estimate, not the interval, is compared with the tolerance: the
+// interval's job (excluding no effect) is the significance test's.
+type Tolerance struct {
+	// RateRatio and MeanRatio are the ratios within which a rate or a
+	// mean (or median) difference is not material: [1/x, x] for x > 1.
+	RateRatio float64 `json:"rate_ratio"`
+	MeanRatio float64 `json:"mean_ratio"`
+	// PricePct is the smallest material same-item price excess, in
+	// percent of the reference price.
+	PricePct float64 `json:"price_pct"`
+}
+
+// DefaultTolerance is the tolerance of a spec that sets none.
+var DefaultTolerance = Tolerance{RateRatio: 1.25, MeanRatio: 1 / 0.95, PricePct: 1}
+
+// material reports whether a test's effect is outside the tolerance.
+func (tol Tolerance) material(kind MetricKind, t *TestResult) bool {
+	x := tol.MeanRatio
+	if kind == Rate {
+		x = tol.RateRatio
+	}
+	if t.Difference == 0 || math.IsNaN(t.Difference) {
+		return false
+	}
+	switch r := t.Ratio; {
+	case math.IsNaN(r):
+		return false
+	case math.IsInf(r, 0), r <= 0:
+		// The reference value is zero (or not positive): any difference
+		// in a rate or mean of positive quantities matters.
+		return true
+	default:
+		return r > x || r < 1/x
+	}
+}
+
+// materialPrice reports whether a same-item price excess is material.
+func (tol Tolerance) materialPrice(p *PriceResult) bool {
+	return !math.IsNaN(p.MeanExcessPct) && math.Abs(p.MeanExcessPct) >= tol.PricePct
+}
+
+// cmpArgs are the inputs of one group test, kept to recompute its intervals
+// at the adjusted level.
+type cmpArgs struct {
+	m      *metricDef
+	a, b   *metricAcc
+	ma, mb moments
+}
+
+// adjustIntervals recomputes the intervals of the report's group tests,
+// same-item prices and parity tests at the level conf.
+func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, suppressed []bool, conf float64) {
+	old := e.conf
+	e.conf = conf
+	defer func() { e.conf = old }()
+	for i, c := range cmps {
+		if t, ok := e.compareUsers(c.m, c.a, c.b, c.ma, c.mb); ok {
+			r.Tests[i].DifferenceCI, r.Tests[i].RatioCI = t.DifferenceCI, t.RatioCI
+		}
+	}
+	if len(r.Prices) > 0 {
+		byGroup := map[string]Interval{}
+		for _, p := range e.prices(suppressed) {
+			byGroup[p.Group] = p.MeanExcessCI
+		}
+		for i := range r.Prices {
+			if iv, ok := byGroup[r.Prices[i].Group]; ok {
+				r.Prices[i].MeanExcessCI = iv
+			}
+		}
+	}
+	for i := range r.Parity {
+		for j := range parityMetrics {
+			if parityMetrics[j].spec.Name != r.Parity[i].Metric {
+				continue
+			}
+			if t, ok := e.compare(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j]); ok {
+				r.Parity[i].DifferenceCI, r.Parity[i].RatioCI = t.DifferenceCI, t.RatioCI
+			}
+		}
+	}
+}
+
+// kindOf is the kind of the spec's metric named name.
+func (e *engine) kindOf(name string) MetricKind {
+	for _, m := range e.metrics {
+		if m.spec.Name == name {
+			return m.spec.Kind
+		}
+	}
+	return Mean
+}
+
+// parityKind is the kind of the parity metric named name.
+func parityKind(name string) MetricKind {
+	for _, m := range parityMetrics {
+		if m.spec.Name == name {
+			return m.spec.Kind
+		}
+	}
+	return Mean
+}
+
+// tolerance is the spec's tolerance with defaults filled in.
+func (s *Spec) tolerance() Tolerance {
+	t := DefaultTolerance
+	if s.Tolerance != nil {
+		if s.Tolerance.RateRatio > 1 {
+			t.RateRatio = s.Tolerance.RateRatio
+		}
+		if s.Tolerance.MeanRatio > 1 {
+			t.MeanRatio = s.Tolerance.MeanRatio
+		}
+		if s.Tolerance.PricePct > 0 {
+			t.PricePct = s.Tolerance.PricePct
+		}
+	}
+	return t
+}
