@@ -102,9 +102,9 @@ const (
 //     interval, the Katz ratio interval and Fisher's exact test when an
 //     expected count is below 5 (Statistic the odds ratio), else the
 //     two-proportion z test; for a mean Welch's interval and t test;
-//   - distribution: Mann-Whitney U test (Statistic is its normal
-//     approximation z); Difference and Ratio are those of the medians, with
-//     NaN intervals (no interval is computed for them).
+//   - distribution: Mann-Whitney U test over events (Statistic is its
+//     normal approximation z); Difference is the Hodges-Lehmann shift with
+//     its interval, Ratio that of the medians (NaN interval).
 //
 // A group's MetricResult gives, for a rate, the rate with its Wilson
 // interval; for a mean, the mean with its t interval; for a distribution,
@@ -1572,10 +1572,15 @@ func (e *engine) compare(m *metricDef, a, b *metricAcc) (TestResult, bool) {
 			return t, false
 		}
 		ma, mb := a.median(), b.median()
-		t.Difference, t.DifferenceCI = ma-mb, nanIv
+		ca, cb := a.dist.counts(), b.dist.counts()
+		// The effect is the Hodges-Lehmann shift (the median of the
+		// pairwise differences) with its interval, which agrees with the
+		// Mann-Whitney test; the ratio is the medians'.
+		sh := stats.HodgesLehmann(ca, cb, e.conf)
+		t.Difference, t.DifferenceCI = sh.Estimate, toInterval(sh.CI)
 		t.Ratio, t.RatioCI = ma/mb, nanIv
 		t.Test = "mann_whitney"
-		_, t.Statistic, t.P = stats.MannWhitney(a.dist.counts(), b.dist.counts())
+		_, t.Statistic, t.P = stats.MannWhitney(ca, cb)
 	}
 	return t, true
 }
