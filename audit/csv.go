@@ -11,7 +11,9 @@ import (
 
 // WriteCSV writes the report as one spreadsheet-friendly CSV (RFC 4180,
 // CRLF line ends). It holds one section per table, in this order: report
-// (key, value), findings, groups (one row per group and metric), quantiles,
+// (key, value; min_group_size is the size the audit ran with, and
+// min_group_size_asked, when present, what the spec asked for under the
+// privacy floor), findings, groups (one row per group and metric), quantiles,
 // tests, prices, parity and problems. Each section starts with a header row
 // whose first cell is "section" and the column names; each of its rows
 // starts with the section's name; a row of empty cells separates sections.
@@ -56,6 +58,10 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	if r.Excluded > 0 {
 		summary = append(summary, []string{"excluded", strconv.FormatInt(r.Excluded, 10)})
+	}
+	if r.MinGroupSizeAsked > 0 {
+		// The spec asked for less than the privacy floor (min_group_size).
+		summary = append(summary, []string{"min_group_size_asked", strconv.Itoa(r.MinGroupSizeAsked)})
 	}
 	section("report", []string{"key", "value"}, summary)
 

@@ -203,3 +203,25 @@ func TestCSVEmpty(t *testing.T) {
 		t.Errorf("rows have %d cells, want 15 (the widest section)", len(recs[0]))
 	}
 }
+
+// TestCSVMinGroupSizeAsked: a spec raised to the privacy floor shows both
+// sizes in the report section.
+func TestCSVMinGroupSizeAsked(t *testing.T) {
+	r := sampleReport()
+	secs, _ := csvSections(t, r)
+	for _, row := range secs["report"] {
+		if row["key"] == "min_group_size_asked" {
+			t.Errorf("min_group_size_asked without a raise: %v", row)
+		}
+	}
+	r.Spec.MinGroupSize = 50
+	r.NoteMinGroupSizeFloor(5, 50)
+	secs, _ = csvSections(t, r)
+	got := map[string]string{}
+	for _, row := range secs["report"] {
+		got[row["key"]] = row["value"]
+	}
+	if got["min_group_size"] != "50" || got["min_group_size_asked"] != "5" {
+		t.Errorf("report section %v", got)
+	}
+}

@@ -459,6 +459,7 @@ type userState struct {
 	atoms    uint64 // the user's facts as atom bits (the first 64 atoms)
 	plain    uint64 // groups of the user's events without attributes
 	seen     uint64 // groups the user was counted in
+	missed   uint64 // groups some event of the user was not counted in
 	ready    bool   // facts fetched
 	pending  bool   // waiting for facts
 	excluded bool   // left out of the audit (see ExcludingFacts)
@@ -1170,6 +1171,7 @@ func (e *engine) process(it *readItem, ui int32) {
 		}
 	}
 	mask := e.maskOf(it, ui)
+	u.missed |= ^mask
 	if mask == 0 {
 		e.noGroup++
 		return
@@ -1328,11 +1330,32 @@ func (e *engine) report() *Report {
 		}
 	}
 	minSize := int64(e.spec.MinGroupSize)
+	// Privacy: no group under the minimum size, and no two released
+	// populations (groups, the parity check's modes) whose difference
+	// would single out fewer users (see privacy.go).
+	var cc ClassCounter
+	for i := range e.ustate {
+		u := &e.ustate[i]
+		if u.excluded || u.modes == 0 {
+			continue
+		}
+		cc.Add(u.seen, u.seen&^u.missed, u.modes)
+	}
+	names := make([]string, len(e.spec.Groups))
+	for i, g := range e.spec.Groups {
+		names[i] = g.Name
+	}
+	sup := SuppressForDifferencing(DifferencingInput{Classes: cc.Classes(), Names: names, Reference: e.ref,
+		Floor: int(max(minSize, 1)), Parity: modeUsers[0] > 0 && modeUsers[1] > 0})
 	suppressed := make([]bool, len(e.groups))
+	differenced := make([]string, len(e.groups)) // why a group of enough users is suppressed
 	for i, g := range e.spec.Groups {
 		gr := GroupResult{Name: g.Name, Segment: g.Segment}
-		if users[i] < minSize {
+		if users[i] < minSize || (i < len(sup.Groups) && sup.Groups[i]) {
 			suppressed[i] = true
+			if users[i] >= minSize {
+				differenced[i] = sup.Reasons[i]
+			}
 			gr.Suppressed = true
 			r.Groups = append(r.Groups, gr)
 			continue
@@ -1354,6 +1377,10 @@ func (e *engine) report() *Report {
 	var cmps []cmpArgs // how each of r.Tests was computed, to adjust its intervals
 	for i, g := range e.spec.Groups {
 		if !suppressed[i] {
+			continue
+		}
+		if differenced[i] != "" {
+			note("Group %s is suppressed so that no figure can be told apart by differencing: %s", g.Name, differenced[i])
 			continue
 		}
 		if i == e.ref {
@@ -1399,6 +1426,8 @@ func (e *engine) report() *Report {
 			note("No event in the window has mode %s, so the parity check is not run.", missing)
 		} else if modeUsers[0] < minSize || modeUsers[1] < minSize {
 			note("The parity check of non-personalized against personalized results is suppressed: one of the two modes has fewer than %s users.", findingCount(minSize))
+		} else if sup.Parity {
+			note("The parity check of non-personalized against personalized results is suppressed so that no figure can be told apart by differencing: %s", sup.ParityReason)
 		} else {
 			for j := range parityMetrics {
 				if t, ok := e.compare(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j]); ok {

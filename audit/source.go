@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,102 @@ func (e *LineError) Error() string {
 // Problem returns the error as a LineProblem for a Report.
 func (e *LineError) Problem() LineProblem {
 	return LineProblem{File: e.File, Line: e.Line, Reason: e.Reason}
+}
+
+// ErrTooManyMalformed is wrapped by the error of an audit whose input is
+// mostly malformed: a *MalformedError (see Report.CheckMalformed).
+var ErrTooManyMalformed = errors.New("audit: too many malformed input lines")
+
+// DefaultMaxMalformed is the share of malformed input lines an audit
+// skips before it fails instead: more than 10% fails.
+const DefaultMaxMalformed = 0.10
+
+// maxMalformedShown is how many malformed lines a MalformedError names.
+const maxMalformedShown = 5
+
+// MalformedError says an audit's input was mostly malformed: more lines
+// than the share allowed, or every line. It unwraps to
+// ErrTooManyMalformed.
+type MalformedError struct {
+	// Lines counts the input lines read, events and malformed lines (blank
+	// lines are not counted); Malformed the malformed ones.
+	Lines, Malformed int64
+	// Max is the share of malformed lines allowed.
+	Max float64
+	// First are the first malformed lines (at most 5).
+	First []LineProblem
+}
+
+// Error says how many lines were malformed and names the first.
+func (e *MalformedError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrTooManyMalformed.Error())
+	b.WriteString(": ")
+	b.WriteString(e.Summary("input line", "input lines"))
+	for i, p := range e.First {
+		if i == 0 {
+			b.WriteString("; the first: ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString((&LineError{File: p.File, Line: p.Line, Reason: p.Reason}).Error())
+	}
+	if more := e.Malformed - int64(len(e.First)); more > 0 && len(e.First) > 0 {
+		fmt.Fprintf(&b, "; and %d more", more)
+	}
+	return b.String()
+}
+
+// Summary says how many lines were malformed, against what was allowed,
+// without naming any; one and many name a line ("input line", "input
+// lines"; the server says "event", "events").
+func (e *MalformedError) Summary(one, many string) string {
+	if e.Malformed >= e.Lines {
+		if e.Lines == 1 {
+			return "the only " + one + " is malformed"
+		}
+		return fmt.Sprintf("all %d %s are malformed", e.Lines, many)
+	}
+	share := float64(e.Malformed) / float64(e.Lines)
+	// One decimal, more when it would round to what is allowed.
+	d := 1
+	for d < 6 && roundTo(share*100, d) == roundTo(e.Max*100, d) {
+		d++
+	}
+	return fmt.Sprintf("%d of %d %s are malformed (%s%%), more than the %s%% allowed",
+		e.Malformed, e.Lines, many, strconv.FormatFloat(roundTo(share*100, d), 'f', -1, 64),
+		strconv.FormatFloat(roundTo(e.Max*100, d), 'f', -1, 64))
+}
+
+// Unwrap returns ErrTooManyMalformed.
+func (e *MalformedError) Unwrap() error { return ErrTooManyMalformed }
+
+// roundTo rounds v to d decimals.
+func roundTo(v float64, d int) float64 {
+	p := math.Pow(10, float64(d))
+	return math.Round(v*p) / p
+}
+
+// CheckMalformed fails a report whose input was mostly malformed: when
+// more than maxShare of its input lines (Events + Skipped) were malformed,
+// or every one was whatever maxShare (a run that read nothing usable is
+// never a report). maxShare is a share (0.1 is 10%; DefaultMaxMalformed);
+// under 0 it counts as 0 (any malformed line fails, once all are read: use
+// Options.Strict to stop at the first). The error is a *MalformedError
+// naming the first malformed lines; nil when the input is good enough.
+func (r *Report) CheckMalformed(maxShare float64) error {
+	if r.Skipped <= 0 {
+		return nil
+	}
+	if math.IsNaN(maxShare) || maxShare < 0 {
+		maxShare = 0
+	}
+	lines := r.Events + r.Skipped
+	if r.Skipped < lines && float64(r.Skipped)/float64(lines) <= maxShare {
+		return nil
+	}
+	return &MalformedError{Lines: lines, Malformed: r.Skipped, Max: maxShare,
+		First: slices.Clone(r.Problems[:min(len(r.Problems), maxMalformedShown)])}
 }
 
 // MaxLineBytes is the longest input line the readers accept; a longer line
@@ -156,6 +253,14 @@ func blankLine(b []byte) bool {
 // object of the Event fields (unknown fields are malformed), or whose event
 // lacks user, item, time or a known mode, is a *LineError.
 //
+// The yes/no fields (shown, clicked, converted) take true or false, or the
+// numbers 0 and 1 (also written 0.0, 1.0: booleans exported as numbers);
+// null is "not recorded". A JSON string is refused, even "true" or "1": a
+// string is not a yes/no value in JSON, as "9.5" is not a price. ReadCSV,
+// whose cells are all text, takes the same values as text (and yes/no,
+// t/f, y/n in any case): a value JSON takes, CSV takes with the same
+// meaning.
+//
 // Common lines (no escapes in strings, no nulls, no duplicate keys) are
 // decoded by a hand-written fast path that gives the same result as
 // encoding/json; any other line goes through encoding/json.
@@ -207,17 +312,102 @@ func (s *jsonlSource) lineErr(reason string) *LineError {
 }
 
 // decodeJSONEvent is the reference decoder: encoding/json, unknown fields
-// rejected, nothing after the object.
+// rejected, nothing after the object, the yes/no fields read by
+// jsonBoolField.
 func decodeJSONEvent(b []byte, ev *Event) error {
+	var in jsonEventIn
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(ev); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	if err := dec.Decode(&in); err != nil {
+		msg := strings.NewReplacer("jsonEventIn.eventJSON.", "Event.", "jsonEventIn.", "Event.").Replace(err.Error())
+		return errors.New(strings.TrimPrefix(msg, "json: "))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON object")
 	}
+	*ev = Event(in.eventJSON)
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  **bool
+	}{{"shown", in.Shown, &ev.Shown}, {"clicked", in.Clicked, &ev.Clicked}, {"converted", in.Converted, &ev.Converted}} {
+		v, set, err := jsonBoolField(f.name, f.raw)
+		if err != nil {
+			return err
+		}
+		if set {
+			*f.dst = &v
+		}
+	}
 	return nil
+}
+
+// eventJSON is Event without its methods, for jsonEventIn.
+type eventJSON Event
+
+// jsonEventIn is what decodeJSONEvent decodes: an Event whose yes/no
+// fields are kept raw (they shadow the embedded ones) for jsonBoolField.
+type jsonEventIn struct {
+	eventJSON
+	Shown     json.RawMessage `json:"shown"`
+	Clicked   json.RawMessage `json:"clicked"`
+	Converted json.RawMessage `json:"converted"`
+}
+
+// jsonBoolField reads the raw JSON value of the yes/no field name: true,
+// false, or a number written 0 or 1 (with an optional fraction of zeros:
+// 1.0, 0.00); null or absent is "not recorded" (set is false). A string,
+// even "true" or "1", is refused: in JSON a string is not a yes/no value,
+// as it is not a number for rank or price (see ReadJSONL).
+func jsonBoolField(name string, raw json.RawMessage) (v, set bool, err error) {
+	switch s := string(raw); {
+	case s == "" || s == "null":
+		return false, false, nil
+	case s == "true":
+		return true, true, nil
+	case s == "false":
+		return false, true, nil
+	case s[0] == '"':
+		return false, false, fmt.Errorf("%s %s is a string: write true, false, 1 or 0, without quotes", name, clipText(s))
+	}
+	if v, ok := boolNumber(raw); ok {
+		return v, true, nil
+	}
+	return false, false, fmt.Errorf("%s %s is not true, false, 1 or 0", name, clipText(string(raw)))
+}
+
+// boolNumber reads a yes/no number: 0 or 1, optionally followed by a
+// fraction of zeros (1.0, 0.000), as exporters write booleans turned into
+// numbers. Nothing else (no sign, no exponent, no 2) is one.
+func boolNumber[T ~[]byte | ~string](lit T) (v, ok bool) {
+	if len(lit) == 0 || (lit[0] != '0' && lit[0] != '1') {
+		return false, false
+	}
+	if len(lit) > 1 {
+		if lit[1] != '.' || len(lit) == 2 {
+			return false, false
+		}
+		for k := 2; k < len(lit); k++ {
+			if lit[k] != '0' {
+				return false, false
+			}
+		}
+	}
+	return lit[0] == '1', true
+}
+
+// jsonBoolNumber reads a yes/no number (boolNumber) at b[i] in the fast
+// path: false when the value there is anything else, or is followed by
+// more of a number, which the reference decoder then judges.
+func jsonBoolNumber(b []byte, i int) (next int, v, ok bool) {
+	j := i
+	for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == '-' || b[j] == '+' || b[j] == 'e' || b[j] == 'E') {
+		j++
+	}
+	if v, ok := boolNumber(b[i:j]); ok {
+		return j, v, true
+	}
+	return 0, false, false
 }
 
 // fastDecoder decodes the common shape of an event line without
@@ -533,6 +723,8 @@ func (d *fastDecoder) decode(b []byte, ev *Event) bool {
 				i, v = j, true
 			} else if j, ok := jsonLiteral(b, i, "false"); ok {
 				i = j
+			} else if j, n, ok := jsonBoolNumber(b, i); ok {
+				i, v = j, n
 			} else {
 				return false
 			}
@@ -754,8 +946,9 @@ func daysInMonth(m, y int) int {
 
 // ReadCSV returns a Source reading events from CSV with a header row. The
 // header names the columns: user, item, time (RFC 3339), mode, rank, price,
-// discount, latency_ms (numbers), shown, clicked, converted (true/false,
-// 1/0, yes/no), attrs (';'-separated); any other column is a free numeric
+// discount, latency_ms (numbers), shown, clicked, converted (yes/no:
+// true/false, yes/no, t/f, y/n in any case, or 1/0, also written 1.0/0.0;
+// see ReadJSONL), attrs (';'-separated); any other column is a free numeric
 // field of that name. An empty cell is "not recorded". The header must name
 // user, item, time and mode, each column once. Line numbers in LineErrors
 // are those of the file (a quoted cell may span lines: the record's first
@@ -908,13 +1101,9 @@ func (s *srcCSVSource) event(rec []string) (Event, string) {
 			if cell == "" {
 				continue
 			}
-			var v bool
-			switch strings.ToLower(cell) {
-			case "true", "1", "yes", "t", "y":
-				v = true
-			case "false", "0", "no", "f", "n":
-			default:
-				return ev, fmt.Sprintf("%s %q is not true or false", c.name, clipText(cell))
+			v, ok := csvBool(cell)
+			if !ok {
+				return ev, fmt.Sprintf("%s %q is not true, false, 1 or 0", c.name, clipText(cell))
 			}
 			p := s.dec.bool(v)
 			switch c.kind {
@@ -951,6 +1140,18 @@ func (s *srcCSVSource) event(rec []string) (Event, string) {
 		}
 	}
 	return ev, ""
+}
+
+// csvBool reads a yes/no cell: true, false, yes, no, t, f, y, n in any
+// case, or a number boolNumber takes (1, 0, 1.0, 0.0).
+func csvBool(cell string) (v, ok bool) {
+	switch strings.ToLower(cell) {
+	case "true", "yes", "t", "y":
+		return true, true
+	case "false", "no", "f", "n":
+		return false, true
+	}
+	return boolNumber(cell)
 }
 
 // jsonKey reads an object key and its colon at b[i:]: it returns the key

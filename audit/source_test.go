@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -233,6 +235,21 @@ var fastCorpus = []string{
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":1e400}`,
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","rank":"1"}`,
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","shown":1,"clicked":0,"converted":1.0}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":0.000 ,"converted": 1}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":2}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":-0}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1e0}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":01}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1.}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1.01}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":"true"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":"1"}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":null}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":True}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":[1]}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":1,"clicked":0}`,
+	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","Clicked":1}`,
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","attrs":["a",]}`,
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","fields":{"a":1,"a":2}}`,
 	`{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized",}`,
@@ -292,13 +309,205 @@ func TestFastDecoderMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// FuzzFastDecoder: the fast path decodes what it takes as encoding/json
+// (with jsonBoolField) does; and the yes/no value of a line, when JSON
+// takes it, CSV takes as the same value (checkBoolAgreement).
 func FuzzFastDecoder(f *testing.F) {
 	for _, l := range fastCorpus {
 		f.Add([]byte(l))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		checkFastDecode(t, line)
+		checkBoolAgreement(t, line)
 	})
+}
+
+// checkBoolAgreement takes the line as a yes/no value: when JSON accepts
+// it as the value of clicked (other than null), CSV must accept the same
+// text in the clicked column with the same meaning.
+func checkBoolAgreement(t *testing.T, val []byte) {
+	if bytes.ContainsAny(val, "\r\n\",\"") || len(val) > 200 {
+		return
+	}
+	head := `{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized","clicked":`
+	var jev Event
+	if err := decodeJSONEvent([]byte(head+string(val)+"}"), &jev); err != nil || jev.Clicked == nil {
+		return // refused, or null: not recorded, an empty cell in CSV
+	}
+	src, err := ReadCSV(strings.NewReader("user,item,time,mode,clicked\nu1,i1,2025-03-01T10:00:00Z,personalized,"+string(val)+"\n"), "f.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cev, cerr := src.Next()
+	if cerr != nil {
+		t.Fatalf("JSON takes clicked %q (%v), CSV refuses it: %v", val, jev.Clicked, cerr)
+	}
+	if (jev.Clicked == nil) != (cev.Clicked == nil) || jev.Clicked != nil && *jev.Clicked != *cev.Clicked {
+		t.Fatalf("clicked %q: JSON %v, CSV %v", val, ptrStr(jev.Clicked), ptrStr(cev.Clicked))
+	}
+}
+
+func ptrStr(b *bool) string {
+	if b == nil {
+		return "nil"
+	}
+	return strconv.FormatBool(*b)
+}
+
+// TestSourceBooleans: yes/no fields take true/false and 0/1 (also 1.0) in JSON
+// lines and in CSV, the same values with the same meanings; JSON strings
+// and other numbers are malformed lines with a reason that says what to
+// write.
+func TestSourceBooleans(t *testing.T) {
+	head := `{"user":"u1","item":"i1","time":"2025-03-01T10:00:00Z","mode":"personalized"`
+	for _, c := range []struct {
+		val  string
+		want string // "true", "false", "nil", or a fragment of the error
+	}{
+		{"true", "true"}, {"false", "false"}, {"1", "true"}, {"0", "false"}, {"1.0", "true"}, {"0.00", "false"},
+		{"null", "nil"},
+		{`"true"`, "is a string: write true, false, 1 or 0, without quotes"},
+		{`"1"`, "is a string"},
+		{`""`, "is a string"},
+		{"2", "clicked 2 is not true, false, 1 or 0"},
+		{"-1", "is not true, false, 1 or 0"},
+		{"-0", "is not true, false, 1 or 0"},
+		{"1e0", "is not true, false, 1 or 0"},
+		{"0.5", "is not true, false, 1 or 0"},
+		{"1.", "invalid character"},
+		{"{}", "is not true, false, 1 or 0"},
+		{"[true]", "is not true, false, 1 or 0"},
+	} {
+		for _, fast := range []bool{true, false} {
+			line := head + `,"clicked":` + c.val + "}"
+			if !fast {
+				// A key the fast path leaves to encoding/json.
+				line = head + `,"clicked":` + c.val + `,"attrs":["a\u0062"]}`
+			}
+			evs, les := drain(t, ReadJSONL(strings.NewReader(line), "b.jsonl"))
+			switch c.want {
+			case "true", "false", "nil":
+				if len(evs) != 1 || ptrStr(evs[0].Clicked) != c.want {
+					t.Errorf("clicked %s (fast %v): events %+v errors %v, want %s", c.val, fast, evs, les, c.want)
+				}
+			default:
+				if len(les) != 1 || !strings.Contains(les[0].Reason, c.want) {
+					t.Errorf("clicked %s (fast %v): errors %v, want %q", c.val, fast, les, c.want)
+				}
+			}
+		}
+		checkBoolAgreement(t, []byte(c.val))
+	}
+	// The fast path takes the numbers itself.
+	var ev Event
+	if !newFastDecoder().decode([]byte(head+`,"shown":1,"clicked":0,"converted":1.0}`), &ev) ||
+		!*ev.Shown || *ev.Clicked || !*ev.Converted {
+		t.Errorf("fast path on 0/1: %+v", ev)
+	}
+
+	// CSV: the same values, as text, and its own spellings.
+	in := "user,item,time,mode,shown,clicked,converted\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,1,0,1.0\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,TRUE,False,0.0\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,yes,n,\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,2,,\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,,-1,\n" +
+		"u1,i1,2025-03-01T10:00:00Z,personalized,,,1e0\n"
+	src, err := ReadCSV(strings.NewReader(in), "b.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, les := drain(t, src)
+	got := func(e Event) string {
+		return ptrStr(e.Shown) + "," + ptrStr(e.Clicked) + "," + ptrStr(e.Converted)
+	}
+	if len(evs) != 3 || got(evs[0]) != "true,false,true" || got(evs[1]) != "true,false,false" || got(evs[2]) != "true,false,nil" {
+		t.Errorf("CSV events %d: %v", len(evs), evs)
+	}
+	if len(les) != 3 || !strings.Contains(les[0].Reason, `shown "2" is not true, false, 1 or 0`) ||
+		!strings.Contains(les[1].Reason, `clicked "-1"`) || !strings.Contains(les[2].Reason, `converted "1e0"`) {
+		t.Errorf("CSV errors %v", les)
+	}
+}
+
+// TestSourceCheckMalformed: over the share allowed, or every line, fails with a
+// *MalformedError naming the first lines; at or under it, nothing.
+func TestSourceCheckMalformed(t *testing.T) {
+	probs := func(n int) []LineProblem {
+		var ps []LineProblem
+		for i := range min(n, MaxProblems) {
+			ps = append(ps, LineProblem{File: "ev.jsonl", Line: int64(2*i + 1), Reason: "invalid character 'x'"})
+		}
+		return ps
+	}
+	for _, c := range []struct {
+		events, skipped int64
+		max             float64
+		want            string // "" for no error
+	}{
+		{100, 0, 0.1, ""},
+		{0, 0, 0.1, ""}, // an empty input is not malformed
+		{90, 10, 0.1, ""},
+		{89, 11, 0.1, "11 of 100 input lines are malformed (11%), more than the 10% allowed; the first: ev.jsonl:1: invalid character 'x'; ev.jsonl:3: "},
+		{1, 1, 0.5, ""},
+		{1, 2, 0.5, "2 of 3 input lines are malformed (66.7%), more than the 50% allowed"},
+		{0, 30, 1, "all 30 input lines are malformed; the first: ev.jsonl:1: "},
+		{0, 1, 1, "the only input line is malformed; the first: ev.jsonl:1: invalid character 'x'"},
+		{1000, 1, 0, "1 of 1001 input lines are malformed (0.1%), more than the 0% allowed"},
+		{1000, 1, -1, "more than the 0% allowed"},
+		{8999, 1001, 0.1, "1001 of 10000 input lines are malformed (10.01%), more than the 10% allowed"},
+	} {
+		r := &Report{Events: c.events, Skipped: c.skipped, Problems: probs(int(c.skipped))}
+		err := r.CheckMalformed(c.max)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%d events, %d malformed, max %v: %v", c.events, c.skipped, c.max, err)
+			}
+			continue
+		}
+		var me *MalformedError
+		if !errors.Is(err, ErrTooManyMalformed) || !errors.As(err, &me) || !strings.Contains(err.Error(), c.want) ||
+			!strings.HasPrefix(err.Error(), "audit: too many malformed input lines: ") {
+			t.Errorf("%d events, %d malformed, max %v: %v, want %q", c.events, c.skipped, c.max, err, c.want)
+			continue
+		}
+		if me.Lines != c.events+c.skipped || me.Malformed != c.skipped || len(me.First) != min(int(c.skipped), 5) {
+			t.Errorf("error %+v", me)
+		}
+		if c.skipped > 5 && !strings.HasSuffix(err.Error(), fmt.Sprintf("; and %d more", c.skipped-5)) {
+			t.Errorf("no count of the rest: %v", err)
+		}
+	}
+}
+
+// TestSourceRunAllMalformed: a run over lines that are all malformed gives a
+// report CheckMalformed fails, and Strict fails at the first line.
+func TestSourceRunAllMalformed(t *testing.T) {
+	spec := Spec{Groups: []GroupSpec{{Name: "all", Segment: "*"}}, Reference: "all"}
+	in := "not json\n{\"user\":\"u1\"}\n\n[]\n"
+	rep, err := Run(context.Background(), spec, ReadJSONL(strings.NewReader(in), "bad.jsonl"), nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rep.CheckMalformed(DefaultMaxMalformed)
+	if !errors.Is(err, ErrTooManyMalformed) || !strings.Contains(err.Error(), "all 3 input lines are malformed; the first: bad.jsonl:1: invalid character") ||
+		!strings.Contains(err.Error(), "bad.jsonl:2: missing item") || !strings.Contains(err.Error(), "bad.jsonl:4: ") {
+		t.Errorf("all malformed: %v", err)
+	}
+	if _, err := Run(context.Background(), spec, ReadJSONL(strings.NewReader(in), "bad.jsonl"), nil, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), "bad.jsonl:1: ") {
+		t.Errorf("strict: %v", err)
+	}
+	src, err := ReadCSV(strings.NewReader("user,item,time,mode\nu1,,,\nu2,i,yesterday,personalized\n"), "bad.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Run(context.Background(), spec, src, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.CheckMalformed(1); !errors.Is(err, ErrTooManyMalformed) || !strings.Contains(err.Error(), "all 2 input lines") {
+		t.Errorf("all malformed CSV, even with everything allowed: %v", err)
+	}
 }
 
 func TestFastDecoderNoAllocs(t *testing.T) {

@@ -61,6 +61,62 @@ const (
 	maxNameLen = 100
 )
 
+// Privacy floors of MinGroupSize. A spec says how small a group may be
+// before it is suppressed, but whoever runs an audit for someone else sets
+// a floor under which no spec goes: the server (Config.AuditMinGroupSize,
+// serve --audit-min-group-size, default 50, may be set higher or down to
+// LowestMinGroupSizeFloor) and recguard audit (--min-group-size-floor,
+// default 50, down to LowestMinGroupSizeFloor: its user is an auditor who
+// holds the data anyway). A spec asking for less is raised to the floor,
+// not refused, and the report says so (ApplyMinGroupSizeFloor,
+// Report.NoteMinGroupSizeFloor). Run itself applies MinGroupSize as given.
+const (
+	// DefaultMinGroupSizeFloor is the floor of the server and of recguard
+	// audit unless configured.
+	DefaultMinGroupSizeFloor = 50
+	// LowestMinGroupSizeFloor is the lowest floor anything may set: a
+	// configuration under it is refused (CheckMinGroupSizeFloor).
+	LowestMinGroupSizeFloor = 10
+)
+
+// CheckMinGroupSizeFloor refuses a floor under LowestMinGroupSizeFloor.
+func CheckMinGroupSizeFloor(floor int) error {
+	if floor < LowestMinGroupSizeFloor {
+		return fmt.Errorf("audit: minimum group size floor %d: must be at least %d, so that no report singles out a handful of people", floor, LowestMinGroupSizeFloor)
+	}
+	return nil
+}
+
+// ApplyMinGroupSizeFloor raises the spec's MinGroupSize to floor when it
+// asks for less (0 asks for DefaultMinGroupSize), and returns what it asked
+// for and whether it was raised; a spec asking for the floor or more keeps
+// its size. A floor under LowestMinGroupSizeFloor is taken as
+// LowestMinGroupSizeFloor. After running the spec, give the report
+// NoteMinGroupSizeFloor(asked, floor) when raised.
+func (s *Spec) ApplyMinGroupSizeFloor(floor int) (asked int, raised bool) {
+	floor = max(floor, LowestMinGroupSizeFloor)
+	asked = s.MinGroupSize
+	if asked == 0 {
+		asked = DefaultMinGroupSize
+	}
+	if asked >= floor {
+		s.MinGroupSize = asked
+		return asked, false
+	}
+	s.MinGroupSize = floor
+	return asked, true
+}
+
+// NoteMinGroupSizeFloor records in the report that the spec asked for
+// groups of at least asked users and the audit ran with floor instead
+// (Report.MinGroupSizeAsked, and a note among the findings).
+func (r *Report) NoteMinGroupSizeFloor(asked, floor int) {
+	r.MinGroupSizeAsked = asked
+	r.Findings = append(r.Findings, Finding{Severity: "note", Text: fmt.Sprintf(
+		"The spec asked to suppress groups of fewer than %d users; this audit's privacy floor is %d, so groups of fewer than %d users are suppressed.",
+		asked, floor, floor)})
+}
+
 // DefaultQuantiles are the quantiles of a Distribution metric that names
 // none.
 func DefaultQuantiles() []float64 { return []float64{0.1, 0.25, 0.5, 0.75, 0.9} }

@@ -246,3 +246,65 @@ func TestDuration(t *testing.T) {
 		t.Errorf("String = %s", d)
 	}
 }
+
+// TestSpecMinGroupSizeFloor: a spec asking for less than the floor is raised
+// to it (and says so in the report), one asking for more keeps its size;
+// no floor goes under LowestMinGroupSizeFloor.
+func TestSpecMinGroupSizeFloor(t *testing.T) {
+	for _, c := range []struct {
+		spec, floor int
+		want, asked int
+		raised      bool
+	}{
+		{0, 50, 50, 50, false}, // 0 asks for the default, 50
+		{5, 50, 50, 5, true},
+		{49, 50, 50, 49, true},
+		{50, 50, 50, 50, false},
+		{80, 50, 80, 80, false},
+		{0, 100, 100, 50, true},
+		{20, 10, 20, 20, false},
+		{5, 10, 10, 5, true},
+		{5, 3, 10, 5, true}, // a floor under 10 counts as 10
+	} {
+		s := Spec{MinGroupSize: c.spec}
+		asked, raised := s.ApplyMinGroupSizeFloor(c.floor)
+		if s.MinGroupSize != c.want || asked != c.asked || raised != c.raised {
+			t.Errorf("spec %d, floor %d: size %d asked %d raised %v; want %d %d %v", c.spec, c.floor, s.MinGroupSize, asked, raised, c.want, c.asked, c.raised)
+		}
+	}
+	for floor, ok := range map[int]bool{-1: false, 0: false, 9: false, 10: true, 50: true, 1000: true} {
+		err := CheckMinGroupSizeFloor(floor)
+		if (err == nil) != ok || err != nil && !strings.Contains(err.Error(), "at least 10") {
+			t.Errorf("floor %d: %v", floor, err)
+		}
+	}
+
+	// The report says so: the field, a note, and the spec echo holds the
+	// size the audit ran with.
+	spec, err := LoadSpec([]byte("groups:\n  - name: all\n    segment: '*'\nreference: all\nmin_group_size: 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked, raised := spec.ApplyMinGroupSizeFloor(DefaultMinGroupSizeFloor)
+	if !raised || asked != 5 || spec.MinGroupSize != 50 {
+		t.Fatalf("asked %d raised %v size %d", asked, raised, spec.MinGroupSize)
+	}
+	r := &Report{Spec: spec, Findings: []Finding{{Severity: "significant", Text: "x"}}}
+	r.NoteMinGroupSizeFloor(asked, spec.MinGroupSize)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"min_group_size":50`) || !strings.Contains(string(b), `"min_group_size_asked":5`) {
+		t.Errorf("report JSON %s", b)
+	}
+	if len(r.Findings) != 2 || r.Findings[1].Severity != "note" ||
+		!strings.Contains(r.Findings[1].Text, "asked to suppress groups of fewer than 5 users; this audit's privacy floor is 50") {
+		t.Errorf("findings %+v", r.Findings)
+	}
+	// Not raised: no field.
+	b, _ = json.Marshal(&Report{Spec: spec})
+	if strings.Contains(string(b), "min_group_size_asked") {
+		t.Errorf("min_group_size_asked without a raise: %s", b)
+	}
+}

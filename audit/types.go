@@ -114,6 +114,12 @@ type Report struct {
 	Used     int64 `json:"used"`
 	Skipped  int64 `json:"skipped"`
 	Excluded int64 `json:"excluded,omitempty"`
+	// MinGroupSizeAsked is the min_group_size the spec asked for when it
+	// was under the privacy floor of whoever ran the audit (the server's
+	// or recguard audit's): Spec.MinGroupSize holds the floor the audit
+	// ran with instead, and a note says so (see ApplyMinGroupSizeFloor).
+	// Absent when the spec's own size was used.
+	MinGroupSizeAsked int `json:"min_group_size_asked,omitempty"`
 	// Problems lists malformed input lines (at most 100; Skipped counts
 	// all).
 	Problems []LineProblem `json:"problems,omitempty"`

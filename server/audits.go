@@ -24,6 +24,18 @@ import (
 // body and keeps its report; GET /v1/audits/{id} answers a kept report as
 // JSON, CSV or HTML. Both are for auditor keys. A report holds aggregates
 // only: group sizes and figures, never a user ID.
+//
+// Privacy floor: a spec whose min_group_size is under the server's floor
+// (Config.AuditMinGroupSize, 50 unless configured, never under 10) runs
+// with the floor instead, and the report says so (min_group_size_asked and
+// a note); it is not refused, so one spec runs on servers with different
+// floors.
+//
+// Malformed events are skipped and listed in the report, unless strict
+// (422 at the first, field events). When more than 10% of the events are
+// malformed (audit.DefaultMaxMalformed), or all of them, there is no
+// report: 422 invalid-value naming how many and the first five (field
+// events; no field when the events come from the store).
 
 const (
 	// auditTimeout bounds one audit run.
@@ -137,6 +149,7 @@ func (a *audits) post(c *gin.Context) {
 		failSpec(c, err)
 		return
 	}
+	asked, raised := spec.ApplyMinGroupSizeFloor(a.s.cfg.AuditMinGroupSize)
 
 	// The events go through the same reader as an events file, so they are
 	// checked the same way; event i is line i+1.
@@ -211,6 +224,17 @@ func (a *audits) post(c *gin.Context) {
 		return
 	}
 	relabelProblems(rep)
+	if err := rep.CheckMalformed(audit.DefaultMaxMalformed); err != nil {
+		field := "events"
+		if req.Events == nil {
+			field = "" // the store's events: nothing in the request to fix
+		}
+		failCode(c, http.StatusUnprocessableEntity, codeInvalid, field, "%s", malformedDetail(err))
+		return
+	}
+	if raised {
+		rep.NoteMinGroupSizeFloor(asked, spec.MinGroupSize)
+	}
 
 	id, err := newAuditID()
 	if err != nil {
@@ -241,6 +265,35 @@ func failSpec(c *gin.Context, err error) {
 	}
 	status, code := statusOf(err)
 	failCode(c, status, code, field, "%s", err.Error())
+}
+
+// malformedDetail says how many events were malformed and which were the
+// first, by their index in the request (events[i]) or their line in the
+// store's log.
+func malformedDetail(err error) string {
+	var me *audit.MalformedError
+	if !errors.As(err, &me) {
+		return err.Error()
+	}
+	var b strings.Builder
+	b.WriteString(me.Summary("event", "events"))
+	b.WriteString(", so there is no report")
+	for i, p := range me.First {
+		if i == 0 {
+			b.WriteString("; the first: ")
+		} else {
+			b.WriteString("; ")
+		}
+		if strings.HasPrefix(p.File, "events[") {
+			b.WriteString(p.File + ": " + p.Reason)
+		} else {
+			b.WriteString((&audit.LineError{File: p.File, Line: p.Line, Reason: p.Reason}).Error())
+		}
+	}
+	if more := me.Malformed - int64(len(me.First)); more > 0 && len(me.First) > 0 {
+		fmt.Fprintf(&b, "; and %d more", more)
+	}
+	return b.String()
 }
 
 // relabelProblems makes the malformed-line reports of inline events name

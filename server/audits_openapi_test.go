@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -71,13 +72,15 @@ func (e *env) postAudit(body any) server.AuditResponse {
 // every answer validated against the document.
 func TestAuditRoutesOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *envConfig) { c.srv.MaxBody = 8 << 20 })
+	// The lowest privacy floor a server may set: the spec's 5 is raised
+	// to it.
+	e := newEnv(t, func(c *envConfig) { c.srv.MaxBody, c.srv.AuditMinGroupSize = 8<<20, 10 })
 	events, users := synthAudit(t, 120, 3000)
 
 	ar := e.postAudit(map[string]any{"spec": auditSpec, "events": events, "users": users})
 	rep := ar.Report
 	if rep == nil || rep.Events != 3000 || rep.Skipped != 0 || len(rep.Groups) != 3 || len(rep.Tests) == 0 || len(rep.Findings) == 0 ||
-		rep.Spec.MinGroupSize != 5 || rep.Spec.Alpha != audit.DefaultAlpha || len(rep.Spec.Metrics) == 0 {
+		rep.Spec.MinGroupSize != 10 || rep.MinGroupSizeAsked != 5 || rep.Spec.Alpha != audit.DefaultAlpha || len(rep.Spec.Metrics) == 0 {
 		t.Fatalf("report %+v", rep)
 	}
 
@@ -132,15 +135,22 @@ func TestAuditRoutesOpenAPI(t *testing.T) {
 
 	// Without users the store gives the facts: tag two users through the
 	// app routes and audit their events.
-	for _, u := range []string{"s1", "s2"} {
+	var gold, fresh []string
+	for i := range 12 {
+		gold = append(gold, fmt.Sprintf("s%d", i))
+		fresh = append(fresh, fmt.Sprintf("n%d", i))
+	}
+	for _, u := range gold {
 		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"loyalty:gold","source":"declared"}`}), 201)
 	}
-	want(t, e.do(call{method: "POST", path: "/v1/users/s3/tags", key: e.app(), body: `{"tag":"loyalty:new","source":"declared"}`}), 201)
+	for _, u := range fresh[:10] {
+		want(t, e.do(call{method: "POST", path: "/v1/users/" + u + "/tags", key: e.app(), body: `{"tag":"loyalty:new","source":"declared"}`}), 201)
+	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	var evs []map[string]any
-	for i, u := range []string{"s1", "s2", "s3", "s3"} {
+	for i, u := range append(append([]string{}, gold...), fresh[:10]...) {
 		evs = append(evs, map[string]any{"user": u, "item": "i1", "time": now, "mode": "personalized",
-			"price": 10 + i, "clicked": i%2 == 0, "attrs": []string{"device:ios"}, "fields": map[string]float64{"dwell": 1.5}})
+			"price": 10 + i%3, "clicked": i%2 == 0, "attrs": []string{"device:ios"}, "fields": map[string]float64{"dwell": 1.5}})
 	}
 	ar2 := e.postAudit(map[string]any{"spec": map[string]any{
 		"groups":         []map[string]string{{"name": "new", "segment": "loyalty:new"}, {"name": "gold", "segment": "loyalty:gold & device:ios"}},
@@ -149,15 +159,19 @@ func TestAuditRoutesOpenAPI(t *testing.T) {
 		"metrics":        []map[string]any{{"kind": "rate", "field": "clicked"}, {"name": "dwell", "kind": "distribution", "field": "dwell"}},
 		"price_bucket":   "30m",
 	}, "events": evs})
-	if g := ar2.Report.Groups; len(g) != 2 || g[0].Users != 1 || g[1].Users != 2 || g[1].Suppressed {
+	if g := ar2.Report.Groups; len(g) != 2 || g[0].Users != 10 || g[1].Users != 12 || g[1].Suppressed {
 		t.Fatalf("store facts: %+v", g)
 	}
 	if ar2.ID == ar.ID {
 		t.Error("two audits, one id")
 	}
 
-	// A malformed event is skipped and reported, not fatal.
-	bad := append([]any{}, evs[0], map[string]any{"user": "s1", "item": "i1", "time": now, "mode": "sometimes"}, map[string]any{"user": "s2"})
+	// A few malformed events (up to 10%) are skipped and reported, not
+	// fatal.
+	bad := []any{evs[0], map[string]any{"user": "s1", "item": "i1", "time": now, "mode": "sometimes"}, map[string]any{"user": "s2"}}
+	for _, ev := range evs[1:] {
+		bad = append(bad, ev)
+	}
 	r = e.do(call{method: "POST", path: "/v1/audits", key: e.auditor(), req: violates,
 		body: map[string]any{"spec": ar2.Report.Spec, "events": bad}})
 	want(t, r, 201)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,10 +28,18 @@ type auditTestEnv struct {
 	t      *testing.T
 	ts     *httptest.Server
 	client *sdk.Client
+	st     *memory.Store
 	keys   map[Role]string
 }
 
 func newAuditTestEnv(t *testing.T, maxBody int64) *auditTestEnv {
+	t.Helper()
+	return newAuditTestEnvCfg(t, Config{MaxBody: maxBody})
+}
+
+// newAuditTestEnvCfg is newAuditTestEnv with cfg's fields (Client, Store
+// and RateLimit are set here).
+func newAuditTestEnvCfg(t *testing.T, cfg Config) *auditTestEnv {
 	t.Helper()
 	ctx := context.Background()
 	mem, err := memory.Open(ctx, memory.Options{Dir: t.TempDir(), NoSync: true})
@@ -43,13 +52,14 @@ func newAuditTestEnv(t *testing.T, maxBody int64) *auditTestEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	srv, err := New(Config{Client: client, Store: mem, RateLimit: -1, MaxBody: maxBody})
+	cfg.Client, cfg.Store, cfg.RateLimit = client, mem, -1
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	e := &auditTestEnv{t: t, ts: ts, client: client, keys: map[Role]string{}}
+	e := &auditTestEnv{t: t, ts: ts, client: client, st: mem, keys: map[Role]string{}}
 	for _, r := range []Role{RoleApp, RoleAdmin, RoleAuditor} {
 		key, _, err := NewKey(ctx, mem, r, "test", time.Now())
 		if err != nil {
@@ -333,13 +343,24 @@ func TestAuditRoutesInvalid(t *testing.T) {
 	wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, []byte(big)), 413, codeTooLarge, "")
 }
 
+// TestAuditRoutesMalformedEvents: a few malformed events are skipped and
+// listed as events[i]; strict fails at the first; more than 10% malformed,
+// or all, is 422 naming how many and the first ones, with no report.
 func TestAuditRoutesMalformedEvents(t *testing.T) {
 	t.Parallel()
 	e := newAuditTestEnv(t, 0)
-	good := json.RawMessage(`{"user":"u1","item":"i","time":"2025-03-01T00:00:00Z","mode":"personalized","price":1}`)
-	events := []json.RawMessage{good, json.RawMessage(`{"user":"u1","item":"i"}`), good,
-		json.RawMessage("{\n \"user\": \"u2\",\n \"item\": \"i\", \"time\": \"2025-03-01T00:00:00Z\", \"mode\": \"sideways\"}"), good}
-	body := map[string]any{"spec": auditTestSpec, "events": events, "users": []AuditUser{{ID: "u1", Tags: []string{"loyalty:new"}}}}
+	good := json.RawMessage(`{"user":"u1","item":"i","time":"2025-03-01T00:00:00Z","mode":"personalized","price":1,"clicked":1}`)
+	noTime := json.RawMessage(`{"user":"u1","item":"i"}`)
+	sideways := json.RawMessage("{\n \"user\": \"u2\",\n \"item\": \"i\", \"time\": \"2025-03-01T00:00:00Z\", \"mode\": \"sideways\"}")
+	quoted := json.RawMessage(`{"user":"u1","item":"i","time":"2025-03-01T00:00:00Z","mode":"personalized","clicked":"true"}`)
+	events := []json.RawMessage{good, noTime, good, sideways}
+	for range 18 {
+		events = append(events, good)
+	}
+	users := []AuditUser{{ID: "u1", Tags: []string{"loyalty:new"}}}
+	body := map[string]any{"spec": auditTestSpec, "events": events, "users": users}
+
+	// 2 of 22 (9.1%): skipped.
 	a := e.do("POST", "/v1/audits", RoleAuditor, body)
 	if a.status != 201 {
 		t.Fatalf("%d %s", a.status, a.body)
@@ -349,7 +370,7 @@ func TestAuditRoutesMalformedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := created.Report
-	if r.Events != 3 || r.Skipped != 2 || len(r.Problems) != 2 ||
+	if r.Events != 20 || r.Skipped != 2 || len(r.Problems) != 2 ||
 		r.Problems[0].File != "events[1]" || r.Problems[1].File != "events[3]" || !strings.Contains(r.Problems[1].Reason, "mode") {
 		t.Errorf("events %d skipped %d problems %+v", r.Events, r.Skipped, r.Problems)
 	}
@@ -357,6 +378,112 @@ func TestAuditRoutesMalformedEvents(t *testing.T) {
 	p := wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, body), 422, codeInvalid, "events")
 	if !strings.HasPrefix(p.Detail, "events[1]: ") {
 		t.Errorf("strict detail %q", p.Detail)
+	}
+	delete(body, "strict")
+
+	// 3 of 23 (13%): no report.
+	body["events"] = append(append([]json.RawMessage{}, events...), quoted)
+	p = wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, body), 422, codeInvalid, "events")
+	want := "3 of 23 events are malformed (13%), more than the 10% allowed, so there is no report; the first: events[1]: missing time; events[3]: mode \"sideways\""
+	if !strings.HasPrefix(p.Detail, want) || !strings.HasSuffix(p.Detail, `events[22]: clicked "true" is a string: write true, false, 1 or 0, without quotes`) {
+		t.Errorf("detail %q, want it to start %q", p.Detail, want)
+	}
+	// All malformed: no report either, whatever the share.
+	body["events"] = []json.RawMessage{noTime, sideways}
+	p = wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, body), 422, codeInvalid, "events")
+	if !strings.HasPrefix(p.Detail, "all 2 events are malformed, so there is no report; the first: events[0]: missing time; events[1]: ") {
+		t.Errorf("all malformed: %q", p.Detail)
+	}
+	body["events"] = []json.RawMessage{noTime}
+	p = wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, body), 422, codeInvalid, "events")
+	if !strings.HasPrefix(p.Detail, "the only event is malformed") {
+		t.Errorf("one malformed: %q", p.Detail)
+	}
+
+	// The store's events: the same, with no field (nothing in the request
+	// to fix). The store keeps what it is given; /v1/events checks first.
+	ctx := context.Background()
+	if err := e.st.AppendOutcomes(ctx, []string{"u1", "u1"}, [][]byte{[]byte(`{"item":"x"}`), []byte(`not json`)}); err != nil {
+		t.Fatal(err)
+	}
+	p = wantAuditProblem(t, e.do("POST", "/v1/audits", RoleAuditor, map[string]any{"spec": auditTestSpec, "users": users}), 422, codeInvalid, "")
+	if !strings.HasPrefix(p.Detail, "all 2 events are malformed, so there is no report; the first: store:") {
+		t.Errorf("store events: %q", p.Detail)
+	}
+}
+
+// TestAuditMinGroupSizeFloor: a spec under the server's floor runs with
+// the floor and the report says so (JSON, CSV, a note); one over it keeps
+// its size; the floor is configurable, never under 10.
+func TestAuditMinGroupSizeFloor(t *testing.T) {
+	t.Parallel()
+	events, users, _ := auditData(t, 300, 3000) // 100 users a group
+	withSize := func(size int) map[string]any {
+		s := map[string]any{}
+		b, _ := json.Marshal(auditTestSpec)
+		json.Unmarshal(b, &s)
+		if size != 0 {
+			s["min_group_size"] = size
+		}
+		return s
+	}
+	for _, c := range []struct {
+		floor, size int // 0: the default
+		want, asked int
+	}{
+		{0, 5, 50, 5},
+		{0, 0, 50, 0},
+		{0, 80, 80, 0},
+		{10, 5, 10, 5},
+		{10, 20, 20, 0},
+		{150, 0, 150, 50}, // every group (100 users) suppressed
+	} {
+		e := newAuditTestEnvCfg(t, Config{MaxBody: 16 << 20, AuditMinGroupSize: c.floor})
+		a := e.do("POST", "/v1/audits", RoleAuditor, map[string]any{"spec": withSize(c.size), "events": events, "users": users})
+		if a.status != 201 {
+			t.Fatalf("floor %d spec %d: %d %s", c.floor, c.size, a.status, a.body)
+		}
+		var created AuditResponse
+		if err := json.Unmarshal(a.body, &created); err != nil {
+			t.Fatal(err)
+		}
+		r := created.Report
+		if r.Spec.MinGroupSize != c.want || r.MinGroupSizeAsked != c.asked {
+			t.Errorf("floor %d spec %d: ran with %d (asked %d), want %d (asked %d)", c.floor, c.size, r.Spec.MinGroupSize, r.MinGroupSizeAsked, c.want, c.asked)
+		}
+		noted := false
+		for _, f := range r.Findings {
+			noted = noted || strings.Contains(f.Text, "privacy floor")
+		}
+		if noted != (c.asked > 0) || bytes.Contains(a.body, []byte("min_group_size_asked")) != (c.asked > 0) {
+			t.Errorf("floor %d spec %d: noted %v: %s", c.floor, c.size, noted, a.body)
+		}
+		for _, g := range r.Groups {
+			if g.Suppressed != (c.want > 100) {
+				t.Errorf("floor %d spec %d: group %s suppressed %v", c.floor, c.size, g.Name, g.Suppressed)
+			}
+		}
+		if c.asked > 0 {
+			got := e.do("GET", "/v1/audits/"+created.ID+"?format=csv", RoleAuditor, nil)
+			if !bytes.Contains(got.body, []byte(fmt.Sprintf("report,min_group_size_asked,%d", c.asked))) {
+				t.Errorf("the CSV does not say what was asked:\n%s", got.body)
+			}
+		}
+	}
+
+	// Configuration: 10 and over; under 10 refused, by Validate and New.
+	if d := DefaultConfig(); d.AuditMinGroupSize != 50 {
+		t.Errorf("default floor %d", d.AuditMinGroupSize)
+	}
+	for floor, ok := range map[int]bool{10: true, 50: true, 500: true, 9: false, 1: false, -1: false} {
+		err := Config{AuditMinGroupSize: floor}.Validate()
+		var ce *ConfigError
+		if ok != (err == nil) || !ok && (!errors.As(err, &ce) || ce.Field != "AuditMinGroupSize" || !strings.Contains(err.Error(), "under 10")) {
+			t.Errorf("AuditMinGroupSize %d: %v", floor, err)
+		}
+	}
+	if _, err := New(Config{AuditMinGroupSize: 5}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("New with floor 5: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/recguard/recguard/audit"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
@@ -123,6 +124,14 @@ type Config struct {
 	// such a change answers within twice StoreTimeout. Zero means 2 s; it
 	// must not be under DecisionBudget.
 	StoreTimeout time.Duration
+	// AuditMinGroupSize is the privacy floor of POST /v1/audits: a spec
+	// whose min_group_size is under it runs with it instead, and the report
+	// says so (min_group_size_asked and a note; see
+	// audit.ApplyMinGroupSizeFloor). Zero means 50
+	// (audit.DefaultMinGroupSizeFloor); it may be set higher, or lower down
+	// to 10 (audit.LowestMinGroupSizeFloor): Validate refuses anything
+	// under 10.
+	AuditMinGroupSize int
 }
 
 // ErrInvalidConfig reports a Config that does not validate; the error is a
@@ -216,6 +225,9 @@ func (c *Config) fill() {
 	if c.ExcessiveCopies == 0 {
 		c.ExcessiveCopies = DefaultExcessiveCopies
 	}
+	if c.AuditMinGroupSize == 0 {
+		c.AuditMinGroupSize = audit.DefaultMinGroupSizeFloor
+	}
 }
 
 // Validate checks the configuration's values (after the defaults are
@@ -249,6 +261,8 @@ func (c Config) Validate() error {
 		return bad("AuthFailBurst", c.AuthFailBurst, "negative")
 	case c.AuthFailRate > 0 && c.AuthFailBurst < 1:
 		return bad("AuthFailBurst", c.AuthFailBurst, "must be at least 1 with a failed-authentication limit")
+	case c.AuditMinGroupSize < audit.LowestMinGroupSizeFloor:
+		return bad("AuditMinGroupSize", c.AuditMinGroupSize, "under %d: audit reports would show groups small enough to single out people", audit.LowestMinGroupSizeFloor)
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err == nil {

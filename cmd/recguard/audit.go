@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,13 +24,25 @@ import (
 )
 
 const auditUsage = `usage: recguard audit --spec spec.yaml --events events.jsonl|events.csv|store [--users users.jsonl | store flags]
-                      [--format html|json|csv] [--out report.html] [--strict]
+                      [--format html|json|csv] [--out report.html] [--strict] [--max-malformed PCT]
+                      [--min-group-size-floor N]
 
 Runs an Art. 46 audit: reads the outcome events (JSON lines, or CSV when the
 file name ends in .csv), puts the users into the spec's groups by their tags
 and flags (from --users, else from the store the store flags name) and writes
 the report (to --out, else to standard output). The format defaults to the
 extension of --out (.html, .json, .csv), else json.
+
+Malformed lines are printed (the first 20), skipped and counted in the
+report; when more than --max-malformed percent of the lines are malformed
+(default 10), or all of them, no report is written and audit exits non-zero
+naming the first ones. --strict stops at the first malformed line.
+
+Privacy floor: a spec whose min_group_size is under --min-group-size-floor
+(default 50, as on the server) runs with the floor instead, and the report
+says so (min_group_size_asked and a note). The floor may be lowered to 10,
+no further: audit runs where the auditor holds the data anyway, but a
+report travels.
 
 flags:
 `
@@ -55,6 +68,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	format := fs.String("format", "", "report format: html, json or csv (default from --out's extension, else json)")
 	out := fs.String("out", "", "report file (default standard output)")
 	strict := fs.Bool("strict", false, "stop at the first malformed line instead of skipping it")
+	maxMalformed := fs.Float64("max-malformed", audit.DefaultMaxMalformed*100, "fail (writing no report) when more than this percentage of the lines are malformed; all malformed always fails")
+	floor := fs.Int("min-group-size-floor", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("the privacy floor: a spec's min_group_size under it is raised to it (at least %d)", audit.LowestMinGroupSizeFloor))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,6 +100,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if math.IsNaN(*maxMalformed) || *maxMalformed < 0 || *maxMalformed > 100 {
+		return fmt.Errorf("audit: --max-malformed %v: want a percentage from 0 to 100", *maxMalformed)
+	}
+	if err := audit.CheckMinGroupSizeFloor(*floor); err != nil {
+		return fmt.Errorf("audit: --min-group-size-floor: %w", err)
+	}
 
 	specData, err := os.ReadFile(*specPath)
 	if err != nil {
@@ -93,6 +114,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	spec, err := audit.LoadSpec(specData)
 	if err != nil {
 		return fmt.Errorf("audit: %s: %w", *specPath, err)
+	}
+	ar := auditRun{strict: *strict, maxMalformed: *maxMalformed / 100}
+	if asked, raised := spec.ApplyMinGroupSizeFloor(*floor); raised {
+		ar.floorAsked = asked
+		fmt.Fprintf(stderr, "audit: %s asks for min_group_size %d, under the privacy floor: groups of fewer than %d users are suppressed (--min-group-size-floor, at least %d)\n",
+			*specPath, asked, spec.MinGroupSize, audit.LowestMinGroupSizeFloor)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -162,7 +189,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !ok {
 			return errors.New("audit: this store keeps no outcome events")
 		}
-		return finishAudit(ctx, spec, &reportingSource{src: audit.StoreSource(ctx, ol), p: shown}, users, *strict, nil, -1, stderr, tty, shown, fmtName, *out, stdout)
+		return finishAudit(ctx, spec, &reportingSource{src: audit.StoreSource(ctx, ol), p: shown}, users, ar, nil, -1, stderr, tty, shown, fmtName, *out, stdout)
 	}
 
 	ef, err := os.Open(*eventsPath)
@@ -183,11 +210,21 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		src = audit.ReadJSONL(cr, *eventsPath)
 	}
-	return finishAudit(ctx, spec, &reportingSource{src: src, p: shown}, users, *strict, cr, total, stderr, tty, shown, fmtName, *out, stdout)
+	return finishAudit(ctx, spec, &reportingSource{src: src, p: shown}, users, ar, cr, total, stderr, tty, shown, fmtName, *out, stdout)
 }
 
-// finishAudit runs the audit over src and writes the report.
-func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users audit.UserFacts, strict bool,
+// auditRun is how audit runs: --strict, --max-malformed (as a share), and
+// the size the spec asked for when the privacy floor raised it (0: not
+// raised).
+type auditRun struct {
+	strict       bool
+	maxMalformed float64
+	floorAsked   int
+}
+
+// finishAudit runs the audit over src and writes the report, unless the
+// input was mostly malformed.
+func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users audit.UserFacts, ar auditRun,
 	cr *countingReader, total int64, stderr io.Writer, tty bool, shown *problemPrinter, fmtName, outPath string, stdout io.Writer) error {
 	out := &outPath
 
@@ -195,7 +232,7 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	if cr != nil {
 		bar = newProgress(stderr, tty, cr, total)
 	}
-	opts := audit.Options{Strict: strict}
+	opts := audit.Options{Strict: ar.strict}
 	if bar != nil {
 		opts.Progress = bar.update
 	}
@@ -212,6 +249,12 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	}
 	if n := shown.n.Load(); n > maxShownProblems {
 		fmt.Fprintf(stderr, "... and %d more malformed lines\n", n-maxShownProblems)
+	}
+	if err := rep.CheckMalformed(ar.maxMalformed); err != nil {
+		return fmt.Errorf("%w (no report written; see --max-malformed)", err)
+	}
+	if ar.floorAsked > 0 {
+		rep.NoteMinGroupSizeFloor(ar.floorAsked, rep.Spec.MinGroupSize)
 	}
 
 	var buf bytes.Buffer

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -404,5 +406,173 @@ func TestProgressBar(t *testing.T) {
 	p.update(600_000)
 	if got := strings.Count(out.String(), "\n"); got != 3 {
 		t.Errorf("no line after 10 s:\n%s", out.String())
+	}
+}
+
+// TestAuditCLITooManyMalformed: over --max-malformed percent of malformed
+// lines (default 10), or every line, audit fails naming the first lines
+// and writes no report; --max-malformed raises the bar, never past "all".
+func TestAuditCLITooManyMalformed(t *testing.T) {
+	t.Parallel()
+	dir, spec, events, users := auditFixture(t)
+	data, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	// 1,000 good lines and 200 malformed ones: 16.7%.
+	var b strings.Builder
+	for i := range 1000 {
+		b.WriteString(lines[i])
+		if i%5 == 4 {
+			fmt.Fprintf(&b, "{\"user\":\"u%d\"}\n", i)
+		}
+	}
+	some := filepath.Join(dir, "some.jsonl")
+	allBad := filepath.Join(dir, "all.jsonl")
+	allCSV := filepath.Join(dir, "all.csv")
+	for path, body := range map[string]string{
+		some:   b.String(),
+		allBad: "not json\n{\"user\":\"u1\"}\n\n[]\n",
+		allCSV: "user,item,time,mode,clicked\nu1,i1,2025-03-01T10:00:00Z,personalized,maybe\nu2,i1,yesterday,personalized,1\n",
+	} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "r.json")
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"over 10%", []string{"--events", some}, []string{"200 of 1200 input lines are malformed (16.7%), more than the 10% allowed",
+			"the first: " + some + ":6: missing item; " + some + ":12: ", "and 195 more", "no report written"}},
+		{"over 15%", []string{"--events", some, "--max-malformed", "15"}, []string{"more than the 15% allowed"}},
+		{"all", []string{"--events", allBad}, []string{"all 3 input lines are malformed; the first: " + allBad + ":1: invalid character", allBad + ":2: missing item", allBad + ":4: "}},
+		{"all, anything allowed", []string{"--events", allBad, "--max-malformed", "100"}, []string{"all 3 input lines are malformed"}},
+		{"all CSV", []string{"--events", allCSV}, []string{"all 2 input lines are malformed", `clicked "maybe" is not true, false, 1 or 0`, "not RFC 3339"}},
+	} {
+		_, stderr, err := runAudit(t, append([]string{"--spec", spec, "--users", users, "--out", out}, c.args...)...)
+		if !errors.Is(err, audit.ErrTooManyMalformed) {
+			t.Errorf("%s: %v, want ErrTooManyMalformed\n%s", c.name, err, stderr)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q lacks %q", c.name, err, w)
+			}
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Fatalf("%s: a report was written: %v", c.name, err)
+		}
+	}
+	// The same run through main's exit path: non-zero, the message on
+	// stderr.
+	if err := run(context.Background(), []string{"audit", "--spec", spec, "--users", users, "--events", allBad}, io.Discard, io.Discard); err == nil {
+		t.Error("all malformed: run returned nil (exit 0)")
+	}
+
+	// 16.7% is under --max-malformed 20: the report is written, with the
+	// lines skipped.
+	stdout, stderr, err := runAudit(t, "--spec", spec, "--users", users, "--events", some, "--max-malformed", "20")
+	if err != nil {
+		t.Fatalf("--max-malformed 20: %v\n%s", err, stderr)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Skipped != 200 || rep.Events != 1000 {
+		t.Errorf("skipped %d of %d", rep.Skipped, rep.Events)
+	}
+	for _, bad := range []string{"-1", "101", "NaN", "ten"} {
+		if _, _, err := runAudit(t, "--spec", spec, "--users", users, "--events", events, "--max-malformed", bad); err == nil {
+			t.Errorf("--max-malformed %s accepted", bad)
+		}
+	}
+}
+
+// TestAuditCLIMinGroupSizeFloor: a spec under the floor (50 by default,
+// --min-group-size-floor down to 10) runs with the floor and the report
+// says so; a spec over it keeps its size; a floor under 10 is refused.
+func TestAuditCLIMinGroupSizeFloor(t *testing.T) {
+	t.Parallel()
+	dir, _, events, users := auditFixture(t)
+	specAt := func(size int) string {
+		p := filepath.Join(dir, fmt.Sprintf("spec%d.yaml", size))
+		if err := os.WriteFile(p, []byte(auditTestSpec+fmt.Sprintf("min_group_size: %d\n", size)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		size  int
+		floor []string
+		want  int
+		asked int
+	}{
+		{5, nil, 50, 5},
+		{5, []string{"--min-group-size-floor", "10"}, 10, 5},
+		{20, []string{"--min-group-size-floor", "10"}, 20, 0},
+		{60, nil, 60, 0},
+		{60, []string{"--min-group-size-floor", "100"}, 100, 60},
+		{300, nil, 300, 0}, // every group (200 users) suppressed
+	} {
+		spec := specAt(c.size)
+		stdout, stderr, err := runAudit(t, append([]string{"--spec", spec, "--events", events, "--users", users}, c.floor...)...)
+		if err != nil {
+			t.Fatalf("spec %d %v: %v\n%s", c.size, c.floor, err, stderr)
+		}
+		var rep audit.Report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Spec.MinGroupSize != c.want || rep.MinGroupSizeAsked != c.asked {
+			t.Errorf("spec %d %v: ran with %d (asked %d), want %d (asked %d)", c.size, c.floor, rep.Spec.MinGroupSize, rep.MinGroupSizeAsked, c.want, c.asked)
+		}
+		noted := false
+		for _, f := range rep.Findings {
+			noted = noted || f.Severity == "note" && strings.Contains(f.Text, "privacy floor")
+		}
+		said := strings.Contains(stderr, fmt.Sprintf("asks for min_group_size %d, under the privacy floor", c.size))
+		if noted != (c.asked > 0) || said != (c.asked > 0) {
+			t.Errorf("spec %d %v: note %v, stderr %v:\n%s", c.size, c.floor, noted, said, stderr)
+		}
+		for _, g := range rep.Groups {
+			if g.Suppressed != (c.want > 200) {
+				t.Errorf("spec %d %v: group %s (200 users) suppressed %v at %d", c.size, c.floor, g.Name, g.Suppressed, c.want)
+			}
+		}
+	}
+	for _, bad := range []string{"9", "0", "-5"} {
+		_, _, err := runAudit(t, "--spec", specAt(5), "--events", events, "--users", users, "--min-group-size-floor", bad)
+		if err == nil || !strings.Contains(err.Error(), "--min-group-size-floor") || !strings.Contains(err.Error(), "at least 10") {
+			t.Errorf("--min-group-size-floor %s: %v", bad, err)
+		}
+	}
+}
+
+// TestServeAuditMinGroupSize: serve's --audit-min-group-size (and
+// RECGUARD_AUDIT_MIN_GROUP_SIZE) refuses a floor under 10 before it opens
+// anything; help lists it.
+func TestServeAuditMinGroupSize(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"--audit-min-group-size", "5"}, {"--audit-min-group-size", "-1"}} {
+		_, _, err := runInProcess(t, append([]string{"serve", "--data", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "--audit-min-group-size: ") || !strings.Contains(err.Error(), "under 10") {
+			t.Errorf("serve %v: %v", args, err)
+		}
+	}
+	t.Setenv("RECGUARD_AUDIT_MIN_GROUP_SIZE", "9")
+	if _, _, err := runInProcess(t, "serve", "--data", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "AuditMinGroupSize 9") {
+		t.Errorf("RECGUARD_AUDIT_MIN_GROUP_SIZE=9: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Errorf("a refused serve made a store: %v", err)
+	}
+	out, _, err := runInProcess(t, "help")
+	if err != nil || !strings.Contains(out, "--audit-min-group-size N") || !strings.Contains(out, "--min-group-size-floor N") {
+		t.Errorf("help: %v\n%s", err, out)
 	}
 }

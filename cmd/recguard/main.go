@@ -40,6 +40,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/recguard/recguard/audit"
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/server"
@@ -62,6 +63,7 @@ const usage = `usage:
   recguard keys revoke ID [store flags]
   recguard keys list [store flags]
   recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags] [--format html|json|csv] [--out FILE] [--strict]
+                 [--max-malformed PCT] [--min-group-size-floor N]
   recguard verify [store flags] [--format json|html] [--out FILE] [--workers N]   (Art. 27: every receipt chain and record; exit 1 on findings)
 
 store flags:
@@ -122,6 +124,9 @@ serve flags:
   --excessive-copies N     copy requests (exports, receipt lists) per user in 30 days
                            before further ones are flagged as clearly excessive
                            (still served; default 10; negative: no count)
+  --audit-min-group-size N privacy floor of audits: a spec's min_group_size under it
+                           runs with it, and the report says so (default 50; at
+                           least 10)
   --log-format text|json   log lines on stderr as text (default) or JSON; errors
                            behind 5xx answers carry the request ID answered in
                            X-Request-ID, admin actions (settings, suspension, keys)
@@ -480,6 +485,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logRetention := fs.Duration("changelog-retention", 0, "how long changelog entries are kept (default 168h)")
 	outRetention := fs.Duration("outcome-retention", 0, "how long outcome events are kept (default 4320h)")
 	excessive := fs.Int("excessive-copies", server.DefaultExcessiveCopies, "copy requests (exports, receipt lists) per user in 30 days before further ones are flagged as excessive (negative: no count)")
+	auditFloor := fs.Int("audit-min-group-size", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("privacy floor of POST /v1/audits: a spec's min_group_size under it runs with it (at least %d)", audit.LowestMinGroupSizeFloor))
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -523,6 +529,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger: log, LogRequests: *logRequests,
 		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
 		AuthFailRate: *authFail, TrustedProxies: trusted, ExcessiveCopies: *excessive,
+		AuditMinGroupSize: *auditFloor,
 	}
 	if err := scfg.Validate(); err != nil {
 		return fmt.Errorf("serve: %s%w", flagOf(err), err)
@@ -639,7 +646,7 @@ func flagOf(err error) string {
 	if f, ok := map[string]string{
 		"DecisionBudget": "--decision-budget", "StoreTimeout": "--store-timeout", "KeyCacheTTL": "--key-cache-ttl",
 		"KeyGrace": "--key-grace", "AuthFailRate": "--auth-fail-rate", "TrustedProxies": "--trusted-proxies",
-		"ExcessiveCopies": "--excessive-copies",
+		"ExcessiveCopies": "--excessive-copies", "AuditMinGroupSize": "--audit-min-group-size",
 	}[ce.Field]; ok {
 		return f + ": "
 	}
