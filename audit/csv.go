@@ -63,6 +63,22 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		// The spec asked for less than the privacy floor (min_group_size).
 		summary = append(summary, []string{"min_group_size_asked", strconv.Itoa(r.MinGroupSizeAsked)})
 	}
+	if r.IntervalConfidence > 0 {
+		summary = append(summary, []string{"interval_confidence", num(r.IntervalConfidence)})
+	}
+	if pv := r.Provenance; pv != nil {
+		summary = append(summary, []string{"version", text(pv.Version)}, []string{"run_by", text(pv.RunBy)})
+		for _, in := range pv.Inputs {
+			v := in.Name
+			if in.SHA256 != "" {
+				v += " sha256:" + in.SHA256 + " bytes:" + strconv.FormatInt(in.Bytes, 10)
+			}
+			if in.Detail != "" {
+				v += " (" + in.Detail + ")"
+			}
+			summary = append(summary, []string{"input_" + in.Kind, text(v)})
+		}
+	}
 	section("report", []string{"key", "value"}, summary)
 
 	var body [][]string

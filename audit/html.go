@@ -39,6 +39,7 @@ type htmlPage struct {
 	Title       string
 	Name        string
 	Generated   string
+	Provenance  *Provenance
 	Events      string
 	Used        string
 	Skipped     string
@@ -191,6 +192,7 @@ func buildPage(r *Report) *htmlPage {
 	p := &htmlPage{
 		Name:       r.Spec.Name,
 		Generated:  fmtTime(r.Generated),
+		Provenance: r.Provenance,
 		Events:     fmtInt(r.Events),
 		Used:       fmtInt(r.Used),
 		Skipped:    fmtInt(r.Skipped),
@@ -1273,6 +1275,9 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 <header>
 <h1>{{.Title}}</h1>
 <p class="meta">Generated {{.Generated}} · {{.Events}} events read, {{.Used}} used (inside the window and in a group), {{.Skipped}} malformed lines skipped</p>
+{{- if .Provenance}}
+<p class="meta">recguard {{.Provenance.Version}}{{if .Provenance.RunBy}} · run by {{.Provenance.RunBy}}{{end}}{{range .Provenance.Inputs}} · {{.Kind}}: {{.Name}}{{if .SHA256}} (SHA-256 <code>{{.SHA256}}</code>, {{.Bytes}} bytes){{end}}{{if .Detail}} ({{.Detail}}){{end}}{{end}}</p>
+{{- end}}
 </header>
 
 <nav aria-label="Contents">

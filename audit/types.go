@@ -134,6 +134,10 @@ type Report struct {
 	// false coverage-rate intervals). Groups' own intervals are at
 	// 1 - Alpha.
 	IntervalConfidence float64 `json:"interval_confidence,omitempty"`
+	// Provenance says what was audited, with which recguard, by whom
+	// (input fingerprints); set by whoever ran Run (recguard audit, the
+	// server), nil when unknown.
+	Provenance *Provenance `json:"provenance,omitempty"`
 }
 
 // LineProblem is one malformed input line.

@@ -162,7 +162,8 @@ func (a *audits) post(c *gin.Context) {
 		}
 		lines.WriteByte('\n')
 	}
-	src := audit.ReadJSONL(&lines, "events")
+	evfp := audit.NewFingerprintReader(&lines, "events", "request")
+	src := audit.Source(audit.ReadJSONL(evfp, "events"))
 	if req.Events == nil {
 		ol, ok := a.s.st.(store.OutcomeLog)
 		if !ok {
@@ -175,6 +176,7 @@ func (a *audits) post(c *gin.Context) {
 	}
 
 	var users audit.UserFacts
+	var ufp *audit.FingerprintReader
 	if req.Users != nil {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -184,7 +186,8 @@ func (a *audits) post(c *gin.Context) {
 				return
 			}
 		}
-		f, probs, err := audit.UsersFile(&buf, "users")
+		ufp = audit.NewFingerprintReader(&buf, "users", "request")
+		f, probs, err := audit.UsersFile(ufp, "users")
 		if err != nil {
 			fail(c, err)
 			return
@@ -235,6 +238,21 @@ func (a *audits) post(c *gin.Context) {
 	if raised {
 		rep.NoteMinGroupSizeFloor(asked, spec.MinGroupSize)
 	}
+	// What was audited, and by whom: the fingerprints of the events and
+	// users sent (their compact JSON lines), or the store's read.
+	prov := &audit.Provenance{Version: audit.Version(), RunBy: "key " + keyIDOf(c), Inputs: []audit.Input{}}
+	if req.Events != nil {
+		prov.Inputs = append(prov.Inputs, evfp.Input())
+	} else {
+		prov.Inputs = append(prov.Inputs, audit.Input{Kind: "events", Name: "store",
+			Detail: fmt.Sprintf("the store's outcome events, %d read, at %s", rep.Events, rep.Generated.Format(time.RFC3339))})
+	}
+	if ufp != nil {
+		prov.Inputs = append(prov.Inputs, ufp.Input())
+	} else {
+		prov.Inputs = append(prov.Inputs, audit.Input{Kind: "users", Name: "store", Detail: "the users' consent facts in the store"})
+	}
+	rep.Provenance = prov
 
 	id, err := newAuditID()
 	if err != nil {

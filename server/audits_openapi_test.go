@@ -83,6 +83,12 @@ func TestAuditRoutesOpenAPI(t *testing.T) {
 		rep.Spec.MinGroupSize != 10 || rep.MinGroupSizeAsked != 5 || rep.Spec.Alpha != audit.DefaultAlpha || len(rep.Spec.Metrics) == 0 {
 		t.Fatalf("report %+v", rep)
 	}
+	// What was audited: recguard's version, the auditor's key, the
+	// fingerprints of the events and users sent.
+	if pv := rep.Provenance; pv == nil || pv.Version == "" || pv.RunBy != "key "+e.keyIDs[server.RoleAuditor] || len(pv.Inputs) != 2 ||
+		len(pv.Inputs[0].SHA256) != 64 || pv.Inputs[0].Kind != "events" || pv.Inputs[1].Kind != "users" || pv.Inputs[0].Bytes == 0 {
+		t.Errorf("provenance %+v", rep.Provenance)
+	}
 
 	// The kept report, as JSON, CSV and HTML, by format and by Accept.
 	get := func(q string, header map[string]string) result {

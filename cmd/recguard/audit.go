@@ -157,13 +157,16 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	var users audit.UserFacts
+	var inputs []*audit.FingerprintReader // the files read, fingerprinted for the report
 	if *usersPath != "" {
 		f, err := os.Open(*usersPath)
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		facts, probs, err := audit.UsersFile(f, *usersPath)
+		fp := audit.NewFingerprintReader(f, "users", *usersPath)
+		facts, probs, err := audit.UsersFile(fp, *usersPath)
 		f.Close()
+		inputs = append(inputs, fp)
 		if err != nil {
 			return err
 		}
@@ -189,6 +192,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !ok {
 			return errors.New("audit: this store keeps no outcome events")
 		}
+		ar.inputs = inputs
+		ar.store = true
 		return finishAudit(ctx, spec, &reportingSource{src: audit.StoreSource(ctx, ol), p: shown}, users, ar, nil, -1, stderr, tty, shown, fmtName, *out, stdout)
 	}
 
@@ -201,7 +206,9 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fi, err := ef.Stat(); err == nil && fi.Mode().IsRegular() {
 		total = fi.Size()
 	}
-	cr := &countingReader{r: ef}
+	efp := audit.NewFingerprintReader(ef, "events", *eventsPath)
+	ar.inputs = append(inputs, efp)
+	cr := &countingReader{r: efp}
 	var src audit.Source
 	if strings.EqualFold(filepath.Ext(*eventsPath), ".csv") {
 		if src, err = audit.ReadCSV(cr, *eventsPath); err != nil {
@@ -220,6 +227,10 @@ type auditRun struct {
 	strict       bool
 	maxMalformed float64
 	floorAsked   int
+	// inputs are the files read (their fingerprints go in the report);
+	// store says the events came from the store.
+	inputs []*audit.FingerprintReader
+	store  bool
 }
 
 // finishAudit runs the audit over src and writes the report, unless the
@@ -256,6 +267,15 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	if ar.floorAsked > 0 {
 		rep.NoteMinGroupSizeFloor(ar.floorAsked, rep.Spec.MinGroupSize)
 	}
+	prov := &audit.Provenance{Version: audit.Version(), RunBy: "cli", Inputs: []audit.Input{}}
+	for _, in := range ar.inputs {
+		prov.Inputs = append(prov.Inputs, in.Input())
+	}
+	if ar.store {
+		prov.Inputs = append(prov.Inputs, audit.Input{Kind: "events", Name: "store",
+			Detail: fmt.Sprintf("the store's outcome events, %d read, at %s", rep.Events, rep.Generated.Format(time.RFC3339))})
+	}
+	rep.Provenance = prov
 
 	var buf bytes.Buffer
 	switch fmtName {

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,6 +112,18 @@ func TestAuditCLIFormats(t *testing.T) {
 		t.Errorf("report: events %d skipped %d groups %d ref %q", rep.Events, rep.Skipped, len(rep.Groups), rep.Spec.Reference)
 	}
 	goldPriceFinding(t, &rep)
+	// The report names its inputs by their SHA-256, as a regulator holding
+	// the same files can check.
+	evData, err := os.ReadFile(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(evData)
+	pv := rep.Provenance
+	if pv == nil || pv.RunBy != "cli" || pv.Version == "" || len(pv.Inputs) != 2 || pv.Inputs[1].Kind != "events" ||
+		pv.Inputs[1].SHA256 != hex.EncodeToString(sum[:]) || pv.Inputs[1].Bytes != int64(len(evData)) || pv.Inputs[0].Kind != "users" {
+		t.Errorf("provenance %+v", pv)
+	}
 
 	// HTML, chosen by the extension.
 	htmlOut := filepath.Join(dir, "report.html")
