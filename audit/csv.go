@@ -119,17 +119,20 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	section("quantiles", []string{"group", "metric", "q", "value"}, qbody)
 
 	testHeader := []string{"metric", "group", "reference", "difference", "difference_ci_lo", "difference_ci_hi",
-		"ratio", "ratio_ci_lo", "ratio_ci_hi", "test", "statistic", "p", "q", "significant"}
+		"ratio", "ratio_ci_lo", "ratio_ci_hi", "test", "statistic", "p", "users", "reference_users", "q", "material", "significant"}
 	section("tests", testHeader, testRows(r.Tests))
 
 	body = nil
 	for _, p := range r.Prices {
 		body = append(body, []string{text(p.Group), text(p.Reference), strconv.FormatInt(p.Pairs, 10),
 			num(p.ShareHigher), num(p.ShareLower), num(p.MeanExcess), num(p.MeanExcessCI.Lo), num(p.MeanExcessCI.Hi),
-			num(p.MeanExcessPct), num(p.P), num(p.Q), strconv.FormatBool(p.Significant)})
+			num(p.MeanExcessPct), num(p.MeanExcessPctCI.Lo), num(p.MeanExcessPctCI.Hi), text(p.Test),
+			strconv.FormatInt(p.Users, 10), strconv.FormatInt(p.ReferenceUsers, 10),
+			num(p.P), num(p.Q), strconv.FormatBool(p.Material), strconv.FormatBool(p.Significant)})
 	}
 	section("prices", []string{"group", "reference", "pairs", "share_higher", "share_lower", "mean_excess",
-		"mean_excess_ci_lo", "mean_excess_ci_hi", "mean_excess_pct", "p", "q", "significant"}, body)
+		"mean_excess_ci_lo", "mean_excess_ci_hi", "mean_excess_pct", "mean_excess_pct_ci_lo", "mean_excess_pct_ci_hi",
+		"test", "users", "reference_users", "p", "q", "material", "significant"}, body)
 
 	section("parity", testHeader, testRows(r.Parity))
 
@@ -163,7 +166,8 @@ func testRows(ts []TestResult) [][]string {
 		body = append(body, []string{text(t.Metric), text(t.Group), text(t.Reference),
 			num(t.Difference), num(t.DifferenceCI.Lo), num(t.DifferenceCI.Hi),
 			num(t.Ratio), num(t.RatioCI.Lo), num(t.RatioCI.Hi),
-			text(t.Test), num(t.Statistic), num(t.P), num(t.Q), strconv.FormatBool(t.Significant)})
+			text(t.Test), num(t.Statistic), num(t.P), strconv.FormatInt(t.Users, 10), strconv.FormatInt(t.ReferenceUsers, 10),
+			num(t.Q), strconv.FormatBool(t.Material), strconv.FormatBool(t.Significant)})
 	}
 	return body
 }

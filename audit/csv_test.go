@@ -199,8 +199,8 @@ func TestCSVEmpty(t *testing.T) {
 	if len(secs["report"]) == 0 || len(secs["groups"]) != 0 {
 		t.Errorf("empty report: %v", secs)
 	}
-	if len(recs[0]) != 15 {
-		t.Errorf("rows have %d cells, want 15 (the widest section)", len(recs[0]))
+	if len(recs[0]) != 19 {
+		t.Errorf("rows have %d cells, want 19 (the widest section: prices)", len(recs[0]))
 	}
 }
 

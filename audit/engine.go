@@ -598,6 +598,11 @@ type engine struct {
 	seenM   []int64     // events with the metric's field, per metric
 
 	ustate []userState // by user number (see readerState)
+	// uprice holds each user's prices by cell (events counted in the
+	// user's usual groups), upriceX those of events in other groups (see
+	// prices.go).
+	uprice  [][]cellPrice
+	upriceX []cellPriceX
 	// umet holds each user's sums per metric (user number x metric) of
 	// the events counted in the user's usual groups; uextra those of
 	// events whose attributes put them in other groups, by user<<6|group
@@ -1197,7 +1202,7 @@ func (e *engine) process(it *readItem, ui int32) {
 	}
 	e.userSums(ui, mask, u.plain, &vals, &have)
 	if it.flags&fPrice != 0 {
-		e.addPrice(it, mask)
+		e.addPrice(it, mask, ui)
 	}
 }
 
@@ -1213,7 +1218,7 @@ func (e *engine) bucket(t time.Time) int64 {
 	return int64(math.Floor((float64(t.Unix()) + float64(t.Nanosecond())/1e9) / e.bucketSecs))
 }
 
-func (e *engine) addPrice(it *readItem, mask uint64) {
+func (e *engine) addPrice(it *readItem, mask uint64, ui int32) {
 	for int(it.item) >= len(e.itemStates) {
 		e.itemStates = append(e.itemStates, itemState{})
 	}
@@ -1224,6 +1229,7 @@ func (e *engine) addPrice(it *readItem, mask uint64) {
 	}
 	ci := e.cellInfo(c)
 	p := it.num[mfPrice-mfDiscount]
+	e.userPrice(ui, mask, c, p)
 	for m := mask; m != 0; m &= m - 1 {
 		bit := m & -m
 		if ci.mask&bit == 0 {
@@ -1679,8 +1685,10 @@ func (e *engine) prices(suppressed []bool) []PriceResult {
 		} else {
 			pr.MeanExcessPct = math.NaN()
 		}
+		pr.Test, pr.MeanExcessPctCI = "sign_test", nanIv
 		out = append(out, pr)
 	}
+	e.userPrices(out, suppressed)
 	return out
 }
 
@@ -2066,24 +2074,29 @@ func (t *TestResult) UnmarshalJSON(b []byte) error {
 }
 
 type jsonPriceResult struct {
-	Group         string   `json:"group"`
-	Reference     string   `json:"reference"`
-	Pairs         int64    `json:"pairs"`
-	ShareHigher   jsonNum  `json:"share_higher"`
-	ShareLower    jsonNum  `json:"share_lower"`
-	MeanExcess    jsonNum  `json:"mean_excess"`
-	MeanExcessCI  Interval `json:"mean_excess_ci"`
-	MeanExcessPct jsonNum  `json:"mean_excess_pct"`
-	P             jsonNum  `json:"p"`
-	Q             jsonNum  `json:"q"`
-	Material      bool     `json:"material"`
-	Significant   bool     `json:"significant"`
+	Group           string   `json:"group"`
+	Reference       string   `json:"reference"`
+	Pairs           int64    `json:"pairs"`
+	ShareHigher     jsonNum  `json:"share_higher"`
+	ShareLower      jsonNum  `json:"share_lower"`
+	MeanExcess      jsonNum  `json:"mean_excess"`
+	MeanExcessCI    Interval `json:"mean_excess_ci"`
+	MeanExcessPct   jsonNum  `json:"mean_excess_pct"`
+	MeanExcessPctCI Interval `json:"mean_excess_pct_ci"`
+	Test            string   `json:"test"`
+	Users           int64    `json:"users,omitempty"`
+	ReferenceUsers  int64    `json:"reference_users,omitempty"`
+	P               jsonNum  `json:"p"`
+	Q               jsonNum  `json:"q"`
+	Material        bool     `json:"material"`
+	Significant     bool     `json:"significant"`
 }
 
 // MarshalJSON writes a non-finite value as null.
 func (p PriceResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jsonPriceResult{p.Group, p.Reference, p.Pairs, jsonNum(p.ShareHigher), jsonNum(p.ShareLower),
-		jsonNum(p.MeanExcess), p.MeanExcessCI, jsonNum(p.MeanExcessPct), jsonNum(p.P), jsonNum(p.Q), p.Material, p.Significant})
+		jsonNum(p.MeanExcess), p.MeanExcessCI, jsonNum(p.MeanExcessPct), p.MeanExcessPctCI, p.Test, p.Users, p.ReferenceUsers,
+		jsonNum(p.P), jsonNum(p.Q), p.Material, p.Significant})
 }
 
 // UnmarshalJSON reads null as NaN.
@@ -2093,6 +2106,7 @@ func (p *PriceResult) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*p = PriceResult{j.Group, j.Reference, j.Pairs, float64(j.ShareHigher), float64(j.ShareLower), float64(j.MeanExcess),
-		j.MeanExcessCI, float64(j.MeanExcessPct), float64(j.P), float64(j.Q), j.Material, j.Significant}
+		j.MeanExcessCI, float64(j.MeanExcessPct), j.MeanExcessPctCI, j.Test, j.Users, j.ReferenceUsers,
+		float64(j.P), float64(j.Q), j.Material, j.Significant}
 	return nil
 }

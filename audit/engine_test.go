@@ -341,9 +341,21 @@ func TestHandComputed(t *testing.T) {
 	sd := math.Sqrt(7.3)
 	t4 := tCritical(r.IntervalConfidence, 4) // qt(1 - 0.0125/2, 4) = 4.3147: the adjusted level
 	if p.Group != "b" || p.Reference != "a" || p.Pairs != 5 || p.ShareHigher != 0.6 || p.ShareLower != 0.2 ||
-		!near(p.MeanExcess, 1.4, 1e-12) || !near(p.MeanExcessCI.Lo, 1.4-t4*sd/math.Sqrt(5), 1e-9) || !near(p.MeanExcessCI.Hi, 1.4+t4*sd/math.Sqrt(5), 1e-9) ||
-		!near(p.MeanExcessPct, 100*1.4/30.2, 1e-12) || !near(p.P, 0.625, 1e-12) {
+		!near(p.MeanExcess, 1.4, 1e-12) || !near(p.MeanExcessCI.Lo, 1.4-t4*sd/math.Sqrt(5), 1e-9) || !near(p.MeanExcessCI.Hi, 1.4+t4*sd/math.Sqrt(5), 1e-9) {
 		t.Errorf("price comparison %+v", p)
+	}
+	// The decision compares users: each price against its cell's
+	// reference price. b's users paid +10%, 0, +10%, -5%, +10% on both of
+	// their events (sums 0.2, 0, 0.2, -0.1, 0.2 over 2 events each); a's
+	// users paid their cells' reference price on average (sums 0).
+	_, vb := clusterSE([]float64{0.2, 0, 0.2, -0.1, 0.2}, 2)
+	if !near(vb, 0.001, 1e-12) {
+		t.Fatalf("suite bug: hand variance %v", vb)
+	}
+	hw := 100 * tCritical(r.IntervalConfidence, 4) * math.Sqrt(vb)
+	if p.Test != "cluster_robust_t" || p.Users != 5 || p.ReferenceUsers != 5 || !near(p.MeanExcessPct, 5, 1e-9) ||
+		!near(p.MeanExcessPctCI.Lo, 5-hw, 1e-9) || !near(p.MeanExcessPctCI.Hi, 5+hw, 1e-9) || !(p.P > 0.15 && p.P < 0.25) {
+		t.Errorf("user-level price comparison %+v (half width %v)", p, hw)
 	}
 	// Benjamini-Hochberg over all four p-values, in report order.
 	ps := []float64{r.Tests[0].P, r.Tests[1].P, r.Tests[2].P, p.P}

@@ -350,6 +350,9 @@ func buildPage(r *Report) *htmlPage {
 				row.Excess = fmtSigned(pr.MeanExcess)
 				row.ExcessCI = fmtCI(pr.MeanExcessCI, fmtNum)
 				row.ExcessPct = fmtSignedPercent(pr.MeanExcessPct)
+				if pr.Test == "cluster_robust_t" {
+					row.ExcessPct += " [" + fmtSignedPercent(pr.MeanExcessPctCI.Lo) + ", " + fmtSignedPercent(pr.MeanExcessPctCI.Hi) + "] (users)"
+				}
 				row.P, row.Q = fmtP(pr.P), fmtP(pr.Q)
 				row.Significant = pr.Significant
 				if pr.Significant {

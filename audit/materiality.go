@@ -79,13 +79,13 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, suppressed []bool, c
 		}
 	}
 	if len(r.Prices) > 0 {
-		byGroup := map[string]Interval{}
+		byGroup := map[string]PriceResult{}
 		for _, p := range e.prices(suppressed) {
-			byGroup[p.Group] = p.MeanExcessCI
+			byGroup[p.Group] = p
 		}
 		for i := range r.Prices {
-			if iv, ok := byGroup[r.Prices[i].Group]; ok {
-				r.Prices[i].MeanExcessCI = iv
+			if p, ok := byGroup[r.Prices[i].Group]; ok {
+				r.Prices[i].MeanExcessCI, r.Prices[i].MeanExcessPctCI = p.MeanExcessCI, p.MeanExcessPctCI
 			}
 		}
 	}

@@ -226,12 +226,25 @@ type PriceResult struct {
 	ShareHigher float64 `json:"share_higher"`
 	ShareLower  float64 `json:"share_lower"`
 	// MeanExcess is the mean (group - reference) price difference over all
-	// pairs; MeanExcessPct the same relative to the reference price.
-	MeanExcess    float64  `json:"mean_excess"`
-	MeanExcessCI  Interval `json:"mean_excess_ci"`
-	MeanExcessPct float64  `json:"mean_excess_pct"`
-	// P tests whether higher and lower are equally likely (sign test).
-	// Material says the mean excess is at least the spec's tolerance;
+	// pairs, with its interval over the pairs (descriptive).
+	MeanExcess   float64  `json:"mean_excess"`
+	MeanExcessCI Interval `json:"mean_excess_ci"`
+	// MeanExcessPct is the decision's effect: with Test
+	// cluster_robust_t, how much more (in percent of the item-time cell's
+	// reference price) the group's users paid on average than the
+	// reference's users, each user's events averaged first, with
+	// MeanExcessPctCI; with Test sign_test (fewer than two users on a
+	// side), the pairs' mean excess relative to the reference price.
+	MeanExcessPct   float64  `json:"mean_excess_pct"`
+	MeanExcessPctCI Interval `json:"mean_excess_pct_ci"`
+	// Test is cluster_robust_t (users compared: robust to each user's own
+	// price level) or sign_test (pairs compared: higher as likely as
+	// lower); Users and ReferenceUsers count the users with a price in a
+	// cell the reference was offered.
+	Test           string `json:"test"`
+	Users          int64  `json:"users,omitempty"`
+	ReferenceUsers int64  `json:"reference_users,omitempty"`
+	// Material says the excess is at least the spec's tolerance;
 	// Significant (a finding) is Q <= Alpha and Material.
 	P           float64 `json:"p"`
 	Q           float64 `json:"q"`
