@@ -601,8 +601,8 @@ type engine struct {
 	// uprice holds each user's prices by cell (events counted in the
 	// user's usual groups), upriceX those of events in other groups (see
 	// prices.go).
-	uprice  [][]cellPrice
-	upriceX []cellPriceX
+	uprice  [][]userCellPrice
+	upriceX []userPriceX
 	// umet holds each user's sums per metric (user number x metric) of
 	// the events counted in the user's usual groups; uextra those of
 	// events whose attributes put them in other groups, by user<<6|group

@@ -3,7 +3,6 @@ package audit
 import (
 	"math"
 	"math/bits"
-	"slices"
 )
 
 // Same-item prices at the user level (issue 13). The cell-level sign test
@@ -20,30 +19,35 @@ import (
 // then moves both sides alike, and its spread among users widens the
 // interval as it should.
 
-// cellPrice is one price event of a user: its cell and its price.
-type cellPrice struct {
-	cell  int32
-	price float32
+// userCellPrice is one price event: its user, its cell, its price. The
+// events are kept in pages of a fixed size (no pointers, no regrowth
+// copies), 12 bytes each.
+type userCellPrice struct {
+	user, cell int32
+	price      float32
 }
 
-// cellPriceX is a price event of a user whose attributes put it in other
-// groups than the user's usual ones.
-type cellPriceX struct {
-	user int32
-	cellPrice
+const pricePage = 1 << 16
+
+// userPriceX is a price event of a user whose attributes put it in other
+// groups than the user's usual ones (rare: kept apart with its groups).
+type userPriceX struct {
+	userCellPrice
 	mask uint64
 }
 
 // userPrice records a price event of user ui in cell c.
 func (e *engine) userPrice(ui int32, mask uint64, c int32, p float64) {
-	if mask == e.ustate[ui].plain {
-		for int(ui) >= len(e.uprice) {
-			e.uprice = append(e.uprice, nil)
-		}
-		e.uprice[ui] = append(e.uprice[ui], cellPrice{c, float32(p)})
+	ev := userCellPrice{ui, c, float32(p)}
+	if mask != e.ustate[ui].plain {
+		e.upriceX = append(e.upriceX, userPriceX{ev, mask})
 		return
 	}
-	e.upriceX = append(e.upriceX, cellPriceX{ui, cellPrice{c, float32(p)}, mask})
+	if n := len(e.uprice); n == 0 || len(e.uprice[n-1]) == pricePage {
+		e.uprice = append(e.uprice, make([]userCellPrice, 0, pricePage))
+	}
+	last := &e.uprice[len(e.uprice)-1]
+	*last = append(*last, ev)
 }
 
 // userPrices replaces the decision of each price comparison in out by the
@@ -54,9 +58,9 @@ func (e *engine) userPrices(out []PriceResult, suppressed []bool) {
 		return
 	}
 	refBit := uint64(1) << e.ref
-	refMean := make([]float64, e.nCells)
+	refMean := make([]float32, e.nCells)
 	for c := range e.nCells {
-		refMean[c] = math.NaN()
+		refMean[c] = float32(math.NaN())
 		ci := e.cellInfo(c)
 		if ci.mask&refBit == 0 {
 			continue
@@ -64,43 +68,36 @@ func (e *engine) userPrices(out []PriceResult, suppressed []bool) {
 		blk := e.block(ci.off, int32(bits.OnesCount64(ci.mask)))
 		r := blk[bits.OnesCount64(ci.mask&(refBit-1))]
 		if m := r.sum / float64(r.n); m > 0 {
-			refMean[c] = m
+			refMean[c] = float32(m)
 		}
 	}
+	// Each user's sum of x and count, per group (user x group).
 	ng := len(e.groups)
+	per := make([]ysum, len(e.ustate)*ng)
+	add := func(ev userCellPrice, mask uint64) {
+		m := refMean[ev.cell]
+		if m != m { // NaN: the reference was not offered the item then
+			return
+		}
+		x := float64(ev.price)/float64(m) - 1
+		base := int(ev.user) * ng
+		for g := mask; g != 0; g &= g - 1 {
+			s := &per[base+bits.TrailingZeros64(g)]
+			s.y += x
+			s.n++
+		}
+	}
+	for _, page := range e.uprice {
+		for _, ev := range page {
+			add(ev, e.ustate[ev.user].plain)
+		}
+	}
+	for _, ev := range e.upriceX {
+		add(ev.userCellPrice, ev.mask)
+	}
 	mo := make([]moments, ng)
-	per := make([]ysum, ng)
-	slices.SortFunc(e.upriceX, func(a, b cellPriceX) int { return int(a.user) - int(b.user) })
-	xi := 0
 	for ui := range e.ustate {
-		u := &e.ustate[ui]
-		clear(per)
-		var events []cellPrice
-		if ui < len(e.uprice) {
-			events = e.uprice[ui]
-		}
-		for _, cp := range events {
-			if m := refMean[cp.cell]; !math.IsNaN(m) {
-				x := float64(cp.price)/m - 1
-				for g := u.plain; g != 0; g &= g - 1 {
-					s := &per[bits.TrailingZeros64(g)]
-					s.y += x
-					s.n++
-				}
-			}
-		}
-		for ; xi < len(e.upriceX) && int(e.upriceX[xi].user) == ui; xi++ {
-			cp := e.upriceX[xi]
-			if m := refMean[cp.cell]; !math.IsNaN(m) {
-				x := float64(cp.price)/m - 1
-				for g := cp.mask; g != 0; g &= g - 1 {
-					s := &per[bits.TrailingZeros64(g)]
-					s.y += x
-					s.n++
-				}
-			}
-		}
-		for g, s := range per {
+		for g, s := range per[ui*ng : (ui+1)*ng] {
 			if s.n == 0 || suppressed[g] {
 				continue
 			}
