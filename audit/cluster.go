@@ -44,7 +44,16 @@ func (e *engine) userSums(ui int32, mask, plain uint64, vals *[MaxMetrics]float6
 	if mask == plain {
 		need := (int(ui) + 1) * nm
 		if len(e.umet) < need {
-			e.umet = append(e.umet, make([]ysum, need-len(e.umet))...)
+			// Grow to the users known so far at once (they arrive in
+			// number order), not one user at a time.
+			want := max(need, len(e.ustate)*nm)
+			if cap(e.umet) >= want {
+				e.umet = e.umet[:want]
+			} else {
+				grown := make([]ysum, want, max(want, 2*cap(e.umet)))
+				copy(grown, e.umet)
+				e.umet = grown
+			}
 		}
 		s := e.umet[int(ui)*nm : need]
 		for i := range nm {

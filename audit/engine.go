@@ -603,6 +603,10 @@ type engine struct {
 	// prices.go).
 	uprice  [][]userCellPrice
 	upriceX []userPriceX
+	// priceCmps and priceExcess keep each price comparison's user-level
+	// test and pairs' summary, to redo its intervals at another level.
+	priceCmps   map[string]clusterCmp
+	priceExcess map[string]stats.Summary
 	// umet holds each user's sums per metric (user number x metric) of
 	// the events counted in the user's usual groups; uextra those of
 	// events whose attributes put them in other groups, by user<<6|group
@@ -1686,6 +1690,10 @@ func (e *engine) prices(suppressed []bool) []PriceResult {
 			pr.MeanExcessPct = math.NaN()
 		}
 		pr.Test, pr.MeanExcessPctCI = "sign_test", nanIv
+		if e.priceExcess == nil {
+			e.priceExcess = map[string]stats.Summary{}
+		}
+		e.priceExcess[pr.Group] = a.excess
 		out = append(out, pr)
 	}
 	e.userPrices(out, suppressed)

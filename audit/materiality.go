@@ -1,6 +1,10 @@
 package audit
 
-import "math"
+import (
+	"math"
+
+	"github.com/recguard/recguard/audit/stats"
+)
 
 // Materiality (issue 13). A finding needs an effect that matters as well as
 // significance after the correction for many tests: on large data sets a
@@ -78,15 +82,14 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, suppressed []bool, c
 			r.Tests[i].DifferenceCI, r.Tests[i].RatioCI = t.DifferenceCI, t.RatioCI
 		}
 	}
-	if len(r.Prices) > 0 {
-		byGroup := map[string]PriceResult{}
-		for _, p := range e.prices(suppressed) {
-			byGroup[p.Group] = p
+	for i := range r.Prices {
+		p := &r.Prices[i]
+		if ex, ok := e.priceExcess[p.Group]; ok && p.Pairs >= 2 {
+			p.MeanExcessCI = toInterval(stats.MeanCI(ex, conf))
 		}
-		for i := range r.Prices {
-			if p, ok := byGroup[r.Prices[i].Group]; ok {
-				r.Prices[i].MeanExcessCI, r.Prices[i].MeanExcessPctCI = p.MeanExcessCI, p.MeanExcessPctCI
-			}
+		if c, ok := e.priceCmps[p.Group]; ok {
+			diff, _ := c.intervals(conf)
+			p.MeanExcessPctCI = Interval{Lo: 100 * diff.Lo, Hi: 100 * diff.Hi}
 		}
 	}
 	for i := range r.Parity {

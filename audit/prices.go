@@ -121,6 +121,10 @@ func (e *engine) userPrices(out []PriceResult, suppressed []bool) {
 		if !c.ok {
 			continue // fewer than two users on a side: the sign test stands
 		}
+		if e.priceCmps == nil {
+			e.priceCmps = map[string]clusterCmp{}
+		}
+		e.priceCmps[pr.Group] = c
 		diff, _ := c.intervals(e.conf)
 		pr.Test, pr.Users, pr.ReferenceUsers = "cluster_robust_t", c.usersA, c.usersRef
 		pr.MeanExcessPct = 100 * c.diff
