@@ -244,3 +244,45 @@ func (c clusterCmp) intervals(conf float64) (diff, ratio Interval) {
 	}
 	return diff, ratio
 }
+
+// parityMoments sums, per mode (0 personalized, 1 non-personalized) and
+// parity metric, the moments over the users with events of that mode; the
+// non-personalized side carries the cross terms with the personalized side
+// over users with events of both.
+func (e *engine) parityMoments() [2][]moments {
+	np := len(parityMetrics)
+	out := [2][]moments{make([]moments, np), make([]moments, np)}
+	for ui := range e.ustate {
+		if e.ustate[ui].excluded {
+			continue
+		}
+		base := ui * 2 * np
+		if base+2*np > len(e.upar) {
+			break
+		}
+		p, n := e.upar[base:base+np], e.upar[base+np:base+2*np]
+		for j := range np {
+			for k, s := range [2]ysum{p[j], n[j]} {
+				if s.n == 0 {
+					continue
+				}
+				m := &out[k][j]
+				m.g++
+				m.sy += s.y
+				m.sn += s.n
+				m.syy += s.y * s.y
+				m.snn += s.n * s.n
+				m.syn += s.y * s.n
+			}
+			if p[j].n > 0 && n[j].n > 0 {
+				m := &out[1][j]
+				m.gc++
+				m.cyy += n[j].y * p[j].y
+				m.cyn += n[j].y * p[j].n
+				m.cny += n[j].n * p[j].y
+				m.cn += n[j].n * p[j].n
+			}
+		}
+	}
+	return out
+}

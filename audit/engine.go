@@ -613,7 +613,10 @@ type engine struct {
 	// (see cluster.go).
 	umet   []ysum
 	uextra map[uint64][]ysum
-	ubits  []uint64 // all atom words per user, when there are over 64 atoms
+	// upar holds each user's sums of the parity metrics per mode (user x
+	// mode x parity metric).
+	upar  []ysum
+	ubits []uint64 // all atom words per user, when there are over 64 atoms
 
 	pendingIDs  []string
 	pendingNums []int32
@@ -1174,9 +1177,23 @@ func (e *engine) process(it *readItem, ui int32) {
 	u.modes |= 1 << mode
 	pa := &e.parity[mode]
 	pa.events++
+	np := len(parityMetrics)
+	base := (int(ui)*2 + mode) * np
+	if len(e.upar) < base+np {
+		want := max(base+np, len(e.ustate)*2*np)
+		if cap(e.upar) >= want {
+			e.upar = e.upar[:want]
+		} else {
+			grown := make([]ysum, want, max(want, 2*cap(e.upar)))
+			copy(grown, e.upar)
+			e.upar = grown
+		}
+	}
 	for i := range parityMetrics {
 		if v, ok := parityMetrics[i].value(it); ok {
 			pa.metrics[i].add(parityMetrics[i].spec.Kind, v)
+			e.upar[base+i].y += v
+			e.upar[base+i].n++
 		}
 	}
 	mask := e.maskOf(it, ui)
@@ -1439,8 +1456,9 @@ func (e *engine) report() *Report {
 		} else if sup.Parity {
 			note("The parity check of non-personalized against personalized results is suppressed so that no figure can be told apart by differencing: %s", sup.ParityReason)
 		} else {
+			pm := e.parityMoments()
 			for j := range parityMetrics {
-				if t, ok := e.compare(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j]); ok {
+				if t, ok := e.compareUsers(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j], pm[1][j], pm[0][j]); ok {
 					t.Group, t.Reference = ModeNonPersonalized, ModePersonalized
 					r.Parity = append(r.Parity, t)
 				}

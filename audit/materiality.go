@@ -92,13 +92,16 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, suppressed []bool, c
 			p.MeanExcessPctCI = Interval{Lo: 100 * diff.Lo, Hi: 100 * diff.Hi}
 		}
 	}
-	for i := range r.Parity {
-		for j := range parityMetrics {
-			if parityMetrics[j].spec.Name != r.Parity[i].Metric {
-				continue
-			}
-			if t, ok := e.compare(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j]); ok {
-				r.Parity[i].DifferenceCI, r.Parity[i].RatioCI = t.DifferenceCI, t.RatioCI
+	if len(r.Parity) > 0 {
+		pm := e.parityMoments()
+		for i := range r.Parity {
+			for j := range parityMetrics {
+				if parityMetrics[j].spec.Name != r.Parity[i].Metric {
+					continue
+				}
+				if t, ok := e.compareUsers(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j], pm[1][j], pm[0][j]); ok {
+					r.Parity[i].DifferenceCI, r.Parity[i].RatioCI = t.DifferenceCI, t.RatioCI
+				}
 			}
 		}
 	}
