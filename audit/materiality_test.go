@@ -55,7 +55,7 @@ func TestMateriality(t *testing.T) {
 	}{
 		{Rate, TestResult{Difference: 0, Ratio: 1}, false},
 		{Mean, TestResult{Difference: 0, Ratio: 1}, false},
-		{Distribution, TestResult{Difference: 0, Ratio: 1}, false}, // "median 3 against 3" is never a finding
+		{Distribution, TestResult{Difference: 0, Ratio: 1}, false},   // "median 3 against 3" is never a finding
 		{Distribution, TestResult{Difference: 0, Ratio: 1.5}, false}, // no shift, whatever the medians say
 		{Rate, TestResult{Difference: 0.01, Ratio: 1.2}, false},
 		{Rate, TestResult{Difference: 0.03, Ratio: 1.3}, true},
