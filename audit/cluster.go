@@ -5,6 +5,8 @@ import (
 	"math/bits"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/recguard/recguard/audit/stats"
 )
 
 // User-level inference (issue 13). The unit of an audit's comparisons of
@@ -27,6 +29,7 @@ type ysum struct{ y, n float64 }
 // moments are the sums over a group's users that the cluster-robust
 // variance needs.
 type moments struct {
+	group             int     // the group (or parity mode) they are of; -1 for a mode
 	g                 float64 // users with at least one value
 	sy, sn            float64
 	syy, snn, syn     float64
@@ -92,6 +95,9 @@ func (e *engine) clusterMoments() [][]moments {
 	out := make([][]moments, ng)
 	for g := range out {
 		out[g] = make([]moments, nm)
+		for j := range out[g] {
+			out[g][j].group = g
+		}
 	}
 	if nm == 0 {
 		return out
@@ -228,7 +234,18 @@ func (e *engine) compareUsers(m *metricDef, a, b *metricAcc, ma, mb moments) (Te
 	if !c.ok {
 		return e.compare(m, a, b)
 	}
-	t := TestResult{Metric: m.spec.Name, Test: "cluster_robust_t", Statistic: c.t, P: c.p,
+	test := "cluster_robust_t"
+	if j := e.metricIndex(m); j >= 0 && ma.gc == 0 && (effectiveUsers(ma) < minEffectiveUsers || effectiveUsers(mb) < minEffectiveUsers) {
+		// Few users carry the data (a small group, or a few heavy users):
+		// the t approximation is too lenient there, so the p-value comes
+		// from permuting the group labels between users.
+		if ua, ub := e.userSumsOf(ma.group, j), e.userSumsOf(mb.group, j); len(ua) >= 2 && len(ub) >= 2 {
+			if _, p := stats.PermutationTest(ua, ub, permutations, permutationSeed); !math.IsNaN(p) {
+				c.p, test = p, "cluster_permutation"
+			}
+		}
+	}
+	t := TestResult{Metric: m.spec.Name, Test: test, Statistic: c.t, P: c.p,
 		Difference: c.diff, Ratio: c.ratio, Users: c.usersA, ReferenceUsers: c.usersRef, SE: c.se, DF: c.df}
 	t.DifferenceCI, t.RatioCI = c.intervals(e.conf)
 	return t, true
@@ -252,6 +269,11 @@ func (c clusterCmp) intervals(conf float64) (diff, ratio Interval) {
 func (e *engine) parityMoments() [2][]moments {
 	np := len(parityMetrics)
 	out := [2][]moments{make([]moments, np), make([]moments, np)}
+	for k := range out {
+		for j := range out[k] {
+			out[k][j].group = -1
+		}
+	}
 	for ui := range e.ustate {
 		if e.ustate[ui].excluded {
 			continue
@@ -282,6 +304,65 @@ func (e *engine) parityMoments() [2][]moments {
 				m.cny += n[j].n * p[j].y
 				m.cn += n[j].n * p[j].n
 			}
+		}
+	}
+	return out
+}
+
+// Permutation fallback of compareUsers.
+const (
+	// minEffectiveUsers is the effective number of users (Kish: (sum n)^2
+	// / sum n^2) under which a side is too concentrated for the t
+	// approximation.
+	minEffectiveUsers = 50
+	// permutations and permutationSeed make the permutation p-value
+	// (reproducible: the same data give the same report).
+	permutations    = 1999
+	permutationSeed = 0x5eed46
+)
+
+// effectiveUsers is the Kish effective number of users of a side.
+func effectiveUsers(m moments) float64 {
+	if m.snn == 0 {
+		return 0
+	}
+	return m.sn * m.sn / m.snn
+}
+
+// metricIndex is m's index in the spec's metrics, or -1 (a parity metric).
+func (e *engine) metricIndex(m *metricDef) int {
+	for j := range e.metrics {
+		if &e.metrics[j] == m {
+			return j
+		}
+	}
+	return -1
+}
+
+// userSumsOf returns the per-user sums of metric j of group g's users.
+func (e *engine) userSumsOf(g, j int) []stats.UserSum {
+	if g < 0 {
+		return nil
+	}
+	nm := len(e.metrics)
+	var out []stats.UserSum
+	for ui := range e.ustate {
+		u := &e.ustate[ui]
+		if u.seen&(1<<g) == 0 {
+			continue
+		}
+		var s ysum
+		if u.plain&(1<<g) != 0 && (ui+1)*nm <= len(e.umet) {
+			s = e.umet[ui*nm+j]
+		}
+		if e.uextra != nil {
+			if x := e.uextra[uint64(ui)<<6|uint64(g)]; x != nil {
+				s.y += x[j].y
+				s.n += x[j].n
+			}
+		}
+		if s.n > 0 {
+			out = append(out, stats.UserSum{Y: s.y, N: s.n})
 		}
 	}
 	return out

@@ -1855,6 +1855,8 @@ func testWord(t string) string {
 		return "Welch's t test"
 	case "cluster_robust_t":
 		return "user-level t test"
+	case "cluster_permutation":
+		return "user-level permutation test"
 	case "mann_whitney":
 		return "Mann-Whitney test"
 	}

@@ -431,6 +431,8 @@ func testName(t string) string {
 		return "Welch's t-test"
 	case "cluster_robust_t":
 		return "user-level t-test (cluster-robust)"
+	case "cluster_permutation":
+		return "user-level permutation test"
 	case "mann_whitney":
 		return "Mann-Whitney U test"
 	case "sign_test", "sign":
@@ -1461,7 +1463,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 <ul>
 <li>Users are put into groups by segment expressions over their tags and flags and the events' attributes. A group with fewer distinct users than the minimum group size is suppressed: none of its figures are shown, so no figure can single out a person.</li>
 <li>A group's own intervals are at {{.Conf}} confidence (1 − α): rates are shares of events with Wilson score intervals, means have t intervals.</li>
-<li>Rates and means are compared at the level of users, not events: each side's rate or mean is its users' total over their events, its standard error the cluster-robust one over users (a user in both groups adds their covariance), and the test a t-test with one less degree of freedom than the smaller number of users (user-level t-test). One user's many events count as one witness. A side with fewer than two users falls back to the per-event test (Newcombe interval and two-proportion z-test or Fisher's exact test for rates, Welch's t-test for means), named as such.</li>
+<li>Rates and means are compared at the level of users, not events: each side's rate or mean is its users' total over their events, its standard error the cluster-robust one over users (a user in both groups adds their covariance), and the test a t-test with one less degree of freedom than the smaller number of users (user-level t-test). One user's many events count as one witness. When few users carry a side (an effective number of users, Kish's (Σn)²/Σn², under 50) the p-value comes from permuting the group labels between users (user-level permutation test, 1,999 permutations, reproducible). A side with fewer than two users falls back to the per-event test (Newcombe interval and two-proportion z-test or Fisher's exact test for rates, Welch's t-test for means), named as such.</li>
 <li>Distributions are compared with the Mann-Whitney U test over events; their value is the median, with a distribution-free interval; their difference is the Hodges-Lehmann shift (the median of the pairwise differences) with its interval, their ratio that of the medians. Ratios have log-scale intervals.</li>
 <li>Every p-value of the report is adjusted together with the Benjamini-Hochberg procedure. The comparisons' intervals are at {{.TestConf}} confidence, the false coverage-rate level 1 − Rα/m (Benjamini and Yekutieli), so that they exclude no difference exactly when the comparison is selected.</li>
 <li>A result is significant, a finding, when its adjusted value q is at most α and its effect is material: a rate ratio outside [{{.RateLo}}, {{.RateHi}}], a mean or median ratio outside [{{.MeanLo}}, {{.MeanHi}}], a same-item price excess of at least {{.PricePct}}%. An effect of zero is never a finding.</li>

@@ -191,9 +191,11 @@ type TestResult struct {
 	Ratio        float64  `json:"ratio"`
 	RatioCI      Interval `json:"ratio_ci"`
 	// Test names the test: cluster_robust_t (rates and means: the unit is
-	// the user, see Users), or, when a side has fewer than two users with
-	// a value, the event-level two_proportion_z, fisher_exact or welch_t;
-	// mann_whitney for distributions.
+	// the user, see Users), cluster_permutation (the same, when few users
+	// carry a side: the p-value from permuting the labels between users),
+	// or, when a side has fewer than two users with a value, the
+	// event-level two_proportion_z, fisher_exact or welch_t; mann_whitney
+	// for distributions.
 	Test      string  `json:"test"`
 	Statistic float64 `json:"statistic"`
 	P         float64 `json:"p"`
