@@ -88,7 +88,7 @@ var simLacks = map[string]string{
 	secRateMean: "a user-level test that holds its level with few users or a few dominant ones (small-sample correction)",
 	secDist:     "distributions compared at the user level",
 	secPrices:   "same-item prices at the user level, robust to users' own price levels",
-	secParity:   "parity at the user level (users' click and discount propensities differ)",
+	secParity:   "a parity check that holds its level when a few users dominate both modes (they share users, so no permutation fallback)",
 }
 
 // simStratify is what the confounded scenarios lack.
