@@ -145,6 +145,7 @@ type testRow struct {
 	Ratio       string
 	RatioCI     string
 	Test        string
+	Users       string // "group / reference" users, for user-level tests
 	Stat        string
 	P           string
 	Q           string
@@ -552,6 +553,9 @@ func makeTestRow(t TestResult, k MetricKind, suppressed map[string]bool) testRow
 	row.Ratio = fmtRatio(t.Ratio)
 	row.RatioCI = fmtCI(t.RatioCI, fmtRatio)
 	row.Test = testName(t.Test)
+	if t.Users > 0 {
+		row.Users = fmtInt(t.Users) + " / " + fmtInt(t.ReferenceUsers)
+	}
 	row.Stat = fmtNum(t.Statistic)
 	row.P, row.Q = fmtP(t.P), fmtP(t.Q)
 	row.Significant = t.Significant
