@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -816,11 +817,14 @@ func TestPlantedGapsFlagged(t *testing.T) {
 		t.Fatalf("click gap not flagged: %+v", click)
 	}
 	priceText := regexp.MustCompile(`^Group loyalty:gold paid [45]\.\d% more than loyalty:new for the same item at the same time \(higher in [\d,]+ of [\d,]+ item-hours, mean difference \+[\d.]+, q < 0\.0001\)\.$`)
-	clickText := regexp.MustCompile(`^Group loyalty:gold had a click rate of [\d.]+% against [\d.]+% for loyalty:new \(difference \+[\d.]+ points, 95% CI \+[\d.]+ to \+[\d.]+; user-level t test, q < 0\.0001\)\.$`)
+	clickText := regexp.MustCompile(`^Group loyalty:gold had a click rate of [\d.]+% against [\d.]+% for loyalty:new \(difference \+[\d.]+ points, [\d.]+% CI \+[\d.]+ to \+[\d.]+; user-level t-test, q < 0\.0001\)\.$`)
 	var sawPrice, sawClick bool
+	// The interval a finding quotes is labelled with its level: the
+	// report's false coverage-rate level, not 1 - alpha.
+	level := strconv.FormatFloat(math.Round(r.IntervalConfidence*1e4)/1e2, 'f', -1, 64) + "% CI"
 	for _, f := range r.Findings {
 		sawPrice = sawPrice || f.Severity == "significant" && priceText.MatchString(f.Text)
-		sawClick = sawClick || f.Severity == "significant" && clickText.MatchString(f.Text)
+		sawClick = sawClick || f.Severity == "significant" && clickText.MatchString(f.Text) && strings.Contains(f.Text, level)
 	}
 	if !sawPrice || !sawClick {
 		t.Errorf("findings %+v", r.Findings)

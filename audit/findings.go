@@ -109,8 +109,14 @@ func findingPts(v float64) string {
 	return s
 }
 
-func (e *engine) confWord() string {
-	return strconv.FormatFloat(100*e.conf, 'f', -1, 64) + "%"
+// confWord is the level of the comparisons' intervals, in percent: the
+// report's false coverage-rate level (Report.IntervalConfidence).
+func (e *engine) confWord(r *Report) string {
+	c := r.IntervalConfidence
+	if c == 0 {
+		c = e.conf
+	}
+	return strconv.FormatFloat(math.Round(c*1e4)/1e2, 'f', -1, 64) + "%"
 }
 
 func metricPhrase(m MetricSpec) string {
@@ -136,23 +142,8 @@ func metricPhrase(m MetricSpec) string {
 	return "median " + m.Field
 }
 
-func testWord(t string) string {
-	switch t {
-	case "two_proportion_z":
-		return "two-proportion z test"
-	case "fisher_exact":
-		return "Fisher's exact test"
-	case "welch_t":
-		return "Welch's t test"
-	case "cluster_robust_t":
-		return "user-level t test"
-	case "cluster_permutation":
-		return "user-level permutation test"
-	case "mann_whitney":
-		return "Mann-Whitney test"
-	}
-	return t
-}
+// testWord names a test in a finding, as the HTML report does.
+func testWord(t string) string { return testName(t) }
 
 // findings words each significant result, most significant first.
 func (e *engine) findings(r *Report) []Finding {
@@ -173,10 +164,10 @@ func (e *engine) findings(r *Report) []Finding {
 	}
 	effect := func(t TestResult, kind MetricKind) string {
 		if kind == Rate {
-			return fmt.Sprintf("difference %s points, %s CI %s to %s", findingPts(t.Difference), e.confWord(), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi))
+			return fmt.Sprintf("difference %s points, %s CI %s to %s", findingPts(t.Difference), e.confWord(r), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi))
 		}
 		if kind == Mean {
-			return fmt.Sprintf("difference %s, %s CI %s to %s", findingSigned(t.Difference), e.confWord(), findingSigned(t.DifferenceCI.Lo), findingSigned(t.DifferenceCI.Hi))
+			return fmt.Sprintf("difference %s, %s CI %s to %s", findingSigned(t.Difference), e.confWord(r), findingSigned(t.DifferenceCI.Lo), findingSigned(t.DifferenceCI.Hi))
 		}
 		return "difference " + findingSigned(t.Difference)
 	}

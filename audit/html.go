@@ -432,7 +432,7 @@ func testName(t string) string {
 	case "welch_t":
 		return "Welch's t-test"
 	case "cluster_robust_t":
-		return "user-level t-test (cluster-robust)"
+		return "user-level t-test"
 	case "cluster_permutation":
 		return "user-level permutation test"
 	case "mann_whitney":
