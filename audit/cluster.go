@@ -37,6 +37,37 @@ type moments struct {
 	gc                float64 // users in both
 }
 
+// add counts one user's sums in the moments.
+func (m *moments) add(s ysum) {
+	m.g++
+	m.sy += s.y
+	m.sn += s.n
+	m.syy += s.y * s.y
+	m.snn += s.n * s.n
+	m.syn += s.y * s.n
+}
+
+// cross counts the cross terms of one user in both sides: s on this side,
+// r on the reference's.
+func (m *moments) cross(s, r ysum) {
+	m.gc++
+	m.cyy += s.y * r.y
+	m.cyn += s.y * r.n
+	m.cny += s.n * r.y
+	m.cn += s.n * r.n
+}
+
+// growSums extends per-user sums to length want at once (users arrive in
+// number order: grown to the users known so far, not one at a time).
+func growSums(s []ysum, want int) []ysum {
+	if cap(s) >= want {
+		return s[:want]
+	}
+	grown := make([]ysum, want, max(want, 2*cap(s)))
+	copy(grown, s)
+	return grown
+}
+
 // userSums records the values of one event of user ui, whose event counted
 // in groups mask (plain: the user's usual groups).
 func (e *engine) userSums(ui int32, mask, plain uint64, vals *[MaxMetrics]float64, have *[MaxMetrics]bool) {
@@ -47,16 +78,7 @@ func (e *engine) userSums(ui int32, mask, plain uint64, vals *[MaxMetrics]float6
 	if mask == plain {
 		need := (int(ui) + 1) * nm
 		if len(e.umet) < need {
-			// Grow to the users known so far at once (they arrive in
-			// number order), not one user at a time.
-			want := max(need, len(e.ustate)*nm)
-			if cap(e.umet) >= want {
-				e.umet = e.umet[:want]
-			} else {
-				grown := make([]ysum, want, max(want, 2*cap(e.umet)))
-				copy(grown, e.umet)
-				e.umet = grown
-			}
+			e.umet = growSums(e.umet, max(need, len(e.ustate)*nm))
 		}
 		s := e.umet[int(ui)*nm : need]
 		for i := range nm {
@@ -132,13 +154,7 @@ func (e *engine) clusterMoments() [][]moments {
 				if s.n == 0 {
 					continue
 				}
-				mo := &out[g][i]
-				mo.g++
-				mo.sy += s.y
-				mo.sn += s.n
-				mo.syy += s.y * s.y
-				mo.snn += s.n * s.n
-				mo.syn += s.y * s.n
+				out[g][i].add(s)
 			}
 		}
 		if u.seen&refBit == 0 {
@@ -152,12 +168,7 @@ func (e *engine) clusterMoments() [][]moments {
 				if t[i].n == 0 || r[i].n == 0 {
 					continue
 				}
-				mo := &out[g][i]
-				mo.gc++
-				mo.cyy += t[i].y * r[i].y
-				mo.cyn += t[i].y * r[i].n
-				mo.cny += t[i].n * r[i].y
-				mo.cn += t[i].n * r[i].n
+				out[g][i].cross(t[i], r[i])
 			}
 		}
 	}
@@ -288,21 +299,10 @@ func (e *engine) parityMoments() [2][]moments {
 				if s.n == 0 {
 					continue
 				}
-				m := &out[k][j]
-				m.g++
-				m.sy += s.y
-				m.sn += s.n
-				m.syy += s.y * s.y
-				m.snn += s.n * s.n
-				m.syn += s.y * s.n
+				out[k][j].add(s)
 			}
 			if p[j].n > 0 && n[j].n > 0 {
-				m := &out[1][j]
-				m.gc++
-				m.cyy += n[j].y * p[j].y
-				m.cyn += n[j].y * p[j].n
-				m.cny += n[j].n * p[j].y
-				m.cn += n[j].n * p[j].n
+				out[1][j].cross(n[j], p[j])
 			}
 		}
 	}

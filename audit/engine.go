@@ -902,14 +902,7 @@ func (e *engine) process(it *readItem, ui int32) {
 	np := len(parityMetrics)
 	base := (int(ui)*2 + mode) * np
 	if len(e.upar) < base+np {
-		want := max(base+np, len(e.ustate)*2*np)
-		if cap(e.upar) >= want {
-			e.upar = e.upar[:want]
-		} else {
-			grown := make([]ysum, want, max(want, 2*cap(e.upar)))
-			copy(grown, e.upar)
-			e.upar = grown
-		}
+		e.upar = growSums(e.upar, max(base+np, len(e.ustate)*2*np))
 	}
 	for i := range parityMetrics {
 		if v, ok := parityMetrics[i].value(it); ok {

@@ -73,7 +73,7 @@ type cmpArgs struct {
 
 // adjustIntervals recomputes the intervals of the report's group tests,
 // same-item prices and parity tests at the level conf.
-func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, suppressed []bool, conf float64) {
+func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64) {
 	old := e.conf
 	e.conf = conf
 	defer func() { e.conf = old }()

@@ -101,13 +101,7 @@ func (e *engine) userPrices(out []PriceResult, suppressed []bool) {
 			if s.n == 0 || suppressed[g] {
 				continue
 			}
-			m := &mo[g]
-			m.g++
-			m.sy += s.y
-			m.sn += s.n
-			m.syy += s.y * s.y
-			m.snn += s.n * s.n
-			m.syn += s.y * s.n
+			mo[g].add(s)
 		}
 	}
 	index := make(map[string]int, ng)

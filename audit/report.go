@@ -184,7 +184,7 @@ func (e *engine) report() *Report {
 	r.IntervalConfidence = 1 - e.spec.Alpha
 	if len(qs) > 0 {
 		r.IntervalConfidence = 1 - float64(max(selected, 1))*e.spec.Alpha/float64(len(qs))
-		e.adjustIntervals(r, cmps, suppressed, r.IntervalConfidence)
+		e.adjustIntervals(r, cmps, r.IntervalConfidence)
 	}
 	tol := e.spec.tolerance()
 	k := 0
