@@ -239,18 +239,11 @@ func (s *Store) applyArgs(rec, next consent.Record, rc *consent.Receipt, ver, ra
 		// item is rewritten without its sealed part.
 		mode = "drop"
 		fields = []any{"u", next.UserID, "v", next.Version, "c", redJSON, "r", recJSON}
-		for _, it := range items {
-			old, _, err := decodeReceiptItem(it)
-			if err != nil {
-				return nil, &store.CorruptError{UserIDs: []string{next.UserID}, Detail: "a receipt item does not decode"}
-			}
-			ms, _, _ := strings.Cut(it, " ")
-			b, err := json.Marshal(old.Redact())
-			if err != nil {
-				return nil, err
-			}
-			rewrite = append(rewrite, ms+" - "+string(b))
+		red, err := redactItems(next.UserID, items)
+		if err != nil {
+			return nil, err
 		}
+		rewrite = red
 	case rawKey == "":
 		mode, dk = "new", newDataKey()
 	case rawKey == emptyKey:
@@ -453,18 +446,9 @@ func (s *Store) scrubUser(ctx context.Context, shard int, user string) error {
 		if !hasWholeItems(items) {
 			return nil
 		}
-		out := make([]any, 0, len(items))
-		for _, it := range items {
-			rc, _, err := decodeReceiptItem(it)
-			if err != nil {
-				return &store.CorruptError{UserIDs: []string{user}, Detail: "a receipt item does not decode"}
-			}
-			ms, _, _ := strings.Cut(it, " ")
-			b, err := json.Marshal(rc.Redact())
-			if err != nil {
-				return err
-			}
-			out = append(out, ms+" - "+string(b))
+		out, err := redactItems(user, items)
+		if err != nil {
+			return err
 		}
 		n, err := rewriteListScript.Run(ctx, s.c, []string{rkey}, append([]any{len(items)}, out...)...).Int()
 		if err != nil {
@@ -586,4 +570,23 @@ func hasWholeItems(items []string) bool {
 		}
 	}
 	return false
+}
+
+// redactItems returns user's receipt items rewritten as "<ms> - <redacted
+// JSON>": no sealed part, no personal field (what an erasure keeps).
+func redactItems(user string, items []string) ([]any, error) {
+	out := make([]any, 0, len(items))
+	for _, it := range items {
+		rc, _, err := decodeReceiptItem(it)
+		if err != nil {
+			return nil, &store.CorruptError{UserIDs: []string{user}, Detail: "a receipt item does not decode"}
+		}
+		ms, _, _ := strings.Cut(it, " ")
+		b, err := json.Marshal(rc.Redact())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms+" - "+string(b))
+	}
+	return out, nil
 }
