@@ -761,6 +761,7 @@ func TestJSONMirrors(t *testing.T) {
 		{MetricResult{}, jsonMetricResult{}},
 		{TestResult{}, jsonTestResult{}},
 		{PriceResult{}, jsonPriceResult{}},
+		{CrudeResult{}, jsonCrudeResult{}},
 	} {
 		a, b := reflect.TypeOf(c.typ), reflect.TypeOf(c.mirror)
 		if a.NumField() != b.NumField() {

@@ -105,30 +105,33 @@ func (m *MetricResult) UnmarshalJSON(b []byte) error {
 }
 
 type jsonTestResult struct {
-	Metric         string   `json:"metric"`
-	Group          string   `json:"group"`
-	Reference      string   `json:"reference"`
-	Difference     jsonNum  `json:"difference"`
-	DifferenceCI   Interval `json:"difference_ci"`
-	Ratio          jsonNum  `json:"ratio"`
-	RatioCI        Interval `json:"ratio_ci"`
-	Test           string   `json:"test"`
-	Statistic      jsonNum  `json:"statistic"`
-	P              jsonNum  `json:"p"`
-	Users          int64    `json:"users,omitempty"`
-	ReferenceUsers int64    `json:"reference_users,omitempty"`
-	SE             jsonNum  `json:"se,omitempty"`
-	DF             jsonNum  `json:"df,omitempty"`
-	Q              jsonNum  `json:"q"`
-	Material       bool     `json:"material"`
-	Significant    bool     `json:"significant"`
+	Metric         string       `json:"metric"`
+	Group          string       `json:"group"`
+	Reference      string       `json:"reference"`
+	Difference     jsonNum      `json:"difference"`
+	DifferenceCI   Interval     `json:"difference_ci"`
+	Ratio          jsonNum      `json:"ratio"`
+	RatioCI        Interval     `json:"ratio_ci"`
+	Test           string       `json:"test"`
+	Statistic      jsonNum      `json:"statistic"`
+	P              jsonNum      `json:"p"`
+	Users          int64        `json:"users,omitempty"`
+	ReferenceUsers int64        `json:"reference_users,omitempty"`
+	SE             jsonNum      `json:"se,omitempty"`
+	DF             jsonNum      `json:"df,omitempty"`
+	Adjustment     string       `json:"adjustment,omitempty"`
+	Strata         int64        `json:"strata,omitempty"`
+	Crude          *CrudeResult `json:"crude,omitempty"`
+	Q              jsonNum      `json:"q"`
+	Material       bool         `json:"material"`
+	Significant    bool         `json:"significant"`
 }
 
 // MarshalJSON writes a non-finite value as null.
 func (t TestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jsonTestResult{t.Metric, t.Group, t.Reference, jsonNum(t.Difference), t.DifferenceCI,
 		jsonNum(t.Ratio), t.RatioCI, t.Test, jsonNum(t.Statistic), jsonNum(t.P), t.Users, t.ReferenceUsers,
-		jsonNum(t.SE), jsonNum(t.DF), jsonNum(t.Q), t.Material, t.Significant})
+		jsonNum(t.SE), jsonNum(t.DF), t.Adjustment, t.Strata, t.Crude, jsonNum(t.Q), t.Material, t.Significant})
 }
 
 // UnmarshalJSON reads null as NaN.
@@ -140,7 +143,32 @@ func (t *TestResult) UnmarshalJSON(b []byte) error {
 	*t = TestResult{Metric: j.Metric, Group: j.Group, Reference: j.Reference, Difference: float64(j.Difference),
 		DifferenceCI: j.DifferenceCI, Ratio: float64(j.Ratio), RatioCI: j.RatioCI, Test: j.Test,
 		Statistic: float64(j.Statistic), P: float64(j.P), Users: j.Users, ReferenceUsers: j.ReferenceUsers,
-		SE: float64(j.SE), DF: float64(j.DF), Q: float64(j.Q), Material: j.Material, Significant: j.Significant}
+		SE: float64(j.SE), DF: float64(j.DF), Adjustment: j.Adjustment, Strata: j.Strata, Crude: j.Crude,
+		Q: float64(j.Q), Material: j.Material, Significant: j.Significant}
+	return nil
+}
+
+type jsonCrudeResult struct {
+	Difference   jsonNum  `json:"difference"`
+	DifferenceCI Interval `json:"difference_ci"`
+	Ratio        jsonNum  `json:"ratio"`
+	RatioCI      Interval `json:"ratio_ci"`
+	Test         string   `json:"test"`
+	P            jsonNum  `json:"p"`
+}
+
+// MarshalJSON writes a non-finite value as null.
+func (c CrudeResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonCrudeResult{jsonNum(c.Difference), c.DifferenceCI, jsonNum(c.Ratio), c.RatioCI, c.Test, jsonNum(c.P)})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (c *CrudeResult) UnmarshalJSON(b []byte) error {
+	var j jsonCrudeResult
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*c = CrudeResult{float64(j.Difference), j.DifferenceCI, float64(j.Ratio), j.RatioCI, j.Test, float64(j.P)}
 	return nil
 }
 

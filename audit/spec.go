@@ -54,6 +54,9 @@ const (
 	DefaultMinGroupSize = 50
 	DefaultAlpha        = 0.05
 	DefaultPriceBucket  = Duration(time.Hour)
+	DefaultStrataBucket = Duration(24 * time.Hour)
+	// MaxStrata is the most names Spec.Strata holds.
+	MaxStrata = 6
 	// MaxGroups is the most groups one audit compares.
 	MaxGroups = 64
 	// MaxMetrics is the most metrics one audit computes.
@@ -239,6 +242,35 @@ func (s *Spec) Normalize() {
 	if s.PriceBucket == 0 {
 		s.PriceBucket = DefaultPriceBucket
 	}
+	if s.Strata == nil {
+		s.Strata = DefaultStrata()
+	} else {
+		st := make([]string, len(s.Strata))
+		for i, k := range s.Strata {
+			st[i] = strings.TrimSpace(k)
+		}
+		s.Strata = st
+	}
+	if s.StrataBucket == 0 {
+		s.StrataBucket = DefaultStrataBucket
+	}
+}
+
+// DefaultStrata are the strata of a spec that names none: the item and
+// the day.
+func DefaultStrata() []string { return []string{StratumItem, StratumTime} }
+
+// Names of Spec.Strata with a meaning of their own; any other name is an
+// attribute or fact key.
+const (
+	StratumItem = "item"
+	StratumTime = "time"
+	StratumNone = "none"
+)
+
+// stratified says whether the spec compares rates and means within strata.
+func (s *Spec) stratified() bool {
+	return !(len(s.Strata) == 1 && s.Strata[0] == StratumNone) && len(s.Strata) > 0
 }
 
 func defaultMetricName(k MetricKind, field string) string {
@@ -322,6 +354,36 @@ func (s Spec) Validate() error {
 	}
 	if time.Duration(s.PriceBucket) < time.Second {
 		return specErr("price_bucket", "%s; must be at least 1s (0 means 1h)", time.Duration(s.PriceBucket))
+	}
+	if err := s.validateStrata(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s Spec) validateStrata() error {
+	if len(s.Strata) > MaxStrata {
+		return specErr("strata", "%d names; at most %d", len(s.Strata), MaxStrata)
+	}
+	seen := map[string]int{}
+	for i, k := range s.Strata {
+		f := fmt.Sprintf("strata[%d]", i)
+		if err := checkName(k); err != "" {
+			return specErr(f, "%s", err)
+		}
+		if strings.ContainsAny(k, ": \t") {
+			return specErr(f, "%q: a stratum is item, time or an attribute key (region, not region:north)", clipText(k))
+		}
+		if k == StratumNone && len(s.Strata) > 1 {
+			return specErr(f, "none compares the plain figures: it cannot be named with other strata")
+		}
+		if j, dup := seen[k]; dup {
+			return specErr(f, "%q already named in strata[%d]", k, j)
+		}
+		seen[k] = i
+	}
+	if time.Duration(s.StrataBucket) < time.Second {
+		return specErr("strata_bucket", "%s; must be at least 1s (0 means 24h)", time.Duration(s.StrataBucket))
 	}
 	return nil
 }

@@ -83,6 +83,8 @@ func TestLoadSpecJSONAndYAML(t *testing.T) {
 		MinGroupSize: 20,
 		Alpha:        0.1,
 		PriceBucket:  Duration(30 * time.Minute),
+		Strata:       DefaultStrata(),
+		StrataBucket: DefaultStrataBucket,
 	}
 	if !reflect.DeepEqual(js, want) {
 		t.Fatalf("spec\n%+v\nwant\n%+v", js, want)

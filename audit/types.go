@@ -60,6 +60,18 @@ type Spec struct {
 	// Tolerance); nil means DefaultTolerance, and a zero member its
 	// default.
 	Tolerance *Tolerance `json:"tolerance,omitempty" yaml:"tolerance,omitempty"`
+	// Strata are what rates and means are compared within, so that a
+	// group is not judged for what it chose to browse (Simpson's
+	// paradox): "item" (the event's item), "time" (the event's time
+	// bucket of StrataBucket) and any other name k: the value of the
+	// event's attribute "k:..." or, when the event has none, of the
+	// user's fact "k:..." (e.g. "region", "device"). Nil means
+	// DefaultStrata (item and time); ["none"] compares the plain figures.
+	// At most MaxStrata names.
+	Strata []string `json:"strata,omitempty" yaml:"strata,omitempty"`
+	// StrataBucket is the time bucket of the "time" stratum. Zero means
+	// one day.
+	StrataBucket Duration `json:"strata_bucket,omitempty" yaml:"strata_bucket,omitempty"`
 }
 
 // GroupSpec is one group: a name and a segment expression.
@@ -207,12 +219,39 @@ type TestResult struct {
 	ReferenceUsers int64   `json:"reference_users,omitempty"`
 	SE             float64 `json:"se,omitempty"`
 	DF             float64 `json:"df,omitempty"`
+	// Adjustment says how the decision's figures (Difference, Ratio, P)
+	// were adjusted for what each side was shown (see stratify.go):
+	// "mantel_haenszel" (rates and means compared within strata, Spec.Strata,
+	// and pooled with Mantel-Haenszel weights n1 n0 / (n1 + n0), the same
+	// estimate as a regression with a fixed effect per stratum; Strata
+	// counts the strata both sides share), "within_user" (parity of a
+	// behaviour, the click rate: compared within the users seen in both
+	// modes), "none" (not adjusted: Spec.Strata is ["none"], or a
+	// distribution), or "not_comparable" (the sides share no stratum, or
+	// too few users were seen in both modes: no test, P is NaN). Crude is
+	// the comparison of the plain figures, shown beside the adjusted one;
+	// nil when not adjusted.
+	Adjustment string       `json:"adjustment,omitempty"`
+	Strata     int64        `json:"strata,omitempty"`
+	Crude      *CrudeResult `json:"crude,omitempty"`
 	// Q is the Benjamini-Hochberg adjusted p-value over every test of the
 	// report; Material says the effect is outside the spec's Tolerance;
 	// Significant (a finding) is Q <= Alpha and Material.
 	Q           float64 `json:"q"`
 	Material    bool    `json:"material"`
 	Significant bool    `json:"significant"`
+}
+
+// CrudeResult is a comparison before adjustment: the plain figures of
+// each side, compared user by user (cluster_robust_t) without strata. It
+// is shown beside the adjusted figures and takes no part in the decision.
+type CrudeResult struct {
+	Difference   float64  `json:"difference"`
+	DifferenceCI Interval `json:"difference_ci"`
+	Ratio        float64  `json:"ratio"`
+	RatioCI      Interval `json:"ratio_ci"`
+	Test         string   `json:"test"`
+	P            float64  `json:"p"`
 }
 
 // PriceResult is the same-item, same-time price comparison of a group
