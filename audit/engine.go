@@ -344,6 +344,8 @@ type engine struct {
 	pendingNums []int32
 	pendingEvts []readItem
 
+	strat *stratState // nil: the spec compares plain figures (see stratify.go)
+
 	rd          *readerState // the reading goroutine's
 	bucketSecs  float64
 	bucketWhole int64 // bucket in whole seconds, or 0
@@ -397,6 +399,9 @@ func newEngine(ctx context.Context, spec Spec, users UserFacts, opts Options) (*
 	for _, m := range spec.Metrics {
 		e.metrics = append(e.metrics, metricDef{spec: m, field: fieldCode(m.Field)})
 	}
+	if spec.stratified() {
+		e.strat = newStratState(&e.spec, e.metrics)
+	}
 	e.seenM = make([]int64, len(e.metrics))
 	e.groups = make([]groupAcc, len(spec.Groups))
 	for i := range e.groups {
@@ -446,6 +451,7 @@ type readItem struct {
 	attrBits uint64 // atoms the event's attributes hold (with at most 64 atoms)
 	attrsHit bool   // some attribute is an atom of a segment
 	item     int32  // item number; -1 without a usable price
+	sitem    int32  // item number for the strata; -1 without an item
 	bucket   int64  // time bucket of the price comparison
 }
 
@@ -531,8 +537,9 @@ func (e *engine) prepare(c *chunk, it *readItem) {
 			}
 		}
 	}
-	it.item = -1
-	if it.flags&fPrice == 0 {
+	it.item, it.sitem = -1, -1
+	priced := it.flags&fPrice != 0
+	if !priced && (e.strat == nil || !e.strat.item || item == "") {
 		return
 	}
 	num, ok := rd.items[item]
@@ -540,7 +547,12 @@ func (e *engine) prepare(c *chunk, it *readItem) {
 		num = int32(len(rd.items))
 		rd.items[strings.Clone(item)] = num
 	}
-	it.item, it.bucket = num, e.bucket(ev.Time)
+	if item != "" {
+		it.sitem = num
+	}
+	if priced {
+		it.item, it.bucket = num, e.bucket(ev.Time)
+	}
 }
 
 func (e *engine) numberUsers(c *chunk) {
@@ -819,6 +831,9 @@ func (e *engine) flush() error {
 		if e.words > 1 {
 			copy(e.ubits[int(ui)*e.words:], b)
 		}
+		if e.strat != nil {
+			e.strat.userFacts(ui, facts[id])
+		}
 		e.ustate[ui] = userState{ready: true, atoms: b[0], plain: e.groupsOf(b)}
 	}
 	for i := range e.pendingEvts {
@@ -912,6 +927,9 @@ func (e *engine) process(it *readItem, ui int32) {
 		}
 	}
 	mask := e.maskOf(it, ui)
+	if e.strat != nil {
+		e.stratAdd(it, ui, mask, mode)
+	}
 	u.missed |= ^mask
 	if mask == 0 {
 		e.noGroup++

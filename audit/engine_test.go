@@ -226,6 +226,7 @@ func TestHandComputed(t *testing.T) {
 		Groups:       []GroupSpec{{Name: "a", Segment: "loyalty:a"}, {Name: "b", Segment: "loyalty:b"}},
 		Reference:    "a",
 		MinGroupSize: 5,
+		Strata:       []string{StratumNone}, // the crude figures, by hand; stratify_test.go checks the strata
 		Metrics: []MetricSpec{
 			{Name: "clicks", Kind: Rate, Field: "clicked"},
 			{Name: "price", Kind: Mean, Field: "price"},

@@ -244,3 +244,26 @@ func (e *engine) findings(r *Report) []Finding {
 	}
 	return out
 }
+
+// strataWords names a stratified spec's strata in words: "item and day",
+// "item, day and region".
+func strataWords(s Spec) string {
+	var ws []string
+	for _, k := range s.Strata {
+		switch k {
+		case StratumItem:
+			ws = append(ws, "item")
+		case StratumTime:
+			ws = append(ws, bucketWord(s.StrataBucket))
+		default:
+			ws = append(ws, k)
+		}
+	}
+	switch len(ws) {
+	case 0:
+		return "stratum"
+	case 1:
+		return ws[0]
+	}
+	return strings.Join(ws[:len(ws)-1], ", ") + " and " + ws[len(ws)-1]
+}

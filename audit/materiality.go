@@ -73,13 +73,25 @@ type cmpArgs struct {
 
 // adjustIntervals recomputes the intervals of the report's group tests,
 // same-item prices and parity tests at the level conf.
-func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64) {
+func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64, stTests, stParity []*stratCmp) {
 	old := e.conf
 	e.conf = conf
 	defer func() { e.conf = old }()
+	// set gives test t the crude intervals dci, rci, and its adjusted
+	// ones when it was adjusted (st).
+	set := func(t *TestResult, dci, rci Interval, st *stratCmp) {
+		if t.Crude == nil {
+			t.DifferenceCI, t.RatioCI = dci, rci
+			return
+		}
+		t.Crude.DifferenceCI, t.Crude.RatioCI = dci, rci
+		if st != nil {
+			t.DifferenceCI, t.RatioCI = st.intervals(conf)
+		}
+	}
 	for i, c := range cmps {
 		if t, ok := e.compareUsers(c.m, c.a, c.b, c.ma, c.mb); ok {
-			r.Tests[i].DifferenceCI, r.Tests[i].RatioCI = t.DifferenceCI, t.RatioCI
+			set(&r.Tests[i], t.DifferenceCI, t.RatioCI, stTests[i])
 		}
 	}
 	for i := range r.Prices {
@@ -100,7 +112,7 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64) {
 					continue
 				}
 				if t, ok := e.compareUsers(&parityMetrics[j], &e.parity[1].metrics[j], &e.parity[0].metrics[j], pm[1][j], pm[0][j]); ok {
-					r.Parity[i].DifferenceCI, r.Parity[i].RatioCI = t.DifferenceCI, t.RatioCI
+					set(&r.Parity[i], t.DifferenceCI, t.RatioCI, stParity[i])
 				}
 			}
 		}

@@ -157,6 +157,22 @@ func (e *engine) report() *Report {
 			}
 		}
 	}
+	// Rates and means compared within strata (stratify.go).
+	stTests, stParity := e.stratifyTests(r, suppressed)
+	for _, t := range r.Tests {
+		if t.Adjustment == AdjustNotComparable {
+			note("Group %s and the reference %s are not compared on %s: they have no %s in common with at least two users a side, so their figures cannot be told apart from what each chose to browse.", t.Group, refName, t.Metric, strataWords(e.spec))
+		}
+	}
+	for _, t := range r.Parity {
+		if t.Adjustment == AdjustNotComparable {
+			if t.Crude != nil && parityDef(t.Metric) != nil && behaviour(parityDef(t.Metric)) {
+				note("The parity check does not judge %s: it is what users do, and users who turn personalization off may differ as people; it is compared within the users seen in both modes, and fewer than %s were (%d).", t.Metric, findingCount(minSize), t.Strata)
+			} else {
+				note("The parity check does not compare %s: the two modes have no %s in common with at least two users a side.", t.Metric, strataWords(e.spec))
+			}
+		}
+	}
 	// Benjamini-Hochberg over every p-value.
 	var ps []float64
 	for _, t := range r.Tests {
@@ -184,7 +200,7 @@ func (e *engine) report() *Report {
 	r.IntervalConfidence = 1 - e.spec.Alpha
 	if len(qs) > 0 {
 		r.IntervalConfidence = 1 - float64(max(selected, 1))*e.spec.Alpha/float64(len(qs))
-		e.adjustIntervals(r, cmps, r.IntervalConfidence)
+		e.adjustIntervals(r, cmps, r.IntervalConfidence, stTests, stParity)
 	}
 	tol := e.spec.tolerance()
 	k := 0

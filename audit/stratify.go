@@ -1,0 +1,618 @@
+package audit
+
+import (
+	"math"
+	"math/bits"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// Stratification (issue 13). A group that browses premium items, which
+// carry fewer discounts, gets fewer discounts overall even when it gets
+// more on every item (Simpson's paradox): comparing the plain rates judges
+// the group for what it chose to look at. So rates and means are compared
+// within strata (Spec.Strata: by default the item and the day) and pooled.
+//
+// The estimate is the Mantel-Haenszel-weighted difference
+//
+//	D = sum_s w_s (m_gs - m_rs) / W,  w_s = n_gs n_rs / (n_gs + n_rs),  W = sum_s w_s
+//
+// over the strata s where both the group g and the reference r have
+// events with a value (m the stratum's mean, n its events). It is exactly
+// the least-squares estimate of a regression of the value on the group
+// with one fixed effect per stratum, so its standard error is that
+// regression's cluster-robust one by user: each event's residual
+// e = y - ybar_s - D (d - dbar_s) (d is 1 on the group's side, 0 on the
+// reference's; dbar_s = n_gs / (n_gs + n_rs)) times (d - dbar_s) / W,
+// summed per user, squared, summed, times G/(G-1) (G the users with an
+// event in a shared stratum). Residuals of the common-effect model, not of
+// each stratum's own means, so that sparse strata (one event a side) do
+// not hide the spread. The test is Student's t with min(users) - 1
+// degrees of freedom, as the unstratified one. The ratio is the group's
+// standardized level A = B + D over the reference's B = sum_s w_s m_rs / W
+// with a delta-method log interval. An event in both sides (overlapping
+// segments) counts on each, its user's terms adding up.
+//
+// The crude (unstratified, user-level) comparison is kept beside the
+// adjusted one (TestResult.Crude); the decision is the adjusted one.
+//
+// Parity: the platform's own outputs (rank, discount, latency) are
+// stratified the same way. The click rate is a behaviour: users who turn
+// personalization off may click less as people, whatever they are shown,
+// and no stratum of items tells that apart. So it is compared within the
+// users seen in both modes (each user a stratum); with fewer such users
+// than MinGroupSize it is not compared ("not_comparable").
+//
+// Memory: stratifying keeps every event's numbers (28 bytes an event, plus
+// 4 per free-field metric) until the report: O(events), like the
+// same-item prices. Spec.Strata ["none"] keeps nothing.
+
+// Adjustment values of TestResult.
+const (
+	AdjustMantelHaenszel = "mantel_haenszel"
+	AdjustWithinUser     = "within_user"
+	AdjustNone           = "none"
+	AdjustNotComparable  = "not_comparable"
+)
+
+// stratEvent is one event as the stratified comparisons need it.
+type stratEvent struct {
+	num     [4]float32 // discount, price, rank, latency (readItem.num)
+	user    int32
+	stratum int32
+	flags   uint16 // readItem.flags, and fNonPers, fXMask
+}
+
+// Flags of a stratEvent beyond readItem's.
+const (
+	fNonPers uint16 = 1 << 14 // mode non_personalized
+	fXMask   uint16 = 1 << 15 // groups other than the user's usual ones: the next of stratState.xmask
+)
+
+const stratPage = 1 << 16
+
+// stratKey is what tells strata apart.
+type stratKey struct {
+	item   int32
+	bucket int64
+	attrs  [MaxStrata]int32
+}
+
+// stratState is what the engine keeps for stratification.
+type stratState struct {
+	item, time  bool
+	bucketSecs  float64
+	bucketWhole int64
+	attrs       []string           // attribute keys with their colon ("region:")
+	dict        []map[string]int32 // per attribute key: value -> id (from 1)
+	ufact       []int32            // user x attribute: the value id of the user's fact, 0 none
+	ids         map[stratKey]int32
+	pages       [][]stratEvent
+	xmask       []uint64
+	free        []int // metric indexes of free-field rate and mean metrics
+	freeVals    [][]float32
+	n           int
+}
+
+func newStratState(spec *Spec, metrics []metricDef) *stratState {
+	st := &stratState{ids: map[stratKey]int32{}}
+	for _, k := range spec.Strata {
+		switch k {
+		case StratumItem:
+			st.item = true
+		case StratumTime:
+			st.time = true
+		default:
+			st.attrs = append(st.attrs, k+":")
+			st.dict = append(st.dict, map[string]int32{})
+		}
+	}
+	b := spec.StrataBucket
+	st.bucketSecs = b.seconds()
+	if d := int64(b); d%1e9 == 0 {
+		st.bucketWhole = d / 1e9
+	}
+	for j, m := range metrics {
+		if m.field == mfFree && m.spec.Kind != Distribution {
+			st.free = append(st.free, j)
+		}
+	}
+	return st
+}
+
+func (d Duration) seconds() float64 { return float64(d) / 1e9 }
+
+// value returns the id of value v of attribute a, numbering a new one.
+func (st *stratState) value(a int, v string) int32 {
+	id, ok := st.dict[a][v]
+	if !ok {
+		id = int32(len(st.dict[a]) + 1)
+		st.dict[a][strings.Clone(v)] = id
+	}
+	return id
+}
+
+// userFacts records the attribute values of user ui's facts.
+func (st *stratState) userFacts(ui int32, facts []string) {
+	na := len(st.attrs)
+	if na == 0 {
+		return
+	}
+	need := (int(ui) + 1) * na
+	if len(st.ufact) < need {
+		st.ufact = append(st.ufact, make([]int32, need-len(st.ufact))...)
+	}
+	row := st.ufact[int(ui)*na : need]
+	clear(row)
+	for a, p := range st.attrs {
+		for _, f := range facts {
+			if v, ok := strings.CutPrefix(f, p); ok {
+				row[a] = st.value(a, v)
+				break
+			}
+		}
+	}
+}
+
+// add keeps one event of user ui, counted in groups mask.
+func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
+	st := e.strat
+	k := stratKey{item: -1}
+	if st.item {
+		k.item = it.sitem
+	}
+	if st.time {
+		k.bucket = bucketOf(it.ev.Time, st.bucketWhole, st.bucketSecs)
+	}
+	if na := len(st.attrs); na > 0 {
+		if base := int(ui) * na; base+na <= len(st.ufact) {
+			copy(k.attrs[:na], st.ufact[base:base+na])
+		}
+		for _, at := range it.ev.Attrs {
+			for a, p := range st.attrs {
+				if v, ok := strings.CutPrefix(at, p); ok {
+					k.attrs[a] = st.value(a, v)
+				}
+			}
+		}
+	}
+	id, ok := st.ids[k]
+	if !ok {
+		id = int32(len(st.ids))
+		st.ids[k] = id
+	}
+	ev := stratEvent{user: ui, stratum: id, flags: it.flags}
+	for i, v := range it.num {
+		ev.num[i] = float32(v)
+	}
+	if mode == 1 {
+		ev.flags |= fNonPers
+	}
+	if mask != e.ustate[ui].plain {
+		ev.flags |= fXMask
+		st.xmask = append(st.xmask, mask)
+	}
+	if n := len(st.pages); n == 0 || len(st.pages[n-1]) == stratPage {
+		st.pages = append(st.pages, make([]stratEvent, 0, stratPage))
+	}
+	last := &st.pages[len(st.pages)-1]
+	*last = append(*last, ev)
+	if nf := len(st.free); nf > 0 {
+		p := st.n / stratPage
+		if p == len(st.freeVals) {
+			st.freeVals = append(st.freeVals, make([]float32, stratPage*nf))
+		}
+		row := st.freeVals[p][(st.n%stratPage)*nf : (st.n%stratPage+1)*nf]
+		for i, j := range st.free {
+			row[i] = float32(math.NaN())
+			if v, ok := it.ev.Fields[e.metrics[j].spec.Field]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+				row[i] = float32(v)
+			}
+		}
+	}
+	st.n++
+}
+
+func bucketOf(t time.Time, whole int64, secs float64) int64 {
+	if whole > 0 {
+		s := t.Unix()
+		q := s / whole
+		if s%whole < 0 {
+			q--
+		}
+		return q
+	}
+	return int64(math.Floor((float64(t.Unix()) + float64(t.Nanosecond())/1e9) / secs))
+}
+
+// stratValue is metric m's value in event k (ev), as metricDef.value.
+func (e *engine) stratValue(m *metricDef, k int, ev *stratEvent) (float64, bool) {
+	var v float64
+	switch m.field {
+	case mfClicked, mfConverted, mfShown:
+		f := fClicked
+		if m.field == mfConverted {
+			f = fConverted
+		} else if m.field == mfShown {
+			f = fShown
+		}
+		if ev.flags&f == 0 {
+			return 0, false
+		}
+		if ev.flags&(f<<1) != 0 {
+			return 1, true
+		}
+		return 0, true
+	case mfDiscount, mfPrice, mfRank, mfLatency:
+		i := m.field - mfDiscount
+		if ev.flags&(fDiscount<<i) == 0 {
+			return 0, false
+		}
+		v = float64(ev.num[i])
+	default:
+		st := e.strat
+		j := e.metricIndex(m)
+		fi := -1
+		for i, x := range st.free {
+			if x == j {
+				fi = i
+			}
+		}
+		if fi < 0 {
+			return 0, false
+		}
+		nf := len(st.free)
+		f := st.freeVals[k/stratPage][(k%stratPage)*nf+fi]
+		if f != f {
+			return 0, false
+		}
+		v = float64(f)
+	}
+	if m.spec.Kind == Rate {
+		if v > 0 {
+			return 1, true
+		}
+		return 0, true
+	}
+	return v, true
+}
+
+// stratCmp is one stratified comparison: a clusterCmp and the strata
+// both sides share.
+type stratCmp struct {
+	clusterCmp
+	shared int64
+}
+
+// stratPass describes the comparisons of one metric: sides numbered 0 to
+// n-1, side ref the reference, active the sides compared with it; member
+// gives an event's sides, stratum its stratum (nStrata of them).
+type stratPass struct {
+	m       *metricDef
+	n, ref  int
+	active  []bool
+	member  func(ev *stratEvent, mask uint64) uint64
+	stratum func(ev *stratEvent) int32
+	nStrata int
+}
+
+// each calls f with every kept event, its index and its groups.
+func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
+	st := e.strat
+	x, k := 0, 0
+	for _, page := range st.pages {
+		for i := range page {
+			ev := &page[i]
+			mask := e.ustate[ev.user].plain
+			if ev.flags&fXMask != 0 {
+				mask = st.xmask[x]
+				x++
+			}
+			f(k, ev, mask)
+			k++
+		}
+	}
+}
+
+// run computes the comparisons of one pass: by side, ok false when the
+// sides share no stratum or a side has fewer than two users in the shared
+// strata.
+func (e *engine) stratRun(p stratPass) []stratCmp {
+	ns, S := p.n, p.nStrata
+	cnt := make([]float64, S*ns)
+	sum := make([]float64, S*ns)
+	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
+		v, ok := e.stratValue(p.m, k, ev)
+		if !ok {
+			return
+		}
+		base := int(p.stratum(ev)) * ns
+		for b := p.member(ev, mask); b != 0; b &= b - 1 {
+			g := bits.TrailingZeros64(b)
+			cnt[base+g]++
+			sum[base+g] += v
+		}
+	})
+	type agg struct{ w, d, b float64 }
+	aggs := make([]agg, ns)
+	shared := make([]int64, ns)
+	for s := range S {
+		nr := cnt[s*ns+p.ref]
+		if nr == 0 {
+			continue
+		}
+		mr := sum[s*ns+p.ref] / nr
+		for g := range ns {
+			ng := cnt[s*ns+g]
+			if !p.active[g] || ng == 0 {
+				continue
+			}
+			w := ng * nr / (ng + nr)
+			a := &aggs[g]
+			a.w += w
+			a.d += w * (sum[s*ns+g]/ng - mr)
+			a.b += w * mr
+			shared[g]++
+		}
+	}
+	D, B := make([]float64, ns), make([]float64, ns)
+	for g := range ns {
+		if aggs[g].w > 0 {
+			D[g], B[g] = aggs[g].d/aggs[g].w, aggs[g].b/aggs[g].w
+		}
+	}
+	// Each user's influence on D and on B, and the sides they are on.
+	users := len(e.ustate)
+	ifD := make([]float64, users*ns)
+	ifB := make([]float64, users*ns)
+	on := make([]uint8, users*ns)
+	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
+		v, ok := e.stratValue(p.m, k, ev)
+		if !ok {
+			return
+		}
+		s := int(p.stratum(ev)) * ns
+		nr := cnt[s+p.ref]
+		if nr == 0 {
+			return
+		}
+		sides := p.member(ev, mask)
+		u := int(ev.user) * ns
+		if sides&(1<<p.ref) != 0 {
+			mr := sum[s+p.ref] / nr
+			for g := range ns {
+				ng := cnt[s+g]
+				if !p.active[g] || ng == 0 {
+					continue
+				}
+				N := ng + nr
+				dbar := ng / N
+				ybar := (sum[s+g] + sum[s+p.ref]) / N
+				e0 := v - ybar + D[g]*dbar
+				W := aggs[g].w
+				ifD[u+g] -= dbar * e0 / W
+				ifB[u+g] += dbar * (v - mr) / W
+				on[u+g] |= 2
+			}
+		}
+		for b := sides &^ (1 << p.ref); b != 0; b &= b - 1 {
+			g := bits.TrailingZeros64(b)
+			ng := cnt[s+g]
+			if !p.active[g] || ng == 0 {
+				continue
+			}
+			N := ng + nr
+			dbar := ng / N
+			ybar := (sum[s+g] + sum[s+p.ref]) / N
+			e1 := v - ybar - D[g]*(1-dbar)
+			ifD[u+g] += (1 - dbar) * e1 / aggs[g].w
+			on[u+g] |= 1
+		}
+	})
+	out := make([]stratCmp, ns)
+	for g := range ns {
+		if !p.active[g] {
+			continue
+		}
+		var G, GA, GB, sdd, sbb, sdb float64
+		for u := range users {
+			f := on[u*ns+g]
+			if f == 0 {
+				continue
+			}
+			G++
+			if f&1 != 0 {
+				GA++
+			}
+			if f&2 != 0 {
+				GB++
+			}
+			d, b := ifD[u*ns+g], ifB[u*ns+g]
+			sdd += d * d
+			sbb += b * b
+			sdb += d * b
+		}
+		c := stratCmp{shared: shared[g]}
+		c.usersA, c.usersRef = int64(GA), int64(GB)
+		out[g] = c
+		if aggs[g].w == 0 || GA < 2 || GB < 2 {
+			continue
+		}
+		f := G / (G - 1)
+		c.diff = D[g]
+		A, Bg := B[g]+D[g], B[g]
+		c.ratio = A / Bg
+		c.se = math.Sqrt(f * sdd)
+		c.df = math.Min(GA, GB) - 1
+		if A > 0 && Bg > 0 {
+			k := 1/A - 1/Bg
+			c.seLog = math.Sqrt(math.Max(0, f*(sdd/(A*A)+k*k*sbb+2*k*sdb/A)))
+		} else {
+			c.seLog = math.NaN()
+		}
+		switch {
+		case c.se > 0:
+			c.t = c.diff / c.se
+			c.p = 2 * distuv.StudentsT{Mu: 0, Sigma: 1, Nu: c.df}.Survival(math.Abs(c.t))
+		case c.diff == 0:
+			c.t, c.p = 0, 1
+		default:
+			c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
+		}
+		c.ok = true
+		out[g] = c
+	}
+	return out
+}
+
+// stratified applies c, the adjusted comparison, to the crude test t.
+func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
+	crude := &CrudeResult{Difference: t.Difference, DifferenceCI: t.DifferenceCI, Ratio: t.Ratio, RatioCI: t.RatioCI, Test: t.Test, P: t.P}
+	*t = TestResult{Metric: t.Metric, Group: t.Group, Reference: t.Reference, Crude: crude, Adjustment: adj, Strata: c.shared,
+		Users: c.usersA, ReferenceUsers: c.usersRef}
+	if !c.ok {
+		t.Adjustment = AdjustNotComparable
+		t.Test = "none"
+		t.Difference, t.Ratio, t.Statistic, t.P = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+		t.DifferenceCI, t.RatioCI = nanIv, nanIv
+		return
+	}
+	t.Test = "cluster_robust_t"
+	t.Difference, t.Ratio, t.Statistic, t.P = c.diff, c.ratio, c.t, c.p
+	t.SE, t.DF = c.se, c.df
+	t.DifferenceCI, t.RatioCI = c.intervals(e.conf)
+}
+
+// stratifyTests adjusts the rate and mean tests of r (groups and parity)
+// for the strata, keeping the crude figures beside; it returns the
+// adjusted comparisons by test (nil: not adjusted) to redo the intervals.
+func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*stratCmp) {
+	tests = make([]*stratCmp, len(r.Tests))
+	parity = make([]*stratCmp, len(r.Parity))
+	if e.strat == nil {
+		for i := range r.Tests {
+			r.Tests[i].Adjustment = AdjustNone
+		}
+		for i := range r.Parity {
+			r.Parity[i].Adjustment = AdjustNone
+		}
+		return tests, parity
+	}
+	ng := len(e.groups)
+	active := make([]bool, ng)
+	index := map[string]int{}
+	for i, g := range e.spec.Groups {
+		active[i] = i != e.ref && !suppressed[i]
+		index[g.Name] = i
+	}
+	nS := len(e.strat.ids)
+	byStratum := func(ev *stratEvent) int32 { return ev.stratum }
+	byUser := func(ev *stratEvent) int32 { return ev.user }
+	groupsOf := func(_ *stratEvent, mask uint64) uint64 { return mask }
+	modeOf := func(ev *stratEvent, _ uint64) uint64 {
+		if ev.flags&fNonPers != 0 {
+			return 2
+		}
+		return 1
+	}
+	type job struct {
+		p   stratPass
+		out []stratCmp
+	}
+	var jobs []*job
+	groupJob := map[int]*job{}
+	for j := range e.metrics {
+		if e.metrics[j].spec.Kind == Distribution {
+			continue
+		}
+		jb := &job{p: stratPass{m: &e.metrics[j], n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS}}
+		jobs = append(jobs, jb)
+		groupJob[j] = jb
+	}
+	parityJob := map[string]*job{}
+	for i := range r.Parity {
+		m := parityDef(r.Parity[i].Metric)
+		if m == nil || m.spec.Kind == Distribution {
+			continue
+		}
+		p := stratPass{m: m, n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS}
+		if behaviour(m) {
+			p.stratum, p.nStrata = byUser, len(e.ustate)
+		}
+		jb := &job{p: p}
+		jobs = append(jobs, jb)
+		parityJob[m.spec.Name] = jb
+	}
+	// The passes are independent: run them on every core.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for _, jb := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			jb.out = e.stratRun(jb.p)
+		}()
+	}
+	wg.Wait()
+	for i := range r.Tests {
+		t := &r.Tests[i]
+		j := -1
+		for k := range e.metrics {
+			if e.metrics[k].spec.Name == t.Metric {
+				j = k
+			}
+		}
+		jb := groupJob[j]
+		if jb == nil {
+			t.Adjustment = AdjustNone
+			continue
+		}
+		c := jb.out[index[t.Group]]
+		e.applyStrat(t, c, AdjustMantelHaenszel)
+		if c.ok {
+			tests[i] = &c
+		}
+	}
+	for i := range r.Parity {
+		t := &r.Parity[i]
+		jb := parityJob[t.Metric]
+		if jb == nil {
+			t.Adjustment = AdjustNone
+			continue
+		}
+		c := jb.out[1]
+		adj := AdjustMantelHaenszel
+		if behaviour(jb.p.m) {
+			adj = AdjustWithinUser
+			if c.shared < int64(e.spec.MinGroupSize) {
+				c.ok = false
+			}
+		}
+		e.applyStrat(t, c, adj)
+		if c.ok {
+			parity[i] = &c
+		}
+	}
+	return tests, parity
+}
+
+// behaviour says whether a parity metric measures what users do (clicks)
+// rather than what the platform gives them.
+func behaviour(m *metricDef) bool {
+	return m.field == mfClicked || m.field == mfConverted
+}
+
+// parityDef is the parity metric named name, or nil.
+func parityDef(name string) *metricDef {
+	for j := range parityMetrics {
+		if parityMetrics[j].spec.Name == name {
+			return &parityMetrics[j]
+		}
+	}
+	return nil
+}
