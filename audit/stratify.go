@@ -3,7 +3,9 @@ package audit
 import (
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -286,6 +288,7 @@ func (e *engine) stratValue(m *metricDef, k int, ev *stratEvent) (float64, bool)
 type stratCmp struct {
 	clusterCmp
 	shared int64
+	perm   bool // p from permuting the labels between users
 }
 
 // stratPass describes the comparisons of one metric: sides numbered 0 to
@@ -464,10 +467,151 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
 		}
 		c.ok = true
+		if pp, ok := e.stratPermutation(p, g, c.diff); ok {
+			c.p, c.perm = pp, true
+		}
 		out[g] = c
 	}
 	return out
 }
+
+// stratPermutation is the permutation fallback of a stratified
+// comparison, as compareUsers has for the crude one: when the two sides
+// share no user and either has fewer than minEffectiveUsers effective
+// users (Kish, over its events with a value), the p-value is the share of
+// relabellings of the users (each keeping their events and so their
+// strata) whose pooled difference is as far from zero as obs. Users carry
+// their per-stratum sums; a relabelling costs O(user-strata pairs). ok is
+// false when the fallback does not apply.
+func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, bool) {
+	type pair struct {
+		u       int32 // index among the users taking part
+		stratum int32
+		y, n    float64
+	}
+	idx := map[int32]int32{} // user number -> index
+	var side []uint8         // by index: 1 the group's, 2 the reference's
+	var nOf []float64        // events with a value, by index
+	pos := map[uint64]int{}  // (index, stratum) -> pair
+	var pairs []pair
+	overlap := false
+	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
+		if overlap {
+			return
+		}
+		sides := p.member(ev, mask)
+		var sd uint8
+		if sides&(1<<g) != 0 {
+			sd |= 1
+		}
+		if sides&(1<<p.ref) != 0 {
+			sd |= 2
+		}
+		if sd == 0 {
+			return
+		}
+		v, ok := e.stratValue(p.m, k, ev)
+		if !ok {
+			return
+		}
+		i, seen := idx[ev.user]
+		if !seen {
+			i = int32(len(side))
+			idx[ev.user] = i
+			side = append(side, 0)
+			nOf = append(nOf, 0)
+		}
+		side[i] |= sd
+		if side[i] == 3 {
+			overlap = true
+			return
+		}
+		nOf[i]++
+		key := uint64(i)<<32 | uint64(uint32(p.stratum(ev)))
+		j, ok := pos[key]
+		if !ok {
+			j = len(pairs)
+			pos[key] = j
+			pairs = append(pairs, pair{u: i, stratum: p.stratum(ev)})
+		}
+		pairs[j].y += v
+		pairs[j].n++
+	})
+	if overlap || len(side) < 4 {
+		return 0, false
+	}
+	var sn, snn [3]float64
+	for i, sd := range side {
+		sn[sd] += nOf[i]
+		snn[sd] += nOf[i] * nOf[i]
+	}
+	if snn[1] == 0 || snn[2] == 0 || (sn[1]*sn[1]/snn[1] >= minEffectiveUsers && sn[2]*sn[2]/snn[2] >= minEffectiveUsers) {
+		return 0, false
+	}
+	// Strata renumbered densely over the pairs.
+	sidx := map[int32]int32{}
+	for i := range pairs {
+		s, ok := sidx[pairs[i].stratum]
+		if !ok {
+			s = int32(len(sidx))
+			sidx[pairs[i].stratum] = s
+		}
+		pairs[i].stratum = s
+	}
+	nS := len(sidx)
+	cnt := make([]float64, 2*nS)
+	sum := make([]float64, 2*nS)
+	pooled := func(lab []uint8) float64 {
+		clear(cnt)
+		clear(sum)
+		for _, pr := range pairs {
+			k := 2*int(pr.stratum) + int(lab[pr.u]-1)
+			cnt[k] += pr.n
+			sum[k] += pr.y
+		}
+		var w, d float64
+		for s := range nS {
+			na, nb := cnt[2*s], cnt[2*s+1]
+			if na == 0 || nb == 0 {
+				continue
+			}
+			ws := na * nb / (na + nb)
+			w += ws
+			d += ws * (sum[2*s]/na - sum[2*s+1]/nb)
+		}
+		if w == 0 {
+			return math.NaN()
+		}
+		return d / w
+	}
+	B := permutations
+	if work := len(pairs) + 2*nS; work*B > maxPermutationWork {
+		B = max(199, maxPermutationWork/work)
+	}
+	rng := rand.New(rand.NewPCG(permutationSeed, uint64(g)))
+	lab := slices.Clone(side)
+	tol := 1e-9 * math.Max(1, math.Abs(obs))
+	extreme, done := 0, 0
+	for range B {
+		rng.Shuffle(len(lab), func(i, j int) { lab[i], lab[j] = lab[j], lab[i] })
+		d := pooled(lab)
+		if math.IsNaN(d) {
+			continue
+		}
+		done++
+		if math.Abs(d) >= math.Abs(obs)-tol {
+			extreme++
+		}
+	}
+	if done == 0 {
+		return 0, false
+	}
+	return float64(1+extreme) / float64(done+1), true
+}
+
+// maxPermutationWork bounds a stratified permutation test's work (pairs
+// visited over all relabellings).
+const maxPermutationWork = 100_000_000
 
 // stratified applies c, the adjusted comparison, to the crude test t.
 func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
@@ -482,6 +626,9 @@ func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
 		return
 	}
 	t.Test = "cluster_robust_t"
+	if c.perm {
+		t.Test = "cluster_permutation"
+	}
 	t.Difference, t.Ratio, t.Statistic, t.P = c.diff, c.ratio, c.t, c.p
 	t.SE, t.DF = c.se, c.df
 	t.DifferenceCI, t.RatioCI = c.intervals(e.conf)
