@@ -163,11 +163,33 @@ func (e *engine) findings(r *Report) []Finding {
 		return findingNum(groupVal), findingNum(refVal)
 	}
 	effect := func(t TestResult, kind MetricKind) string {
+		// Stratified figures say within what, and the crude one beside.
+		within, crude := "", ""
+		switch t.Adjustment {
+		case AdjustMantelHaenszel:
+			within = "within " + strataWords(e.spec) + ", "
+		case AdjustWithinUser:
+			within = "within the users seen in both modes, "
+		}
+		if t.Crude != nil && kind != Distribution {
+			f := findingSigned
+			if kind == Rate {
+				f = findingPts
+			}
+			crude = "; crude difference " + f(t.Crude.Difference)
+			if kind == Rate {
+				crude += " points"
+			}
+		}
+		if kind == Distribution && t.Adjustment == AdjustMantelHaenszel {
+			return fmt.Sprintf("%sa shift of %s percentile points, %s CI %s to %s", within,
+				findingPts(t.Difference), e.confWord(r), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi))
+		}
 		if kind == Rate {
-			return fmt.Sprintf("difference %s points, %s CI %s to %s", findingPts(t.Difference), e.confWord(r), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi))
+			return fmt.Sprintf("%sdifference %s points, %s CI %s to %s%s", within, findingPts(t.Difference), e.confWord(r), findingPts(t.DifferenceCI.Lo), findingPts(t.DifferenceCI.Hi), crude)
 		}
 		if kind == Mean {
-			return fmt.Sprintf("difference %s, %s CI %s to %s", findingSigned(t.Difference), e.confWord(r), findingSigned(t.DifferenceCI.Lo), findingSigned(t.DifferenceCI.Hi))
+			return fmt.Sprintf("%sdifference %s, %s CI %s to %s%s", within, findingSigned(t.Difference), e.confWord(r), findingSigned(t.DifferenceCI.Lo), findingSigned(t.DifferenceCI.Hi), crude)
 		}
 		return "difference " + findingSigned(t.Difference)
 	}

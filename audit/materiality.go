@@ -18,7 +18,8 @@ import (
 //     scale);
 //   - means and distributions (medians): the ratio outside [0.95, 1/0.95],
 //     or, when the reference value is not positive, any non-zero
-//     difference;
+//     difference; a stratified distribution (compared by percentiles
+//     within strata): a shift of at least 5 percentile points;
 //   - same-item prices: a mean excess of at least 1% of the reference
 //     price, either way.
 //
@@ -32,13 +33,23 @@ type Tolerance struct {
 	// PricePct is the smallest material same-item price excess, in
 	// percent of the reference price.
 	PricePct float64 `json:"price_pct"`
+	// PercentileShift is the smallest material shift of a stratified
+	// distribution: the group's mean percentile within strata minus the
+	// reference's (0.05: five percentile points, about a Cliff's delta of
+	// 0.1).
+	PercentileShift float64 `json:"percentile_shift"`
 }
 
 // DefaultTolerance is the tolerance of a spec that sets none.
-var DefaultTolerance = Tolerance{RateRatio: 1.25, MeanRatio: 1 / 0.95, PricePct: 1}
+var DefaultTolerance = Tolerance{RateRatio: 1.25, MeanRatio: 1 / 0.95, PricePct: 1, PercentileShift: 0.05}
 
 // material reports whether a test's effect is outside the tolerance.
 func (tol Tolerance) material(kind MetricKind, t *TestResult) bool {
+	if kind == Distribution && t.Adjustment == AdjustMantelHaenszel {
+		// A stratified distribution's effect is a shift of percentiles.
+		d := math.Abs(t.Difference)
+		return d > 0 && d >= tol.PercentileShift
+	}
 	x := tol.MeanRatio
 	if kind == Rate {
 		x = tol.RateRatio
@@ -86,7 +97,7 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64, stTest
 		}
 		t.Crude.DifferenceCI, t.Crude.RatioCI = dci, rci
 		if st != nil {
-			t.DifferenceCI, t.RatioCI = st.intervals(conf)
+			t.DifferenceCI, t.RatioCI = st.intervalsAt(conf)
 		}
 	}
 	for i, c := range cmps {
@@ -151,6 +162,9 @@ func (s *Spec) tolerance() Tolerance {
 		}
 		if s.Tolerance.PricePct > 0 {
 			t.PricePct = s.Tolerance.PricePct
+		}
+		if s.Tolerance.PercentileShift > 0 {
+			t.PercentileShift = s.Tolerance.PercentileShift
 		}
 	}
 	return t

@@ -289,6 +289,7 @@ type stratCmp struct {
 	clusterCmp
 	shared int64
 	perm   bool // p from permuting the labels between users
+	pct    bool // a distribution: the difference is in within-stratum percentiles
 }
 
 // stratPass describes the comparisons of one metric: sides numbered 0 to
@@ -296,6 +297,7 @@ type stratCmp struct {
 // gives an event's sides, stratum its stratum (nStrata of them).
 type stratPass struct {
 	m       *metricDef
+	value   func(k int, ev *stratEvent) (float64, bool) // nil: stratValue
 	n, ref  int
 	active  []bool
 	member  func(ev *stratEvent, mask uint64) uint64
@@ -325,11 +327,14 @@ func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
 // sides share no stratum or a side has fewer than two users in the shared
 // strata.
 func (e *engine) stratRun(p stratPass) []stratCmp {
+	if p.value == nil {
+		p.value = func(k int, ev *stratEvent) (float64, bool) { return e.stratValue(p.m, k, ev) }
+	}
 	ns, S := p.n, p.nStrata
 	cnt := make([]float64, S*ns)
 	sum := make([]float64, S*ns)
 	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-		v, ok := e.stratValue(p.m, k, ev)
+		v, ok := p.value(k, ev)
 		if !ok {
 			return
 		}
@@ -374,7 +379,7 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 	ifB := make([]float64, users*ns)
 	on := make([]uint8, users*ns)
 	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-		v, ok := e.stratValue(p.m, k, ev)
+		v, ok := p.value(k, ev)
 		if !ok {
 			return
 		}
@@ -450,6 +455,9 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 		A, Bg := B[g]+D[g], B[g]
 		c.ratio = A / Bg
 		c.se = math.Sqrt(f * sdd)
+		if c.se < 1e-12*math.Max(1, math.Abs(c.diff)) {
+			c.se = 0 // rounding left over from residuals that are all zero
+		}
 		c.df = math.Min(GA, GB) - 1
 		if A > 0 && Bg > 0 {
 			k := 1/A - 1/Bg
@@ -467,6 +475,7 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
 		}
 		c.ok = true
+		c.pct = p.m.spec.Kind == Distribution
 		if pp, ok := e.stratPermutation(p, g, c.diff); ok {
 			c.p, c.perm = pp, true
 		}
@@ -510,7 +519,7 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 		if sd == 0 {
 			return
 		}
-		v, ok := e.stratValue(p.m, k, ev)
+		v, ok := p.value(k, ev)
 		if !ok {
 			return
 		}
@@ -631,7 +640,82 @@ func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
 	}
 	t.Difference, t.Ratio, t.Statistic, t.P = c.diff, c.ratio, c.t, c.p
 	t.SE, t.DF = c.se, c.df
-	t.DifferenceCI, t.RatioCI = c.intervals(e.conf)
+	t.DifferenceCI, t.RatioCI = c.intervalsAt(e.conf)
+	if c.pct {
+		t.Ratio = math.NaN()
+	}
+}
+
+// intervalsAt are the difference's and ratio's intervals at level conf
+// (a distribution's percentile shift has no ratio).
+func (c stratCmp) intervalsAt(conf float64) (diff, ratio Interval) {
+	diff, ratio = c.intervals(conf)
+	if c.pct {
+		ratio = nanIv
+	}
+	return diff, ratio
+}
+
+// stratPercentiles gives each kept event with a value of metric m (a
+// distribution) its percentile within its stratum: (i + j) / 2n for a
+// value whose ties take the places i to j-1 (from 0) of the stratum's n
+// sorted values, so ties share their mid-rank; NaN without a value.
+// Comparing mean percentiles within strata is van Elteren's stratified
+// Wilcoxon test (ranks scaled by the stratum's size), here pooled with the
+// Mantel-Haenszel weights and tested at the user level.
+func (e *engine) stratPercentiles(m *metricDef) []float32 {
+	st := e.strat
+	S := len(st.ids)
+	off := make([]int, S+1)
+	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
+		if _, ok := e.stratValue(m, k, ev); ok {
+			off[ev.stratum+1]++
+		}
+	})
+	for s := range S {
+		off[s+1] += off[s]
+	}
+	type kv struct {
+		v float32
+		k int32
+	}
+	arr := make([]kv, off[S])
+	fill := slices.Clone(off[:S])
+	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
+		if v, ok := e.stratValue(m, k, ev); ok {
+			arr[fill[ev.stratum]] = kv{float32(v), int32(k)}
+			fill[ev.stratum]++
+		}
+	})
+	pct := make([]float32, st.n)
+	for i := range pct {
+		pct[i] = float32(math.NaN())
+	}
+	for s := range S {
+		seg := arr[off[s]:off[s+1]]
+		slices.SortFunc(seg, func(a, b kv) int {
+			switch {
+			case a.v < b.v:
+				return -1
+			case a.v > b.v:
+				return 1
+			}
+			return 0
+		})
+		n := float64(len(seg))
+		for i := 0; i < len(seg); {
+			j := i + 1
+			for j < len(seg) && seg[j].v == seg[i].v {
+				j++
+			}
+			p := float32(float64(i+j) / (2 * n))
+			for _, x := range seg[i:j] {
+				pct[x.k] = p
+			}
+			i = j
+		}
+	}
+	return pct
 }
 
 // stratifyTests adjusts the rate and mean tests of r (groups and parity)
@@ -672,21 +756,39 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	}
 	var jobs []*job
 	groupJob := map[int]*job{}
-	for j := range e.metrics {
-		if e.metrics[j].spec.Kind == Distribution {
-			continue
+	// Distributions: each event's value as its percentile within its
+	// stratum, computed once per field.
+	pcts := map[string][]float32{}
+	pctOf := func(m *metricDef) func(k int, ev *stratEvent) (float64, bool) {
+		key := m.spec.Field
+		pct, ok := pcts[key]
+		if !ok {
+			pct = e.stratPercentiles(m)
+			pcts[key] = pct
 		}
+		return func(k int, _ *stratEvent) (float64, bool) {
+			v := pct[k]
+			return float64(v), v == v
+		}
+	}
+	for j := range e.metrics {
 		jb := &job{p: stratPass{m: &e.metrics[j], n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS}}
+		if e.metrics[j].spec.Kind == Distribution {
+			jb.p.value = pctOf(&e.metrics[j])
+		}
 		jobs = append(jobs, jb)
 		groupJob[j] = jb
 	}
 	parityJob := map[string]*job{}
 	for i := range r.Parity {
 		m := parityDef(r.Parity[i].Metric)
-		if m == nil || m.spec.Kind == Distribution {
+		if m == nil {
 			continue
 		}
 		p := stratPass{m: m, n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS}
+		if m.spec.Kind == Distribution {
+			p.value = pctOf(m)
+		}
 		if behaviour(m) {
 			p.stratum, p.nStrata = byUser, len(e.ustate)
 		}
