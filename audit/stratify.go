@@ -568,42 +568,85 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 		pairs[i].stratum = s
 	}
 	nS := len(sidx)
-	cnt := make([]float64, 2*nS)
-	sum := make([]float64, 2*nS)
-	pooled := func(lab []uint8) float64 {
-		clear(cnt)
-		clear(sum)
-		for _, pr := range pairs {
-			k := 2*int(pr.stratum) + int(lab[pr.u]-1)
-			cnt[k] += pr.n
-			sum[k] += pr.y
+	// Each user's pairs together (CSR), and each stratum's totals: a
+	// relabelling sums the pairs of the drawn side only (the smaller
+	// one), the other side is the rest.
+	nu := len(side)
+	start := make([]int32, nu+1)
+	for _, pr := range pairs {
+		start[pr.u+1]++
+	}
+	for i := range nu {
+		start[i+1] += start[i]
+	}
+	byUser := make([]pair, len(pairs))
+	fill := slices.Clone(start[:nu])
+	totN, totY := make([]float64, nS), make([]float64, nS)
+	for _, pr := range pairs {
+		byUser[fill[pr.u]] = pr
+		fill[pr.u]++
+		totN[pr.stratum] += pr.n
+		totY[pr.stratum] += pr.y
+	}
+	ka := 0
+	for _, sd := range side {
+		if sd == 1 {
+			ka++
+		}
+	}
+	k, drawnIsA := ka, true
+	if nu-ka < ka {
+		k, drawnIsA = nu-ka, false
+	}
+	cntD, sumD := make([]float64, nS), make([]float64, nS)
+	pooled := func(drawn []int32) float64 {
+		clear(cntD)
+		clear(sumD)
+		for _, u := range drawn {
+			for _, pr := range byUser[start[u]:start[u+1]] {
+				cntD[pr.stratum] += pr.n
+				sumD[pr.stratum] += pr.y
+			}
 		}
 		var w, d float64
 		for s := range nS {
-			na, nb := cnt[2*s], cnt[2*s+1]
+			na, nb := cntD[s], totN[s]-cntD[s]
 			if na == 0 || nb == 0 {
 				continue
 			}
 			ws := na * nb / (na + nb)
 			w += ws
-			d += ws * (sum[2*s]/na - sum[2*s+1]/nb)
+			d += ws * (sumD[s]/na - (totY[s]-sumD[s])/nb)
 		}
 		if w == 0 {
 			return math.NaN()
 		}
+		if !drawnIsA {
+			d = -d
+		}
 		return d / w
 	}
 	B := permutations
-	if work := len(pairs) + 2*nS; work*B > maxPermutationWork {
-		B = max(199, maxPermutationWork/work)
+	work := len(pairs)*k/nu + nS
+	if work*B > maxPermutationWork {
+		B = maxPermutationWork / work
+		if B < 199 {
+			return 0, false // too large to permute: the t test stands
+		}
 	}
 	rng := rand.New(rand.NewPCG(permutationSeed, uint64(g)))
-	lab := slices.Clone(side)
+	perm := make([]int32, nu)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
 	tol := 1e-9 * math.Max(1, math.Abs(obs))
 	extreme, done := 0, 0
 	for range B {
-		rng.Shuffle(len(lab), func(i, j int) { lab[i], lab[j] = lab[j], lab[i] })
-		d := pooled(lab)
+		for i := range k {
+			j := i + rng.IntN(nu-i)
+			perm[i], perm[j] = perm[j], perm[i]
+		}
+		d := pooled(perm[:k])
 		if math.IsNaN(d) {
 			continue
 		}
@@ -619,8 +662,9 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 }
 
 // maxPermutationWork bounds a stratified permutation test's work (pairs
-// visited over all relabellings).
-const maxPermutationWork = 100_000_000
+// and strata visited over all relabellings); a test that would need more
+// for 199 relabellings keeps its t test.
+const maxPermutationWork = 50_000_000
 
 // stratified applies c, the adjusted comparison, to the crude test t.
 func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
