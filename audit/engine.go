@@ -104,6 +104,16 @@ const (
 //     normal approximation z); Difference is the Hodges-Lehmann shift with
 //     its interval, Ratio that of the medians (NaN interval).
 //
+// Strata (stratify.go): unless Spec.Strata is ["none"], every rate, mean
+// and distribution comparison above, and the parity check's, is then
+// redone within strata (by default the item and the day) and the adjusted
+// comparison decides: Mantel-Haenszel-pooled differences with
+// user-clustered standard errors for rates and means, within-stratum
+// percentiles for distributions; the comparison above is kept beside it as
+// TestResult.Crude. Sides that share no stratum are not compared. The
+// parity check's click rate is compared within the users seen in both
+// modes.
+//
 // A group's MetricResult gives, for a rate, the rate with its Wilson
 // interval; for a mean, the mean with its t interval; for a distribution,
 // the median with the distribution-free order-statistic interval (normal
@@ -132,10 +142,9 @@ const (
 // plain words (most significant first), then notes: suppressed groups,
 // skipped lines, events left out, metrics without data.
 //
-// The tests treat events as independent observations. Repeated events of
-// one user are not independent in general, so p-values of per-event tests
-// are too small when users differ among themselves; the price comparison
-// works on cells and is not affected in the same way.
+// The event-level tests (when a side has fewer than two users) treat
+// events as independent observations; every other test takes the user as
+// its unit.
 //
 // Run ends early, with the error, when ctx ends, when users fails, when src
 // returns an error other than a *LineError, and in Strict mode at the first

@@ -937,3 +937,49 @@ func TestSynthesizeFields(t *testing.T) {
 		}
 	})
 }
+
+// The differencing attack of the study: an auditor who may not see a
+// 30-user group (loyalty:gold, under the floor of 50) asks for two groups
+// whose difference is exactly that group (everyone and everyone but gold;
+// gold or new and new alone) and subtracts. Over many seeds no report
+// releases both figures of a pair, so nothing about the 30 users can be
+// told apart.
+func TestSimDifferencingAttack(t *testing.T) {
+	seeds := 10
+	if simRace() {
+		seeds = 3
+	}
+	attacks := [][2]GroupSpec{
+		{{Name: "all", Segment: "*"}, {Name: "not_gold", Segment: "!loyalty:gold"}},
+		{{Name: "gold_or_new", Segment: "loyalty:gold | loyalty:new"}, {Name: "new", Segment: "loyalty:new"}},
+	}
+	released := 0
+	for seed := range seeds {
+		cfg := simHetero(simBase(), 0.5)
+		cfg.Seed, cfg.SmallGroup = uint64(900+seed), 30
+		var evb, ub bytes.Buffer
+		if err := Synthesize(cfg, &evb, &ub); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range attacks {
+			uf, _, err := UsersFile(bytes.NewReader(ub.Bytes()), "users")
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := Spec{Groups: []GroupSpec{a[0], a[1]}, Reference: a[0].Name, MinGroupSize: 50}
+			r, err := Run(context.Background(), spec, ReadJSONL(bytes.NewReader(evb.Bytes()), "events"), uf, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			both := !r.Groups[0].Suppressed && !r.Groups[1].Suppressed
+			if both {
+				released++
+				t.Errorf("seed %d: %s and %s both released (%d and %d users)", seed, a[0].Name, a[1].Name, r.Groups[0].Users, r.Groups[1].Users)
+			}
+			if r.Groups[0].Suppressed && r.Groups[1].Suppressed {
+				t.Errorf("seed %d: both suppressed; one of the pair can be shown", seed)
+			}
+		}
+	}
+	t.Logf("differencing attack: %d of %d reports released both groups of a pair", released, seeds*len(attacks))
+}
