@@ -19,6 +19,14 @@ import (
 // starts with the section's name; a row of empty cells separates sections.
 // Every row has the same number of cells.
 //
+// The rows of tests and parity end with how the comparison was adjusted
+// (see TestResult): adjustment, strata (the strata both sides share; empty
+// when none are counted), and the crude (unadjusted) comparison shown
+// beside the adjusted one: crude_difference with crude_difference_lo and
+// _hi, crude_ratio with crude_ratio_lo and _hi, crude_test and crude_p,
+// every crude cell empty when the comparison has no crude figures. The
+// report section names the spec's strata and strata_bucket.
+//
 // Numbers are written in full precision with a dot as the decimal
 // separator; an undefined number (NaN or infinite) is an empty cell, as are
 // the figures of a suppressed group, which the report does not hold. Text
@@ -26,6 +34,7 @@ import (
 // @, tab or carriage return) are prefixed with a single quote.
 func (r *Report) WriteCSV(w io.Writer) error {
 	minSize, alpha, bucket := specDefaults(r.Spec)
+	strata, strataBucket, _ := specStrata(r.Spec)
 	var rows [][]string
 	section := func(name string, header []string, body [][]string) {
 		if len(rows) > 0 {
@@ -52,6 +61,8 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		{"min_group_size", strconv.Itoa(minSize)},
 		{"alpha", num(alpha)},
 		{"price_bucket", fmtDuration(bucket)},
+		{"strata", text(strings.Join(strata, "; "))},
+		{"strata_bucket", fmtDuration(strataBucket)},
 		{"events", strconv.FormatInt(r.Events, 10)},
 		{"used", strconv.FormatInt(r.Used, 10)},
 		{"skipped", strconv.FormatInt(r.Skipped, 10)},
@@ -119,7 +130,9 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	section("quantiles", []string{"group", "metric", "q", "value"}, qbody)
 
 	testHeader := []string{"metric", "group", "reference", "difference", "difference_ci_lo", "difference_ci_hi",
-		"ratio", "ratio_ci_lo", "ratio_ci_hi", "test", "statistic", "p", "users", "reference_users", "q", "material", "significant"}
+		"ratio", "ratio_ci_lo", "ratio_ci_hi", "test", "statistic", "p", "users", "reference_users", "q", "material", "significant",
+		"adjustment", "strata", "crude_difference", "crude_difference_lo", "crude_difference_hi",
+		"crude_ratio", "crude_ratio_lo", "crude_ratio_hi", "crude_test", "crude_p"}
 	section("tests", testHeader, testRows(r.Tests))
 
 	body = nil
@@ -163,11 +176,21 @@ func (r *Report) WriteCSV(w io.Writer) error {
 func testRows(ts []TestResult) [][]string {
 	var body [][]string
 	for _, t := range ts {
-		body = append(body, []string{text(t.Metric), text(t.Group), text(t.Reference),
+		strata := ""
+		if t.Strata != 0 {
+			strata = strconv.FormatInt(t.Strata, 10)
+		}
+		crude := make([]string, 8)
+		if c := t.Crude; c != nil {
+			crude = []string{num(c.Difference), num(c.DifferenceCI.Lo), num(c.DifferenceCI.Hi),
+				num(c.Ratio), num(c.RatioCI.Lo), num(c.RatioCI.Hi), text(c.Test), num(c.P)}
+		}
+		body = append(body, append([]string{text(t.Metric), text(t.Group), text(t.Reference),
 			num(t.Difference), num(t.DifferenceCI.Lo), num(t.DifferenceCI.Hi),
 			num(t.Ratio), num(t.RatioCI.Lo), num(t.RatioCI.Hi),
 			text(t.Test), num(t.Statistic), num(t.P), strconv.FormatInt(t.Users, 10), strconv.FormatInt(t.ReferenceUsers, 10),
-			num(t.Q), strconv.FormatBool(t.Material), strconv.FormatBool(t.Significant)})
+			num(t.Q), strconv.FormatBool(t.Material), strconv.FormatBool(t.Significant),
+			text(t.Adjustment), strata}, crude...))
 	}
 	return body
 }

@@ -199,8 +199,8 @@ func TestCSVEmpty(t *testing.T) {
 	if len(secs["report"]) == 0 || len(secs["groups"]) != 0 {
 		t.Errorf("empty report: %v", secs)
 	}
-	if len(recs[0]) != 19 {
-		t.Errorf("rows have %d cells, want 19 (the widest section: prices)", len(recs[0]))
+	if len(recs[0]) != 28 {
+		t.Errorf("rows have %d cells, want 28 (the widest sections: tests and parity)", len(recs[0]))
 	}
 }
 
@@ -223,5 +223,87 @@ func TestCSVMinGroupSizeAsked(t *testing.T) {
 	}
 	if got["min_group_size"] != "50" || got["min_group_size_asked"] != "5" {
 		t.Errorf("report section %v", got)
+	}
+}
+
+// testColumns are the columns of the tests and parity sections, the
+// adjustment's appended after the earlier ones, whose order stays.
+var testColumns = []string{"section", "metric", "group", "reference", "difference", "difference_ci_lo", "difference_ci_hi",
+	"ratio", "ratio_ci_lo", "ratio_ci_hi", "test", "statistic", "p", "users", "reference_users", "q", "material", "significant",
+	"adjustment", "strata", "crude_difference", "crude_difference_lo", "crude_difference_hi",
+	"crude_ratio", "crude_ratio_lo", "crude_ratio_hi", "crude_test", "crude_p"}
+
+// TestCSVAdjustment: tests and parity rows say how each comparison was
+// adjusted and carry the crude figures beside the adjusted ones; a row
+// without crude figures has those cells empty; a comparison that could
+// not be made has an empty p.
+func TestCSVAdjustment(t *testing.T) {
+	r := adjustedReport()
+	secs, recs := csvSections(t, r)
+	for _, sec := range []string{"tests", "parity"} {
+		var header []string
+		for i, rec := range recs {
+			if rec[0] == "section" && i+1 < len(recs) && recs[i+1][0] == sec {
+				header = rec
+			}
+		}
+		if got := strings.Join(header[:len(testColumns)], ","); got != strings.Join(testColumns, ",") {
+			t.Errorf("%s columns:\n%s\nwant\n%s", sec, got, strings.Join(testColumns, ","))
+		}
+	}
+	kv := map[string]string{}
+	for _, row := range secs["report"] {
+		kv[row["key"]] = row["value"]
+	}
+	if kv["strata"] != "item; time" || kv["strata_bucket"] != "24h" {
+		t.Errorf("report strata %q bucket %q", kv["strata"], kv["strata_bucket"])
+	}
+
+	row := func(sec, metric, group string) map[string]string {
+		t.Helper()
+		for _, r := range secs[sec] {
+			if r["metric"] == metric && r["group"] == group {
+				return r
+			}
+		}
+		t.Fatalf("no %s row %s/%s", sec, metric, group)
+		return nil
+	}
+	d := row("tests", "discount_rate", "loyal")
+	for k, v := range map[string]string{
+		"difference": "-0.113", "p": "1e-300", "adjustment": "mantel_haenszel", "strata": "48",
+		"crude_difference": "-0.12", "crude_difference_lo": "-0.124", "crude_difference_hi": "-0.116",
+		"crude_ratio": "0.48", "crude_ratio_lo": "0.466", "crude_ratio_hi": "0.494",
+		"crude_test": "cluster_robust_t", "crude_p": "1e-250",
+	} {
+		if d[k] != v {
+			t.Errorf("discount_rate/loyal %s = %q, want %q", k, d[k], v)
+		}
+	}
+	// A distribution within strata: no ratio; its crude figures are
+	// Mann-Whitney's.
+	p := row("tests", "price", "loyal")
+	if p["difference"] != "0.12" || p["ratio"] != "" || p["crude_test"] != "mann_whitney" || p["crude_difference"] != "6" || p["crude_ratio"] != "1.13" {
+		t.Errorf("price/loyal row: %v", p)
+	}
+	// A report that records no adjustment: its cells are empty.
+	plain, _ := csvSections(t, sampleReport())
+	for _, sec := range []string{"tests", "parity"} {
+		for _, row := range plain[sec] {
+			for _, k := range testColumns[18:] {
+				if row[k] != "" {
+					t.Errorf("%s %s/%s: %s = %q, want empty (no adjustment recorded)", sec, row["metric"], row["group"], k, row[k])
+				}
+			}
+		}
+	}
+	// Not comparable: no p, no strata shared; its crude figures stay.
+	nc := row("tests", "click_rate", "ios")
+	if nc["adjustment"] != "not_comparable" || nc["p"] != "" || nc["q"] != "" || nc["strata"] != "" || nc["crude_p"] != "0.31" {
+		t.Errorf("not comparable row: %v", nc)
+	}
+	pc := row("parity", "click_rate", "non_personalized")
+	if pc["adjustment"] != "within_user" || pc["crude_difference"] != "-0.006" || pc["users"] != "1840" || pc["reference_users"] != "5120" {
+		t.Errorf("parity click_rate row: %v", pc)
 	}
 }
