@@ -669,9 +669,12 @@ const maxPermutationWork = 50_000_000
 // stratified applies c, the adjusted comparison, to the crude test t.
 func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
 	crude := &CrudeResult{Difference: t.Difference, DifferenceCI: t.DifferenceCI, Ratio: t.Ratio, RatioCI: t.RatioCI, Test: t.Test, P: t.P}
+	users, refUsers := t.Users, t.ReferenceUsers
 	*t = TestResult{Metric: t.Metric, Group: t.Group, Reference: t.Reference, Crude: crude, Adjustment: adj, Strata: c.shared,
 		Users: c.usersA, ReferenceUsers: c.usersRef}
 	if !c.ok {
+		// Not compared: the sizes are the sides' own.
+		t.Users, t.ReferenceUsers = users, refUsers
 		t.Adjustment = AdjustNotComparable
 		t.Test = "none"
 		t.Difference, t.Ratio, t.Statistic, t.P = math.NaN(), math.NaN(), math.NaN(), math.NaN()

@@ -288,7 +288,7 @@ func TestParityClickWithinUser(t *testing.T) {
 			t.Errorf("parity %s is a finding: %+v", r.Parity[i].Metric, r.Parity[i])
 		}
 	}
-	if click == nil || click.Adjustment != AdjustNotComparable || click.Crude == nil || click.Crude.Difference >= 0 {
+	if click == nil || click.Adjustment != AdjustNotComparable || click.Crude == nil || click.Crude.Difference >= 0 || click.Users < 50 || click.ReferenceUsers < 50 {
 		t.Fatalf("click parity: %+v", click)
 	}
 	// Users who switch: each sees both modes; the non-personalized path
