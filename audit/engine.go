@@ -336,7 +336,7 @@ type engine struct {
 	upriceX []userPriceX
 	// priceCmps and priceExcess keep each price comparison's user-level
 	// test and pairs' summary, to redo its intervals at another level.
-	priceCmps   map[string]clusterCmp
+	priceCmps   map[string]stratCmp
 	priceExcess map[string]stats.Summary
 	// umet holds each user's sums per metric (user number x metric) of
 	// the events counted in the user's usual groups; uextra those of

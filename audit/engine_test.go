@@ -349,18 +349,26 @@ func TestHandComputed(t *testing.T) {
 		!near(p.MeanExcess, 1.4, 1e-12) || !near(p.MeanExcessCI.Lo, 1.4-t4*sd/math.Sqrt(5), 1e-9) || !near(p.MeanExcessCI.Hi, 1.4+t4*sd/math.Sqrt(5), 1e-9) {
 		t.Errorf("price comparison %+v", p)
 	}
-	// The decision compares users: each price against its cell's
-	// reference price. b's users paid +10%, 0, +10%, -5%, +10% on both of
-	// their events (sums 0.2, 0, 0.2, -0.1, 0.2 over 2 events each); a's
-	// users paid their cells' reference price on average (sums 0).
-	_, vb := clusterSE([]float64{0.2, 0, 0.2, -0.1, 0.2}, 2)
-	if !near(vb, 0.001, 1e-12) {
-		t.Fatalf("suite bug: hand variance %v", vb)
+	// The decision compares users within cells: the regression of the
+	// log price on the group with a fixed effect per cell, errors
+	// clustered by user (feRegression, written independently), as a
+	// percent excess; with 5 users a side the p-value comes from
+	// relabelling users.
+	var ys, ds []float64
+	var strata, users []int
+	for i, c := range cells {
+		for j := range 2 {
+			ys = append(ys, math.Log(float64(float32(c.a[j]))), math.Log(float64(float32(c.b[j]))))
+			ds = append(ds, 0, 1)
+			strata = append(strata, i, i)
+			users = append(users, i, 100+i)
+		}
 	}
-	hw := 100 * tCritical(r.IntervalConfidence, 4) * math.Sqrt(vb)
-	if p.Test != "cluster_robust_t" || p.Users != 5 || p.ReferenceUsers != 5 || !near(p.MeanExcessPct, 5, 1e-9) ||
-		!near(p.MeanExcessPctCI.Lo, 5-hw, 1e-9) || !near(p.MeanExcessPctCI.Hi, 5+hw, 1e-9) || !(p.P > 0.15 && p.P < 0.25) {
-		t.Errorf("user-level price comparison %+v (half width %v)", p, hw)
+	beta, se := feRegression(t, ys, ds, strata, users)
+	lo, hi := 100*math.Expm1(beta-t4*se), 100*math.Expm1(beta+t4*se)
+	if p.Test != "cluster_permutation" || p.Users != 5 || p.ReferenceUsers != 5 || !near(p.MeanExcessPct, 100*math.Expm1(beta), 1e-6) ||
+		!near(p.MeanExcessPctCI.Lo, lo, 1e-6) || !near(p.MeanExcessPctCI.Hi, hi, 1e-6) || !(p.P > 0.2 && p.P < 0.7) {
+		t.Errorf("user-level price comparison %+v (regression %v %v: %v to %v)", p, beta, se, lo, hi)
 	}
 	// Benjamini-Hochberg over all four p-values, in report order.
 	ps := []float64{r.Tests[0].P, r.Tests[1].P, r.Tests[2].P, p.P}

@@ -111,8 +111,7 @@ func (e *engine) adjustIntervals(r *Report, cmps []cmpArgs, conf float64, stTest
 			p.MeanExcessCI = toInterval(stats.MeanCI(ex, conf))
 		}
 		if c, ok := e.priceCmps[p.Group]; ok {
-			diff, _ := c.intervals(conf)
-			p.MeanExcessPctCI = Interval{Lo: 100 * diff.Lo, Hi: 100 * diff.Hi}
+			p.MeanExcessPctCI = pctInterval(c, conf)
 		}
 	}
 	if len(r.Parity) > 0 {

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"math"
-	"math/bits"
 )
 
 // Same-item prices at the user level (issue 13). The cell-level sign test
@@ -10,12 +9,9 @@ import (
 // when users differ in their own price level (a discount tier, a region,
 // the same distribution in every group), the cells of one user are not
 // independent and the test finds gaps that are not there. So the decision
-// compares users: each price event is set against its cell's reference
-// price (the reference group's mean price for that item at that time),
-// x = price / reference - 1; each user's x are summed over their events in
-// cells the reference was offered, and the group's users are compared with
-// the reference's users by the cluster-robust t test of cluster.go on the
-// ratio-of-sums mean of x. A user-level price factor shared by every group
+// compares users within cells (userPrices): the log prices of the group
+// and of the reference in the same item-time cell, pooled over cells, with
+// user-clustered errors. A user-level price factor shared by every group
 // then moves both sides alike, and its spread among users widens the
 // interval as it should.
 
@@ -53,76 +49,68 @@ func (e *engine) userPrice(ui int32, mask uint64, c int32, p float64) {
 // userPrices replaces the decision of each price comparison in out by the
 // user-level one, when both sides have at least two users with a price in
 // a cell the reference was offered.
-func (e *engine) userPrices(out []PriceResult, suppressed []bool) {
+//
+// The comparison is stratified by cell (see stratify.go): within each
+// item-time cell the difference of the sides' mean log prices, pooled over
+// the cells with Mantel-Haenszel weights, with standard errors clustered by
+// user (or the permutation fallback when few users carry a side). A
+// user's own price level, shared by every group, spreads both sides alike
+// and widens the interval; a group that browses other items than the
+// reference is compared on the cells they share only, and a cell's
+// reference price is never divided into (no bias from a cell where the
+// reference saw one price). MeanExcessPct is 100 (exp(D) - 1): how much
+// more, in percent, the group paid for the same item at the same time.
+func (e *engine) userPrices(out []PriceResult) {
 	if len(out) == 0 {
 		return
 	}
-	refBit := uint64(1) << e.ref
-	refMean := make([]float32, e.nCells)
-	for c := range e.nCells {
-		refMean[c] = float32(math.NaN())
-		ci := e.cellInfo(c)
-		if ci.mask&refBit == 0 {
-			continue
-		}
-		blk := e.block(ci.off, int32(bits.OnesCount64(ci.mask)))
-		r := blk[bits.OnesCount64(ci.mask&(refBit-1))]
-		if m := r.sum / float64(r.n); m > 0 {
-			refMean[c] = float32(m)
-		}
-	}
-	// Each user's sum of x and count, per group (user x group).
 	ng := len(e.groups)
-	per := make([]ysum, len(e.ustate)*ng)
-	add := func(ev userCellPrice, mask uint64) {
-		m := refMean[ev.cell]
-		if m != m { // NaN: the reference was not offered the item then
-			return
-		}
-		x := float64(ev.price)/float64(m) - 1
-		base := int(ev.user) * ng
-		for g := mask; g != 0; g &= g - 1 {
-			s := &per[base+bits.TrailingZeros64(g)]
-			s.y += x
-			s.n++
-		}
-	}
-	for _, page := range e.uprice {
-		for _, ev := range page {
-			add(ev, e.ustate[ev.user].plain)
-		}
-	}
-	for _, ev := range e.upriceX {
-		add(ev.userCellPrice, ev.mask)
-	}
-	mo := make([]moments, ng)
-	for ui := range e.ustate {
-		for g, s := range per[ui*ng : (ui+1)*ng] {
-			if s.n == 0 || suppressed[g] {
-				continue
-			}
-			mo[g].add(s)
-		}
-	}
 	index := make(map[string]int, ng)
 	for i, g := range e.spec.Groups {
 		index[g.Name] = i
 	}
+	active := make([]bool, ng)
+	for _, pr := range out {
+		active[index[pr.Group]] = true
+	}
+	obs := func(f func(user, stratum int32, sides uint64, v float64)) {
+		for _, page := range e.uprice {
+			for _, ev := range page {
+				if ev.price > 0 {
+					f(ev.user, ev.cell, e.ustate[ev.user].plain, math.Log(float64(ev.price)))
+				}
+			}
+		}
+		for _, ev := range e.upriceX {
+			if ev.price > 0 {
+				f(ev.user, ev.cell, ev.mask, math.Log(float64(ev.price)))
+			}
+		}
+	}
+	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs})
 	for i := range out {
 		pr := &out[i]
-		g := index[pr.Group]
-		c := clusterCompare(mo[g], mo[e.ref])
+		c := cmps[index[pr.Group]]
 		if !c.ok {
 			continue // fewer than two users on a side: the sign test stands
 		}
 		if e.priceCmps == nil {
-			e.priceCmps = map[string]clusterCmp{}
+			e.priceCmps = map[string]stratCmp{}
 		}
 		e.priceCmps[pr.Group] = c
-		diff, _ := c.intervals(e.conf)
 		pr.Test, pr.Users, pr.ReferenceUsers = "cluster_robust_t", c.usersA, c.usersRef
-		pr.MeanExcessPct = 100 * c.diff
-		pr.MeanExcessPctCI = Interval{Lo: 100 * diff.Lo, Hi: 100 * diff.Hi}
+		if c.perm {
+			pr.Test = "cluster_permutation"
+		}
+		pr.MeanExcessPct = 100 * math.Expm1(c.diff)
+		pr.MeanExcessPctCI = pctInterval(c, e.conf)
 		pr.P = c.p
 	}
+}
+
+// pctInterval is a stratified log-price comparison's interval at level
+// conf, as a percent excess.
+func pctInterval(c stratCmp, conf float64) Interval {
+	d, _ := c.intervals(conf)
+	return Interval{Lo: 100 * math.Expm1(d.Lo), Hi: 100 * math.Expm1(d.Hi)}
 }

@@ -422,6 +422,6 @@ func (e *engine) prices(suppressed []bool) []PriceResult {
 		e.priceExcess[pr.Group] = a.excess
 		out = append(out, pr)
 	}
-	e.userPrices(out, suppressed)
+	e.userPrices(out) // suppressed groups have no PriceResult in out
 	return out
 }

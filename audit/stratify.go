@@ -296,8 +296,12 @@ type stratCmp struct {
 // n-1, side ref the reference, active the sides compared with it; member
 // gives an event's sides, stratum its stratum (nStrata of them).
 type stratPass struct {
-	m       *metricDef
-	value   func(k int, ev *stratEvent) (float64, bool) // nil: stratValue
+	m     *metricDef
+	value func(k int, ev *stratEvent) (float64, bool) // nil: stratValue
+	// obs, when set, gives the observations instead of the kept events
+	// (value, member and stratum are then unused): user, stratum, sides,
+	// value.
+	obs     func(f func(user, stratum int32, sides uint64, v float64))
 	n, ref  int
 	active  []bool
 	member  func(ev *stratEvent, mask uint64) uint64
@@ -326,20 +330,33 @@ func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
 // run computes the comparisons of one pass: by side, ok false when the
 // sides share no stratum or a side has fewer than two users in the shared
 // strata.
-func (e *engine) stratRun(p stratPass) []stratCmp {
-	if p.value == nil {
-		p.value = func(k int, ev *stratEvent) (float64, bool) { return e.stratValue(p.m, k, ev) }
+// observations are the pass's observations: p.obs, or the kept events'
+// values, sides and strata.
+func (e *engine) observations(p *stratPass) func(f func(user, stratum int32, sides uint64, v float64)) {
+	if p.obs != nil {
+		return p.obs
 	}
+	value := p.value
+	if value == nil {
+		value = func(k int, ev *stratEvent) (float64, bool) { return e.stratValue(p.m, k, ev) }
+	}
+	return func(f func(user, stratum int32, sides uint64, v float64)) {
+		e.stratEach(func(k int, ev *stratEvent, mask uint64) {
+			if v, ok := value(k, ev); ok {
+				f(ev.user, p.stratum(ev), p.member(ev, mask), v)
+			}
+		})
+	}
+}
+
+func (e *engine) stratRun(p stratPass) []stratCmp {
+	each := e.observations(&p)
 	ns, S := p.n, p.nStrata
 	cnt := make([]float64, S*ns)
 	sum := make([]float64, S*ns)
-	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-		v, ok := p.value(k, ev)
-		if !ok {
-			return
-		}
-		base := int(p.stratum(ev)) * ns
-		for b := p.member(ev, mask); b != 0; b &= b - 1 {
+	each(func(_, stratum int32, sides uint64, v float64) {
+		base := int(stratum) * ns
+		for b := sides; b != 0; b &= b - 1 {
 			g := bits.TrailingZeros64(b)
 			cnt[base+g]++
 			sum[base+g] += v
@@ -378,18 +395,13 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 	ifD := make([]float64, users*ns)
 	ifB := make([]float64, users*ns)
 	on := make([]uint8, users*ns)
-	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-		v, ok := p.value(k, ev)
-		if !ok {
-			return
-		}
-		s := int(p.stratum(ev)) * ns
+	each(func(user, stratum int32, sides uint64, v float64) {
+		s := int(stratum) * ns
 		nr := cnt[s+p.ref]
 		if nr == 0 {
 			return
 		}
-		sides := p.member(ev, mask)
-		u := int(ev.user) * ns
+		u := int(user) * ns
 		if sides&(1<<p.ref) != 0 {
 			mr := sum[s+p.ref] / nr
 			for g := range ns {
@@ -475,7 +487,7 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
 		}
 		c.ok = true
-		c.pct = p.m.spec.Kind == Distribution
+		c.pct = p.m != nil && p.m.spec.Kind == Distribution
 		if pp, ok := e.stratPermutation(p, g, c.diff); ok {
 			c.p, c.perm = pp, true
 		}
@@ -504,11 +516,10 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 	pos := map[uint64]int{}  // (index, stratum) -> pair
 	var pairs []pair
 	overlap := false
-	e.stratEach(func(k int, ev *stratEvent, mask uint64) {
+	e.observations(&p)(func(user, stratum int32, sides uint64, v float64) {
 		if overlap {
 			return
 		}
-		sides := p.member(ev, mask)
 		var sd uint8
 		if sides&(1<<g) != 0 {
 			sd |= 1
@@ -519,14 +530,10 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 		if sd == 0 {
 			return
 		}
-		v, ok := p.value(k, ev)
-		if !ok {
-			return
-		}
-		i, seen := idx[ev.user]
+		i, seen := idx[user]
 		if !seen {
 			i = int32(len(side))
-			idx[ev.user] = i
+			idx[user] = i
 			side = append(side, 0)
 			nOf = append(nOf, 0)
 		}
@@ -536,12 +543,12 @@ func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, boo
 			return
 		}
 		nOf[i]++
-		key := uint64(i)<<32 | uint64(uint32(p.stratum(ev)))
+		key := uint64(i)<<32 | uint64(uint32(stratum))
 		j, ok := pos[key]
 		if !ok {
 			j = len(pairs)
 			pos[key] = j
-			pairs = append(pairs, pair{u: i, stratum: p.stratum(ev)})
+			pairs = append(pairs, pair{u: i, stratum: stratum})
 		}
 		pairs[j].y += v
 		pairs[j].n++
