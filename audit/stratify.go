@@ -98,6 +98,7 @@ type stratState struct {
 	free        []int // metric indexes of free-field rate and mean metrics
 	freeVals    [][]float32
 	n           int
+	sorted      bool // by user (stratSortByUser)
 }
 
 func newStratState(spec *Spec, metrics []metricDef) *stratState {
@@ -309,6 +310,69 @@ type stratPass struct {
 	nStrata int
 }
 
+// sortByUser reorders the kept events by user (a counting sort; within a
+// user, in the order read), so that a pass meets each user's events
+// together; the masks of events in other groups and the free values move
+// with them.
+func (e *engine) stratSortByUser() {
+	st := e.strat
+	if st.sorted || st.n == 0 {
+		return
+	}
+	st.sorted = true
+	users := len(e.ustate)
+	start := make([]int, users+1)
+	for _, page := range st.pages {
+		for i := range page {
+			start[page[i].user+1]++
+		}
+	}
+	for u := range users {
+		start[u+1] += start[u]
+	}
+	pages := make([][]stratEvent, (st.n+stratPage-1)/stratPage)
+	for i := range pages {
+		pages[i] = make([]stratEvent, min(stratPage, st.n-i*stratPage))
+	}
+	nf := len(st.free)
+	var free [][]float32
+	if nf > 0 {
+		free = make([][]float32, len(pages))
+		for i := range free {
+			free[i] = make([]float32, stratPage*nf)
+		}
+	}
+	type xm struct {
+		at   int
+		mask uint64
+	}
+	var xs []xm
+	k, x := 0, 0
+	for pi, page := range st.pages {
+		for i := range page {
+			ev := page[i]
+			to := start[ev.user]
+			start[ev.user]++
+			pages[to/stratPage][to%stratPage] = ev
+			if ev.flags&fXMask != 0 {
+				xs = append(xs, xm{to, st.xmask[x]})
+				x++
+			}
+			if nf > 0 {
+				copy(free[to/stratPage][(to%stratPage)*nf:(to%stratPage+1)*nf], st.freeVals[pi][i*nf:(i+1)*nf])
+			}
+			k++
+		}
+		st.pages[pi] = nil // free the old page as it is copied
+	}
+	slices.SortFunc(xs, func(a, b xm) int { return a.at - b.at })
+	st.xmask = st.xmask[:0]
+	for _, v := range xs {
+		st.xmask = append(st.xmask, v.mask)
+	}
+	st.pages, st.freeVals = pages, free
+}
+
 // each calls f with every kept event, its index and its groups.
 func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
 	st := e.strat
@@ -390,57 +454,112 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			D[g], B[g] = aggs[g].d/aggs[g].w, aggs[g].b/aggs[g].w
 		}
 	}
-	// Each user's influence on D and on B, and the sides they are on.
-	users := len(e.ustate)
-	ifD := make([]float64, users*ns)
-	ifB := make([]float64, users*ns)
-	on := make([]uint8, users*ns)
-	each(func(user, stratum int32, sides uint64, v float64) {
-		s := int(stratum) * ns
-		nr := cnt[s+p.ref]
+	// Per stratum and group, the coefficients of an event's influence on
+	// D and on B (no division per event): on the group's side
+	// kA (v - cA), on the reference's kR (v - cR) on D and kB (v - mr) on
+	// B.
+	type coef struct{ kA, cA, kR, cR, kB float64 }
+	co := make([]coef, S*ns)
+	var act []int
+	for g := range ns {
+		if p.active[g] && aggs[g].w > 0 {
+			act = append(act, g)
+		}
+	}
+	for st := range S {
+		nr := cnt[st*ns+p.ref]
 		if nr == 0 {
-			return
+			continue
 		}
-		u := int(user) * ns
-		if sides&(1<<p.ref) != 0 {
-			mr := sum[s+p.ref] / nr
-			for g := range ns {
-				ng := cnt[s+g]
-				if !p.active[g] || ng == 0 {
-					continue
-				}
-				N := ng + nr
-				dbar := ng / N
-				ybar := (sum[s+g] + sum[s+p.ref]) / N
-				e0 := v - ybar + D[g]*dbar
-				W := aggs[g].w
-				ifD[u+g] -= dbar * e0 / W
-				ifB[u+g] += dbar * (v - mr) / W
-				on[u+g] |= 2
-			}
-		}
-		for b := sides &^ (1 << p.ref); b != 0; b &= b - 1 {
-			g := bits.TrailingZeros64(b)
-			ng := cnt[s+g]
-			if !p.active[g] || ng == 0 {
+		for _, g := range act {
+			ng := cnt[st*ns+g]
+			if ng == 0 {
 				continue
 			}
-			N := ng + nr
+			N, W := ng+nr, aggs[g].w
 			dbar := ng / N
-			ybar := (sum[s+g] + sum[s+p.ref]) / N
-			e1 := v - ybar - D[g]*(1-dbar)
-			ifD[u+g] += (1 - dbar) * e1 / aggs[g].w
-			on[u+g] |= 1
+			ybar := (sum[st*ns+g] + sum[st*ns+p.ref]) / N
+			co[st*ns+g] = coef{kA: (1 - dbar) / W, cA: ybar + D[g]*(1-dbar), kR: -dbar / W, cR: ybar - D[g]*dbar, kB: dbar / W}
+		}
+	}
+	// Each user's influence on D and on B, the sides they are on and their
+	// events there: summed over a run of the user's observations (the kept
+	// events are sorted by user, so a run is all of them), then added to
+	// the user's entry once per run.
+	type infl struct {
+		d, b float64
+		n    float32
+		on   uint8
+	}
+	users := len(e.ustate)
+	per := make([]infl, users*ns)
+	run := make([]infl, ns)
+	cur := int32(-1)
+	flush := func() {
+		if cur < 0 {
+			return
+		}
+		u := int(cur) * ns
+		for _, g := range act {
+			r := &run[g]
+			if r.on == 0 {
+				continue
+			}
+			x := &per[u+g]
+			x.d += r.d
+			x.b += r.b
+			x.n += r.n
+			x.on |= r.on
+			*r = infl{}
+		}
+	}
+	refBit := uint64(1) << p.ref
+	each(func(user, stratum int32, sides uint64, v float64) {
+		s := int(stratum) * ns
+		if cnt[s+p.ref] == 0 {
+			return
+		}
+		if user != cur {
+			flush()
+			cur = user
+		}
+		if sides&refBit != 0 {
+			mr := sum[s+p.ref] / cnt[s+p.ref]
+			for _, g := range act {
+				c := &co[s+g]
+				if c.kB == 0 {
+					continue
+				}
+				r := &run[g]
+				r.d += c.kR * (v - c.cR)
+				r.b += c.kB * (v - mr)
+				r.on |= 2
+				r.n++
+			}
+		}
+		for b := sides &^ refBit; b != 0; b &= b - 1 {
+			g := bits.TrailingZeros64(b)
+			c := &co[s+g]
+			if c.kA == 0 || !p.active[g] {
+				continue
+			}
+			r := &run[g]
+			r.d += c.kA * (v - c.cA)
+			r.on |= 1
+			r.n++
 		}
 	})
+	flush()
 	out := make([]stratCmp, ns)
 	for g := range ns {
 		if !p.active[g] {
 			continue
 		}
 		var G, GA, GB, sdd, sbb, sdb float64
+		var kish [4][2]float64 // by side flags: sum n, sum n^2 (Kish)
 		for u := range users {
-			f := on[u*ns+g]
+			x := &per[u*ns+g]
+			f := x.on
 			if f == 0 {
 				continue
 			}
@@ -451,7 +570,10 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			if f&2 != 0 {
 				GB++
 			}
-			d, b := ifD[u*ns+g], ifB[u*ns+g]
+			n := float64(x.n)
+			kish[f][0] += n
+			kish[f][1] += n * n
+			d, b := x.d, x.b
 			sdd += d * d
 			sbb += b * b
 			sdb += d * b
@@ -488,6 +610,13 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 		}
 		c.ok = true
 		c.pct = p.m != nil && p.m.spec.Kind == Distribution
+		// The permutation fallback: no user on both sides, and few
+		// effective users (Kish, over the events in shared strata) on one.
+		few := func(k [2]float64) bool { return k[1] == 0 || k[0]*k[0]/k[1] < minEffectiveUsers }
+		if kish[3][0] > 0 || !(few(kish[1]) || few(kish[2])) {
+			out[g] = c
+			continue
+		}
 		if pp, ok := e.stratPermutation(p, g, c.diff); ok {
 			c.p, c.perm = pp, true
 		}
@@ -787,6 +916,7 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		}
 		return tests, parity
 	}
+	e.stratSortByUser()
 	ng := len(e.groups)
 	active := make([]bool, ng)
 	index := map[string]int{}

@@ -431,3 +431,70 @@ func popcount(m int) int {
 	}
 	return n
 }
+
+// Groups by the events' own attributes too (a new user's promotion event
+// counts in gold as well as in new): the kept events carry their groups
+// through the sort by user, and the estimate is still the regression's
+// over the events of each side (an event of both sides on each).
+func TestStratifiedEventAttributes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	facts := mapFacts{}
+	var evs []Event
+	var ys, ds []float64
+	var strata, users []int
+	add := func(price float64, d float64, it, u int) {
+		ys = append(ys, float64(float32(price)))
+		ds = append(ds, d)
+		strata = append(strata, it)
+		users = append(users, u)
+	}
+	for u := range 200 {
+		facts[fmt.Sprintf("u%d", u)] = []string{map[bool]string{true: "loyalty:gold", false: "loyalty:new"}[u%2 == 1]}
+	}
+	for k := range 3000 {
+		u := rng.IntN(200)
+		id := fmt.Sprintf("u%d", u)
+		gold := u%2 == 1
+		x := rng.Float64()
+		promo := !gold && x < 0.2
+		silver := !gold && x >= 0.2 && x < 0.4 // in new and silver: not in this comparison
+		it := rng.IntN(3)
+		if gold && rng.Float64() < 0.5 {
+			it = 2
+		}
+		price := 20 + 10*float64(it) + float64(u%7) + rng.NormFloat64()
+		if gold {
+			price += 0.8
+		}
+		var opts []func(*Event)
+		if promo {
+			opts = append(opts, withAttrs("promo:yes"))
+		}
+		if silver {
+			opts = append(opts, withAttrs("promo:silver"))
+		}
+		evs = append(evs, ev(id, fmt.Sprintf("i%d", it), k%3, ModePersonalized, append(opts, withPrice(price))...))
+		switch {
+		case gold:
+			add(price, 1, it, u)
+		case promo:
+			add(price, 1, it, u)
+			add(price, 0, it, u)
+		default:
+			add(price, 0, it, u)
+		}
+	}
+	spec := Spec{Groups: []GroupSpec{{Name: "new", Segment: "loyalty:new"}, {Name: "gold", Segment: "loyalty:gold | promo:yes"},
+		{Name: "silver", Segment: "promo:silver"}},
+		Reference: "new", MinGroupSize: 10, Metrics: []MetricSpec{{Name: "price_mean", Kind: Mean, Field: "price"}},
+		Strata: []string{"item"}}
+	r := run(t, spec, evs, facts, Options{})
+	tr, ok := test(r, "gold", "price_mean")
+	if !ok || tr.Adjustment != AdjustMantelHaenszel || tr.Test != "cluster_robust_t" {
+		t.Fatalf("test %+v; groups %+v; findings %+v", tr, r.Groups, r.Findings)
+	}
+	beta, se := feRegression(t, ys, ds, strata, users)
+	if math.Abs(tr.Difference-beta) > 1e-9 || math.Abs(tr.SE-se) > 1e-9 {
+		t.Errorf("difference %.12g se %.12g, regression %.12g %.12g", tr.Difference, tr.SE, beta, se)
+	}
+}
