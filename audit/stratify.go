@@ -416,34 +416,34 @@ func (e *engine) observations(p *stratPass) func(f func(user, stratum int32, sid
 func (e *engine) stratRun(p stratPass) []stratCmp {
 	each := e.observations(&p)
 	ns, S := p.n, p.nStrata
-	cnt := make([]float64, S*ns)
-	sum := make([]float64, S*ns)
+	type ny struct{ n, y float64 }
+	tot := make([]ny, S*ns) // per stratum and side: events, sum of values
 	each(func(_, stratum int32, sides uint64, v float64) {
 		base := int(stratum) * ns
 		for b := sides; b != 0; b &= b - 1 {
-			g := bits.TrailingZeros64(b)
-			cnt[base+g]++
-			sum[base+g] += v
+			x := &tot[base+bits.TrailingZeros64(b)]
+			x.n++
+			x.y += v
 		}
 	})
 	type agg struct{ w, d, b float64 }
 	aggs := make([]agg, ns)
 	shared := make([]int64, ns)
 	for s := range S {
-		nr := cnt[s*ns+p.ref]
+		nr := tot[s*ns+p.ref].n
 		if nr == 0 {
 			continue
 		}
-		mr := sum[s*ns+p.ref] / nr
+		mr := tot[s*ns+p.ref].y / nr
 		for g := range ns {
-			ng := cnt[s*ns+g]
+			ng := tot[s*ns+g].n
 			if !p.active[g] || ng == 0 {
 				continue
 			}
 			w := ng * nr / (ng + nr)
 			a := &aggs[g]
 			a.w += w
-			a.d += w * (sum[s*ns+g]/ng - mr)
+			a.d += w * (tot[s*ns+g].y/ng - mr)
 			a.b += w * mr
 			shared[g]++
 		}
@@ -454,10 +454,11 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			D[g], B[g] = aggs[g].d/aggs[g].w, aggs[g].b/aggs[g].w
 		}
 	}
-	// Per stratum and group, the coefficients of an event's influence on
-	// D and on B (no division per event): on the group's side
-	// kA (v - cA), on the reference's kR (v - cR) on D and kB (v - mr) on
-	// B.
+	// Per stratum and side, the coefficients of an event's influence on
+	// D and on B (no division per event), in one block per stratum: on
+	// the group's side kA (v - cA); on the reference's, kR (v - cR) on D
+	// and kB (v - mr) on B, the reference's mean mr in its own entry's cA.
+	// kA is 0 where a side has no comparison in the stratum.
 	type coef struct{ kA, cA, kR, cR, kB float64 }
 	co := make([]coef, S*ns)
 	var act []int
@@ -467,32 +468,62 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 		}
 	}
 	for st := range S {
-		nr := cnt[st*ns+p.ref]
+		nr := tot[st*ns+p.ref].n
 		if nr == 0 {
 			continue
 		}
+		co[st*ns+p.ref] = coef{kA: 1, cA: tot[st*ns+p.ref].y / nr}
 		for _, g := range act {
-			ng := cnt[st*ns+g]
+			ng := tot[st*ns+g].n
 			if ng == 0 {
 				continue
 			}
 			N, W := ng+nr, aggs[g].w
 			dbar := ng / N
-			ybar := (sum[st*ns+g] + sum[st*ns+p.ref]) / N
+			ybar := (tot[st*ns+g].y + tot[st*ns+p.ref].y) / N
 			co[st*ns+g] = coef{kA: (1 - dbar) / W, cA: ybar + D[g]*(1-dbar), kR: -dbar / W, cR: ybar - D[g]*dbar, kB: dbar / W}
 		}
 	}
+	tot = nil
 	// Each user's influence on D and on B, the sides they are on and their
-	// events there: summed over a run of the user's observations (the kept
-	// events are sorted by user, so a run is all of them), then added to
-	// the user's entry once per run.
+	// events there: summed over a run of the user's observations. When
+	// the observations come grouped by user (the kept events, sorted), a
+	// run is all of the user's and is folded into the totals at once;
+	// else runs are added to the user's entry, folded at the end.
 	type infl struct {
 		d, b float64
 		n    float32
 		on   uint8
 	}
+	type totals struct {
+		G, GA, GB, sdd, sbb, sdb float64
+		kish                     [4][2]float64 // by side flags: sum n, sum n^2 (Kish)
+	}
+	tots := make([]totals, ns)
+	fold := func(g int, x *infl) {
+		t := &tots[g]
+		f := x.on
+		t.G++
+		if f&1 != 0 {
+			t.GA++
+		}
+		if f&2 != 0 {
+			t.GB++
+		}
+		n := float64(x.n)
+		t.kish[f][0] += n
+		t.kish[f][1] += n * n
+		t.sdd += x.d * x.d
+		t.sbb += x.b * x.b
+		t.sdb += x.d * x.b
+	}
 	users := len(e.ustate)
-	per := make([]infl, users*ns)
+	var per []infl
+	// The kept events, sorted by user, come grouped; other observations
+	// (the prices) do not.
+	if grouped := p.obs == nil && e.strat != nil && e.strat.sorted; !grouped {
+		per = make([]infl, users*ns)
+	}
 	run := make([]infl, ns)
 	cur := int32(-1)
 	flush := func() {
@@ -505,28 +536,32 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 			if r.on == 0 {
 				continue
 			}
-			x := &per[u+g]
-			x.d += r.d
-			x.b += r.b
-			x.n += r.n
-			x.on |= r.on
+			if per == nil {
+				fold(g, r)
+			} else {
+				x := &per[u+g]
+				x.d += r.d
+				x.b += r.b
+				x.n += r.n
+				x.on |= r.on
+			}
 			*r = infl{}
 		}
 	}
 	refBit := uint64(1) << p.ref
 	each(func(user, stratum int32, sides uint64, v float64) {
-		s := int(stratum) * ns
-		if cnt[s+p.ref] == 0 {
-			return
+		blk := co[int(stratum)*ns : int(stratum)*ns+ns]
+		if blk[p.ref].kA == 0 {
+			return // no reference in the stratum
 		}
 		if user != cur {
 			flush()
 			cur = user
 		}
 		if sides&refBit != 0 {
-			mr := sum[s+p.ref] / cnt[s+p.ref]
+			mr := blk[p.ref].cA
 			for _, g := range act {
-				c := &co[s+g]
+				c := &blk[g]
 				if c.kB == 0 {
 					continue
 				}
@@ -539,8 +574,8 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 		}
 		for b := sides &^ refBit; b != 0; b &= b - 1 {
 			g := bits.TrailingZeros64(b)
-			c := &co[s+g]
-			if c.kA == 0 || !p.active[g] {
+			c := &blk[g]
+			if c.kB == 0 || !p.active[g] {
 				continue
 			}
 			r := &run[g]
@@ -550,34 +585,22 @@ func (e *engine) stratRun(p stratPass) []stratCmp {
 		}
 	})
 	flush()
+	if per != nil {
+		for u := range users {
+			for _, g := range act {
+				if x := &per[u*ns+g]; x.on != 0 {
+					fold(g, x)
+				}
+			}
+		}
+	}
 	out := make([]stratCmp, ns)
 	for g := range ns {
 		if !p.active[g] {
 			continue
 		}
-		var G, GA, GB, sdd, sbb, sdb float64
-		var kish [4][2]float64 // by side flags: sum n, sum n^2 (Kish)
-		for u := range users {
-			x := &per[u*ns+g]
-			f := x.on
-			if f == 0 {
-				continue
-			}
-			G++
-			if f&1 != 0 {
-				GA++
-			}
-			if f&2 != 0 {
-				GB++
-			}
-			n := float64(x.n)
-			kish[f][0] += n
-			kish[f][1] += n * n
-			d, b := x.d, x.b
-			sdd += d * d
-			sbb += b * b
-			sdb += d * b
-		}
+		t := &tots[g]
+		G, GA, GB, sdd, sbb, sdb, kish := t.G, t.GA, t.GB, t.sdd, t.sbb, t.sdb, t.kish
 		c := stratCmp{shared: shared[g]}
 		c.usersA, c.usersRef = int64(GA), int64(GB)
 		out[g] = c
