@@ -406,8 +406,8 @@ func checkHits(b *testing.B, c *sdk.Client, missesBefore uint64, bad int) {
 	}
 }
 
-// TestDecideHitNoAlloc fails when Decide or CanPush allocates on a cache
-// hit: the hit path must cost no garbage at any request rate.
+// TestDecideHitNoAlloc fails when Decide, CanPush or DecidePush allocates
+// on a cache hit: the hit path must cost no garbage at any request rate.
 func TestDecideHitNoAlloc(t *testing.T) {
 	f := newHitFixture(t, 1000)
 	ctx := context.Background()
@@ -440,6 +440,25 @@ func TestDecideHitNoAlloc(t *testing.T) {
 		})
 		if bad != 0 {
 			t.Fatalf("%d CanPush answers were wrong or fail-closed", bad)
+		}
+	})
+	t.Run("DecidePush", func(t *testing.T) {
+		j := 0
+		bad := 0
+		var last consent.DecisionID
+		requireNoAlloc(t, "DecidePush", func() {
+			p, err := c.DecidePush(ctx, f.ids[j], "push", true)
+			// The same answers as CanPush, each with a basis and a new ID.
+			if err != nil || p.Allowed != (j%2 == 0) || p.Reason == consent.ReasonUnverified || p.RecordVersion == 0 || p.ID == last {
+				bad++
+			}
+			last = p.ID
+			if j++; j == len(f.ids) {
+				j = 0
+			}
+		})
+		if bad != 0 {
+			t.Fatalf("%d DecidePush answers were wrong, fail-closed or without a basis", bad)
 		}
 	})
 	if m := c.Stats().Misses - misses; m != 0 {

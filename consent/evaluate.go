@@ -89,6 +89,10 @@ type Decision struct {
 	// PushBlock, when not ReasonUnknown, refuses every push with that
 	// reason (suspended, erased).
 	PushBlock Reason `json:"push_block,omitempty"`
+	// Basis is what the decision was computed from (record and settings
+	// versions) and its ID. Evaluate leaves it zero: the SDK, which knows
+	// the record and settings it evaluated, fills it in.
+	Basis
 }
 
 // CanPush answers whether a push on channel may be sent, and why. A push

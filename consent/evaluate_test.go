@@ -397,12 +397,15 @@ func TestReasonUnmarshalUnknown(t *testing.T) {
 }
 
 func TestDecisionJSON(t *testing.T) {
-	d := consent.Decision{Reason: consent.ReasonOptedOut, Channels: []string{"push"}, Refused: []string{"sms"}, PushBlock: consent.ReasonUnknown}
+	d := consent.Decision{Reason: consent.ReasonOptedOut, Channels: []string{"push"}, Refused: []string{"sms"}, PushBlock: consent.ReasonUnknown,
+		Basis: consent.Basis{RecordVersion: 7, SettingsVersion: 3, ID: consent.DecisionID{1, 2, 3}}}
 	b, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"personalized":false,"reason":"personalization_off","tags":null,"channels":["push"],"refused_channels":["sms"]}`
+	// The basis's versions are in the JSON; its ID is not (the server
+	// answers with a signed one).
+	want := `{"personalized":false,"reason":"personalization_off","tags":null,"channels":["push"],"refused_channels":["sms"],"record_version":7,"settings_version":3}`
 	if string(b) != want {
 		t.Errorf("json = %s\nwant   %s", b, want)
 	}
@@ -410,6 +413,7 @@ func TestDecisionJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
+	d.ID = consent.DecisionID{}
 	if !reflect.DeepEqual(back, d) {
 		t.Errorf("round trip = %+v, want %+v", back, d)
 	}

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +26,17 @@ import (
 type settingsView struct {
 	set consent.Settings
 	gen uint64
+	// suspended is the answer while set.Suspended: the kill switch, on
+	// these settings' version.
+	suspended consent.Decision
+}
+
+// newSettingsView publishes set as generation gen.
+func newSettingsView(set consent.Settings, gen uint64) *settingsView {
+	sv := &settingsView{set: set, gen: gen}
+	sv.suspended = consent.Decision{Reason: consent.ReasonSuspended, PushBlock: consent.ReasonSuspended}
+	sv.suspended.SettingsVersion = set.Version
+	return sv
 }
 
 // Client answers Decide, CanPush and Recommend from a cache kept current by
@@ -59,7 +71,15 @@ type Client struct {
 	// after the write was acknowledged) shows the write was lost.
 	wrote []store.Position
 
-	hits       [64]paddedCounter
+	// hits counts cache hits per stripe of users; a stripe's count doubles
+	// as the sequence number of the answers it counts (see idOf), so a hit
+	// costs no second atomic.
+	hits [64]paddedCounter
+	// answers numbers the other answers (misses and fail-closed ones).
+	answers atomic.Uint64
+	// nonce starts every DecisionID this client makes: 8 random bytes
+	// chosen in New.
+	nonce      uint64
 	misses     atomic.Uint64
 	rebuilds   atomic.Uint64
 	regressed  atomic.Uint64
@@ -69,7 +89,6 @@ type Client struct {
 	prop       histogram
 	unverified consent.Decision
 	unavail    consent.Decision
-	suspended  consent.Decision
 	dataLoss   consent.Decision
 
 	loadMu   sync.Mutex
@@ -130,9 +149,11 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 
 		announceNow: make(chan struct{}, 1),
 	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	c.nonce = binary.BigEndian.Uint64(nonce[:])
 	c.unverified = consent.Decision{Reason: consent.ReasonUnverified, PushBlock: consent.ReasonUnverified}
 	c.unavail = consent.Decision{Reason: consent.ReasonUnavailable, PushBlock: consent.ReasonUnavailable}
-	c.suspended = consent.Decision{Reason: consent.ReasonSuspended, PushBlock: consent.ReasonSuspended}
 	c.dataLoss = consent.Decision{Reason: consent.ReasonDataLoss, PushBlock: consent.ReasonDataLoss}
 
 	// Positions first, then the settings: nothing written in between is
@@ -158,7 +179,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.settings.Store(&settingsView{set: set, gen: 1})
+	c.settings.Store(newSettingsView(set, 1))
 
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.startFollowers()
@@ -256,7 +277,9 @@ func (c *Client) Settings() consent.Settings { return c.settings.Load().set.Clon
 
 // Decide returns the decision for one recommendation request: personalized
 // or not, the typed reason, the tags a personalized ranker may use and the
-// channels that may receive pushes.
+// channels that may receive pushes, with its basis (Decision.Basis: the
+// record and settings versions it was computed from, and an ID unique to
+// this answer).
 //
 // On a cache hit it takes no lock, allocates nothing and does no I/O. On a
 // miss it reads the user from the store (batched with concurrent misses).
@@ -267,57 +290,89 @@ func (c *Client) Settings() consent.Settings { return c.settings.Load().set.Clon
 // The error is non-nil only for an invalid user ID, a closed client or an
 // ended ctx; the Decision is then the zero (fail-closed) one or the
 // unavailable one. Its slices are shared and must not be modified.
-func (c *Client) Decide(ctx context.Context, userID string) (consent.Decision, error) {
-	v, d, err := c.view(ctx, userID)
-	if v != nil {
-		return v.dec, nil
+func (c *Client) Decide(ctx context.Context, userID string) (d consent.Decision, err error) {
+	// The answer is copied once, straight into the result: a Decision is
+	// large enough that copies through temporaries show on the hot path.
+	v, fc, seq, err := c.view(ctx, userID)
+	switch {
+	case v != nil:
+		d = v.dec
+	case fc != nil:
+		d = *fc
 	}
+	d.ID = c.idOf(seq)
 	return d, err
 }
 
+// Answer sequence numbers (view's seq): the source in the top 7 bits (a
+// hit stripe 0..63, or seqOther for the other answers), that source's
+// count in the low 57 bits. Zero means no answer was given.
+const (
+	seqOther  = 64
+	seqBits   = 57
+	seqCounts = 1<<seqBits - 1
+)
+
+// idOf makes the DecisionID of the answer numbered seq: the client's nonce,
+// then seq; the zero ID for seq 0. It allocates nothing.
+func (c *Client) idOf(seq uint64) consent.DecisionID {
+	var id consent.DecisionID
+	if seq != 0 {
+		binary.BigEndian.PutUint64(id[:8], c.nonce)
+		binary.BigEndian.PutUint64(id[8:], seq)
+	}
+	return id
+}
+
+// otherSeq numbers an answer that is not a cache hit.
+func (c *Client) otherSeq() uint64 { return seqOther<<seqBits | c.answers.Add(1)&seqCounts }
+
 // view returns the user's current view, or, when there is none to trust,
-// the fail-closed decision to give instead.
-func (c *Client) view(ctx context.Context, userID string) (*view, consent.Decision, error) {
+// the fail-closed decision to give instead (shared: never modify it; nil
+// with an error other than an ended ctx); and the sequence number of this
+// answer (see idOf; zero with an error other than an ended ctx).
+func (c *Client) view(ctx context.Context, userID string) (*view, *consent.Decision, uint64, error) {
 	if c.closed.Load() {
-		return nil, consent.Decision{}, ErrClosed
+		return nil, nil, 0, ErrClosed
 	}
 	h := xxhash.Sum64String(userID)
 	shard := int(h % uint64(c.shards))
 	if !c.ok[shard].Load() || !c.ok[c.shards].Load() {
 		if c.lost[shard].Load() || c.lost[c.shards].Load() {
-			return nil, c.dataLoss, nil
+			return nil, &c.dataLoss, c.otherSeq(), nil
 		}
-		return nil, c.unverified, nil
+		return nil, &c.unverified, c.otherSeq(), nil
 	}
 	sv := c.settings.Load()
 	if sv.set.Suspended {
-		return nil, c.suspended, nil
+		return nil, &sv.suspended, c.otherSeq(), nil
 	}
 	if v := c.cache.lookup(h, userID); v != nil && !v.loading {
-		c.hits[(h>>8)&63].n.Add(1)
+		stripe := (h >> 8) & 63
+		seq := stripe<<seqBits | c.hits[stripe].n.Add(1)&seqCounts
 		if v.gen != sv.gen {
 			v = c.refresh(v, sv)
 		}
-		return v, consent.Decision{}, nil
+		return v, nil, seq, nil
 	}
 	if err := consent.ValidUserID(userID); err != nil {
-		return nil, consent.Decision{}, err
+		return nil, nil, 0, err
 	}
 	c.misses.Add(1)
 	v, err := c.load(ctx, h, userID)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, c.unavail, ctx.Err()
+			return nil, &c.unavail, c.otherSeq(), ctx.Err()
 		}
 		if errors.Is(err, ErrClosed) {
-			return nil, c.unavail, err
+			return nil, &c.unavail, 0, err
 		}
 		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrDataLoss) {
-			return nil, c.dataLoss, nil
+			return nil, &c.dataLoss, c.otherSeq(), nil
 		}
-		return nil, c.unavail, nil
+		return nil, &c.unavail, c.otherSeq(), nil
 	}
-	return v, consent.Decision{}, nil
+	return v, nil, c.otherSeq(), nil
 }
 
 // refresh recomputes a view's decision under newer settings (no I/O).
@@ -337,7 +392,9 @@ func (c *Client) makeView(h uint64, rec consent.Record, sv *settingsView) *view 
 	if rec.State.Restricted {
 		rec.Tags = tags.Set{}
 	}
-	return &view{hash: h, userID: rec.UserID, rec: rec, gen: sv.gen, dec: consent.Evaluate(rec.State, rec.Tags, &sv.set)}
+	d := consent.Evaluate(rec.State, rec.Tags, &sv.set)
+	d.RecordVersion, d.SettingsVersion = rec.Version, sv.set.Version
+	return &view{hash: h, userID: rec.UserID, rec: rec, gen: sv.gen, dec: d}
 }
 
 // CanPush answers whether a push on channel may be sent to the user now, and
@@ -345,16 +402,49 @@ func (c *Client) makeView(h uint64, rec consent.Record, sv *settingsView) *view 
 // while personalization is off; a refused channel, the kill switch, an
 // erased user and any doubt (unverified, unavailable) refuse every push. The
 // error follows Decide's rules.
+//
+// DecidePush gives the same answer with its basis.
 func (c *Client) CanPush(ctx context.Context, userID, channel string, targeted bool) (bool, consent.Reason, error) {
-	v, d, err := c.view(ctx, userID)
-	if v != nil {
+	v, fc, _, err := c.view(ctx, userID)
+	switch {
+	case v != nil:
 		ok, why := v.dec.CanPush(channel, targeted)
 		return ok, why, nil
+	case fc != nil:
+		return false, fc.Reason, err
 	}
-	if err != nil {
-		return false, d.Reason, err
+	return false, consent.ReasonUnknown, err
+}
+
+// PushDecision is DecidePush's answer: whether a push on Channel may be
+// sent to the user now, why, and its basis (the record and settings
+// versions it was computed from, and an ID unique to this answer).
+type PushDecision struct {
+	// Allowed says the push may be sent.
+	Allowed bool
+	// Reason is consent.ReasonAllowed when Allowed, otherwise why not.
+	Reason consent.Reason
+	// Channel and Targeted are the push asked about.
+	Channel  string
+	Targeted bool
+	consent.Basis
+}
+
+// DecidePush answers CanPush's question (same rules, same errors) with the
+// answer's basis. On a cache hit it takes no lock, allocates nothing and
+// does no I/O.
+func (c *Client) DecidePush(ctx context.Context, userID, channel string, targeted bool) (p PushDecision, err error) {
+	v, fc, seq, err := c.view(ctx, userID)
+	p.Channel, p.Targeted, p.ID = channel, targeted, c.idOf(seq)
+	switch {
+	case v != nil:
+		p.Allowed, p.Reason = v.dec.CanPush(channel, targeted)
+		p.RecordVersion, p.SettingsVersion = v.dec.RecordVersion, v.dec.SettingsVersion
+	case fc != nil:
+		p.Reason = fc.Reason // fail closed: no push
+		p.RecordVersion, p.SettingsVersion = fc.RecordVersion, fc.SettingsVersion
 	}
-	return false, d.Reason, nil
+	return p, err
 }
 
 // ShouldAsk reports whether the app may ask the user for consent kind k
@@ -362,7 +452,7 @@ func (c *Client) CanPush(ctx context.Context, userID, channel string, targeted b
 // not inside the re-ask cooldown after a refusal (Art. 22). When the client
 // cannot be sure of the user's state it says no.
 func (c *Client) ShouldAsk(ctx context.Context, userID string, k consent.Kind) (bool, error) {
-	v, _, err := c.view(ctx, userID)
+	v, _, _, err := c.view(ctx, userID)
 	if v == nil {
 		return false, err
 	}
@@ -525,7 +615,7 @@ func (c *Client) installSettings(set consent.Settings) {
 		if set.Version <= cur.set.Version {
 			return
 		}
-		if c.settings.CompareAndSwap(cur, &settingsView{set: set, gen: cur.gen + 1}) {
+		if c.settings.CompareAndSwap(cur, newSettingsView(set, cur.gen+1)) {
 			return
 		}
 	}

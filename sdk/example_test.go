@@ -63,6 +63,40 @@ func ExampleClient_CanPush() {
 	// push targeted=true: false (personalization_off)
 }
 
+// Every answer carries its basis: the record and settings versions it was
+// computed from, its reason and an ID no other answer has, so that it can
+// be checked later against the user's receipts.
+func ExampleClient_Decide_basis() {
+	c, done := openExample()
+	defer done()
+	ctx := context.Background()
+
+	c.Apply(ctx, consent.DeclareTag("erin", tags.MustParse("interest:ski")))
+	c.Apply(ctx, consent.SetPersonalization("erin", false))
+	d, _ := c.Decide(ctx, "erin")
+	fmt.Println("record version", d.RecordVersion, "reason", d.Reason, "has an ID:", !d.ID.IsZero())
+	again, _ := c.Decide(ctx, "erin")
+	fmt.Println("same basis, new ID:", again.RecordVersion == d.RecordVersion && again.SettingsVersion == d.SettingsVersion, again.ID != d.ID)
+	// Output:
+	// record version 2 reason personalization_off has an ID: true
+	// same basis, new ID: true true
+}
+
+func ExampleClient_DecidePush() {
+	c, done := openExample()
+	defer done()
+	ctx := context.Background()
+
+	c.Apply(ctx, consent.RefuseChannel("fay", "sms"))
+	for _, ch := range []string{"sms", "push"} {
+		p, _ := c.DecidePush(ctx, "fay", ch, false)
+		fmt.Printf("%s: %t (%s) on record version %d\n", p.Channel, p.Allowed, p.Reason, p.RecordVersion)
+	}
+	// Output:
+	// sms: false (channel_refused) on record version 1
+	// push: true (allowed) on record version 1
+}
+
 func ExampleClient_Recommend() {
 	c, done := openExample()
 	defer done()

@@ -335,7 +335,7 @@ func (c *Client) rebuild(i int) bool {
 		// even if (after a restore) their version went backwards.
 		for {
 			cur := c.settings.Load()
-			if c.settings.CompareAndSwap(cur, &settingsView{set: set, gen: cur.gen + 1}) {
+			if c.settings.CompareAndSwap(cur, newSettingsView(set, cur.gen+1)) {
 				break
 			}
 		}

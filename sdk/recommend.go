@@ -32,6 +32,9 @@ type Result struct {
 	// Reason is the decision's typed reason (consent.ReasonPersonalized,
 	// consent.ReasonOptedOut, consent.ReasonUnverified, ...).
 	Reason consent.Reason
+	// Basis is the decision's basis: the record and settings versions it
+	// was computed from, and its ID (the Decide answer Recommend acted on).
+	consent.Basis
 }
 
 // Exposure is one recommendation served, recorded for audits (Art. 46).
@@ -41,21 +44,27 @@ type Exposure struct {
 	Personalized bool           `json:"personalized"`
 	Reason       consent.Reason `json:"reason"`
 	Items        []string       `json:"items"`
+	// RecordVersion, SettingsVersion and DecisionID are the basis of the
+	// decision the recommendation was served under (Result.Basis).
+	RecordVersion   uint64             `json:"record_version"`
+	SettingsVersion uint64             `json:"settings_version"`
+	DecisionID      consent.DecisionID `json:"decision_id"`
 }
 
 // Recommend runs the personalized ranker only when the decision allows it,
 // handing it only the tags it may use; otherwise it runs the fallback
-// ranker. A ranker's error is returned as is, with the Result saying which
-// one ran. When Config.ExposureSink is set, an Exposure is queued without
-// blocking (a full queue drops it and counts the drop); none is recorded
-// for a user who restricted processing of their data (Art. 23) or was
-// erased (Art. 24): see Recorded.
+// ranker. The Result carries the decision's reason and basis
+// (Result.Basis). A ranker's error is returned as is, with the Result
+// saying which one ran. When Config.ExposureSink is set, an Exposure (with
+// the basis) is queued without blocking (a full queue drops it and counts
+// the drop); none is recorded for a user who restricted processing of
+// their data (Art. 23) or was erased (Art. 24): see Recorded.
 func (c *Client) Recommend(ctx context.Context, userID string, personalized, fallback Ranker) (Result, error) {
 	d, err := c.Decide(ctx, userID)
 	if err != nil && d.Reason == consent.ReasonUnknown {
-		return Result{Reason: d.Reason}, err
+		return Result{Reason: d.Reason, Basis: d.Basis}, err
 	}
-	res := Result{Personalized: d.Personalized, Reason: d.Reason}
+	res := Result{Personalized: d.Personalized, Reason: d.Reason, Basis: d.Basis}
 	req := RankRequest{UserID: userID, Personalized: d.Personalized}
 	if d.Personalized {
 		req.Tags = d.Tags
@@ -68,7 +77,8 @@ func (c *Client) Recommend(ctx context.Context, userID string, personalized, fal
 	}
 	if c.cfg.ExposureSink != nil && Recorded(res.Reason) {
 		select {
-		case c.expq <- Exposure{UserID: userID, At: c.cfg.Now(), Personalized: res.Personalized, Reason: res.Reason, Items: res.Items}:
+		case c.expq <- Exposure{UserID: userID, At: c.cfg.Now(), Personalized: res.Personalized, Reason: res.Reason, Items: res.Items,
+			RecordVersion: res.RecordVersion, SettingsVersion: res.SettingsVersion, DecisionID: res.ID}:
 		default:
 			c.dropped.Add(1)
 		}

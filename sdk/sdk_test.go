@@ -160,6 +160,9 @@ func TestDecideHitAllocatesNothing(t *testing.T) {
 			if n := testing.AllocsPerRun(1000, func() { c.CanPush(ctx, "bob", "sms", true) }); n != 0 {
 				t.Errorf("CanPush on a hit: %.1f allocs/op, want 0", n)
 			}
+			if n := testing.AllocsPerRun(1000, func() { c.DecidePush(ctx, "bob", "sms", true) }); n != 0 {
+				t.Errorf("DecidePush on a hit: %.1f allocs/op, want 0", n)
+			}
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
@@ -29,6 +30,17 @@ type Config struct {
 	// receipt chains under it, against the record's head. Empty means
 	// unkeyed chains.
 	ChainKey []byte
+	// DecisionSecret is the deployment secret decision IDs are signed
+	// under: every decision and can-push answer carries a decision_id,
+	// HMAC-SHA256 under consent.DecisionKey(DecisionSecret), which
+	// POST /v1/events verifies (see consent.SignedDecision). Give every
+	// instance of a deployment the same secret, so that an ID issued by
+	// one verifies on the others. Empty means the ChainKey (the key is
+	// derived from it, domain separated, so decision IDs and receipts never
+	// share a key); with no ChainKey either, a random secret made by New:
+	// IDs then verify only on the process that issued them, until it
+	// stops. At least consent.MinChainKeyLen bytes when given.
+	DecisionSecret []byte
 	// ExcessiveCopies is how many copy requests (exports and receipt
 	// lists) a user may make in CopyWindow (30 days) before further ones
 	// are flagged as clearly excessive (Art. 25): still served, with
@@ -142,7 +154,7 @@ var ErrInvalidConfig = errors.New("server: invalid config")
 // ErrInvalidConfig.
 type ConfigError struct {
 	Field  string // the Config field, e.g. "StoreTimeout"
-	Value  any    // its value (never a secret: ChainKey is never reported)
+	Value  any    // its value (never a secret: ChainKey and DecisionSecret are never reported)
 	Reason string
 }
 
@@ -261,6 +273,8 @@ func (c Config) Validate() error {
 		return bad("AuthFailBurst", c.AuthFailBurst, "negative")
 	case c.AuthFailRate > 0 && c.AuthFailBurst < 1:
 		return bad("AuthFailBurst", c.AuthFailBurst, "must be at least 1 with a failed-authentication limit")
+	case len(c.DecisionSecret) > 0 && len(c.DecisionSecret) < consent.MinChainKeyLen:
+		return bad("DecisionSecret", nil, "%d bytes; a decision secret needs at least %d", len(c.DecisionSecret), consent.MinChainKeyLen)
 	case c.AuditMinGroupSize < audit.LowestMinGroupSizeFloor:
 		return bad("AuditMinGroupSize", c.AuditMinGroupSize, "under %d: audit reports would show groups small enough to single out people", audit.LowestMinGroupSizeFloor)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -19,20 +20,41 @@ import (
 // MaxEventsPerPost bounds one POST /v1/events.
 const MaxEventsPerPost = 10_000
 
+// DecisionSkew is how much earlier than the decision its decision_id names
+// an outcome event's time may be: the app's clock and the server's differ a
+// little, but an item shown well before the decision was given was not
+// shown under it (422).
+const DecisionSkew = time.Minute
+
 // EventsRequest is POST /v1/events: a batch of outcome events for audits.
+// An event may carry the decision_id of the decision it was served under
+// (GET /v1/users/{id}/decision): see postEvents.
 type EventsRequest struct {
 	Events []json.RawMessage `json:"events"`
 }
 
-// EventsResponse says how many events were recorded.
+// EventsResponse says how many events were recorded, and how many of them
+// had their mode backed by a verified decision ID (decided, not only
+// declared by the app).
 type EventsResponse struct {
 	Accepted int `json:"accepted"`
+	Decided  int `json:"decided"`
 }
 
 // postEvents records outcome events in the store's outcome log, for
 // Art. 46 audits. Every event is checked as an events file line would be,
 // and more strictly (checkOutcome); one bad event rejects the whole batch
 // and nothing is recorded.
+//
+// An event may carry a decision_id (a signed consent.SignedDecision). It
+// must verify under this deployment's key for the event's user, else the
+// batch is refused (400): a forged, altered or malformed ID, or one issued
+// for another user. A valid one makes the event's mode decided: when the
+// event declares none it is the decision's, and a declared mode must not
+// contradict it (422), nor may the event be older than the decision (by
+// more than DecisionSkew) or name a push answer's ID. The decision_id
+// itself is not stored (the outcome log holds audit events, which have no
+// such field).
 func (s *Server) postEvents(c *gin.Context) {
 	ol, ok := s.st.(store.OutcomeLog)
 	if !ok {
@@ -48,6 +70,7 @@ func (s *Server) postEvents(c *gin.Context) {
 		return
 	}
 	lines := make([][]byte, len(req.Events))
+	decs := make([]*decidedEvent, len(req.Events)) // nil: no decision_id
 	var all bytes.Buffer
 	for i, raw := range req.Events {
 		var b bytes.Buffer
@@ -56,6 +79,14 @@ func (s *Server) postEvents(c *gin.Context) {
 			return
 		}
 		lines[i] = b.Bytes()
+		// A decision_id written with escapes is not found here; the reader
+		// below then refuses it as an unknown field.
+		if bytes.Contains(lines[i], []byte(`"decision_id"`)) {
+			var ok bool
+			if lines[i], decs[i], ok = s.takeDecisionID(c, i, lines[i]); !ok {
+				return
+			}
+		}
 		all.Write(lines[i])
 		all.WriteByte('\n')
 	}
@@ -80,7 +111,19 @@ func (s *Server) postEvents(c *gin.Context) {
 			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", len(users), reason)
 			return
 		}
+		if i := len(users); i < len(decs) && decs[i] != nil {
+			if reason := checkDecided(ev, decs[i]); reason != "" {
+				failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", i, reason)
+				return
+			}
+		}
 		users = append(users, ev.UserID)
+	}
+	decided := 0
+	for _, d := range decs {
+		if d != nil {
+			decided++
+		}
 	}
 	if len(users) != len(lines) {
 		fail(c, fmt.Errorf("server: %d events decoded from %d", len(users), len(lines)))
@@ -90,7 +133,87 @@ func (s *Server) postEvents(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines)})
+	s.m.events.WithLabelValues("decided").Add(float64(decided))
+	s.m.events.WithLabelValues("declared").Add(float64(len(lines) - decided))
+	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines), Decided: decided})
+}
+
+// takeDecisionID verifies the decision_id of event i (line: compact JSON)
+// for the event's user and returns the event without it, with the
+// decision's mode when the event declares none, and what the ID says (nil
+// when the event has no decision_id member after all: the text was inside
+// a value). A malformed or forged ID is answered 400, an event without a
+// user 422; it then returns false.
+func (s *Server) takeDecisionID(c *gin.Context, i int, line []byte) ([]byte, *decidedEvent, bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(line, &m); err != nil || m == nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, "events", "events[%d] is not a JSON object", i)
+		return nil, nil, false
+	}
+	raw, ok := m["decision_id"]
+	if !ok {
+		return line, nil, true
+	}
+	field := fmt.Sprintf("events.%d.decision_id", i)
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "events[%d]: decision_id is not a string", i)
+		return nil, nil, false
+	}
+	var user string
+	if err := json.Unmarshal(m["user"], &user); err != nil || user == "" {
+		failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: an event with a decision_id needs its user", i)
+		return nil, nil, false
+	}
+	sd, err := consent.VerifyDecisionID(s.decKey, user, id)
+	if err != nil {
+		detail := err.Error()
+		var fe *consent.FieldError
+		if errors.As(err, &fe) {
+			detail = fe.Detail
+		}
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "events[%d]: decision_id: %s", i, detail)
+		return nil, nil, false
+	}
+	delete(m, "decision_id")
+	if _, ok := m["mode"]; !ok {
+		m["mode"] = json.RawMessage(`"` + sd.Mode() + `"`)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep the event's text as sent
+	if err := enc.Encode(m); err != nil {
+		fail(c, fmt.Errorf("server: re-encoding events[%d]: %w", i, err))
+		return nil, nil, false
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), &decidedEvent{user: user, d: sd}, true
+}
+
+// decidedEvent is what an event's verified decision_id says, and the user
+// it was verified for.
+type decidedEvent struct {
+	user string
+	d    consent.SignedDecision
+}
+
+// checkDecided checks an outcome event against the decision its verified
+// decision_id names: a recommendation decision (not a push answer) for the
+// same user, given no later than the event (within DecisionSkew), that
+// allowed the event's mode (a non-personalized event is allowed under any
+// decision). It returns why the event is refused, or "".
+func checkDecided(ev audit.Event, de *decidedEvent) string {
+	d := &de.d
+	switch {
+	case ev.UserID != de.user:
+		return "decision_id was verified for another user than the event's"
+	case d.Kind != consent.DecisionRecommend:
+		return fmt.Sprintf("decision_id names a %s answer; an outcome event takes the decision_id of GET /v1/users/{id}/decision", d.Kind)
+	case ev.Mode == audit.ModePersonalized && !d.Personalized:
+		return fmt.Sprintf("mode personalized contradicts its decision (not personalized, reason %s)", d.Reason)
+	case ev.Time.Before(d.At.Add(-DecisionSkew)):
+		return fmt.Sprintf("time %s is before its decision was given (%s)", ev.Time.UTC().Format(time.RFC3339Nano), d.At.Format(time.RFC3339Nano))
+	}
+	return ""
 }
 
 // checkOutcome checks what an events file may get wrong but the store's

@@ -23,6 +23,7 @@ type metrics struct {
 	notPropagated   prometheus.Counter
 	shouldAsk       *prometheus.CounterVec
 	excessive       *prometheus.CounterVec
+	events          *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
@@ -58,12 +59,16 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 			Name: "recguard_copy_requests_excessive_total",
 			Help: "Copy requests (kind portability: exports; access: receipt lists) served although the user made more than the threshold in 30 days (Art. 25: clearly excessive).",
 		}, []string{"kind"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recguard_events_total",
+			Help: "Outcome events recorded through POST /v1/events, by how their mode is known: decided (a verified decision_id) or declared (the app's word).",
+		}, []string{"mode_source"}),
 	}
 	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk, m.excessive,
+		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk, m.excessive, m.events,
 		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
 		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
 		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),

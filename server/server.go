@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type Server struct {
 	m        *metrics
 	log      *errLog
 	engine   *gin.Engine
+	// decKey signs and verifies decision IDs (consent.DecisionKey of
+	// Config.DecisionSecret, else of the ChainKey, else of a random
+	// per-process secret).
+	decKey []byte
 }
 
 // New builds the server and its routes. cfg's zero fields get their
@@ -66,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 		authFail: newAddrLimiter(cfg.AuthFailRate, cfg.AuthFailBurst, cfg.Now),
 		log:      newErrLog(cfg.Logger),
 	}
+	s.decKey = decisionKey(cfg)
 	s.rights, _ = cfg.Store.(store.RightsLog)
 	if rc, ok := cfg.Store.(store.RequestCounter); ok {
 		s.counter = rc
@@ -81,6 +87,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// decisionKey is the key decision IDs are signed with under cfg (see
+// Config.DecisionSecret).
+func decisionKey(cfg Config) []byte {
+	switch {
+	case len(cfg.DecisionSecret) > 0:
+		return consent.DecisionKey(cfg.DecisionSecret)
+	case len(cfg.ChainKey) > 0:
+		return consent.DecisionKey(cfg.ChainKey)
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	cfg.Logger.Warn("decision IDs are signed under a random per-process secret (no DecisionSecret, no ChainKey): " +
+		"an ID verifies only on the process that issued it, until it stops")
+	return consent.DecisionKey(secret)
 }
 
 // Handler returns the server's http.Handler.

@@ -33,10 +33,26 @@ func userID(c *gin.Context) (string, bool) {
 	return id, true
 }
 
-// DecisionResponse is GET /v1/users/{id}/decision.
+// DecisionResponse is GET /v1/users/{id}/decision: the decision with its
+// basis (record_version, settings_version, reason), when it was given and
+// its signed decision ID (consent.SignedDecision).
 type DecisionResponse struct {
 	UserID string `json:"user_id"`
 	consent.Decision
+	// DecisionID is the signed ID of this answer; an outcome event posted
+	// to /v1/events may carry it.
+	DecisionID string `json:"decision_id"`
+	// DecidedAt is when the answer was given (to the millisecond), as the
+	// decision ID says.
+	DecidedAt time.Time `json:"decided_at"`
+}
+
+// signDecision signs the answer sd for userID, at now (to the
+// millisecond), and returns its ID and time.
+func (s *Server) signDecision(userID string, sd consent.SignedDecision) (string, time.Time, error) {
+	sd.At = s.cfg.Now().UTC().Truncate(time.Millisecond)
+	id, err := sd.Sign(s.decKey, userID)
+	return id, sd.At, err
 }
 
 func (s *Server) getDecision(c *gin.Context) {
@@ -51,8 +67,14 @@ func (s *Server) getDecision(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	did, at, err := s.signDecision(id, consent.SignedDecision{Kind: consent.DecisionRecommend, Personalized: d.Personalized, Reason: d.Reason,
+		RecordVersion: d.RecordVersion, SettingsVersion: d.SettingsVersion, ID: d.ID})
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	s.m.decisions.WithLabelValues(d.Reason.String()).Inc()
-	c.JSON(http.StatusOK, DecisionResponse{UserID: id, Decision: nonNil(d)})
+	c.JSON(http.StatusOK, DecisionResponse{UserID: id, Decision: nonNil(d), DecisionID: did, DecidedAt: at})
 }
 
 // budgetSpent reports whether err only says the decision budget (or the
@@ -76,13 +98,19 @@ func nonNil(d consent.Decision) consent.Decision {
 	return d
 }
 
-// CanPushResponse is GET /v1/users/{id}/can-push.
+// CanPushResponse is GET /v1/users/{id}/can-push: the answer with its
+// basis (record_version, settings_version, reason), when it was given and
+// its signed decision ID (consent.SignedDecision).
 type CanPushResponse struct {
-	UserID   string         `json:"user_id"`
-	Channel  string         `json:"channel"`
-	Targeted bool           `json:"targeted"`
-	Allowed  bool           `json:"allowed"`
-	Reason   consent.Reason `json:"reason"`
+	UserID          string         `json:"user_id"`
+	Channel         string         `json:"channel"`
+	Targeted        bool           `json:"targeted"`
+	Allowed         bool           `json:"allowed"`
+	Reason          consent.Reason `json:"reason"`
+	RecordVersion   uint64         `json:"record_version"`
+	SettingsVersion uint64         `json:"settings_version"`
+	DecisionID      string         `json:"decision_id"`
+	DecidedAt       time.Time      `json:"decided_at"`
 }
 
 func (s *Server) getCanPush(c *gin.Context) {
@@ -101,13 +129,20 @@ func (s *Server) getCanPush(c *gin.Context) {
 	}
 	ctx, cancel := s.budgetCtx(c)
 	defer cancel()
-	allowed, why, err := s.client.CanPush(ctx, id, ch, targeted)
+	p, err := s.client.DecidePush(ctx, id, ch, targeted)
 	if err != nil && !budgetSpent(ctx, err) {
 		fail(c, err)
 		return
 	}
-	s.m.decisions.WithLabelValues(why.String()).Inc()
-	c.JSON(http.StatusOK, CanPushResponse{UserID: id, Channel: ch, Targeted: targeted, Allowed: allowed, Reason: why})
+	did, at, err := s.signDecision(id, consent.SignedDecision{Kind: consent.DecisionPush, Allowed: p.Allowed, Reason: p.Reason,
+		Channel: ch, Targeted: targeted, RecordVersion: p.RecordVersion, SettingsVersion: p.SettingsVersion, ID: p.ID})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	s.m.decisions.WithLabelValues(p.Reason.String()).Inc()
+	c.JSON(http.StatusOK, CanPushResponse{UserID: id, Channel: ch, Targeted: targeted, Allowed: p.Allowed, Reason: p.Reason,
+		RecordVersion: p.RecordVersion, SettingsVersion: p.SettingsVersion, DecisionID: did, DecidedAt: at})
 }
 
 // ConsentResponse is the consent state of a user, and for a change the

@@ -132,31 +132,39 @@ func storeExists(dir string) bool {
 // readChainKey reads a key file: a regular file, readable by its owner
 // only, of at least consent.MinChainKeyLen bytes.
 func readChainKey(path string) (consent.ChainKey, error) {
+	return readSecretFile(path, "chain key", "forge receipt chains that verify")
+}
+
+// readSecretFile reads the secret what (a "chain key", a "decision
+// secret") from path: a regular file, readable by its owner only (whoever
+// else reads it can do risk), of consent.MinChainKeyLen to maxChainKeyLen
+// bytes, taken as they are.
+func readSecretFile(path, what, risk string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("chain key file: %w", err)
+		return nil, fmt.Errorf("%s file: %w", what, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("chain key file: %w", err)
+		return nil, fmt.Errorf("%s file: %w", what, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("chain key file %s is not a regular file", path)
+		return nil, fmt.Errorf("%s file %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("chain key file %s has mode %04o: its group or others can read or change it, and whoever reads the key can forge receipt chains that verify; "+
-			"make it the owner's only: chmod 600 %s", path, perm, path)
+		return nil, fmt.Errorf("%s file %s has mode %04o: its group or others can read or change it, and whoever reads the key can %s; "+
+			"make it the owner's only: chmod 600 %s", what, path, perm, risk, path)
 	}
 	k, err := io.ReadAll(io.LimitReader(f, maxChainKeyLen+1))
 	if err != nil {
-		return nil, fmt.Errorf("chain key file: %w", err)
+		return nil, fmt.Errorf("%s file: %w", what, err)
 	}
 	switch {
 	case len(k) > maxChainKeyLen:
-		return nil, fmt.Errorf("chain key file %s holds over %d bytes: not a key", path, maxChainKeyLen)
+		return nil, fmt.Errorf("%s file %s holds over %d bytes: not a key", what, path, maxChainKeyLen)
 	case len(k) < consent.MinChainKeyLen:
-		return nil, fmt.Errorf("chain key file %s holds %d bytes; a chain key needs at least %d (the key is the file's bytes, as they are)", path, len(k), consent.MinChainKeyLen)
+		return nil, fmt.Errorf("%s file %s holds %d bytes; a %s needs at least %d (the key is the file's bytes, as they are)", what, path, len(k), what, consent.MinChainKeyLen)
 	}
 	return k, nil
 }

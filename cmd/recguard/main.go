@@ -127,6 +127,14 @@ serve flags:
   --audit-min-group-size N privacy floor of audits: a spec's min_group_size under it
                            runs with it, and the report says so (default 50; at
                            least 10)
+  --decision-secret-file FILE
+                           the secret decision IDs are signed under (every /decision
+                           and /can-push answer carries one; POST /v1/events verifies
+                           it): the file's bytes, owner-only, at least 16 bytes.
+                           Default: a key derived from the chain key (the same on
+                           every instance). With --unkeyed-chain and no file, a
+                           random secret per process: an ID then verifies only on
+                           the instance that issued it, until it restarts
   --log-format text|json   log lines on stderr as text (default) or JSON; errors
                            behind 5xx answers carry the request ID answered in
                            X-Request-ID, admin actions (settings, suspension, keys)
@@ -485,6 +493,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logRetention := fs.Duration("changelog-retention", 0, "how long changelog entries are kept (default 168h)")
 	outRetention := fs.Duration("outcome-retention", 0, "how long outcome events are kept (default 4320h)")
 	excessive := fs.Int("excessive-copies", server.DefaultExcessiveCopies, "copy requests (exports, receipt lists) per user in 30 days before further ones are flagged as excessive (negative: no count)")
+	decisionSecretFile := fs.String("decision-secret-file", "", "file holding the secret decision IDs are signed under (default: derived from the chain key; none and --unkeyed-chain: random per process)")
 	auditFloor := fs.Int("audit-min-group-size", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("privacy floor of POST /v1/audits: a spec's min_group_size under it runs with it (at least %d)", audit.LowestMinGroupSizeFloor))
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
@@ -525,8 +534,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	var decisionSecret []byte
+	if *decisionSecretFile != "" {
+		if decisionSecret, err = readSecretFile(*decisionSecretFile, "decision secret", "forge decision IDs that verify"); err != nil {
+			return fmt.Errorf("serve: --decision-secret-file (RECGUARD_DECISION_SECRET_FILE): %w", err)
+		}
+	}
 	scfg := server.Config{
-		Logger: log, LogRequests: *logRequests,
+		DecisionSecret: decisionSecret,
+		Logger:         log, LogRequests: *logRequests,
 		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
 		AuthFailRate: *authFail, TrustedProxies: trusted, ExcessiveCopies: *excessive,
 		AuditMinGroupSize: *auditFloor,
@@ -577,8 +593,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go purgeLoop(ctx, st, log)
+	decisionIDs := "chain key"
+	switch {
+	case len(decisionSecret) > 0:
+		decisionIDs = "decision secret file"
+	case len(chainKey) == 0:
+		decisionIDs = "per process"
+	}
 	log.Info("recguard serving", "addr", ln.Addr().String(), "wait_for_all", *waitAll, "decision_budget", *budget, "store_timeout", *storeTimeout,
-		"chain_keyed", len(chainKey) > 0)
+		"chain_keyed", len(chainKey) > 0, "decision_ids_signed_by", decisionIDs)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -647,6 +670,7 @@ func flagOf(err error) string {
 		"DecisionBudget": "--decision-budget", "StoreTimeout": "--store-timeout", "KeyCacheTTL": "--key-cache-ttl",
 		"KeyGrace": "--key-grace", "AuthFailRate": "--auth-fail-rate", "TrustedProxies": "--trusted-proxies",
 		"ExcessiveCopies": "--excessive-copies", "AuditMinGroupSize": "--audit-min-group-size",
+		"DecisionSecret": "--decision-secret-file",
 	}[ce.Field]; ok {
 		return f + ": "
 	}
