@@ -73,21 +73,24 @@ func (e *engine) userPrices(out []PriceResult) {
 	for _, pr := range out {
 		active[index[pr.Group]] = true
 	}
-	obs := func(f func(user, stratum int32, sides uint64, v float64)) {
+	obs := func(f func(user, stratum int32, sides uint64, vals []float64, have uint64)) {
+		var v [1]float64
 		for _, page := range e.uprice {
 			for _, ev := range page {
 				if ev.price > 0 {
-					f(ev.user, ev.cell, e.ustate[ev.user].plain, math.Log(float64(ev.price)))
+					v[0] = math.Log(float64(ev.price))
+					f(ev.user, ev.cell, e.ustate[ev.user].plain, v[:], 1)
 				}
 			}
 		}
 		for _, ev := range e.upriceX {
 			if ev.price > 0 {
-				f(ev.user, ev.cell, ev.mask, math.Log(float64(ev.price)))
+				v[0] = math.Log(float64(ev.price))
+				f(ev.user, ev.cell, ev.mask, v[:], 1)
 			}
 		}
 	}
-	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs})
+	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs})[0]
 	for i := range out {
 		pr := &out[i]
 		c := cmps[index[pr.Group]]

@@ -2,15 +2,11 @@ package audit
 
 import (
 	"math"
-	"math/bits"
-	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // Stratification (issue 13). A group that browses premium items, which
@@ -293,23 +289,6 @@ type stratCmp struct {
 	pct    bool // a distribution: the difference is in within-stratum percentiles
 }
 
-// stratPass describes the comparisons of one metric: sides numbered 0 to
-// n-1, side ref the reference, active the sides compared with it; member
-// gives an event's sides, stratum its stratum (nStrata of them).
-type stratPass struct {
-	m     *metricDef
-	value func(k int, ev *stratEvent) (float64, bool) // nil: stratValue
-	// obs, when set, gives the observations instead of the kept events
-	// (value, member and stratum are then unused): user, stratum, sides,
-	// value.
-	obs     func(f func(user, stratum int32, sides uint64, v float64))
-	n, ref  int
-	active  []bool
-	member  func(ev *stratEvent, mask uint64) uint64
-	stratum func(ev *stratEvent) int32
-	nStrata int
-}
-
 // sortByUser reorders the kept events by user (a counting sort; within a
 // user, in the order read), so that a pass meets each user's events
 // together; the masks of events in other groups and the free values move
@@ -390,440 +369,6 @@ func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
 		}
 	}
 }
-
-// run computes the comparisons of one pass: by side, ok false when the
-// sides share no stratum or a side has fewer than two users in the shared
-// strata.
-// observations are the pass's observations: p.obs, or the kept events'
-// values, sides and strata.
-func (e *engine) observations(p *stratPass) func(f func(user, stratum int32, sides uint64, v float64)) {
-	if p.obs != nil {
-		return p.obs
-	}
-	value := p.value
-	if value == nil {
-		value = func(k int, ev *stratEvent) (float64, bool) { return e.stratValue(p.m, k, ev) }
-	}
-	return func(f func(user, stratum int32, sides uint64, v float64)) {
-		e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-			if v, ok := value(k, ev); ok {
-				f(ev.user, p.stratum(ev), p.member(ev, mask), v)
-			}
-		})
-	}
-}
-
-func (e *engine) stratRun(p stratPass) []stratCmp {
-	each := e.observations(&p)
-	ns, S := p.n, p.nStrata
-	type ny struct{ n, y float64 }
-	tot := make([]ny, S*ns) // per stratum and side: events, sum of values
-	each(func(_, stratum int32, sides uint64, v float64) {
-		base := int(stratum) * ns
-		for b := sides; b != 0; b &= b - 1 {
-			x := &tot[base+bits.TrailingZeros64(b)]
-			x.n++
-			x.y += v
-		}
-	})
-	type agg struct{ w, d, b float64 }
-	aggs := make([]agg, ns)
-	shared := make([]int64, ns)
-	for s := range S {
-		nr := tot[s*ns+p.ref].n
-		if nr == 0 {
-			continue
-		}
-		mr := tot[s*ns+p.ref].y / nr
-		for g := range ns {
-			ng := tot[s*ns+g].n
-			if !p.active[g] || ng == 0 {
-				continue
-			}
-			w := ng * nr / (ng + nr)
-			a := &aggs[g]
-			a.w += w
-			a.d += w * (tot[s*ns+g].y/ng - mr)
-			a.b += w * mr
-			shared[g]++
-		}
-	}
-	D, B := make([]float64, ns), make([]float64, ns)
-	for g := range ns {
-		if aggs[g].w > 0 {
-			D[g], B[g] = aggs[g].d/aggs[g].w, aggs[g].b/aggs[g].w
-		}
-	}
-	// Per stratum and side, the coefficients of an event's influence on
-	// D and on B (no division per event), in one block per stratum: on
-	// the group's side kA (v - cA); on the reference's, kR (v - cR) on D
-	// and kB (v - mr) on B, the reference's mean mr in its own entry's cA.
-	// kA is 0 where a side has no comparison in the stratum.
-	type coef struct{ kA, cA, kR, cR, kB float64 }
-	co := make([]coef, S*ns)
-	var act []int
-	for g := range ns {
-		if p.active[g] && aggs[g].w > 0 {
-			act = append(act, g)
-		}
-	}
-	for st := range S {
-		nr := tot[st*ns+p.ref].n
-		if nr == 0 {
-			continue
-		}
-		co[st*ns+p.ref] = coef{kA: 1, cA: tot[st*ns+p.ref].y / nr}
-		for _, g := range act {
-			ng := tot[st*ns+g].n
-			if ng == 0 {
-				continue
-			}
-			N, W := ng+nr, aggs[g].w
-			dbar := ng / N
-			ybar := (tot[st*ns+g].y + tot[st*ns+p.ref].y) / N
-			co[st*ns+g] = coef{kA: (1 - dbar) / W, cA: ybar + D[g]*(1-dbar), kR: -dbar / W, cR: ybar - D[g]*dbar, kB: dbar / W}
-		}
-	}
-	tot = nil
-	// Each user's influence on D and on B, the sides they are on and their
-	// events there: summed over a run of the user's observations. When
-	// the observations come grouped by user (the kept events, sorted), a
-	// run is all of the user's and is folded into the totals at once;
-	// else runs are added to the user's entry, folded at the end.
-	type infl struct {
-		d, b float64
-		n    float32
-		on   uint8
-	}
-	type totals struct {
-		G, GA, GB, sdd, sbb, sdb float64
-		kish                     [4][2]float64 // by side flags: sum n, sum n^2 (Kish)
-	}
-	tots := make([]totals, ns)
-	fold := func(g int, x *infl) {
-		t := &tots[g]
-		f := x.on
-		t.G++
-		if f&1 != 0 {
-			t.GA++
-		}
-		if f&2 != 0 {
-			t.GB++
-		}
-		n := float64(x.n)
-		t.kish[f][0] += n
-		t.kish[f][1] += n * n
-		t.sdd += x.d * x.d
-		t.sbb += x.b * x.b
-		t.sdb += x.d * x.b
-	}
-	users := len(e.ustate)
-	var per []infl
-	// The kept events, sorted by user, come grouped; other observations
-	// (the prices) do not.
-	if grouped := p.obs == nil && e.strat != nil && e.strat.sorted; !grouped {
-		per = make([]infl, users*ns)
-	}
-	run := make([]infl, ns)
-	cur := int32(-1)
-	flush := func() {
-		if cur < 0 {
-			return
-		}
-		u := int(cur) * ns
-		for _, g := range act {
-			r := &run[g]
-			if r.on == 0 {
-				continue
-			}
-			if per == nil {
-				fold(g, r)
-			} else {
-				x := &per[u+g]
-				x.d += r.d
-				x.b += r.b
-				x.n += r.n
-				x.on |= r.on
-			}
-			*r = infl{}
-		}
-	}
-	refBit := uint64(1) << p.ref
-	each(func(user, stratum int32, sides uint64, v float64) {
-		blk := co[int(stratum)*ns : int(stratum)*ns+ns]
-		if blk[p.ref].kA == 0 {
-			return // no reference in the stratum
-		}
-		if user != cur {
-			flush()
-			cur = user
-		}
-		if sides&refBit != 0 {
-			mr := blk[p.ref].cA
-			for _, g := range act {
-				c := &blk[g]
-				if c.kB == 0 {
-					continue
-				}
-				r := &run[g]
-				r.d += c.kR * (v - c.cR)
-				r.b += c.kB * (v - mr)
-				r.on |= 2
-				r.n++
-			}
-		}
-		for b := sides &^ refBit; b != 0; b &= b - 1 {
-			g := bits.TrailingZeros64(b)
-			c := &blk[g]
-			if c.kB == 0 || !p.active[g] {
-				continue
-			}
-			r := &run[g]
-			r.d += c.kA * (v - c.cA)
-			r.on |= 1
-			r.n++
-		}
-	})
-	flush()
-	if per != nil {
-		for u := range users {
-			for _, g := range act {
-				if x := &per[u*ns+g]; x.on != 0 {
-					fold(g, x)
-				}
-			}
-		}
-	}
-	out := make([]stratCmp, ns)
-	for g := range ns {
-		if !p.active[g] {
-			continue
-		}
-		t := &tots[g]
-		G, GA, GB, sdd, sbb, sdb, kish := t.G, t.GA, t.GB, t.sdd, t.sbb, t.sdb, t.kish
-		c := stratCmp{shared: shared[g]}
-		c.usersA, c.usersRef = int64(GA), int64(GB)
-		out[g] = c
-		if aggs[g].w == 0 || GA < 2 || GB < 2 {
-			continue
-		}
-		f := G / (G - 1)
-		c.diff = D[g]
-		A, Bg := B[g]+D[g], B[g]
-		c.ratio = A / Bg
-		c.se = math.Sqrt(f * sdd)
-		if c.se < 1e-12*math.Max(1, math.Abs(c.diff)) {
-			c.se = 0 // rounding left over from residuals that are all zero
-		}
-		c.df = math.Min(GA, GB) - 1
-		if A > 0 && Bg > 0 {
-			k := 1/A - 1/Bg
-			c.seLog = math.Sqrt(math.Max(0, f*(sdd/(A*A)+k*k*sbb+2*k*sdb/A)))
-		} else {
-			c.seLog = math.NaN()
-		}
-		switch {
-		case c.se > 0:
-			c.t = c.diff / c.se
-			c.p = 2 * distuv.StudentsT{Mu: 0, Sigma: 1, Nu: c.df}.Survival(math.Abs(c.t))
-		case c.diff == 0:
-			c.t, c.p = 0, 1
-		default:
-			c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
-		}
-		c.ok = true
-		c.pct = p.m != nil && p.m.spec.Kind == Distribution
-		// The permutation fallback: no user on both sides, and few
-		// effective users (Kish, over the events in shared strata) on one.
-		few := func(k [2]float64) bool { return k[1] == 0 || k[0]*k[0]/k[1] < minEffectiveUsers }
-		if kish[3][0] > 0 || !(few(kish[1]) || few(kish[2])) {
-			out[g] = c
-			continue
-		}
-		if pp, ok := e.stratPermutation(p, g, c.diff); ok {
-			c.p, c.perm = pp, true
-		}
-		out[g] = c
-	}
-	return out
-}
-
-// stratPermutation is the permutation fallback of a stratified
-// comparison, as compareUsers has for the crude one: when the two sides
-// share no user and either has fewer than minEffectiveUsers effective
-// users (Kish, over its events with a value), the p-value is the share of
-// relabellings of the users (each keeping their events and so their
-// strata) whose pooled difference is as far from zero as obs. Users carry
-// their per-stratum sums; a relabelling costs O(user-strata pairs). ok is
-// false when the fallback does not apply.
-func (e *engine) stratPermutation(p stratPass, g int, obs float64) (float64, bool) {
-	type pair struct {
-		u       int32 // index among the users taking part
-		stratum int32
-		y, n    float64
-	}
-	idx := map[int32]int32{} // user number -> index
-	var side []uint8         // by index: 1 the group's, 2 the reference's
-	var nOf []float64        // events with a value, by index
-	pos := map[uint64]int{}  // (index, stratum) -> pair
-	var pairs []pair
-	overlap := false
-	e.observations(&p)(func(user, stratum int32, sides uint64, v float64) {
-		if overlap {
-			return
-		}
-		var sd uint8
-		if sides&(1<<g) != 0 {
-			sd |= 1
-		}
-		if sides&(1<<p.ref) != 0 {
-			sd |= 2
-		}
-		if sd == 0 {
-			return
-		}
-		i, seen := idx[user]
-		if !seen {
-			i = int32(len(side))
-			idx[user] = i
-			side = append(side, 0)
-			nOf = append(nOf, 0)
-		}
-		side[i] |= sd
-		if side[i] == 3 {
-			overlap = true
-			return
-		}
-		nOf[i]++
-		key := uint64(i)<<32 | uint64(uint32(stratum))
-		j, ok := pos[key]
-		if !ok {
-			j = len(pairs)
-			pos[key] = j
-			pairs = append(pairs, pair{u: i, stratum: stratum})
-		}
-		pairs[j].y += v
-		pairs[j].n++
-	})
-	if overlap || len(side) < 4 {
-		return 0, false
-	}
-	var sn, snn [3]float64
-	for i, sd := range side {
-		sn[sd] += nOf[i]
-		snn[sd] += nOf[i] * nOf[i]
-	}
-	if snn[1] == 0 || snn[2] == 0 || (sn[1]*sn[1]/snn[1] >= minEffectiveUsers && sn[2]*sn[2]/snn[2] >= minEffectiveUsers) {
-		return 0, false
-	}
-	// Strata renumbered densely over the pairs.
-	sidx := map[int32]int32{}
-	for i := range pairs {
-		s, ok := sidx[pairs[i].stratum]
-		if !ok {
-			s = int32(len(sidx))
-			sidx[pairs[i].stratum] = s
-		}
-		pairs[i].stratum = s
-	}
-	nS := len(sidx)
-	// Each user's pairs together (CSR), and each stratum's totals: a
-	// relabelling sums the pairs of the drawn side only (the smaller
-	// one), the other side is the rest.
-	nu := len(side)
-	start := make([]int32, nu+1)
-	for _, pr := range pairs {
-		start[pr.u+1]++
-	}
-	for i := range nu {
-		start[i+1] += start[i]
-	}
-	byUser := make([]pair, len(pairs))
-	fill := slices.Clone(start[:nu])
-	totN, totY := make([]float64, nS), make([]float64, nS)
-	for _, pr := range pairs {
-		byUser[fill[pr.u]] = pr
-		fill[pr.u]++
-		totN[pr.stratum] += pr.n
-		totY[pr.stratum] += pr.y
-	}
-	ka := 0
-	for _, sd := range side {
-		if sd == 1 {
-			ka++
-		}
-	}
-	k, drawnIsA := ka, true
-	if nu-ka < ka {
-		k, drawnIsA = nu-ka, false
-	}
-	cntD, sumD := make([]float64, nS), make([]float64, nS)
-	pooled := func(drawn []int32) float64 {
-		clear(cntD)
-		clear(sumD)
-		for _, u := range drawn {
-			for _, pr := range byUser[start[u]:start[u+1]] {
-				cntD[pr.stratum] += pr.n
-				sumD[pr.stratum] += pr.y
-			}
-		}
-		var w, d float64
-		for s := range nS {
-			na, nb := cntD[s], totN[s]-cntD[s]
-			if na == 0 || nb == 0 {
-				continue
-			}
-			ws := na * nb / (na + nb)
-			w += ws
-			d += ws * (sumD[s]/na - (totY[s]-sumD[s])/nb)
-		}
-		if w == 0 {
-			return math.NaN()
-		}
-		if !drawnIsA {
-			d = -d
-		}
-		return d / w
-	}
-	B := permutations
-	work := len(pairs)*k/nu + nS
-	if work*B > maxPermutationWork {
-		B = maxPermutationWork / work
-		if B < 199 {
-			return 0, false // too large to permute: the t test stands
-		}
-	}
-	rng := rand.New(rand.NewPCG(permutationSeed, uint64(g)))
-	perm := make([]int32, nu)
-	for i := range perm {
-		perm[i] = int32(i)
-	}
-	tol := 1e-9 * math.Max(1, math.Abs(obs))
-	extreme, done := 0, 0
-	for range B {
-		for i := range k {
-			j := i + rng.IntN(nu-i)
-			perm[i], perm[j] = perm[j], perm[i]
-		}
-		d := pooled(perm[:k])
-		if math.IsNaN(d) {
-			continue
-		}
-		done++
-		if math.Abs(d) >= math.Abs(obs)-tol {
-			extreme++
-		}
-	}
-	if done == 0 {
-		return 0, false
-	}
-	return float64(1+extreme) / float64(done+1), true
-}
-
-// maxPermutationWork bounds a stratified permutation test's work (pairs
-// and strata visited over all relabellings); a test that would need more
-// for 199 relabellings keeps its t test.
-const maxPermutationWork = 50_000_000
 
 // stratified applies c, the adjusted comparison, to the crude test t.
 func (e *engine) applyStrat(t *TestResult, c stratCmp, adj string) {
@@ -957,12 +502,6 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		}
 		return 1
 	}
-	type job struct {
-		p   stratPass
-		out []stratCmp
-	}
-	var jobs []*job
-	groupJob := map[int]*job{}
 	// Distributions: each event's value as its percentile within its
 	// stratum, computed once per field.
 	pcts := map[string][]float32{}
@@ -978,40 +517,55 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 			return float64(v), v == v
 		}
 	}
+	// Three passes: the groups' metrics, the parity check's (platform
+	// outputs, within strata) and its behaviours (within users).
+	var passes [3]stratPass
+	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS}
 	for j := range e.metrics {
-		jb := &job{p: stratPass{m: &e.metrics[j], n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS}}
-		if e.metrics[j].spec.Kind == Distribution {
-			jb.p.value = pctOf(&e.metrics[j])
+		m := &e.metrics[j]
+		var val func(k int, ev *stratEvent) (float64, bool)
+		if m.spec.Kind == Distribution {
+			val = pctOf(m)
 		}
-		jobs = append(jobs, jb)
-		groupJob[j] = jb
+		passes[0].ms = append(passes[0].ms, m)
+		passes[0].values = append(passes[0].values, val)
+		passes[0].pct = append(passes[0].pct, m.spec.Kind == Distribution)
 	}
-	parityJob := map[string]*job{}
+	passes[1] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS}
+	passes[2] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byUser, nStrata: len(e.ustate)}
+	type at struct{ pass, j int }
+	parityAt := map[string]at{}
 	for i := range r.Parity {
 		m := parityDef(r.Parity[i].Metric)
 		if m == nil {
 			continue
 		}
-		p := stratPass{m: m, n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS}
-		if m.spec.Kind == Distribution {
-			p.value = pctOf(m)
-		}
+		k := 1
 		if behaviour(m) {
-			p.stratum, p.nStrata = byUser, len(e.ustate)
+			k = 2
 		}
-		jb := &job{p: p}
-		jobs = append(jobs, jb)
-		parityJob[m.spec.Name] = jb
+		var val func(k int, ev *stratEvent) (float64, bool)
+		if m.spec.Kind == Distribution {
+			val = pctOf(m)
+		}
+		parityAt[m.spec.Name] = at{k, len(passes[k].ms)}
+		passes[k].ms = append(passes[k].ms, m)
+		passes[k].values = append(passes[k].values, val)
+		passes[k].pct = append(passes[k].pct, m.spec.Kind == Distribution)
 	}
 	// The passes are independent: run them on every core.
+	var outs [3][][]stratCmp
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
-	for _, jb := range jobs {
+	for k := range passes {
+		if len(passes[k].ms) == 0 {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			jb.out = e.stratRun(jb.p)
+			outs[k] = e.stratRun(passes[k])
 		}()
 	}
 	wg.Wait()
@@ -1023,12 +577,11 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 				j = k
 			}
 		}
-		jb := groupJob[j]
-		if jb == nil {
+		if j < 0 || outs[0] == nil {
 			t.Adjustment = AdjustNone
 			continue
 		}
-		c := jb.out[index[t.Group]]
+		c := outs[0][j][index[t.Group]]
 		e.applyStrat(t, c, AdjustMantelHaenszel)
 		if c.ok {
 			tests[i] = &c
@@ -1036,14 +589,14 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	}
 	for i := range r.Parity {
 		t := &r.Parity[i]
-		jb := parityJob[t.Metric]
-		if jb == nil {
+		pa, ok := parityAt[t.Metric]
+		if !ok {
 			t.Adjustment = AdjustNone
 			continue
 		}
-		c := jb.out[1]
+		c := outs[pa.pass][pa.j][1]
 		adj := AdjustMantelHaenszel
-		if behaviour(jb.p.m) {
+		if pa.pass == 2 {
 			adj = AdjustWithinUser
 			if c.shared < int64(e.spec.MinGroupSize) {
 				c.ok = false
