@@ -358,7 +358,7 @@ func TestHandComputed(t *testing.T) {
 	var strata, users []int
 	for i, c := range cells {
 		for j := range 2 {
-			ys = append(ys, math.Log(float64(float32(c.a[j]))), math.Log(float64(float32(c.b[j]))))
+			ys = append(ys, float64(float32(math.Log(c.a[j]))), float64(float32(math.Log(c.b[j]))))
 			ds = append(ds, 0, 1)
 			strata = append(strata, i, i)
 			users = append(users, i, 100+i)

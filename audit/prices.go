@@ -15,12 +15,13 @@ import (
 // then moves both sides alike, and its spread among users widens the
 // interval as it should.
 
-// userCellPrice is one price event: its user, its cell, its price. The
-// events are kept in pages of a fixed size (no pointers, no regrowth
-// copies), 12 bytes each.
+// userCellPrice is one price event: its user, its cell, the log of its
+// price (NaN for a price not above 0: not compared). The events are kept
+// in pages of a fixed size (no pointers, no regrowth copies), 12 bytes
+// each.
 type userCellPrice struct {
 	user, cell int32
-	price      float32
+	logPrice   float32
 }
 
 const pricePage = 1 << 16
@@ -34,7 +35,11 @@ type userPriceX struct {
 
 // userPrice records a price event of user ui in cell c.
 func (e *engine) userPrice(ui int32, mask uint64, c int32, p float64) {
-	ev := userCellPrice{ui, c, float32(p)}
+	lp := float32(math.NaN())
+	if p > 0 {
+		lp = float32(math.Log(p))
+	}
+	ev := userCellPrice{ui, c, lp}
 	if mask != e.ustate[ui].plain {
 		e.upriceX = append(e.upriceX, userPriceX{ev, mask})
 		return
@@ -77,15 +82,15 @@ func (e *engine) userPrices(out []PriceResult) {
 		var v [1]float64
 		for _, page := range e.uprice {
 			for _, ev := range page {
-				if ev.price > 0 {
-					v[0] = math.Log(float64(ev.price))
+				if lp := ev.logPrice; lp == lp {
+					v[0] = float64(lp)
 					f(ev.user, ev.cell, e.ustate[ev.user].plain, v[:], 1)
 				}
 			}
 		}
 		for _, ev := range e.upriceX {
-			if ev.price > 0 {
-				v[0] = math.Log(float64(ev.price))
+			if lp := ev.logPrice; lp == lp {
+				v[0] = float64(lp)
 				f(ev.user, ev.cell, ev.mask, v[:], 1)
 			}
 		}

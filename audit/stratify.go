@@ -94,7 +94,9 @@ type stratState struct {
 	free        []int // metric indexes of free-field rate and mean metrics
 	freeVals    [][]float32
 	n           int
-	sorted      bool // by user (stratSortByUser)
+	sorted      bool     // by user (stratSortByUser)
+	groups      []uint64 // by stratum: the groups of its events
+	modes       []uint64 // by stratum: its events' modes (1 personalized, 2 non-personalized)
 }
 
 func newStratState(spec *Spec, metrics []metricDef) *stratState {
@@ -183,7 +185,11 @@ func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
 	if !ok {
 		id = int32(len(st.ids))
 		st.ids[k] = id
+		st.groups = append(st.groups, 0)
+		st.modes = append(st.modes, 0)
 	}
+	st.groups[id] |= mask
+	st.modes[id] |= 1 << mode
 	ev := stratEvent{user: ui, stratum: id, flags: it.flags}
 	for i, v := range it.num {
 		ev.num[i] = float32(v)
@@ -503,36 +509,63 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		return 1
 	}
 	// Distributions: each event's value as its percentile within its
-	// stratum, computed once per field.
+	// stratum, computed once per field, the fields in parallel.
 	pcts := map[string][]float32{}
-	pctOf := func(m *metricDef) func(k int, ev *stratEvent) (float64, bool) {
-		key := m.spec.Field
-		pct, ok := pcts[key]
-		if !ok {
-			pct = e.stratPercentiles(m)
-			pcts[key] = pct
+	var pctDefs []*metricDef
+	for j := range e.metrics {
+		if m := &e.metrics[j]; m.spec.Kind == Distribution {
+			pctDefs = append(pctDefs, m)
 		}
-		return func(k int, _ *stratEvent) (float64, bool) {
-			v := pct[k]
-			return float64(v), v == v
+	}
+	for i := range r.Parity {
+		if m := parityDef(r.Parity[i].Metric); m != nil && m.spec.Kind == Distribution {
+			pctDefs = append(pctDefs, m)
 		}
+	}
+	{
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+		seen := map[string]bool{}
+		for _, m := range pctDefs {
+			if seen[m.spec.Field] {
+				continue
+			}
+			seen[m.spec.Field] = true
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				pct := e.stratPercentiles(m)
+				mu.Lock()
+				pcts[m.spec.Field] = pct
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	pctOf := func(m *metricDef) []float32 {
+		if m.spec.Kind != Distribution {
+			return nil
+		}
+		return pcts[m.spec.Field]
 	}
 	// Three passes: the groups' metrics, the parity check's (platform
 	// outputs, within strata) and its behaviours (within users).
 	var passes [3]stratPass
-	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS}
+	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS, present: e.strat.groups}
 	for j := range e.metrics {
 		m := &e.metrics[j]
-		var val func(k int, ev *stratEvent) (float64, bool)
-		if m.spec.Kind == Distribution {
-			val = pctOf(m)
-		}
 		passes[0].ms = append(passes[0].ms, m)
-		passes[0].values = append(passes[0].values, val)
+		passes[0].pctVals = append(passes[0].pctVals, pctOf(m))
 		passes[0].pct = append(passes[0].pct, m.spec.Kind == Distribution)
 	}
-	passes[1] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS}
-	passes[2] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byUser, nStrata: len(e.ustate)}
+	userModes := make([]uint64, len(e.ustate))
+	for u := range e.ustate {
+		userModes[u] = uint64(e.ustate[u].modes)
+	}
+	passes[1] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS, present: e.strat.modes}
+	passes[2] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byUser, nStrata: len(e.ustate), present: userModes}
 	type at struct{ pass, j int }
 	parityAt := map[string]at{}
 	for i := range r.Parity {
@@ -544,13 +577,9 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		if behaviour(m) {
 			k = 2
 		}
-		var val func(k int, ev *stratEvent) (float64, bool)
-		if m.spec.Kind == Distribution {
-			val = pctOf(m)
-		}
 		parityAt[m.spec.Name] = at{k, len(passes[k].ms)}
 		passes[k].ms = append(passes[k].ms, m)
-		passes[k].values = append(passes[k].values, val)
+		passes[k].pctVals = append(passes[k].pctVals, pctOf(m))
 		passes[k].pct = append(passes[k].pct, m.spec.Kind == Distribution)
 	}
 	// The passes are independent: run them on every core.

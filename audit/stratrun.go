@@ -29,9 +29,14 @@ type stratObs func(f func(user, stratum int32, sides uint64, vals []float64, hav
 // sides, stratum its stratum (nStrata of them). With obs set, the
 // observations are obs's instead of the kept events'.
 type stratPass struct {
-	ms      []*metricDef
-	values  []func(k int, ev *stratEvent) (float64, bool)
+	ms []*metricDef
+	// pctVals[j], when set, are metric j's values by kept event: its
+	// percentiles within strata (NaN: no value).
+	pctVals [][]float32
 	pct     []bool
+	// present, when set, gives the sides present in each stratum (else a
+	// scan of the observations finds them).
+	present []uint64
 	obs     stratObs
 	n, ref  int
 	active  []bool
@@ -53,24 +58,84 @@ func (e *engine) observations(p *stratPass) stratObs {
 		return p.obs
 	}
 	J := len(p.ms)
-	val := make([]func(k int, ev *stratEvent) (float64, bool), J)
-	for j := range J {
-		if j < len(p.values) && p.values[j] != nil {
-			val[j] = p.values[j]
-		} else {
-			m := p.ms[j]
-			val[j] = func(k int, ev *stratEvent) (float64, bool) { return e.stratValue(m, k, ev) }
+	// How each metric's value is read from a kept event, without a call
+	// per metric and event.
+	type getter struct {
+		pct  []float32 // percentiles by event
+		flag uint16    // a yes/no field's flag
+		num  int       // a number's index in stratEvent.num, or -1
+		free int       // a free field's index in the free values, or -1
+		rate bool
+	}
+	gs := make([]getter, J)
+	for j, m := range p.ms {
+		g := getter{num: -1, free: -1, rate: m.spec.Kind == Rate}
+		switch {
+		case j < len(p.pctVals) && p.pctVals[j] != nil:
+			g.pct, g.rate = p.pctVals[j], false
+		case m.field == mfClicked:
+			g.flag = fClicked
+		case m.field == mfConverted:
+			g.flag = fConverted
+		case m.field == mfShown:
+			g.flag = fShown
+		case m.field >= mfDiscount && m.field <= mfLatency:
+			g.num = int(m.field - mfDiscount)
+		default:
+			if mj := e.metricIndex(m); mj >= 0 && e.strat != nil {
+				g.free = slices.Index(e.strat.free, mj)
+			}
 		}
+		gs[j] = g
+	}
+	nf := 0
+	if e.strat != nil {
+		nf = len(e.strat.free)
 	}
 	return func(f func(user, stratum int32, sides uint64, vals []float64, have uint64)) {
 		vals := make([]float64, J)
 		e.stratEach(func(k int, ev *stratEvent, mask uint64) {
 			var have uint64
-			for j := range J {
-				if v, ok := val[j](k, ev); ok {
-					vals[j] = v
-					have |= 1 << j
+			for j := range gs {
+				g := &gs[j]
+				var v float64
+				switch {
+				case g.pct != nil:
+					x := g.pct[k]
+					if x != x {
+						continue
+					}
+					v = float64(x)
+				case g.flag != 0:
+					if ev.flags&g.flag == 0 {
+						continue
+					}
+					if ev.flags&(g.flag<<1) != 0 {
+						v = 1
+					}
+				case g.num >= 0:
+					if ev.flags&(fDiscount<<g.num) == 0 {
+						continue
+					}
+					v = float64(ev.num[g.num])
+				case g.free >= 0:
+					x := e.strat.freeVals[k/stratPage][(k%stratPage)*nf+g.free]
+					if x != x {
+						continue
+					}
+					v = float64(x)
+				default:
+					continue
 				}
+				if g.rate && g.flag == 0 {
+					if v > 0 {
+						v = 1
+					} else {
+						v = 0
+					}
+				}
+				vals[j] = v
+				have |= 1 << j
 			}
 			if have != 0 {
 				f(ev.user, p.stratum(ev), p.member(ev, mask), vals, have)
@@ -95,10 +160,15 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 	// The sides present in each stratum, and a slot for each (stratum,
 	// side) that can be compared: the stratum has the reference and some
 	// active side.
-	present := make([]uint64, S)
-	each(func(_, stratum int32, sides uint64, _ []float64, _ uint64) {
-		present[stratum] |= sides
-	})
+	var present []uint64
+	if p.present != nil {
+		present = slices.Clone(p.present)
+	} else {
+		present = make([]uint64, S)
+		each(func(_, stratum int32, sides uint64, _ []float64, _ uint64) {
+			present[stratum] |= sides
+		})
+	}
 	off := make([]int32, S+1)
 	for s := range S {
 		m := present[s]
