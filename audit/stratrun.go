@@ -234,10 +234,14 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 	// on D and on B (no division per observation): on the group's side
 	// kA (v - cA); on the reference's, kR (v - cR) on D and kB (v - mr) on
 	// B, where mr, the reference's mean, is in the reference's own slot
-	// (cA, with kA 1 marking a reference with values). kB is 0 where the
-	// slot has no comparison.
-	type coef struct{ kA, cA, kR, cR, kB float64 }
-	co := make([]coef, slots*J)
+	// (cA, with kA 1 marking a reference with values). kA and kB are 0
+	// where the slot has no comparison.
+	// The group's side and the reference's side in two arrays: an
+	// observation on the group's side touches 16 bytes per metric.
+	type coefA struct{ kA, cA float64 }
+	type coefR struct{ kR, cR, kB float64 }
+	coA := make([]coefA, slots*J)
+	coR := make([]coefR, slots*J)
 	for s := range int32(S) {
 		m := present[s]
 		if m == 0 {
@@ -246,7 +250,7 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 		rs := slot(s, p.ref) * J
 		for j := range J {
 			if nr := tot[rs+j].n; nr > 0 {
-				co[rs+j] = coef{kA: 1, cA: tot[rs+j].y / nr}
+				coA[rs+j] = coefA{kA: 1, cA: tot[rs+j].y / nr}
 			}
 		}
 		for b := m &^ refBit; b != 0; b &= b - 1 {
@@ -261,7 +265,8 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 				N, W := ng+nr, aggs[k].w
 				dbar := ng / N
 				ybar := (tot[gs+j].y + tot[rs+j].y) / N
-				co[gs+j] = coef{kA: (1 - dbar) / W, cA: ybar + D[k]*(1-dbar), kR: -dbar / W, cR: ybar - D[k]*dbar, kB: dbar / W}
+				coA[gs+j] = coefA{kA: (1 - dbar) / W, cA: ybar + D[k]*(1-dbar)}
+				coR[gs+j] = coefR{kR: -dbar / W, cR: ybar - D[k]*dbar, kB: dbar / W}
 			}
 		}
 	}
@@ -345,14 +350,14 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 				gs := slot(stratum, g) * J
 				for h := have; h != 0; h &= h - 1 {
 					j := bits.TrailingZeros64(h)
-					c := &co[gs+j]
+					c := &coR[gs+j]
 					if c.kB == 0 {
 						continue
 					}
 					v := vals[j]
 					r := touch(j*ns + g)
 					r.d += c.kR * (v - c.cR)
-					r.b += c.kB * (v - co[rs+j].cA)
+					r.b += c.kB * (v - coA[rs+j].cA)
 					r.on |= 2
 					r.n++
 				}
@@ -363,8 +368,8 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 			gs := slot(stratum, g) * J
 			for h := have; h != 0; h &= h - 1 {
 				j := bits.TrailingZeros64(h)
-				c := &co[gs+j]
-				if c.kB == 0 {
+				c := &coA[gs+j]
+				if c.kA == 0 {
 					continue
 				}
 				r := touch(j*ns + g)
