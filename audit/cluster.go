@@ -213,6 +213,13 @@ func clusterCompare(a, b moments) clusterCmp {
 	} else {
 		c.seLog = math.NaN()
 	}
+	c.test()
+	return c
+}
+
+// test sets the t statistic and its two-sided p-value from diff, se and
+// df, and ok.
+func (c *clusterCmp) test() {
 	switch {
 	case c.se > 0:
 		c.t = c.diff / c.se
@@ -225,7 +232,6 @@ func clusterCompare(a, b moments) clusterCmp {
 		c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
 	}
 	c.ok = true
-	return c
 }
 
 // tCrit is the two-sided critical value of Student's t at level conf.

@@ -5,8 +5,6 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"slices"
-
-	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // The stratified comparisons' computation (see stratify.go for the
@@ -419,16 +417,7 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 			} else {
 				c.seLog = math.NaN()
 			}
-			switch {
-			case c.se > 0:
-				c.t = c.diff / c.se
-				c.p = 2 * distuv.StudentsT{Mu: 0, Sigma: 1, Nu: c.df}.Survival(math.Abs(c.t))
-			case c.diff == 0:
-				c.t, c.p = 0, 1
-			default:
-				c.t, c.p = math.Inf(int(math.Copysign(1, c.diff))), 0
-			}
-			c.ok = true
+			c.test()
 			c.pct = j < len(p.pct) && p.pct[j]
 			// The permutation fallback: no user on both sides, and few
 			// effective users (Kish, over the observations in shared
