@@ -123,17 +123,14 @@ func (e *engine) report() *Report {
 				}
 			}
 		}
-		r.Prices = e.prices(suppressed)
-		if e.nCells > 0 {
-			for i, g := range e.spec.Groups {
-				if i == e.ref || suppressed[i] {
-					continue
-				}
-				if !slices.ContainsFunc(r.Prices, func(p PriceResult) bool { return p.Group == g.Name }) {
-					note("Group %s and the reference %s were never offered the same item in the same %s, so their prices are not compared.", g.Name, refName, bucketWord(e.spec.PriceBucket))
-				}
-			}
-		}
+	}
+	// The same-item prices run beside the parity check and the strata
+	// (they share nothing but what is read only).
+	pricesDone := make(chan []PriceResult, 1)
+	if refOK {
+		go func() { pricesDone <- e.prices(suppressed) }()
+	} else {
+		pricesDone <- nil
 	}
 	// Parity.
 	if modeUsers[0] > 0 || modeUsers[1] > 0 {
@@ -159,6 +156,17 @@ func (e *engine) report() *Report {
 	}
 	// Rates and means compared within strata (stratify.go).
 	stTests, stParity := e.stratifyTests(r, suppressed)
+	r.Prices = <-pricesDone
+	if refOK && e.nCells > 0 {
+		for i, g := range e.spec.Groups {
+			if i == e.ref || suppressed[i] {
+				continue
+			}
+			if !slices.ContainsFunc(r.Prices, func(p PriceResult) bool { return p.Group == g.Name }) {
+				note("Group %s and the reference %s were never offered the same item in the same %s, so their prices are not compared.", g.Name, refName, bucketWord(e.spec.PriceBucket))
+			}
+		}
+	}
 	for _, t := range r.Tests {
 		if t.Adjustment == AdjustNotComparable {
 			note("Group %s and the reference %s are not compared on %s: they have no %s in common with at least two users a side, so their figures cannot be told apart from what each chose to browse.", t.Group, refName, t.Metric, strataWords(e.spec))
