@@ -97,6 +97,8 @@ type Client struct {
 
 	expq chan Exposure
 
+	ledger ledgerState // Config.Ledger's queue and counters (ledger.go)
+
 	announceNow chan struct{} // wakes the heartbeat after applied events
 
 	idx atomic.Pointer[index.Index] // nil unless Config.Audiences
@@ -120,6 +122,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	ownNow := cfg.Now != nil
 	cfg.fill()
 	if cfg.InstanceID == "" {
 		var b [8]byte
@@ -152,6 +155,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	c.nonce = binary.BigEndian.Uint64(nonce[:])
+	c.ledger.init(cfg, ownNow)
 	c.unverified = consent.Decision{Reason: consent.ReasonUnverified, PushBlock: consent.ReasonUnverified}
 	c.unavail = consent.Decision{Reason: consent.ReasonUnavailable, PushBlock: consent.ReasonUnavailable}
 	c.dataLoss = consent.Decision{Reason: consent.ReasonDataLoss, PushBlock: consent.ReasonDataLoss}
@@ -193,6 +197,12 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Client, error) {
 	}
 	if cfg.ExposureSink != nil {
 		c.goRun(c.drainExposures)
+	}
+	if cfg.Ledger != nil {
+		c.goRun(c.drainLedger)
+		if !ownNow {
+			c.goRun(c.runClock)
+		}
 	}
 	if cfg.Audiences && cfg.CheckpointEvery > 0 {
 		c.goRun(c.checkpointLoop)

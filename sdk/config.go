@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/recguard/recguard/store"
 )
 
 // Config configures a Client. Every zero field means its documented
@@ -55,6 +57,22 @@ type Config struct {
 	// ExposureSink, when set, receives batches of exposure events recorded
 	// by Recommend, from a background goroutine. Nil records nothing.
 	ExposureSink func(ctx context.Context, batch []Exposure) error
+	// Ledger, when set, receives the ledger of exposures and pushes
+	// (store.Ledger, usually the client's own store): Recommend queues an
+	// exposure with its decision's basis for every answer (sampled, see
+	// LedgerSampling), RecordPush a push, RecordProvision writes a
+	// provision record. Queuing never blocks and allocates nothing: a full
+	// queue drops the entry and counts it (Stats.LedgerDropped); a
+	// background goroutine writes batches and reports the drops to the
+	// store (store.Ledger.AddLedgerDrops). Nil records nothing.
+	Ledger store.Ledger
+	// LedgerBuffer bounds the ledger entries waiting to be written. Zero
+	// means 8192.
+	LedgerBuffer int
+	// LedgerSampling is the share of exposures recorded in the ledger, in
+	// (0, 1]. Zero means 1: every exposure. Pushes and provisions are
+	// never sampled.
+	LedgerSampling float64
 	// Audiences keeps a roaring-bitmap index of every user's tags and
 	// consent facts, fed by the same changelog reads as the cache, so
 	// Audience can answer. It costs memory for every user in the store
@@ -117,6 +135,12 @@ func (c *Config) fill() {
 	if c.ExposureBuffer == 0 {
 		c.ExposureBuffer = 8192
 	}
+	if c.LedgerBuffer == 0 {
+		c.LedgerBuffer = 8192
+	}
+	if c.LedgerSampling == 0 {
+		c.LedgerSampling = 1
+	}
 	if c.CheckpointName == "" {
 		c.CheckpointName = "audience"
 	}
@@ -149,6 +173,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: PropagationTimeout %v <= 0", ErrInvalidConfig, c.PropagationTimeout)
 	case c.ExposureBuffer < 1:
 		return fmt.Errorf("%w: ExposureBuffer %d < 1", ErrInvalidConfig, c.ExposureBuffer)
+	case c.LedgerBuffer < 1:
+		return fmt.Errorf("%w: LedgerBuffer %d < 1", ErrInvalidConfig, c.LedgerBuffer)
+	case !(c.LedgerSampling > 0 && c.LedgerSampling <= 1):
+		return fmt.Errorf("%w: LedgerSampling %v out of (0, 1]", ErrInvalidConfig, c.LedgerSampling)
 	}
 	return nil
 }

@@ -141,3 +141,37 @@ func ExampleClient_Profile() {
 	// suppressed: region:sh
 	// receipts: 3
 }
+
+// RecordPush records a push the app sent in the ledger, with the basis of
+// the DecidePush answer it was sent under, so an enforcement audit can show
+// the push respected the user's choices. Queuing never blocks; a store
+// write happens in the background, in batches.
+func ExampleClient_RecordPush() {
+	ctx := context.Background()
+	st, err := memory.Open(ctx, memory.Options{})
+	if err != nil {
+		panic(err)
+	}
+	defer st.Close()
+	c, err := sdk.New(ctx, st, sdk.Config{Ledger: st})
+	if err != nil {
+		panic(err)
+	}
+
+	c.Apply(ctx, consent.DeclareTag("dave", tags.MustParse("interest:ski")))
+	d, _ := c.DecidePush(ctx, "dave", "sms", true)
+	if d.Allowed {
+		// ... hand the message to the SMS vendor, then:
+		if err := c.RecordPush(ctx, sdk.Push{UserID: "dave", Campaign: "winter-sale", Decision: d}); err != nil {
+			fmt.Println("not recorded:", err) // sdk.ErrLedgerFull: dropped and counted
+		}
+	}
+	c.Close() // writes what is queued
+
+	led, _ := st.UserLedger(ctx, "dave")
+	for _, e := range led {
+		fmt.Println(e.Kind, e.Channel, e.Targeted, e.Campaign, e.Mode, e.Decided, e.DecisionID == d.ID)
+	}
+	// Output:
+	// push sms true winter-sale allowed true true
+}

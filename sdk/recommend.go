@@ -58,7 +58,12 @@ type Exposure struct {
 // saying which one ran. When Config.ExposureSink is set, an Exposure (with
 // the basis) is queued without blocking (a full queue drops it and counts
 // the drop); none is recorded for a user who restricted processing of
-// their data (Art. 23) or was erased (Art. 24): see Recorded.
+// their data (Art. 23) or was erased (Art. 24): see Recorded. When
+// Config.Ledger is set, the answer also goes to the ledger as an exposure
+// with its basis (sampled by Config.LedgerSampling), queued without
+// blocking or allocating: a full queue drops and counts it. The ledger
+// records every reason (restricted users' exposures are evidence too; an
+// erased user's entries are kept naming no one).
 func (c *Client) Recommend(ctx context.Context, userID string, personalized, fallback Ranker) (Result, error) {
 	d, err := c.Decide(ctx, userID)
 	if err != nil && d.Reason == consent.ReasonUnknown {
@@ -74,6 +79,9 @@ func (c *Client) Recommend(ctx context.Context, userID string, personalized, fal
 	}
 	if err != nil {
 		return res, err
+	}
+	if c.cfg.Ledger != nil {
+		c.recordExposure(userID, &res, len(res.Items))
 	}
 	if c.cfg.ExposureSink != nil && Recorded(res.Reason) {
 		select {

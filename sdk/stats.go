@@ -39,6 +39,15 @@ type Stats struct {
 	// ExposuresSent and ExposuresDropped count exposure events handed to
 	// the sink and dropped (queue full or sink error).
 	ExposuresSent, ExposuresDropped uint64
+	// LedgerSent counts ledger entries written to the store; LedgerDropped
+	// those that never reached it, by kind (index store.LedgerExposure,
+	// store.LedgerPush, store.LedgerProvision; 0 unused): a full queue or
+	// a failed write. LedgerSampledOut counts exposures left out by
+	// Config.LedgerSampling; LedgerQueued the entries waiting now.
+	LedgerSent       uint64
+	LedgerDropped    [4]uint64
+	LedgerSampledOut uint64
+	LedgerQueued     int
 	// Propagation is the observed time from a change (its receipt time)
 	// to this client applying it from the changelog.
 	PropagationSamples             uint64
@@ -68,6 +77,10 @@ func (c *Client) Stats() Stats {
 	}
 	for i := range c.hits {
 		s.Hits += c.hits[i].n.Load()
+	}
+	s.LedgerSent, s.LedgerSampledOut, s.LedgerQueued = c.ledger.sent.Load(), c.ledger.sampled.Load(), c.ledger.queued()
+	for i := range s.LedgerDropped {
+		s.LedgerDropped[i] = c.ledger.dropped[i].Load()
 	}
 	s.Verified = !c.closed.Load()
 	now := time.Now()

@@ -149,6 +149,21 @@ func (s *Server) getAudience(c *gin.Context) {
 		}
 		cursor = uint32(n)
 	}
+	recipient, purpose := c.Query("recipient"), c.Query("purpose")
+	if recipient == "" {
+		recipient = "key_" + keyOf(c).ID
+	}
+	if purpose == "" {
+		purpose = "push"
+	}
+	if err := store.ValidLabel("recipient", recipient); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := store.ValidLabel("purpose", purpose); err != nil {
+		fail(c, err)
+		return
+	}
 	a, err := s.client.Audience(c.Request.Context(), seg, ch, targeted)
 	if err != nil {
 		fail(c, err)
@@ -160,6 +175,17 @@ func (s *Server) getAudience(c *gin.Context) {
 	}
 	if limit > 0 {
 		ids, next := a.Page(cursor, limit)
+		if len(ids) > 0 && s.ledger {
+			// Art. 12: user IDs handed out are a provision, recorded
+			// before they go (none go when it cannot be recorded).
+			err := s.client.RecordProvision(c.Request.Context(), sdk.Provision{Recipient: recipient, Purpose: purpose,
+				Segment: out.Segment, Channel: ch, Targeted: targeted, Count: len(ids)})
+			if err != nil {
+				s.m.provisionErrors.Inc()
+				fail(c, err)
+				return
+			}
+		}
 		out.Users = append(out.Users, ids...)
 		if next != 0 {
 			out.Next = strconv.FormatUint(uint64(next), 10)

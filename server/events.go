@@ -14,6 +14,7 @@ import (
 
 	"github.com/recguard/recguard/audit"
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
 
@@ -39,6 +40,12 @@ type EventsRequest struct {
 type EventsResponse struct {
 	Accepted int `json:"accepted"`
 	Decided  int `json:"decided"`
+	// Pushes is how many of the accepted events were pushes (recorded in
+	// the ledger); LedgerDropped how many ledger entries of this batch were
+	// dropped because the ledger's queue was full (counted in
+	// recguard_ledger_dropped_total and in the store).
+	Pushes        int `json:"pushes"`
+	LedgerDropped int `json:"ledger_dropped"`
 }
 
 // postEvents records outcome events in the store's outcome log, for
@@ -69,30 +76,47 @@ func (s *Server) postEvents(c *gin.Context) {
 		failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "send 1 to %d events, got %d", MaxEventsPerPost, len(req.Events))
 		return
 	}
-	lines := make([][]byte, len(req.Events))
-	decs := make([]*decidedEvent, len(req.Events)) // nil: no decision_id
+	lines := make([][]byte, 0, len(req.Events))
+	decs := make([]*decidedEvent, 0, len(req.Events)) // nil: no decision_id
+	var pushes []checkedPush
+	var pos []int // pos[j] is the batch position of outcome event j
 	var all bytes.Buffer
 	for i, raw := range req.Events {
+		kind, ok := eventKind(c, i, raw)
+		if !ok {
+			return
+		}
+		if kind == "push" {
+			p, ok := s.checkPush(c, i, raw)
+			if !ok {
+				return
+			}
+			pushes = append(pushes, p)
+			continue
+		}
+		lines, decs, pos = append(lines, nil), append(decs, nil), append(pos, i)
+		j := len(lines) - 1
 		var b bytes.Buffer
 		if err := json.Compact(&b, raw); err != nil {
 			failCode(c, http.StatusBadRequest, codeMalformed, "events", "events[%d] is not JSON: %v", i, err)
 			return
 		}
-		lines[i] = b.Bytes()
+		lines[j] = b.Bytes()
 		// A decision_id written with escapes is not found here; the reader
 		// below then refuses it as an unknown field.
-		if bytes.Contains(lines[i], []byte(`"decision_id"`)) {
+		if bytes.Contains(lines[j], []byte(`"decision_id"`)) {
 			var ok bool
-			if lines[i], decs[i], ok = s.takeDecisionID(c, i, lines[i]); !ok {
+			if lines[j], decs[j], ok = s.takeDecisionID(c, i, lines[j]); !ok {
 				return
 			}
 		}
-		all.Write(lines[i])
+		all.Write(lines[j])
 		all.WriteByte('\n')
 	}
 	// The same reader as an events file: event i is line i+1.
 	src := audit.ReadJSONL(&all, "events")
 	users := make([]string, 0, len(lines))
+	evs := make([]audit.Event, 0, len(lines))
 	for {
 		ev, err := src.Next()
 		if errors.Is(err, io.EOF) {
@@ -100,7 +124,7 @@ func (s *Server) postEvents(c *gin.Context) {
 		}
 		var le *audit.LineError
 		if errors.As(err, &le) {
-			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", le.Line-1, le.Reason)
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", pos[le.Line-1], le.Reason)
 			return
 		}
 		if err != nil {
@@ -108,16 +132,17 @@ func (s *Server) postEvents(c *gin.Context) {
 			return
 		}
 		if reason := checkOutcome(ev); reason != "" {
-			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", len(users), reason)
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", pos[len(users)], reason)
 			return
 		}
 		if i := len(users); i < len(decs) && decs[i] != nil {
 			if reason := checkDecided(ev, decs[i]); reason != "" {
-				failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", i, reason)
+				failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", pos[i], reason)
 				return
 			}
 		}
 		users = append(users, ev.UserID)
+		evs = append(evs, ev)
 	}
 	decided := 0
 	for _, d := range decs {
@@ -129,13 +154,171 @@ func (s *Server) postEvents(c *gin.Context) {
 		fail(c, fmt.Errorf("server: %d events decoded from %d", len(users), len(lines)))
 		return
 	}
-	if err := ol.AppendOutcomes(c.Request.Context(), users, lines); err != nil {
-		fail(c, err)
+	if len(pushes) > 0 && !s.ledger {
+		failCode(c, http.StatusNotImplemented, codeUnavailable, "", "the server keeps no ledger of pushes")
 		return
 	}
+	if len(lines) > 0 {
+		if err := ol.AppendOutcomes(c.Request.Context(), users, lines); err != nil {
+			fail(c, err)
+			return
+		}
+	}
+	// The ledger: each outcome event is an exposure (sampled), each push
+	// a push, queued without waiting.
+	dropped := 0
+	if s.ledger {
+		for i, ev := range evs {
+			x := sdk.Exposed{UserID: ev.UserID, At: ev.Time, Personalized: ev.Mode == audit.ModePersonalized, Items: 1, Surface: "http"}
+			if d := decs[i]; d != nil {
+				x.Decided, x.Reason, x.Personalized = true, d.d.Reason, d.d.Personalized && ev.Mode != audit.ModeNonPersonalized
+				x.Basis = consent.Basis{RecordVersion: d.d.RecordVersion, SettingsVersion: d.d.SettingsVersion, ID: d.d.ID}
+			}
+			if errors.Is(s.client.RecordExposure(x), sdk.ErrLedgerFull) {
+				dropped++
+			}
+		}
+		for _, p := range pushes {
+			if errors.Is(s.client.RecordPushDecided(p.push, p.decision, "http"), sdk.ErrLedgerFull) {
+				dropped++
+			}
+		}
+	}
+	for _, p := range pushes {
+		if p.decision != nil {
+			decided++
+		}
+	}
 	s.m.events.WithLabelValues("decided").Add(float64(decided))
-	s.m.events.WithLabelValues("declared").Add(float64(len(lines) - decided))
-	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines), Decided: decided})
+	s.m.events.WithLabelValues("declared").Add(float64(len(lines) + len(pushes) - decided))
+	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines) + len(pushes), Decided: decided, Pushes: len(pushes), LedgerDropped: dropped})
+}
+
+// eventKind returns an event's kind: "push", or "" for an outcome event
+// (no kind member). Any other kind is answered 400.
+func eventKind(c *gin.Context, i int, raw json.RawMessage) (string, bool) {
+	if !bytes.Contains(raw, []byte(`"kind"`)) {
+		return "", true
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, "events", "events[%d] is not a JSON object", i)
+		return "", false
+	}
+	k, ok := m["kind"]
+	if !ok {
+		return "", true
+	}
+	var kind string
+	if err := json.Unmarshal(k, &kind); err != nil || kind != "push" {
+		failCode(c, http.StatusBadRequest, codeMalformed, fmt.Sprintf("events.%d.kind", i), "events[%d]: kind must be \"push\" (an outcome event has no kind)", i)
+		return "", false
+	}
+	return kind, true
+}
+
+// PushEvent is an event of kind "push" in POST /v1/events: a push the app
+// sent, for the ledger.
+type PushEvent struct {
+	Kind string `json:"kind"`
+	// User, Time, Channel and Targeted are required; Channel must be one
+	// the settings configure.
+	User     *string    `json:"user"`
+	Time     *time.Time `json:"time"`
+	Channel  *string    `json:"channel"`
+	Targeted *bool      `json:"targeted"`
+	// Campaign is optional: A-Za-z0-9_.:@+=-, at most 128 bytes.
+	Campaign string `json:"campaign,omitempty"`
+	// DecisionID is the can-push answer's signed ID, optional; it must
+	// verify for the user and name a push on the same channel.
+	DecisionID *string `json:"decision_id,omitempty"`
+}
+
+// checkedPush is a push event that passed checkPush.
+type checkedPush struct {
+	push     sdk.Push
+	decision *consent.SignedDecision
+}
+
+// checkPush checks push event i strictly: no unknown member, every required
+// member, a valid user, a configured channel, a campaign of label syntax,
+// a decision_id that verifies for the user and names a can-push answer for
+// the same channel, given no later than the push (within DecisionSkew).
+// Anything wrong is answered 400 naming the member (events.<i>.<member>),
+// and the batch records nothing.
+func (s *Server) checkPush(c *gin.Context, i int, raw json.RawMessage) (checkedPush, bool) {
+	bad := func(member, format string, args ...any) (checkedPush, bool) {
+		field := fmt.Sprintf("events.%d", i)
+		if member != "" {
+			field += "." + member
+		}
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "events[%d] (push): "+format, append([]any{i}, args...)...)
+		return checkedPush{}, false
+	}
+	var pe PushEvent
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pe); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return bad(ute.Field, "%s must be %s", ute.Field, ute.Type)
+		}
+		return bad("", "%v", err)
+	}
+	switch {
+	case pe.User == nil:
+		return bad("user", "user is required")
+	case pe.Time == nil:
+		return bad("time", "time is required")
+	case pe.Channel == nil:
+		return bad("channel", "channel is required")
+	case pe.Targeted == nil:
+		return bad("targeted", "targeted is required (true when the push was chosen from the user's tags)")
+	}
+	if err := consent.ValidUserID(*pe.User); err != nil {
+		return bad("user", "%v", err)
+	}
+	if y := pe.Time.UTC().Year(); y < 1970 || y > 9999 {
+		return bad("time", "year %d out of range", y)
+	}
+	set := s.client.Settings()
+	if !set.HasChannel(*pe.Channel) {
+		return bad("channel", "channel %q is not configured", clipStr(*pe.Channel))
+	}
+	if pe.Campaign != "" {
+		if err := store.ValidLabel("campaign", pe.Campaign); err != nil {
+			return bad("campaign", "campaign %q: want 1 to 128 bytes of A-Za-z0-9_.:@+=-", clipStr(pe.Campaign))
+		}
+	}
+	out := checkedPush{push: sdk.Push{UserID: *pe.User, Channel: *pe.Channel, Targeted: *pe.Targeted, Campaign: pe.Campaign, At: *pe.Time}}
+	if pe.DecisionID != nil {
+		sd, err := consent.VerifyDecisionID(s.decKey, *pe.User, *pe.DecisionID)
+		if err != nil {
+			detail := err.Error()
+			var fe *consent.FieldError
+			if errors.As(err, &fe) {
+				detail = fe.Detail
+			}
+			return bad("decision_id", "decision_id: %s", detail)
+		}
+		switch {
+		case sd.Kind != consent.DecisionPush:
+			return bad("decision_id", "decision_id names a %s answer; a push takes the decision_id of GET /v1/users/{id}/can-push", sd.Kind)
+		case sd.Channel != *pe.Channel:
+			return bad("decision_id", "decision_id answers a push on %q, not on %q", sd.Channel, *pe.Channel)
+		case pe.Time.Before(sd.At.Add(-DecisionSkew)):
+			return bad("time", "time %s is before its decision was given (%s)", pe.Time.UTC().Format(time.RFC3339Nano), sd.At.Format(time.RFC3339Nano))
+		}
+		out.decision = &sd
+	}
+	return out, true
+}
+
+func clipStr(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 // takeDecisionID verifies the decision_id of event i (line: compact JSON)

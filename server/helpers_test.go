@@ -86,6 +86,8 @@ type envConfig struct {
 	// memNow is the memory store's clock (the time of changes and
 	// receipts); nil: time.Now.
 	memNow func() time.Time
+	// noLedger runs the client without a ledger (serve always has one).
+	noLedger bool
 	// chainKey is the key the memory store seals receipts with, and the
 	// server's Config.ChainKey unless srv sets one; nil: testChainKey.
 	chainKey []byte
@@ -132,6 +134,9 @@ func newEnv(t *testing.T, opts ...func(*envConfig)) *env {
 	var st store.Store = mem
 	if cfg.wrap != nil {
 		st = cfg.wrap(mem)
+	}
+	if l, ok := st.(store.Ledger); ok && cfg.sdk.Ledger == nil && !cfg.noLedger {
+		cfg.sdk.Ledger = l // as serve runs
 	}
 	client, err := sdk.New(ctx, st, cfg.sdk)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/recguard/recguard/sdk"
+	"github.com/recguard/recguard/store"
 )
 
 type metrics struct {
@@ -24,6 +25,7 @@ type metrics struct {
 	shouldAsk       *prometheus.CounterVec
 	excessive       *prometheus.CounterVec
 	events          *prometheus.CounterVec
+	provisionErrors prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
@@ -63,18 +65,28 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 			Name: "recguard_events_total",
 			Help: "Outcome events recorded through POST /v1/events, by how their mode is known: decided (a verified decision_id) or declared (the app's word).",
 		}, []string{"mode_source"}),
+		provisionErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recguard_provision_record_errors_total",
+			Help: "Audience pages not handed out because their provision record (Art. 12) could not be written.",
+		}),
 	}
 	stat := func(name, help string, f func(sdk.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.Stats()) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk, m.excessive, m.events,
+		m.requests, m.latency, m.decisions, m.rightsLogErrors, m.authLimited, m.keyGrace, m.notPropagated, m.shouldAsk, m.excessive, m.events, m.provisionErrors,
 		stat("recguard_cache_users", "Users in the SDK cache.", func(s sdk.Stats) float64 { return float64(s.CacheSize) }),
 		stat("recguard_cache_hit_ratio", "SDK cache hits / lookups.", func(s sdk.Stats) float64 { return s.HitRate() }),
 		stat("recguard_cache_evictions", "Users evicted from the SDK cache.", func(s sdk.Stats) float64 { return float64(s.Evictions) }),
 		stat("recguard_follower_lag_seconds", "Age of the oldest changelog follower confirmation.", func(s sdk.Stats) float64 { return s.Lag.Seconds() }),
 		stat("recguard_followers_unverified", "Changelog followers not confirmed within the lease.", func(s sdk.Stats) float64 { return float64(s.UnverifiedLogs) }),
 		stat("recguard_propagation_p99_seconds", "p99 time from a change to this instance applying it.", func(s sdk.Stats) float64 { return s.PropagationP99.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recguard_ledger_written_total", Help: "Ledger entries (exposures, pushes, provisions) written to the store."},
+			func() float64 { return float64(client.Stats().LedgerSent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recguard_ledger_sampled_out_total", Help: "Exposures left out of the ledger by the sampling rate (--ledger-sampling)."},
+			func() float64 { return float64(client.Stats().LedgerSampledOut) }),
+		stat("recguard_ledger_queued", "Ledger entries waiting to be written.", func(s sdk.Stats) float64 { return float64(s.LedgerQueued) }),
+		ledgerDrops{client},
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -105,6 +117,22 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// ledgerDrops exports the ledger's drops by kind.
+type ledgerDrops struct{ client *sdk.Client }
+
+var ledgerDropsDesc = prometheus.NewDesc("recguard_ledger_dropped_total",
+	"Ledger entries that never reached the store, by kind (exposure, push, provision): a full queue or a failed write. The counts are also kept in the store for the enforcement audit.",
+	[]string{"kind"}, nil)
+
+func (d ledgerDrops) Describe(ch chan<- *prometheus.Desc) { ch <- ledgerDropsDesc }
+
+func (d ledgerDrops) Collect(ch chan<- prometheus.Metric) {
+	s := d.client.Stats()
+	for _, k := range []store.LedgerKind{store.LedgerExposure, store.LedgerPush, store.LedgerProvision} {
+		ch <- prometheus.MustNewConstMetric(ledgerDropsDesc, prometheus.CounterValue, float64(s.LedgerDropped[k]), k.String())
+	}
 }
 
 func (s *Server) metricsHandler() gin.HandlerFunc {

@@ -547,7 +547,7 @@ func TestExportSchema(t *testing.T) {
 	if err := json.Unmarshal(b, &sch); err != nil {
 		t.Fatal(err)
 	}
-	if sch.Schema != "https://json-schema.org/draft/2020-12/schema" || sch.ID != server.ExportSchema || !strings.HasSuffix(sch.ID, "/v2") {
+	if sch.Schema != "https://json-schema.org/draft/2020-12/schema" || sch.ID != server.ExportSchema || !strings.HasSuffix(sch.ID, "/v3") {
 		t.Errorf("schema header %+v", sch)
 	}
 	// Closed: an unknown member anywhere is refused.

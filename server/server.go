@@ -38,6 +38,9 @@ type Server struct {
 	// Config.DecisionSecret, else of the ChainKey, else of a random
 	// per-process secret).
 	decKey []byte
+	// ledger says the client records the ledger (exposures, pushes,
+	// provisions): sdk.Config.Ledger.
+	ledger bool
 }
 
 // New builds the server and its routes. cfg's zero fields get their
@@ -72,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 		log:      newErrLog(cfg.Logger),
 	}
 	s.decKey = decisionKey(cfg)
+	s.ledger = cfg.Client.HasLedger()
 	s.rights, _ = cfg.Store.(store.RightsLog)
 	if rc, ok := cfg.Store.(store.RequestCounter); ok {
 		s.counter = rc

@@ -21,7 +21,7 @@ import (
 // Version 2 added the erasure certificate, the receipts' digest, salt and
 // redacted members, the record's purge anchor and the restriction of
 // processing.
-const ExportSchema = "https://recguard.dev/schemas/export/v2"
+const ExportSchema = "https://recguard.dev/schemas/export/v3"
 
 // userID returns the validated user ID from the path, or answers 422.
 func userID(c *gin.Context) (string, bool) {

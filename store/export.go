@@ -17,6 +17,9 @@ type Export struct {
 	Receipts []consent.Receipt `json:"receipts"`
 	// Erasure is the erasure certificate of an erased user; nil otherwise.
 	Erasure *Erasure `json:"erasure,omitempty"`
+	// Ledger is the user's exposures and pushes the store keeps (a store
+	// with the Ledger ability), oldest first; none for an erased user.
+	Ledger []LedgerEntry `json:"ledger,omitempty"`
 }
 
 // Erasure certifies that a user's personal data was erased: when, by whom,
@@ -48,9 +51,11 @@ var ErasedData = []string{
 	"the personal content of every receipt: tags, categories, purposes, old and new values, reasons, evidence references",
 	"the content of every changelog entry about the user",
 	"every outcome event recorded for the user",
+	"the link between the user and their exposures and pushes in the ledger (the entries stay, naming no one)",
 }
 
-// ExportUser reads the user's record and receipts. A user never seen exports
+// ExportUser reads the user's record and receipts, and their ledger
+// entries when the store keeps a Ledger. A user never seen exports
 // as an empty record with no receipts (no error). An erased user exports as
 // the tombstone with no receipts and the erasure certificate.
 func ExportUser(ctx context.Context, s Store, userID string) (Export, error) {
@@ -69,7 +74,16 @@ func ExportUser(ctx context.Context, s Store, userID string) (Export, error) {
 		rs = []consent.Receipt{}
 	}
 	if !r.State.Erased {
-		return Export{Record: r, Receipts: rs}, nil
+		exp := Export{Record: r, Receipts: rs}
+		if l, ok := s.(Ledger); ok {
+			if exp.Ledger, err = l.UserLedger(ctx, userID); err != nil {
+				return Export{}, err
+			}
+			if len(exp.Ledger) == 0 {
+				exp.Ledger = nil
+			}
+		}
+		return exp, nil
 	}
 	set, err := s.Settings(ctx)
 	if err != nil {

@@ -164,6 +164,11 @@ func TestServeRetentionFlags(t *testing.T) {
 		{[]string{"--changelog-retention", "-1h"}, "--changelog-retention"},
 		{[]string{"--outcome-retention", "-1h"}, "--outcome-retention"},
 		{[]string{"--excessive-copies", "0"}, "--excessive-copies"},
+		{[]string{"--ledger-sampling", "0"}, "--ledger-sampling"},
+		{[]string{"--ledger-sampling", "1.5"}, "--ledger-sampling"},
+		{[]string{"--ledger-queue", "0"}, "--ledger-queue"},
+		{[]string{"--ledger-retention", "-1h"}, "--ledger-retention"},
+		{[]string{"--ledger-maxlen", "-1"}, "--ledger-maxlen"},
 	} {
 		_, _, err := runInProcess(t, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -121,6 +121,14 @@ serve flags:
                            status, duration, request ID, key ID (default off)
   --changelog-retention D  how long changelog entries are kept (default 168h: 7 days)
   --outcome-retention D    how long outcome events are kept (default 4320h: 180 days)
+  --ledger-sampling R      share of exposures recorded in the ledger, in (0, 1]
+                           (default 1: every one; pushes and provisions always)
+  --ledger-queue N         ledger entries waiting to be written before new ones
+                           are dropped and counted (default 8192)
+  --ledger-retention D     how long ledger exposures and pushes are kept (default
+                           4320h: 180 days); provision records (audience exports,
+                           Art. 12) are kept at least 3 years whatever it says
+  --ledger-maxlen N        entries kept per shard's ledger stream (default 2000000)
   --excessive-copies N     copy requests (exports, receipt lists) per user in 30 days
                            before further ones are flagged as clearly excessive
                            (still served; default 10; negative: no count)
@@ -210,6 +218,10 @@ type openOptions struct {
 	// (serve --changelog-retention, --outcome-retention); zero: the
 	// store's defaults.
 	changelogRetention, outcomeRetention time.Duration
+	// ledgerRetention and ledgerMaxLen bound the ledger (serve
+	// --ledger-retention, --ledger-maxlen); zero: the store's defaults.
+	ledgerRetention time.Duration
+	ledgerMaxLen    int
 }
 
 // redisClientOptions maps the Redis flags (and the URL's fields) to the
@@ -279,7 +291,8 @@ func (sf *storeFlags) open(ctx context.Context, oo openOptions) (st store.Store,
 	}
 	if sf.redisURL == "" && sf.cluster == "" {
 		ms, err := memory.Open(ctx, memory.Options{Dir: sf.data, ChainKey: key,
-			ChangelogRetention: oo.changelogRetention, OutcomeRetention: oo.outcomeRetention})
+			ChangelogRetention: oo.changelogRetention, OutcomeRetention: oo.outcomeRetention,
+			LedgerRetention: oo.ledgerRetention, LedgerMaxLen: oo.ledgerMaxLen})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -294,6 +307,7 @@ func (sf *storeFlags) open(ctx context.Context, oo openOptions) (st store.Store,
 		Prefix: sf.prefix, Init: oo.init, AcceptDataLoss: oo.acceptDataLoss, AllowEvicting: sf.allowEvicting,
 		Durability: rs.Durability{Replicas: sf.replicas, Timeout: sf.durTimeout}, Logger: oo.log,
 		ChainKey: key, ChangelogRetention: oo.changelogRetention, OutcomeRetention: oo.outcomeRetention,
+		LedgerRetention: oo.ledgerRetention, LedgerMaxLen: int64(oo.ledgerMaxLen),
 	})
 	if err != nil {
 		c.Close()
@@ -492,6 +506,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "text", "log lines (on stderr) as text or json")
 	logRetention := fs.Duration("changelog-retention", 0, "how long changelog entries are kept (default 168h)")
 	outRetention := fs.Duration("outcome-retention", 0, "how long outcome events are kept (default 4320h)")
+	ledSampling := fs.Float64("ledger-sampling", 1, "share of exposures recorded in the ledger, in (0, 1] (pushes and provisions always)")
+	ledQueue := fs.Int("ledger-queue", 8192, "ledger entries waiting to be written before new ones are dropped and counted")
+	ledRetention := fs.Duration("ledger-retention", 0, "how long ledger exposures and pushes are kept (default 4320h; provisions at least 3 years)")
+	ledMaxLen := fs.Int("ledger-maxlen", 0, "entries kept per shard's ledger stream (default 2000000)")
 	excessive := fs.Int("excessive-copies", server.DefaultExcessiveCopies, "copy requests (exports, receipt lists) per user in 30 days before further ones are flagged as excessive (negative: no count)")
 	decisionSecretFile := fs.String("decision-secret-file", "", "file holding the secret decision IDs are signed under (default: derived from the chain key; none and --unkeyed-chain: random per process)")
 	auditFloor := fs.Int("audit-min-group-size", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("privacy floor of POST /v1/audits: a spec's min_group_size under it runs with it (at least %d)", audit.LowestMinGroupSizeFloor))
@@ -517,6 +535,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
 	case *logRetention < 0 || *outRetention < 0:
 		return errors.New("serve: --changelog-retention and --outcome-retention must not be negative (0: the store's default)")
+	case !(*ledSampling > 0 && *ledSampling <= 1):
+		return errors.New("serve: --ledger-sampling must be in (0, 1]: 1 records every exposure")
+	case *ledQueue < 1:
+		return errors.New("serve: --ledger-queue must be at least 1")
+	case *ledRetention < 0 || *ledMaxLen < 0:
+		return errors.New("serve: --ledger-retention and --ledger-maxlen must not be negative (0: the store's default)")
 	case *excessive == 0:
 		return errors.New("serve: --excessive-copies 0 would flag every copy request; give a number, or a negative one for no count")
 	}
@@ -556,7 +580,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	st, chainKey, closeAll, err := sf.open(ctx, openOptions{cmd: "serve", init: *initStore, acceptDataLoss: *acceptLoss, log: log,
-		changelogRetention: *logRetention, outcomeRetention: *outRetention})
+		changelogRetention: *logRetention, outcomeRetention: *outRetention, ledgerRetention: *ledRetention, ledgerMaxLen: *ledMaxLen})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -577,7 +601,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "first start: admin key %s (shown once, keep it safe):\n%s\n", k.ID, key)
 	}
-	client, err := sdk.New(ctx, st, sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease, PropagationTimeout: *propTimeout, Logger: log})
+	ccfg := sdk.Config{Audiences: true, CheckpointEvery: 5 * time.Minute, Lease: *lease, PropagationTimeout: *propTimeout, Logger: log,
+		LedgerBuffer: *ledQueue, LedgerSampling: *ledSampling}
+	if l, ok := st.(store.Ledger); ok {
+		ccfg.Ledger = l // exposures, pushes and provisions (issue 14)
+	}
+	client, err := sdk.New(ctx, st, ccfg)
 	if err != nil {
 		return err
 	}

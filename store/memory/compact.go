@@ -75,6 +75,9 @@ func (s *Store) Compact(ctx context.Context) error {
 	if s.aof == nil {
 		return nil
 	}
+	if err := s.ledger.rewrite(); err != nil {
+		return err
+	}
 	snap, err := s.capture()
 	if err != nil {
 		return err

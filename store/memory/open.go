@@ -54,6 +54,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.ab = ab
+	if err := s.openLedger(opts.Dir); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/recguard/recguard/store"
 )
 
 // Defaults for zero Options fields.
@@ -61,6 +63,14 @@ type Options struct {
 	// OutcomeRetention is how long outcome events are kept: PurgeExpired
 	// drops older ones. Zero means DefaultOutcomeRetention.
 	OutcomeRetention time.Duration
+	// LedgerRetention is how long ledger exposures and pushes are kept:
+	// PurgeExpired drops older ones. Provisions are kept for
+	// store.ProvisionRetentionFor(LedgerRetention), at least three years.
+	// Zero means store.DefaultLedgerRetention.
+	LedgerRetention time.Duration
+	// LedgerMaxLen bounds each shard's ledger queue. Zero means
+	// store.DefaultLedgerMaxLen.
+	LedgerMaxLen int
 	// CompactMinBytes is the size from which Open compacts a file that holds
 	// more than twice as many lines as its live data needs. Zero means
 	// DefaultCompactMinBytes; negative disables compaction on Open.
@@ -102,6 +112,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.OutcomeRetention == 0 {
 		o.OutcomeRetention = DefaultOutcomeRetention
+	}
+	if o.LedgerRetention < 0 || o.LedgerMaxLen < 0 {
+		return o, fmt.Errorf("%w: negative LedgerRetention %v or LedgerMaxLen %d", ErrInvalidOptions, o.LedgerRetention, o.LedgerMaxLen)
+	}
+	o.LedgerRetention = store.LedgerRetentionOrDefault(o.LedgerRetention)
+	if o.LedgerMaxLen == 0 {
+		o.LedgerMaxLen = store.DefaultLedgerMaxLen
 	}
 	if o.CompactDelay == 0 {
 		o.CompactDelay = DefaultCompactDelay

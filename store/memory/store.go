@@ -59,6 +59,8 @@ type Store struct {
 
 	outcomes outcomes // outcome events for audits (memory only)
 
+	ledger ledger // exposures, pushes and provisions (ledger.go)
+
 	requests requests // per-user request counts (memory only)
 
 	ab *abilities // API keys and rights requests (abilities.go)
@@ -229,6 +231,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	sh.mu.Unlock()
 	if erase {
 		s.outcomes.dropUser(n, ch.UserID)
+		s.ledger.forgetUser(n, ch.UserID)
 		s.requests.forget(ch.UserID)
 		s.compactSoon()
 	}
@@ -457,6 +460,9 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 		return total, err
 	}
 	s.outcomes.expire(now.Add(-s.opts.OutcomeRetention).UnixMilli())
+	if s.ledger.expire(now.Add(-s.opts.LedgerRetention).UnixMilli(), now.Add(-store.ProvisionRetentionFor(s.opts.LedgerRetention)).UnixMilli()) {
+		s.compactSoon()
+	}
 	return total, nil
 }
 
@@ -580,6 +586,9 @@ func (s *Store) close() error {
 	var err error
 	if e := s.ab.close(); e != nil {
 		err = unavailable(e)
+	}
+	if e := s.ledger.close(); e != nil && err == nil {
+		err = e
 	}
 	if s.aof != nil {
 		if e := s.aof.close(); e != nil && err == nil {

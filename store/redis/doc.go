@@ -20,6 +20,11 @@
 //	rg:{<s>}:log           stream: shard s's changelog
 //	rg:{<s>}:rx            sorted set: users with receipts, scored by their oldest receipt's time
 //	rg:{<s>}:seq           hash: n, ms: shard s's changelog entry counter; e: the identity marker
+//	rg:{<s>}:outcomes      stream: shard s's outcome events (u user, x the event sealed under the user's data key)
+//	rg:{<s>}:ledger        stream: shard s's exposures and pushes (p the user's pseudonym, e the entry's JSON without the user)
+//	rg:{<s>}:lp            hash: ledger pseudonym -> user ID (field lp of the user's hash is the user's); an erasure deletes both
+//	rg:{ledger}:prov       stream: provision records (audience exports, Art. 12), trimmed by time only, never under 3 years
+//	rg:{ledger}:drops      hash: ledger kind -> entries that never reached the ledger
 //
 // where s = store.ShardOf(user, shards). A rights request is RPUSHed to its
 // year's list and its year added to rg:{rights}:years in one MULTI (one

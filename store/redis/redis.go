@@ -70,6 +70,14 @@ type Options struct {
 	// OutcomeRetention is how long outcome events are kept: PurgeExpired
 	// trims older ones (XTRIM MINID). Zero means DefaultOutcomeRetention.
 	OutcomeRetention time.Duration
+	// LedgerRetention is how long ledger exposures and pushes are kept:
+	// PurgeExpired trims older ones (XTRIM MINID). Provisions are kept
+	// store.ProvisionRetentionFor(LedgerRetention), at least three years.
+	// Zero means store.DefaultLedgerRetention.
+	LedgerRetention time.Duration
+	// LedgerMaxLen bounds each shard's ledger stream (XADD MAXLEN ~). Zero
+	// means store.DefaultLedgerMaxLen.
+	LedgerMaxLen int64
 	// Logger receives warnings (no persistence configured, data loss
 	// accepted). Nil means slog.Default().
 	Logger *slog.Logger
@@ -120,6 +128,9 @@ type Store struct {
 	// outcome retentions.
 	key            consent.ChainKey
 	logAge, outAge time.Duration
+	// ledAge and ledMax are the ledger's retention and per-shard bound.
+	ledAge time.Duration
+	ledMax int64
 
 	mu  sync.Mutex // guards set
 	set *consent.Settings
@@ -155,6 +166,10 @@ func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, 
 	}
 	if s.outAge <= 0 {
 		s.outAge = DefaultOutcomeRetention
+	}
+	s.ledAge, s.ledMax = store.LedgerRetentionOrDefault(opts.LedgerRetention), opts.LedgerMaxLen
+	if s.ledMax <= 0 {
+		s.ledMax = store.DefaultLedgerMaxLen
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -402,7 +417,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 		ch.At = s.now()
 	}
 	shard := store.ShardOf(ch.UserID, s.shards)
-	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard), s.k.requests(shard, ch.UserID)}
+	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard), s.k.requests(shard, ch.UserID), s.k.ledgerUsers(shard)}
 	for attempt := 0; attempt < s.tries; attempt++ {
 		rec, ver, dk, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
 		if err != nil {
@@ -923,16 +938,31 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 		}
 		logMin := strconv.FormatInt(now.Add(-s.logAge).UnixMilli(), 10)
 		outMin := strconv.FormatInt(now.Add(-s.outAge).UnixMilli(), 10)
+		ledMin := strconv.FormatInt(now.Add(-s.ledAge).UnixMilli(), 10)
 		_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			p.XTrimMinIDApprox(ctx, s.k.log(shard), logMin, 0)
 			p.XTrimMinIDApprox(ctx, s.k.outcomes(shard), outMin, 0)
+			p.XTrimMinIDApprox(ctx, s.k.ledger(shard), ledMin, 0)
 			return nil
 		})
 		if err != nil {
 			return total, unavailable(err)
 		}
 	}
+	if err := s.purgeProvisions(ctx, now); err != nil {
+		return total, err
+	}
 	return total, nil
+}
+
+// purgeProvisions trims provisions older than ProvisionRetentionFor the
+// ledger retention (XTRIM MINID ~: never one younger).
+func (s *Store) purgeProvisions(ctx context.Context, now time.Time) error {
+	min := strconv.FormatInt(now.Add(-store.ProvisionRetentionFor(s.ledAge)).UnixMilli(), 10)
+	if err := s.c.XTrimMinIDApprox(ctx, s.k.provisions(), min, 0).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
 }
 
 // purgeUser removes the user's receipts older than cutoff (unix ms) from

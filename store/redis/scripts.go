@@ -32,7 +32,8 @@ end
 //
 // KEYS: 1 user hash, 2 receipts list, 3 shard log, 4 receipt index, 5 log
 // counter, 6 shard user list, 7 the user's request counts (deleted by an
-// erasure)
+// erasure), 8 the shard's ledger pseudonyms (an erasure deletes the user's
+// link, field lp of the user's hash)
 // ARGV: 1 expected version, 2 new version, 3 record JSON, 4 receipt list
 // item, 5 receipt time (unix ms), 6 changelog MAXLEN, 7 user ID, 8 shard
 // count, 9 shard, 10 epoch, 11 data key, 12 key mode (new: set it, none
@@ -62,6 +63,11 @@ elseif mode == 'replace' then
 else
   redis.call('HDEL', KEYS[1], 'k')
   redis.call('DEL', KEYS[7])
+  local lp = redis.call('HGET', KEYS[1], 'lp')
+  if lp then
+    redis.call('HDEL', KEYS[8], lp)
+    redis.call('HDEL', KEYS[1], 'lp')
+  end
 end
 local r = tonumber(ARGV[15])
 if mode == 'drop' then

@@ -82,7 +82,17 @@ func checkExport(tb testing.TB, s store.Store, userID string) {
 		checkEqual(tb, "ExportUser of an erased user", exp, store.Export{Record: rec, Receipts: []consent.Receipt{}, Erasure: store.Certify(rec, rs, set.RetentionOrDefault())})
 		return
 	}
-	checkEqual(tb, "ExportUser", exp, store.Export{Record: rec, Receipts: rs})
+	want := store.Export{Record: rec, Receipts: rs}
+	if l, ok := s.(store.Ledger); ok {
+		led, err := l.UserLedger(tb.Context(), userID)
+		if err != nil {
+			tb.Fatalf("UserLedger(%q): %v", userID, err)
+		}
+		if len(led) > 0 {
+			want.Ledger = led
+		}
+	}
+	checkEqual(tb, "ExportUser", exp, want)
 }
 
 func testNotFound(t *testing.T, newStore newStoreFunc) {

@@ -91,6 +91,7 @@ var groups = []struct {
 	{"Numbers", testNumbers},
 	{"Checkpoints", testCheckpoints},
 	{"Outcomes", testOutcomes},
+	{"Ledger", testLedger},
 	{"KeysAndRights", testKeysAndRights},
 	{"Regression", testRegression},
 }
