@@ -498,3 +498,91 @@ func TestStratifiedEventAttributes(t *testing.T) {
 		t.Errorf("difference %.12g se %.12g, regression %.12g %.12g", tr.Difference, tr.SE, beta, se)
 	}
 }
+
+// Random small data sets under random specs: the stratified comparisons
+// never panic, every p-value is a probability or NaN, a finding is always
+// rejected and material, an adjusted or incomparable result carries the
+// crude one, and a result not compared is never a finding.
+func TestStratifiedRandomRobust(t *testing.T) {
+	rng := rand.New(rand.NewPCG(77, 77))
+	strataChoices := [][]string{nil, {"none"}, {"item"}, {"time"}, {"region"}, {"item", "region"}, {"device", "time"}}
+	for trial := range 60 {
+		facts := mapFacts{}
+		nu := 5 + rng.IntN(80)
+		for u := range nu {
+			fs := []string{[]string{"loyalty:new", "loyalty:gold", "loyalty:vip"}[rng.IntN(3)]}
+			if rng.IntN(2) == 0 {
+				fs = append(fs, fmt.Sprintf("region:r%d", rng.IntN(3)))
+			}
+			facts[fmt.Sprintf("u%d", u)] = fs
+		}
+		var evs []Event
+		for range rng.IntN(600) {
+			u := fmt.Sprintf("u%d", rng.IntN(nu))
+			mode := ModePersonalized
+			if rng.IntN(4) == 0 {
+				mode = ModeNonPersonalized
+			}
+			var opts []func(*Event)
+			if rng.IntN(5) > 0 {
+				opts = append(opts, withPrice([]float64{0, 1, 9.99, 1e6, -3, 10 + rng.NormFloat64()}[rng.IntN(6)]))
+			}
+			if rng.IntN(3) > 0 {
+				opts = append(opts, withClicked(rng.IntN(2) == 0))
+			}
+			if rng.IntN(3) > 0 {
+				opts = append(opts, withRank(float64(1+rng.IntN(3))))
+			}
+			if rng.IntN(4) == 0 {
+				opts = append(opts, withDiscount(float64(rng.IntN(2))))
+			}
+			if rng.IntN(4) == 0 {
+				opts = append(opts, withLatency(20+rng.Float64()))
+			}
+			if rng.IntN(3) == 0 {
+				opts = append(opts, withAttrs(fmt.Sprintf("device:d%d", rng.IntN(2))))
+			}
+			if rng.IntN(5) == 0 {
+				opts = append(opts, withField("basket", rng.Float64()*100))
+			}
+			evs = append(evs, ev(u, fmt.Sprintf("i%d", rng.IntN(1+rng.IntN(6))), rng.IntN(72), mode, opts...))
+		}
+		spec := Spec{Groups: []GroupSpec{{Name: "new", Segment: "loyalty:new"}, {Name: "gold", Segment: "loyalty:gold | device:d1"}, {Name: "vip", Segment: "loyalty:vip"}},
+			Reference: "new", MinGroupSize: 1 + rng.IntN(6), Strata: strataChoices[rng.IntN(len(strataChoices))]}
+		if rng.IntN(2) == 0 {
+			spec.Metrics = append(DefaultMetrics(), MetricSpec{Name: "basket_mean", Kind: Mean, Field: "basket"}, MetricSpec{Name: "basket_dist", Kind: Distribution, Field: "basket"})
+		}
+		r := run(t, spec, evs, facts, Options{})
+		check := func(where string, tr TestResult) {
+			if !(math.IsNaN(tr.P) || tr.P >= 0 && tr.P <= 1) {
+				t.Errorf("trial %d %s: p %v", trial, where, tr.P)
+			}
+			if tr.Significant && (!tr.Material || !(tr.Q <= r.Spec.Alpha)) {
+				t.Errorf("trial %d %s: a finding not rejected or not material: %+v", trial, where, tr)
+			}
+			switch tr.Adjustment {
+			case AdjustMantelHaenszel, AdjustWithinUser, AdjustNotComparable:
+				if tr.Crude == nil {
+					t.Errorf("trial %d %s: adjusted without the crude figure: %+v", trial, where, tr)
+				}
+			case AdjustNone:
+			default:
+				t.Errorf("trial %d %s: adjustment %q", trial, where, tr.Adjustment)
+			}
+			if tr.Adjustment == AdjustNotComparable && (tr.Significant || !math.IsNaN(tr.P)) {
+				t.Errorf("trial %d %s: not compared, yet %+v", trial, where, tr)
+			}
+		}
+		for _, tr := range r.Tests {
+			check("test "+tr.Group+"/"+tr.Metric, tr)
+		}
+		for _, tr := range r.Parity {
+			check("parity "+tr.Metric, tr)
+		}
+		for _, p := range r.Prices {
+			if !(math.IsNaN(p.P) || p.P >= 0 && p.P <= 1) || (p.Significant && !p.Material) {
+				t.Errorf("trial %d price %+v", trial, p)
+			}
+		}
+	}
+}
