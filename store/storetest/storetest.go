@@ -92,6 +92,7 @@ var groups = []struct {
 	{"Checkpoints", testCheckpoints},
 	{"Outcomes", testOutcomes},
 	{"Ledger", testLedger},
+	{"Timeline", testTimeline},
 	{"KeysAndRights", testKeysAndRights},
 	{"Regression", testRegression},
 }
