@@ -144,6 +144,7 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "GET", path: "/v1/audits/" + auditID}, server.RoleAuditor, 200},
 		{call{method: "GET", path: "/v1/audit/users/" + u + "/receipts"}, server.RoleAuditor, 200},
 		{call{method: "POST", path: "/v1/audits/verification?max_findings=5"}, server.RoleAuditor, 200},
+		{call{method: "GET", path: "/v1/audits/consent-timeline?bucket=24h"}, server.RoleAuditor, 200},
 	}
 }
 

@@ -188,6 +188,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 
 	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
 	v1.POST("/audits/verification", s.authenticate(RoleAuditor), s.postVerification())
+	v1.GET("/audits/consent-timeline", s.authenticate(RoleAuditor), s.getConsentTimeline())
 	aud := v1.Group("/audit", s.storeBound(), s.auditorLog(), s.authenticate(RoleAuditor))
 	aud.GET("/users/:id/receipts", s.getAuditReceipts)
 	return e, nil
