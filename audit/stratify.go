@@ -94,9 +94,10 @@ type stratState struct {
 	free        []int // metric indexes of free-field rate and mean metrics
 	freeVals    [][]float32
 	n           int
-	sorted      bool     // by user (stratSortByUser)
-	groups      []uint64 // by stratum: the groups of its events
-	modes       []uint64 // by stratum: its events' modes (1 personalized, 2 non-personalized)
+	sorted      bool          // by user (stratSortByUser)
+	groups      []uint64      // by stratum: the groups of its events
+	last        []lastStratum // by item: its last stratum (stratumID)
+	modes       []uint64      // by stratum: its events' modes (1 personalized, 2 non-personalized)
 }
 
 func newStratState(spec *Spec, metrics []metricDef) *stratState {
@@ -159,6 +160,41 @@ func (st *stratState) userFacts(ui int32, facts []string) {
 	}
 }
 
+// stratumID returns the number of stratum k, numbering a new one. Without
+// attribute strata, the last stratum of each item is remembered (events
+// come roughly in time order, so most find their item's day again) and
+// the map is asked only when the bucket changes.
+func (st *stratState) stratumID(k stratKey, cache bool) int32 {
+	cache = cache && k.item >= 0
+	if cache {
+		if int(k.item) < len(st.last) {
+			if l := st.last[k.item]; l.id > 0 && l.bucket == k.bucket {
+				return l.id - 1
+			}
+		} else {
+			st.last = append(st.last, make([]lastStratum, int(k.item)+1-len(st.last))...)
+		}
+	}
+	id, ok := st.ids[k]
+	if !ok {
+		id = int32(len(st.ids))
+		st.ids[k] = id
+		st.groups = append(st.groups, 0)
+		st.modes = append(st.modes, 0)
+	}
+	if cache {
+		st.last[k.item] = lastStratum{bucket: k.bucket, id: id + 1}
+	}
+	return id
+}
+
+// lastStratum is an item's last stratum: its bucket and number + 1 (0:
+// none yet).
+type lastStratum struct {
+	bucket int64
+	id     int32
+}
+
 // add keeps one event of user ui, counted in groups mask.
 func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
 	st := e.strat
@@ -181,13 +217,7 @@ func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
 			}
 		}
 	}
-	id, ok := st.ids[k]
-	if !ok {
-		id = int32(len(st.ids))
-		st.ids[k] = id
-		st.groups = append(st.groups, 0)
-		st.modes = append(st.modes, 0)
-	}
+	id := st.stratumID(k, len(st.attrs) == 0)
 	st.groups[id] |= mask
 	st.modes[id] |= 1 << mode
 	ev := stratEvent{user: ui, stratum: id, flags: it.flags}
