@@ -582,13 +582,25 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	}
 	// Three passes: the groups' metrics, the parity check's (platform
 	// outputs, within strata) and its behaviours (within users).
-	var passes [3]stratPass
+	// The groups' metrics are split in two passes on two cores or more
+	// (each reads every event for half the metrics): the passes then take
+	// about as long as each other.
+	var passes [4]stratPass
 	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS, present: e.strat.groups}
+	passes[3] = passes[0]
+	half := len(e.metrics)
+	if runtime.GOMAXPROCS(0) >= 2 && len(e.metrics) >= 4 {
+		half = (len(e.metrics) + 1) / 2
+	}
 	for j := range e.metrics {
 		m := &e.metrics[j]
-		passes[0].ms = append(passes[0].ms, m)
-		passes[0].pctVals = append(passes[0].pctVals, pctOf(m))
-		passes[0].pct = append(passes[0].pct, m.spec.Kind == Distribution)
+		k := 0
+		if j >= half {
+			k = 3
+		}
+		passes[k].ms = append(passes[k].ms, m)
+		passes[k].pctVals = append(passes[k].pctVals, pctOf(m))
+		passes[k].pct = append(passes[k].pct, m.spec.Kind == Distribution)
 	}
 	userModes := make([]uint64, len(e.ustate))
 	for u := range e.ustate {
@@ -613,7 +625,7 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		passes[k].pct = append(passes[k].pct, m.spec.Kind == Distribution)
 	}
 	// The passes are independent: run them on every core.
-	var outs [3][][]stratCmp
+	var outs [4][][]stratCmp
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	for k := range passes {
@@ -636,11 +648,15 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 				j = k
 			}
 		}
-		if j < 0 || outs[0] == nil {
+		pass := 0
+		if j >= half {
+			pass, j = 3, j-half
+		}
+		if j < 0 || outs[pass] == nil {
 			t.Adjustment = AdjustNone
 			continue
 		}
-		c := outs[0][j][index[t.Group]]
+		c := outs[pass][j][index[t.Group]]
 		e.applyStrat(t, c, AdjustMantelHaenszel)
 		if c.ok {
 			tests[i] = &c
