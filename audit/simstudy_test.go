@@ -220,18 +220,8 @@ func simOutcomes(r *Report) map[string]simOutcome {
 	return out
 }
 
-// simAudit synthesizes cfg and audits it.
-func simAudit(cfg SynthConfig) (*Report, error) {
-	var evb, ub bytes.Buffer
-	if err := Synthesize(cfg, &evb, &ub); err != nil {
-		return nil, err
-	}
-	uf, probs, err := UsersFile(&ub, "users")
-	if err != nil || len(probs) > 0 {
-		return nil, fmt.Errorf("users: %v %+v", err, probs)
-	}
-	return Run(context.Background(), SynthSpec(cfg), ReadJSONL(&evb, "events"), uf, Options{Strict: true, Now: func() time.Time { return time.Time{} }})
-}
+// simAudit synthesizes cfg and audits it (synthReport).
+func simAudit(cfg SynthConfig) (*Report, error) { return synthReport(cfg) }
 
 // simTally is a scenario's counts over its seeds.
 type simTally struct {

@@ -264,56 +264,87 @@ func bucketOf(t time.Time, whole int64, secs float64) int64 {
 	return int64(math.Floor((float64(t.Unix()) + float64(t.Nanosecond())/1e9) / secs))
 }
 
-// stratValue is metric m's value in event k (ev), as metricDef.value.
-func (e *engine) stratValue(m *metricDef, k int, ev *stratEvent) (float64, bool) {
-	var v float64
-	switch m.field {
-	case mfClicked, mfConverted, mfShown:
-		f := fClicked
-		if m.field == mfConverted {
-			f = fConverted
-		} else if m.field == mfShown {
-			f = fShown
-		}
-		if ev.flags&f == 0 {
-			return 0, false
-		}
-		if ev.flags&(f<<1) != 0 {
-			return 1, true
-		}
-		return 0, true
-	case mfDiscount, mfPrice, mfRank, mfLatency:
-		i := m.field - mfDiscount
-		if ev.flags&(fDiscount<<i) == 0 {
-			return 0, false
-		}
-		v = float64(ev.num[i])
+// stratGetter reads one metric's value from a kept event, as
+// metricDef.value reads it from an event being read (for a rate, 1 or 0),
+// or a distribution's within-stratum percentile when pct is set.
+type stratGetter struct {
+	pct  []float32 // percentiles by event
+	flag uint16    // a yes/no field's flag
+	num  int       // a number's index in stratEvent.num, or -1
+	free int       // a free field's index in the free values, or -1
+	rate bool
+	st   *stratState
+}
+
+// getter returns the stratGetter of metric m (pct: its percentiles, or
+// nil for its own values).
+func (e *engine) getter(m *metricDef, pct []float32) stratGetter {
+	g := stratGetter{num: -1, free: -1, rate: m.spec.Kind == Rate, st: e.strat}
+	switch {
+	case pct != nil:
+		g.pct, g.rate = pct, false
+	case m.field == mfClicked:
+		g.flag = fClicked
+	case m.field == mfConverted:
+		g.flag = fConverted
+	case m.field == mfShown:
+		g.flag = fShown
+	case m.field >= mfDiscount && m.field <= mfLatency:
+		g.num = int(m.field - mfDiscount)
 	default:
-		st := e.strat
-		j := e.metricIndex(m)
-		fi := -1
-		for i, x := range st.free {
-			if x == j {
-				fi = i
-			}
+		if mj := e.metricIndex(m); mj >= 0 && e.strat != nil {
+			g.free = slices.Index(e.strat.free, mj)
 		}
-		if fi < 0 {
+	}
+	return g
+}
+
+// get returns the value in kept event k (ev); false without one. Small
+// enough to be inlined in the passes' loop: the common fields here, the
+// rest in slow.
+func (g *stratGetter) get(k int, ev *stratEvent) (float64, bool) {
+	switch {
+	case g.num >= 0:
+		if ev.flags&(fDiscount<<g.num) == 0 {
 			return 0, false
 		}
-		nf := len(st.free)
-		f := st.freeVals[k/stratPage][(k%stratPage)*nf+fi]
-		if f != f {
-			return 0, false
+		v := float64(ev.num[g.num])
+		if g.rate {
+			v = float64(b2i(v > 0))
 		}
-		v = float64(f)
+		return v, true
+	case g.flag != 0:
+		return float64(b2i(ev.flags&(g.flag<<1) != 0)), ev.flags&g.flag != 0
 	}
-	if m.spec.Kind == Rate {
-		if v > 0 {
-			return 1, true
-		}
-		return 0, true
+	return g.slow(k)
+}
+
+// slow reads a percentile or a free field.
+func (g *stratGetter) slow(k int) (float64, bool) {
+	var x float32
+	switch {
+	case g.pct != nil:
+		x = g.pct[k]
+	case g.free >= 0:
+		nf := len(g.st.free)
+		x = g.st.freeVals[k/stratPage][(k%stratPage)*nf+g.free]
+	default:
+		return 0, false
 	}
-	return v, true
+	if x != x {
+		return 0, false
+	}
+	if g.rate {
+		return float64(b2i(x > 0)), true
+	}
+	return float64(x), true
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // stratCmp is one stratified comparison: a clusterCmp and the strata
@@ -454,8 +485,9 @@ func (e *engine) stratPercentiles(m *metricDef) []float32 {
 	st := e.strat
 	S := len(st.ids)
 	off := make([]int, S+1)
+	g := e.getter(m, nil)
 	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
-		if _, ok := e.stratValue(m, k, ev); ok {
+		if _, ok := g.get(k, ev); ok {
 			off[ev.stratum+1]++
 		}
 	})
@@ -469,7 +501,7 @@ func (e *engine) stratPercentiles(m *metricDef) []float32 {
 	arr := make([]kv, off[S])
 	fill := slices.Clone(off[:S])
 	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
-		if v, ok := e.stratValue(m, k, ev); ok {
+		if v, ok := g.get(k, ev); ok {
 			arr[fill[ev.stratum]] = kv{float32(v), int32(k)}
 			fill[ev.stratum]++
 		}

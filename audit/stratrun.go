@@ -22,7 +22,7 @@ type stratObs func(f func(user, stratum int32, sides uint64, vals []float64, hav
 
 // stratPass describes the comparisons of one pass: sides numbered 0 to
 // n-1, side ref the reference, active the sides compared with it; metrics
-// ms (their values from values[j], else stratValue; pct[j]: a
+// ms (their values from pctVals[j], else their fields; pct[j]: a
 // distribution's within-stratum percentiles); member gives an event's
 // sides, stratum its stratum (nStrata of them). With obs set, the
 // observations are obs's instead of the kept events'.
@@ -56,84 +56,23 @@ func (e *engine) observations(p *stratPass) stratObs {
 		return p.obs
 	}
 	J := len(p.ms)
-	// How each metric's value is read from a kept event, without a call
-	// per metric and event.
-	type getter struct {
-		pct  []float32 // percentiles by event
-		flag uint16    // a yes/no field's flag
-		num  int       // a number's index in stratEvent.num, or -1
-		free int       // a free field's index in the free values, or -1
-		rate bool
-	}
-	gs := make([]getter, J)
+	gs := make([]stratGetter, J)
 	for j, m := range p.ms {
-		g := getter{num: -1, free: -1, rate: m.spec.Kind == Rate}
-		switch {
-		case j < len(p.pctVals) && p.pctVals[j] != nil:
-			g.pct, g.rate = p.pctVals[j], false
-		case m.field == mfClicked:
-			g.flag = fClicked
-		case m.field == mfConverted:
-			g.flag = fConverted
-		case m.field == mfShown:
-			g.flag = fShown
-		case m.field >= mfDiscount && m.field <= mfLatency:
-			g.num = int(m.field - mfDiscount)
-		default:
-			if mj := e.metricIndex(m); mj >= 0 && e.strat != nil {
-				g.free = slices.Index(e.strat.free, mj)
-			}
+		var pct []float32
+		if j < len(p.pctVals) {
+			pct = p.pctVals[j]
 		}
-		gs[j] = g
-	}
-	nf := 0
-	if e.strat != nil {
-		nf = len(e.strat.free)
+		gs[j] = e.getter(m, pct)
 	}
 	return func(f func(user, stratum int32, sides uint64, vals []float64, have uint64)) {
 		vals := make([]float64, J)
 		e.stratEach(func(k int, ev *stratEvent, mask uint64) {
 			var have uint64
 			for j := range gs {
-				g := &gs[j]
-				var v float64
-				switch {
-				case g.pct != nil:
-					x := g.pct[k]
-					if x != x {
-						continue
-					}
-					v = float64(x)
-				case g.flag != 0:
-					if ev.flags&g.flag == 0 {
-						continue
-					}
-					if ev.flags&(g.flag<<1) != 0 {
-						v = 1
-					}
-				case g.num >= 0:
-					if ev.flags&(fDiscount<<g.num) == 0 {
-						continue
-					}
-					v = float64(ev.num[g.num])
-				case g.free >= 0:
-					x := e.strat.freeVals[k/stratPage][(k%stratPage)*nf+g.free]
-					if x != x {
-						continue
-					}
-					v = float64(x)
-				default:
-					continue
+				if v, ok := gs[j].get(k, ev); ok {
+					vals[j] = v
+					have |= 1 << j
 				}
-				if g.rate && g.flag == 0 {
-					if v > 0 {
-						v = 1
-					} else {
-						v = 0
-					}
-				}
-				vals[j] = v
-				have |= 1 << j
 			}
 			if have != 0 {
 				f(ev.user, p.stratum(ev), p.member(ev, mask), vals, have)
