@@ -110,12 +110,6 @@ func ConsentTimeline(ctx context.Context, s Store, opts TimelineOptions) (Timeli
 	}
 	tl := Timeline{From: opts.From.UTC(), To: opts.To.UTC(), Bucket: opts.Bucket.String(),
 		Now: TimelineNow{Refused: map[string]int64{}}}
-	if opts.From.IsZero() {
-		tl.From = time.Time{}
-	}
-	if opts.To.IsZero() {
-		tl.To = time.Time{}
-	}
 	buckets := map[int64]*TimelineBucket{}
 	bucketOf := func(at time.Time) *TimelineBucket {
 		k := at.UnixNano() / int64(opts.Bucket)
