@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/tags"
 )
 
 // LedgerKind says what a LedgerEntry records.
@@ -116,6 +117,17 @@ type LedgerEntry struct {
 	Decided         bool               `json:"decided,omitempty"`
 	DecidedAt       time.Time          `json:"decided_at,omitzero"`
 
+	// Contradicted says the app declared a Mode its decision ID does not
+	// allow (an exposure declared personalized under a decision that was
+	// not): Mode is the declared one, Reason and the versions the
+	// decision's. An enforcement audit lists it as a violation.
+	Contradicted bool `json:"contradicted,omitempty"`
+
+	// Tags are the tags the exposure or push was chosen by, as the app
+	// reported them (at most MaxLedgerTags): an enforcement audit checks
+	// each against the user's deletions and sensitive consents at At.
+	Tags []tags.Tag `json:"tags,omitempty"`
+
 	// Surface is where the entry was recorded: "sdk" or "http".
 	Surface string `json:"surface,omitempty"`
 	// Items is how many items an exposure showed.
@@ -142,6 +154,8 @@ const (
 	MaxLedgerLabel = 128
 	// MaxLedgerSegment bounds a provision's Segment.
 	MaxLedgerSegment = 4096
+	// MaxLedgerTags bounds an exposure's or a push's Tags.
+	MaxLedgerTags = 64
 )
 
 // ValidLabel checks a ledger label (campaign, recipient, purpose, surface):
@@ -204,6 +218,17 @@ func (e *LedgerEntry) Validate() error {
 			return &consent.FieldError{Field: "channel", Detail: err.Error(), Err: consent.ErrInvalidChange}
 		}
 	}
+	if len(e.Tags) > MaxLedgerTags {
+		return bad("tags", "%d tags: at most %d", len(e.Tags), MaxLedgerTags)
+	}
+	for _, t := range e.Tags {
+		if _, err := tags.Parse(string(t)); err != nil {
+			return bad("tags", "%v", err)
+		}
+	}
+	if e.Contradicted && e.Kind != LedgerExposure {
+		return bad("contradicted", "only an exposure can contradict its decision")
+	}
 	switch e.Kind {
 	case LedgerExposure, LedgerPush:
 		if err := consent.ValidUserID(e.UserID); err != nil {
@@ -216,8 +241,8 @@ func (e *LedgerEntry) Validate() error {
 			return bad("channel", "a push needs its channel")
 		}
 	case LedgerProvision:
-		if e.UserID != "" {
-			return bad("user", "a provision names no user")
+		if e.UserID != "" || len(e.Tags) > 0 {
+			return bad("user", "a provision names no user and no tag")
 		}
 		if err := ValidLabel("recipient", e.Recipient); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // ledgerOf returns s's Ledger ability, or skips the test.
@@ -43,7 +44,7 @@ func exposure(u string, at time.Time, i int) store.LedgerEntry {
 
 func push(u string, at time.Time) store.LedgerEntry {
 	return store.LedgerEntry{Kind: store.LedgerPush, UserID: u, At: at, Reason: consent.ReasonAllowed, Mode: store.ModeAllowed,
-		Channel: "sms", Targeted: true, Campaign: "spring-sale", Surface: "http"}
+		Channel: "sms", Targeted: true, Campaign: "spring-sale", Surface: "http", Tags: []tags.Tag{"interest:ski", "health:diabetes"}}
 }
 
 func provision(at time.Time, n int) store.LedgerEntry {
@@ -74,7 +75,9 @@ func testLedger(t *testing.T, newStore newStoreFunc) {
 		for i := 0; i < 30; i++ {
 			want = append(want, exposure(fmt.Sprintf("led%d", i%5), now.Add(time.Duration(i)*time.Millisecond), i))
 		}
-		want = append(want, push("led1", now), provision(now, 1234))
+		contra := exposure("led2", now, 99)
+		contra.Contradicted, contra.Reason = true, consent.ReasonOptedOut
+		want = append(want, push("led1", now), provision(now, 1234), contra)
 		// Two appends: the second is received after the first.
 		if err := l.AppendLedger(t.Context(), want[:20]); err != nil {
 			t.Fatal(err)
@@ -150,6 +153,10 @@ func testLedger(t *testing.T, newStore newStoreFunc) {
 			{Kind: store.LedgerProvision, UserID: "u", At: now, Recipient: "r", Purpose: "p", Segment: "*"},
 			{Kind: store.LedgerProvision, At: now, Purpose: "p", Segment: "*"},
 			{Kind: store.LedgerProvision, At: now, Recipient: "r", Purpose: "p"},
+			{Kind: store.LedgerPush, UserID: "u", At: now, Channel: "sms", Tags: []tags.Tag{"Not A Tag"}},
+			{Kind: store.LedgerExposure, UserID: "u", At: now, Tags: make([]tags.Tag, store.MaxLedgerTags+1)},
+			{Kind: store.LedgerPush, UserID: "u", At: now, Channel: "sms", Contradicted: true}, // only exposures contradict
+			{Kind: store.LedgerProvision, At: now, Recipient: "r", Purpose: "p", Segment: "*", Tags: []tags.Tag{"interest:ski"}},
 		}
 		for i, b := range bad {
 			if err := l.AppendLedger(t.Context(), []store.LedgerEntry{good, b}); !errors.Is(err, consent.ErrInvalidChange) && !errors.Is(err, consent.ErrInvalidUserID) {
