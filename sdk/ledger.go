@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // Errors of the ledger.
@@ -47,6 +49,8 @@ type ledgerItem struct {
 // ledgerExtra is the rest of a push's or a reported exposure's entry.
 type ledgerExtra struct {
 	channel, campaign, surface string
+	tags                       []tags.Tag
+	contradicted               bool
 	// rv and sv are the versions when one does not fit in 32 bits.
 	rv, sv uint64
 	big    bool
@@ -211,6 +215,15 @@ type Exposed struct {
 	Items int
 	// Surface says where it was recorded ("http" for the server).
 	Surface string
+	// Tags are the tags the recommendation was chosen by, if the app
+	// reports them (at most store.MaxLedgerTags): the enforcement audit
+	// checks each against the user's deletions and sensitive consents.
+	Tags []tags.Tag
+	// Contradicted says the app declared the exposure personalized under
+	// a decision (Basis, Reason) that was not: it is recorded as declared
+	// (personalized, whatever Personalized says), and the enforcement
+	// audit lists it as a violation.
+	Contradicted bool
 }
 
 // RecordExposure queues an exposure for the ledger, sampled like
@@ -224,6 +237,9 @@ func (c *Client) RecordExposure(x Exposed) error {
 	if err := consent.ValidUserID(x.UserID); err != nil {
 		return err
 	}
+	if err := validTags(x.Tags); err != nil {
+		return err
+	}
 	l := &c.ledger
 	if !l.all && uint64(rand.Uint32()) >= l.sample {
 		l.sampled.Add(1)
@@ -233,10 +249,10 @@ func (c *Client) RecordExposure(x Exposed) error {
 		x.At = c.cfg.Now()
 	}
 	it := ledgerItem{kind: store.LedgerExposure, decided: x.Decided, reason: x.Reason, items: clampItems(x.Items),
-		at: x.At.UnixNano(), id: x.Basis.ID, user: x.UserID, extra: &ledgerExtra{surface: x.Surface}}
+		at: x.At.UnixNano(), id: x.Basis.ID, user: x.UserID, extra: &ledgerExtra{surface: x.Surface, tags: slices.Clone(x.Tags), contradicted: x.Contradicted}}
 	it.setBasis(x.Basis.RecordVersion, x.Basis.SettingsVersion)
 	it.mode = 2
-	if x.Personalized {
+	if x.Personalized || x.Contradicted {
 		it.mode = 1
 	}
 	if !l.enqueue(&it) {
@@ -261,6 +277,10 @@ type Push struct {
 	// goes to the ledger). The zero PushDecision says the app did not ask:
 	// the ledger records the push as undecided.
 	Decision PushDecision
+	// Tags are the tags a targeted push was chosen by (at most
+	// store.MaxLedgerTags): the enforcement audit checks each against the
+	// user's deletions and sensitive consents at At.
+	Tags []tags.Tag
 }
 
 // RecordPush records a push the app sent, with the basis of the DecidePush
@@ -295,11 +315,14 @@ func (c *Client) RecordPush(ctx context.Context, p Push) error {
 			return err
 		}
 	}
+	if err := validTags(p.Tags); err != nil {
+		return err
+	}
 	if p.At.IsZero() {
 		p.At = c.cfg.Now()
 	}
 	d := p.Decision
-	it := ledgerItem{kind: store.LedgerPush, targeted: p.Targeted, at: p.At.UnixNano(), user: p.UserID, extra: &ledgerExtra{channel: p.Channel, campaign: p.Campaign, surface: "sdk"}}
+	it := ledgerItem{kind: store.LedgerPush, targeted: p.Targeted, at: p.At.UnixNano(), user: p.UserID, extra: &ledgerExtra{channel: p.Channel, campaign: p.Campaign, surface: "sdk", tags: slices.Clone(p.Tags)}}
 	if !d.ID.IsZero() {
 		it.decided, it.reason, it.id = true, d.Reason, d.ID
 		it.setBasis(d.RecordVersion, d.SettingsVersion)
@@ -324,7 +347,7 @@ func (c *Client) RecordPushDecided(p Push, sd *consent.SignedDecision, surface s
 	if p.At.IsZero() {
 		p.At = c.cfg.Now()
 	}
-	it := ledgerItem{kind: store.LedgerPush, targeted: p.Targeted, at: p.At.UnixNano(), user: p.UserID, extra: &ledgerExtra{channel: p.Channel, campaign: p.Campaign, surface: surface}}
+	it := ledgerItem{kind: store.LedgerPush, targeted: p.Targeted, at: p.At.UnixNano(), user: p.UserID, extra: &ledgerExtra{channel: p.Channel, campaign: p.Campaign, surface: surface, tags: slices.Clone(p.Tags)}}
 	if sd != nil {
 		it.decided, it.reason, it.id = true, sd.Reason, sd.ID
 		it.setBasis(sd.RecordVersion, sd.SettingsVersion)
@@ -335,6 +358,21 @@ func (c *Client) RecordPushDecided(p Push, sd *consent.SignedDecision, surface s
 	}
 	if !c.ledger.enqueue(&it) {
 		return ErrLedgerFull
+	}
+	return nil
+}
+
+// validTags checks the tags an exposure or a push reports: at most
+// store.MaxLedgerTags, each of valid syntax (errors wrap
+// consent.ErrInvalidChange).
+func validTags(ts []tags.Tag) error {
+	if len(ts) > store.MaxLedgerTags {
+		return &consent.FieldError{Field: "tags", Detail: fmt.Sprintf("%d tags: at most %d", len(ts), store.MaxLedgerTags), Err: consent.ErrInvalidChange}
+	}
+	for _, t := range ts {
+		if _, err := tags.Parse(string(t)); err != nil {
+			return &consent.FieldError{Field: "tags", Detail: err.Error(), Err: consent.ErrInvalidChange}
+		}
 	}
 	return nil
 }
@@ -397,7 +435,7 @@ func (it *ledgerItem) entry() store.LedgerEntry {
 	e := store.LedgerEntry{Kind: it.kind, UserID: it.user, At: at, DecisionID: it.id, RecordVersion: uint64(it.rv), SettingsVersion: uint64(it.sv),
 		Reason: it.reason, Decided: it.decided, Surface: "sdk", Items: int(it.items), Targeted: it.targeted}
 	if x := it.extra; x != nil {
-		e.Channel, e.Campaign = x.channel, x.campaign
+		e.Channel, e.Campaign, e.Tags, e.Contradicted = x.channel, x.campaign, x.tags, x.contradicted
 		if x.surface != "" {
 			e.Surface = x.surface
 		}

@@ -46,9 +46,11 @@ func TestLedgerRecordsWithBasis(t *testing.T) {
 	}
 	rb, _ := c.Recommend(ctx, "bob", personalRanker, plainRanker)
 	pd, _ := c.DecidePush(ctx, "ann", "sms", true)
-	if err := c.RecordPush(ctx, sdk.Push{UserID: "ann", Campaign: "spring", Decision: pd}); err != nil {
+	pushTags := []tags.Tag{"interest:ski"}
+	if err := c.RecordPush(ctx, sdk.Push{UserID: "ann", Campaign: "spring", Decision: pd, Tags: pushTags}); err != nil {
 		t.Fatal(err)
 	}
+	pushTags[0] = "interest:changed-after" // the ledger keeps its own copy
 	if err := c.RecordPush(ctx, sdk.Push{UserID: "bob", Channel: "email"}); err != nil { // not asked
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestLedgerRecordsWithBasis(t *testing.T) {
 	if eb := by["exposure/bob"]; eb.Mode != store.ModeNonPersonalized || eb.Reason != consent.ReasonOptedOut || eb.DecisionID != rb.ID {
 		t.Errorf("bob's exposure = %+v", eb)
 	}
-	if p := by["push/ann"]; p.DecisionID != pd.ID || p.Mode != store.ModeAllowed || p.Channel != "sms" || !p.Targeted || p.Campaign != "spring" {
+	if p := by["push/ann"]; p.DecisionID != pd.ID || p.Mode != store.ModeAllowed || p.Channel != "sms" || !p.Targeted || p.Campaign != "spring" || len(p.Tags) != 1 || p.Tags[0] != "interest:ski" {
 		t.Errorf("ann's push = %+v", p)
 	}
 	if p := by["push/bob"]; p.Decided || p.Mode != "" || p.Channel != "email" {
@@ -78,10 +80,14 @@ func TestLedgerRecordsWithBasis(t *testing.T) {
 		t.Errorf("provision = %+v", p)
 	}
 	// Bad pushes queue nothing.
-	for _, p := range []sdk.Push{{UserID: "bad id", Channel: "sms"}, {UserID: "ann", Channel: "fax"}, {UserID: "ann", Channel: "sms", Campaign: "a b"}} {
+	for _, p := range []sdk.Push{{UserID: "bad id", Channel: "sms"}, {UserID: "ann", Channel: "fax"}, {UserID: "ann", Channel: "sms", Campaign: "a b"},
+		{UserID: "ann", Channel: "sms", Tags: []tags.Tag{"Bad Tag"}}, {UserID: "ann", Channel: "sms", Tags: make([]tags.Tag, store.MaxLedgerTags+1)}} {
 		if err := c.RecordPush(ctx, p); err == nil {
 			t.Errorf("RecordPush(%+v): nil error", p)
 		}
+	}
+	if err := c.RecordExposure(sdk.Exposed{UserID: "ann", Tags: []tags.Tag{"Bad Tag"}}); !errors.Is(err, consent.ErrInvalidChange) {
+		t.Errorf("exposure with a bad tag: %v", err)
 	}
 	if err := c.RecordProvision(ctx, sdk.Provision{Purpose: "x", Segment: "*"}); !errors.Is(err, consent.ErrInvalidChange) {
 		t.Errorf("provision without recipient: %v", err)

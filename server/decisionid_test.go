@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/store"
 	"github.com/recguard/recguard/server"
 )
 
@@ -188,12 +189,11 @@ func TestEventsDecisionID(t *testing.T) {
 		stored(4)
 	}
 
-	// Valid IDs the event contradicts: 422, nothing stored.
+	// Valid IDs the event misuses: 422, nothing stored.
 	for _, c := range []struct {
 		what string
 		ev   map[string]any
 	}{
-		{"a personalized exposure under an opt-out", ev("otto", otto.DecisionID, "personalized")},
 		{"a push answer's ID", ev("ann", push.DecisionID, "")},
 		{"an event long before its decision", func() map[string]any {
 			m := ev("ann", ann.DecisionID, "")
@@ -215,6 +215,27 @@ func TestEventsDecisionID(t *testing.T) {
 	// An event with neither mode nor decision_id is not valid.
 	wantProblem(t, post(violates, ev("ann", "", "")), 422, "invalid-value")
 	stored(5)
+
+	// A personalized exposure declared under a decision that was not
+	// (otto opted out): the app's own word against the decision. It is
+	// recorded as declared, counted as contradicted (not decided), and the
+	// ledger marks it for the enforcement audit.
+	before := len(e.ledger())
+	r = post(conforms, ev("otto", otto.DecisionID, "personalized"))
+	want(t, r, 202)
+	er := decode[server.EventsResponse](t, r)
+	if er.Accepted != 1 || er.Decided != 0 || er.Contradicted != 1 {
+		t.Errorf("contradicting event: %+v, want accepted 1, decided 0, contradicted 1", er)
+	}
+	stored(6)
+	led := e.ledger()
+	if len(led) != before+1 {
+		t.Fatalf("ledger: %d entries, want %d", len(led), before+1)
+	}
+	x := led[len(led)-1]
+	if !x.Contradicted || x.Decided || x.Mode != store.ModePersonalized || x.UserID != "otto" || x.Reason != consent.ReasonOptedOut || x.DecisionID.IsZero() {
+		t.Errorf("contradicting event's ledger entry %+v: want contradicted, not decided, personalized, otto, reason personalization_off, with its decision ID", x)
+	}
 }
 
 // An ID verifies on every instance that shares the deployment secret (the

@@ -16,6 +16,7 @@ import (
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // MaxEventsPerPost bounds one POST /v1/events.
@@ -40,6 +41,11 @@ type EventsRequest struct {
 type EventsResponse struct {
 	Accepted int `json:"accepted"`
 	Decided  int `json:"decided"`
+	// Contradicted counts the events that declared mode personalized
+	// under a decision ID whose decision was not: they are recorded as
+	// declared, and the ledger marks them for the enforcement audit
+	// (violation mode_contradicts_decision).
+	Contradicted int `json:"contradicted"`
 	// Pushes is how many of the accepted events were pushes (recorded in
 	// the ledger); LedgerDropped how many ledger entries of this batch were
 	// dropped because the ledger's queue was full (counted in
@@ -78,6 +84,7 @@ func (s *Server) postEvents(c *gin.Context) {
 	}
 	lines := make([][]byte, 0, len(req.Events))
 	decs := make([]*decidedEvent, 0, len(req.Events)) // nil: no decision_id
+	var evTags [][]tags.Tag                           // the tags each outcome event reports (nil: none)
 	var pushes []checkedPush
 	var pos []int // pos[j] is the batch position of outcome event j
 	var all bytes.Buffer
@@ -107,6 +114,13 @@ func (s *Server) postEvents(c *gin.Context) {
 		if bytes.Contains(lines[j], []byte(`"decision_id"`)) {
 			var ok bool
 			if lines[j], decs[j], ok = s.takeDecisionID(c, i, lines[j]); !ok {
+				return
+			}
+		}
+		evTags = append(evTags, nil)
+		if bytes.Contains(lines[j], []byte(`"tags"`)) {
+			var ok bool
+			if lines[j], evTags[j], ok = takeTags(c, i, lines[j]); !ok {
 				return
 			}
 		}
@@ -140,13 +154,19 @@ func (s *Server) postEvents(c *gin.Context) {
 				failCode(c, http.StatusUnprocessableEntity, codeInvalid, "events", "events[%d]: %s", pos[i], reason)
 				return
 			}
+			if ev.Mode == audit.ModePersonalized && !decs[i].d.Personalized {
+				decs[i].contradicted = true
+			}
 		}
 		users = append(users, ev.UserID)
 		evs = append(evs, ev)
 	}
-	decided := 0
+	decided, contradicted := 0, 0
 	for _, d := range decs {
-		if d != nil {
+		switch {
+		case d != nil && d.contradicted:
+			contradicted++
+		case d != nil:
 			decided++
 		}
 	}
@@ -173,7 +193,13 @@ func (s *Server) postEvents(c *gin.Context) {
 			if d := decs[i]; d != nil {
 				x.Decided, x.Reason, x.Personalized = true, d.d.Reason, d.d.Personalized && ev.Mode != audit.ModeNonPersonalized
 				x.Basis = consent.Basis{RecordVersion: d.d.RecordVersion, SettingsVersion: d.d.SettingsVersion, ID: d.d.ID}
+				if d.contradicted {
+					// Recorded as declared, as evidence: the enforcement
+					// audit lists it.
+					x.Decided, x.Contradicted = false, true
+				}
 			}
+			x.Tags = evTags[i]
 			if errors.Is(s.client.RecordExposure(x), sdk.ErrLedgerFull) {
 				dropped++
 			}
@@ -190,8 +216,9 @@ func (s *Server) postEvents(c *gin.Context) {
 		}
 	}
 	s.m.events.WithLabelValues("decided").Add(float64(decided))
-	s.m.events.WithLabelValues("declared").Add(float64(len(lines) + len(pushes) - decided))
-	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines) + len(pushes), Decided: decided, Pushes: len(pushes), LedgerDropped: dropped})
+	s.m.events.WithLabelValues("declared").Add(float64(len(lines) + len(pushes) - decided - contradicted))
+	s.m.events.WithLabelValues("contradicted").Add(float64(contradicted))
+	c.JSON(http.StatusAccepted, EventsResponse{Accepted: len(lines) + len(pushes), Decided: decided, Contradicted: contradicted, Pushes: len(pushes), LedgerDropped: dropped})
 }
 
 // eventKind returns an event's kind: "push", or "" for an outcome event
@@ -232,6 +259,10 @@ type PushEvent struct {
 	// DecisionID is the can-push answer's signed ID, optional; it must
 	// verify for the user and name a push on the same channel.
 	DecisionID *string `json:"decision_id,omitempty"`
+	// Tags are the tags a targeted push was chosen by, optional (at most
+	// store.MaxLedgerTags): the enforcement audit checks them against the
+	// user's deletions and sensitive consents.
+	Tags []string `json:"tags,omitempty"`
 }
 
 // checkedPush is a push event that passed checkPush.
@@ -290,7 +321,11 @@ func (s *Server) checkPush(c *gin.Context, i int, raw json.RawMessage) (checkedP
 			return bad("campaign", "campaign %q: want 1 to 128 bytes of A-Za-z0-9_.:@+=-", clipStr(pe.Campaign))
 		}
 	}
-	out := checkedPush{push: sdk.Push{UserID: *pe.User, Channel: *pe.Channel, Targeted: *pe.Targeted, Campaign: pe.Campaign, At: *pe.Time}}
+	ts, reason := parseTags(pe.Tags)
+	if reason != "" {
+		return bad("tags", "%s", reason)
+	}
+	out := checkedPush{push: sdk.Push{UserID: *pe.User, Channel: *pe.Channel, Targeted: *pe.Targeted, Campaign: pe.Campaign, At: *pe.Time, Tags: ts}}
 	if pe.DecisionID != nil {
 		sd, err := consent.VerifyDecisionID(s.decKey, *pe.User, *pe.DecisionID)
 		if err != nil {
@@ -372,11 +407,69 @@ func (s *Server) takeDecisionID(c *gin.Context, i int, line []byte) ([]byte, *de
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), &decidedEvent{user: user, d: sd}, true
 }
 
+// takeTags takes the tags member out of outcome event i (line: compact
+// JSON): a list of at most store.MaxLedgerTags tags the recommendation was
+// chosen by, for the ledger (the outcome log's events have no such
+// member). A malformed one is answered 400 naming events.<i>.tags.
+func takeTags(c *gin.Context, i int, line []byte) ([]byte, []tags.Tag, bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(line, &m); err != nil || m == nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, "events", "events[%d] is not a JSON object", i)
+		return nil, nil, false
+	}
+	raw, ok := m["tags"]
+	if !ok {
+		return line, nil, true
+	}
+	field := fmt.Sprintf("events.%d.tags", i)
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "events[%d]: tags must be a list of strings", i)
+		return nil, nil, false
+	}
+	ts, reason := parseTags(list)
+	if reason != "" {
+		failCode(c, http.StatusBadRequest, codeMalformed, field, "events[%d]: %s", i, reason)
+		return nil, nil, false
+	}
+	delete(m, "tags")
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep the event's text as sent
+	if err := enc.Encode(m); err != nil {
+		fail(c, fmt.Errorf("server: re-encoding events[%d]: %w", i, err))
+		return nil, nil, false
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), ts, true
+}
+
+// parseTags checks an event's tags: at most store.MaxLedgerTags, each a
+// valid tag. It returns why they are refused, or "".
+func parseTags(list []string) ([]tags.Tag, string) {
+	if len(list) == 0 {
+		return nil, ""
+	}
+	if len(list) > store.MaxLedgerTags {
+		return nil, fmt.Sprintf("%d tags: at most %d", len(list), store.MaxLedgerTags)
+	}
+	out := make([]tags.Tag, len(list))
+	for i, t := range list {
+		tg, err := tags.Parse(t)
+		if err != nil {
+			return nil, fmt.Sprintf("tags[%d]: %v", i, err)
+		}
+		out[i] = tg
+	}
+	return out, ""
+}
+
 // decidedEvent is what an event's verified decision_id says, and the user
 // it was verified for.
 type decidedEvent struct {
 	user string
 	d    consent.SignedDecision
+	// contradicted: the event declares personalized, the decision was not.
+	contradicted bool
 }
 
 // checkDecided checks an outcome event against the decision its verified
@@ -391,8 +484,6 @@ func checkDecided(ev audit.Event, de *decidedEvent) string {
 		return "decision_id was verified for another user than the event's"
 	case d.Kind != consent.DecisionRecommend:
 		return fmt.Sprintf("decision_id names a %s answer; an outcome event takes the decision_id of GET /v1/users/{id}/decision", d.Kind)
-	case ev.Mode == audit.ModePersonalized && !d.Personalized:
-		return fmt.Sprintf("mode personalized contradicts its decision (not personalized, reason %s)", d.Reason)
 	case ev.Time.Before(d.At.Add(-DecisionSkew)):
 		return fmt.Sprintf("time %s is before its decision was given (%s)", ev.Time.UTC().Format(time.RFC3339Nano), d.At.Format(time.RFC3339Nano))
 	}

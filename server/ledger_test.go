@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,70 @@ func without(m map[string]any, k string) map[string]any {
 		}
 	}
 	return out
+}
+
+// Events may report the tags a recommendation or a push was chosen by: the
+// ledger keeps them (the outcome log does not), for the enforcement audit.
+// A malformed list is 400 naming events.<i>.tags, and nothing of the batch
+// is recorded.
+func TestEventTags(t *testing.T) {
+	e := newEnv(t)
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	post := func(req conformance, evs ...map[string]any) result {
+		t.Helper()
+		return e.do(call{method: "POST", path: "/v1/events", key: e.app(), body: map[string]any{"events": evs}, req: req})
+	}
+	outcome := func(ts any) map[string]any {
+		m := map[string]any{"user": "ann", "item": "sku1", "time": at, "mode": "personalized"}
+		if ts != nil {
+			m["tags"] = ts
+		}
+		return m
+	}
+	push := func(ts any) map[string]any {
+		m := map[string]any{"kind": "push", "user": "ann", "time": at, "channel": "sms", "targeted": true}
+		if ts != nil {
+			m["tags"] = ts
+		}
+		return m
+	}
+	for _, c := range []struct {
+		what  string
+		bad   map[string]any
+		field string
+		req   conformance
+	}{
+		{"an outcome's tag of bad syntax", outcome([]string{"Not A Tag"}), "events.1.tags", conforms},
+		{"an outcome's tags not a list", outcome("interest:ski"), "events.1.tags", violates},
+		{"an outcome with 65 tags", outcome(make([]string, 65)), "events.1.tags", violates},
+		{"a push's tag of bad syntax", push([]string{"interest:"}), "events.1.tags", conforms},
+		{"a push's tags not strings", push([]int{1}), "events.1.tags", violates},
+	} {
+		p := wantProblem(t, post(c.req, outcome(nil), c.bad), 400, "malformed-request")
+		if p.Field != c.field {
+			t.Errorf("%s: field %q, want %q", c.what, p.Field, c.field)
+		}
+	}
+	if n := len(e.outcomes()); n != 0 {
+		t.Fatalf("after refused batches %d outcome events are stored", n)
+	}
+	if n := len(e.ledger()); n != 0 {
+		t.Fatalf("after refused batches the ledger holds %d entries", n)
+	}
+	want(t, post(conforms, outcome([]string{"interest:ski", "health:diabetes"}), push([]string{"interest:golf"})), 202)
+	led := e.ledger()
+	if len(led) != 2 {
+		t.Fatalf("ledger: %d entries, want 2", len(led))
+	}
+	got := map[store.LedgerKind]string{}
+	for _, x := range led {
+		got[x.Kind] = fmt.Sprint(x.Tags)
+	}
+	if got[store.LedgerExposure] != "[interest:ski health:diabetes]" || got[store.LedgerPush] != "[interest:golf]" {
+		t.Errorf("ledger tags %v", got)
+	}
+	// The outcome log keeps the event without its tags.
+	if evs := e.outcomes(); len(evs) != 1 || evs[0]["tags"] != nil {
+		t.Errorf("outcome log: %v, want one event without tags", evs)
+	}
 }
