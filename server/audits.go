@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -332,6 +333,19 @@ func (a *audits) get(c *gin.Context) {
 			"no audit %q (the server keeps the last %d audits, in memory)", clipID(id), auditsKept)
 		return
 	}
+	serveReport(c, rep, "audit-"+id)
+}
+
+// report is a report the server renders in three formats.
+type report interface {
+	WriteCSV(w io.Writer) error
+	WriteHTML(w io.Writer) error
+}
+
+// serveReport answers rep as JSON, CSV or self-contained HTML: the format
+// query parameter, else the Accept header, else JSON. A CSV is an
+// attachment named name.csv.
+func serveReport(c *gin.Context, rep report, name string) {
 	format := strings.ToLower(c.Query("format"))
 	switch format {
 	case "":
@@ -358,7 +372,7 @@ func (a *audits) get(c *gin.Context) {
 	case "csv":
 		ctype = "text/csv; charset=utf-8; header=present"
 		err = rep.WriteCSV(&buf)
-		c.Header("Content-Disposition", `attachment; filename="audit-`+id+`.csv"`)
+		c.Header("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 	case "html":
 		ctype = "text/html; charset=utf-8"
 		err = rep.WriteHTML(&buf)

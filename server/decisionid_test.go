@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/consent"
-	"github.com/recguard/recguard/store"
 	"github.com/recguard/recguard/server"
+	"github.com/recguard/recguard/store"
 )
 
 // getDecision asks GET /v1/users/{user}/decision.

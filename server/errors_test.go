@@ -145,6 +145,9 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "GET", path: "/v1/audit/users/" + u + "/receipts"}, server.RoleAuditor, 200},
 		{call{method: "POST", path: "/v1/audits/verification?max_findings=5"}, server.RoleAuditor, 200},
 		{call{method: "GET", path: "/v1/audits/consent-timeline?bucket=24h"}, server.RoleAuditor, 200},
+		{call{method: "POST", path: "/v1/audits/enforcement", body: map[string]any{"allowance": "1s"}}, server.RoleAuditor, 201},
+		// An id no POST answered: the route is reached, the report is not kept.
+		{call{method: "GET", path: "/v1/audits/enforcement/" + strings.Repeat("0", 32)}, server.RoleAuditor, 404},
 	}
 }
 

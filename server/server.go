@@ -187,6 +187,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	adm.GET("/reports/rights", s.getRightsReport)
 
 	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
+	s.enforcementRoutes(v1)
 	v1.POST("/audits/verification", s.authenticate(RoleAuditor), s.postVerification())
 	v1.GET("/audits/consent-timeline", s.authenticate(RoleAuditor), s.getConsentTimeline())
 	aud := v1.Group("/audit", s.storeBound(), s.auditorLog(), s.authenticate(RoleAuditor))

@@ -44,6 +44,9 @@ says so (min_group_size_asked and a note). The floor may be lowered to 10,
 no further: audit runs where the auditor holds the data anyway, but a
 report travels.
 
+The enforcement audit (consent receipts replayed against the ledger of
+exposures and pushes) is another command: recguard audit enforcement --help.
+
 flags:
 `
 
@@ -54,6 +57,9 @@ const maxShownProblems = 20
 var progressMinBytes int64 = 32 << 20
 
 func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "enforcement" {
+		return enforcementErr(enforcementCmd(ctx, args[1:], stdout, stderr))
+	}
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

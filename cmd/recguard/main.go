@@ -6,6 +6,7 @@
 //	recguard keys list [store flags]
 //	recguard audit --spec spec.yaml --events events.jsonl [...]
 //	recguard verify [store flags] [--format json|html] [--out FILE]
+//	recguard audit enforcement [store flags] [--from T] [--to T] [--format json|csv|html] [--out FILE]
 //
 // With no store flag it uses the embedded store in --data, which survives
 // restarts. On first start, serve prints an admin key once. Receipts are
@@ -50,7 +51,8 @@ import (
 )
 
 func main() {
-	verifyMain(os.Args[1:]) // recguard verify exits 0, 1 (findings) or 2 (errors)
+	verifyMain(os.Args[1:])      // recguard verify exits 0, 1 (findings) or 2 (errors)
+	enforcementMain(os.Args[1:]) // recguard audit enforcement exits 0, 1 (violations) or 2 (errors)
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "recguard:", err)
 		os.Exit(1)
@@ -65,6 +67,10 @@ const usage = `usage:
   recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags] [--format html|json|csv] [--out FILE] [--strict]
                  [--max-malformed PCT] [--min-group-size-floor N]
   recguard verify [store flags] [--format json|html] [--out FILE] [--workers N]   (Art. 27: every receipt chain and record; exit 1 on findings)
+  recguard audit enforcement [store flags] [--from RFC3339] [--to RFC3339] [--allowance D] [--settings-allowance D]
+                 [--max-violations N] [--format json|csv|html] [--out FILE] [--workers N]
+                 (replays the consent receipts against the ledger of exposures and pushes; exit 0 when
+                 no violation, 1 when violations were found, 2 on errors; --help for more)
 
 store flags:
   --data DIR               embedded store directory (default ./recguard-data)
