@@ -692,24 +692,38 @@ func (e *engine) userNum(id string) (n int32, new bool) {
 	return rd.users.number(maphash.String(rd.seed1, id), uint32(maphash.String(rd.seed2, id)))
 }
 
-// touchUsers reads the state of a chunk's users before the chunk is
-// processed: the independent loads overlap their cache misses, and
-// processing then finds the states in cache.
+// touchUsers reads the state of a chunk's users, and their sums per
+// metric and per mode, before the chunk is processed: the independent
+// loads overlap their cache misses, and processing then finds them in
+// cache.
 func (e *engine) touchUsers(c *chunk) {
 	var sink uint8
+	var fsink float64
+	np, nm := 2*len(parityMetrics), len(e.metrics)
 	for i := range c.items {
 		it := &c.items[i]
 		if !it.inWindow {
 			continue
 		}
-		if int(it.user) < len(e.ustate) {
-			sink += e.ustate[it.user].modes
+		u := int(it.user)
+		if u < len(e.ustate) {
+			sink += e.ustate[u].modes
+		}
+		// The user's sums, per mode and per metric.
+		if (u+1)*np <= len(e.upar) {
+			fsink += e.upar[u*np].n + e.upar[(u+1)*np-1].n
+		}
+		if nm > 0 && (u+1)*nm <= len(e.umet) {
+			fsink += e.umet[u*nm].n + e.umet[(u+1)*nm-1].n
 		}
 		if it.item >= 0 && int(it.item) < len(e.itemStates) {
 			sink += uint8(e.itemStates[it.item].lastC)
 		}
 	}
 	e.sink += sink
+	if fsink < 0 {
+		e.sink++
+	}
 }
 
 // userTable numbers users by their ID's hashes, with linear probing at a

@@ -78,21 +78,28 @@ func (e *engine) userPrices(out []PriceResult) {
 	for _, pr := range out {
 		active[index[pr.Group]] = true
 	}
-	obs := func(f func(user, stratum int32, sides uint64, vals []float64, have uint64)) {
-		var v [1]float64
-		for _, page := range e.uprice {
-			for _, ev := range page {
-				if lp := ev.logPrice; lp == lp {
-					v[0] = float64(lp)
-					f(ev.user, ev.cell, e.ustate[ev.user].plain, v[:], 1)
+	obs := func(f func(b *obsBatch)) {
+		b := newObsBatch(1)
+		add := func(ev userCellPrice, mask uint64) {
+			if lp := ev.logPrice; lp == lp {
+				b.vals[len(b.user)] = float64(lp)
+				b.push(ev.user, ev.cell, mask, 1)
+				if len(b.user) == obsBatchLen {
+					f(b)
+					b.reset()
 				}
 			}
 		}
-		for _, ev := range e.upriceX {
-			if lp := ev.logPrice; lp == lp {
-				v[0] = float64(lp)
-				f(ev.user, ev.cell, ev.mask, v[:], 1)
+		for _, page := range e.uprice {
+			for _, ev := range page {
+				add(ev, e.ustate[ev.user].plain)
 			}
+		}
+		for _, ev := range e.upriceX {
+			add(ev.userCellPrice, ev.mask)
+		}
+		if len(b.user) > 0 {
+			f(b)
 		}
 	}
 	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs})[0]

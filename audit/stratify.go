@@ -98,6 +98,8 @@ type stratState struct {
 	groups      []uint64      // by stratum: the groups of its events
 	last        []lastStratum // by item: its last stratum (stratumID)
 	modes       []uint64      // by stratum: its events' modes (1 personalized, 2 non-personalized)
+	plain       []uint64      // by user: userState.plain (stratPlain)
+	plainOnce   sync.Once
 }
 
 func newStratState(spec *Spec, metrics []metricDef) *stratState {
@@ -358,9 +360,9 @@ type stratCmp struct {
 
 // sortByUser reorders the kept events by user (a counting sort; within a
 // user, in the order read), so that a pass meets each user's events
-// together; the masks of events in other groups and the free values move
-// with them.
-func (e *engine) stratSortByUser() {
+// together; the masks of events in other groups, the free values and the
+// values by event of extra (in place) move with them.
+func (e *engine) stratSortByUser(extra ...[]float32) {
 	st := e.strat
 	if st.sorted || st.n == 0 {
 		return
@@ -393,6 +395,10 @@ func (e *engine) stratSortByUser() {
 		mask uint64
 	}
 	var xs []xm
+	moved := make([][]float32, len(extra))
+	for i := range moved {
+		moved[i] = make([]float32, st.n)
+	}
 	k, x := 0, 0
 	for pi, page := range st.pages {
 		for i := range page {
@@ -407,6 +413,9 @@ func (e *engine) stratSortByUser() {
 			if nf > 0 {
 				copy(free[to/stratPage][(to%stratPage)*nf:(to%stratPage+1)*nf], st.freeVals[pi][i*nf:(i+1)*nf])
 			}
+			for j, v := range extra {
+				moved[j][to] = v[k]
+			}
 			k++
 		}
 		st.pages[pi] = nil // free the old page as it is copied
@@ -417,24 +426,33 @@ func (e *engine) stratSortByUser() {
 		st.xmask = append(st.xmask, v.mask)
 	}
 	st.pages, st.freeVals = pages, free
+	for j, v := range extra {
+		copy(v, moved[j])
+	}
 }
 
-// each calls f with every kept event, its index and its groups.
-func (e *engine) stratEach(f func(k int, ev *stratEvent, mask uint64)) {
-	st := e.strat
-	x, k := 0, 0
-	for _, page := range st.pages {
+// stratEach calls f with every kept event and its index, in their order.
+func (e *engine) stratEach(f func(k int, ev *stratEvent)) {
+	k := 0
+	for _, page := range e.strat.pages {
 		for i := range page {
-			ev := &page[i]
-			mask := e.ustate[ev.user].plain
-			if ev.flags&fXMask != 0 {
-				mask = st.xmask[x]
-				x++
-			}
-			f(k, ev, mask)
+			f(k, &page[i])
 			k++
 		}
 	}
+}
+
+// stratPlain returns the groups of each user's events without attributes
+// (userState.plain) by user: a dense copy, read for each kept event.
+func (e *engine) stratPlain() []uint64 {
+	st := e.strat
+	st.plainOnce.Do(func() {
+		st.plain = make([]uint64, len(e.ustate))
+		for u := range e.ustate {
+			st.plain[u] = e.ustate[u].plain
+		}
+	})
+	return st.plain
 }
 
 // stratified applies c, the adjusted comparison, to the crude test t.
@@ -486,7 +504,7 @@ func (e *engine) stratPercentiles(m *metricDef) []float32 {
 	S := len(st.ids)
 	off := make([]int, S+1)
 	g := e.getter(m, nil)
-	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
+	e.stratEach(func(k int, ev *stratEvent) {
 		if _, ok := g.get(k, ev); ok {
 			off[ev.stratum+1]++
 		}
@@ -494,15 +512,14 @@ func (e *engine) stratPercentiles(m *metricDef) []float32 {
 	for s := range S {
 		off[s+1] += off[s]
 	}
-	type kv struct {
-		v float32
-		k int32
-	}
-	arr := make([]kv, off[S])
+	// Each value with its event as one integer whose order is the
+	// value's (then the event's), so that a stratum sorts without a
+	// comparison function.
+	arr := make([]uint64, off[S])
 	fill := slices.Clone(off[:S])
-	e.stratEach(func(k int, ev *stratEvent, _ uint64) {
+	e.stratEach(func(k int, ev *stratEvent) {
 		if v, ok := g.get(k, ev); ok {
-			arr[fill[ev.stratum]] = kv{float32(v), int32(k)}
+			arr[fill[ev.stratum]] = uint64(orderedBits(float32(v)))<<32 | uint64(uint32(k))
 			fill[ev.stratum]++
 		}
 	})
@@ -512,29 +529,34 @@ func (e *engine) stratPercentiles(m *metricDef) []float32 {
 	}
 	for s := range S {
 		seg := arr[off[s]:off[s+1]]
-		slices.SortFunc(seg, func(a, b kv) int {
-			switch {
-			case a.v < b.v:
-				return -1
-			case a.v > b.v:
-				return 1
-			}
-			return 0
-		})
+		slices.Sort(seg)
 		n := float64(len(seg))
 		for i := 0; i < len(seg); {
 			j := i + 1
-			for j < len(seg) && seg[j].v == seg[i].v {
+			for j < len(seg) && seg[j]>>32 == seg[i]>>32 {
 				j++
 			}
 			p := float32(float64(i+j) / (2 * n))
 			for _, x := range seg[i:j] {
-				pct[x.k] = p
+				pct[uint32(x)] = p
 			}
 			i = j
 		}
 	}
 	return pct
+}
+
+// orderedBits maps a float32 (not NaN) to an integer of the same order,
+// -0 and +0 alike.
+func orderedBits(v float32) uint32 {
+	b := math.Float32bits(v)
+	if b == 1<<31 { // -0
+		b = 0
+	}
+	if b&(1<<31) != 0 {
+		return ^b
+	}
+	return b | 1<<31
 }
 
 // stratifyTests adjusts the rate and mean tests of r (groups and parity)
@@ -552,7 +574,6 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		}
 		return tests, parity
 	}
-	e.stratSortByUser()
 	ng := len(e.groups)
 	active := make([]bool, ng)
 	index := map[string]int{}
@@ -561,15 +582,6 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		index[g.Name] = i
 	}
 	nS := len(e.strat.ids)
-	byStratum := func(ev *stratEvent) int32 { return ev.stratum }
-	byUser := func(ev *stratEvent) int32 { return ev.user }
-	groupsOf := func(_ *stratEvent, mask uint64) uint64 { return mask }
-	modeOf := func(ev *stratEvent, _ uint64) uint64 {
-		if ev.flags&fNonPers != 0 {
-			return 2
-		}
-		return 1
-	}
 	// Distributions: each event's value as its percentile within its
 	// stratum, computed once per field, the fields in parallel.
 	pcts := map[string][]float32{}
@@ -618,7 +630,7 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	// (each reads every event for half the metrics): the passes then take
 	// about as long as each other.
 	var passes [4]stratPass
-	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: groupsOf, stratum: byStratum, nStrata: nS, present: e.strat.groups}
+	passes[0] = stratPass{n: ng, ref: e.ref, active: active, member: sidesGroups, stratum: strataKept, nStrata: nS, present: e.strat.groups}
 	passes[3] = passes[0]
 	half := len(e.metrics)
 	if runtime.GOMAXPROCS(0) >= 2 && len(e.metrics) >= 4 {
@@ -638,8 +650,8 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	for u := range e.ustate {
 		userModes[u] = uint64(e.ustate[u].modes)
 	}
-	passes[1] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byStratum, nStrata: nS, present: e.strat.modes}
-	passes[2] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: modeOf, stratum: byUser, nStrata: len(e.ustate), present: userModes}
+	passes[1] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: sidesModes, stratum: strataKept, nStrata: nS, present: e.strat.modes}
+	passes[2] = stratPass{n: 2, ref: 0, active: []bool{false, true}, member: sidesModes, stratum: strataUser, nStrata: len(e.ustate), present: userModes}
 	type at struct{ pass, j int }
 	parityAt := map[string]at{}
 	for i := range r.Parity {
@@ -656,10 +668,34 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		passes[k].pctVals = append(passes[k].pctVals, pctOf(m))
 		passes[k].pct = append(passes[k].pct, m.spec.Kind == Distribution)
 	}
-	// The passes are independent: run them on every core.
+	// The passes are independent: run them on every core, each in two
+	// halves. The first (the strata's totals) reads the kept events in the
+	// order read, when each day's strata are together and stay in cache;
+	// then the events are sorted by user (the percentiles moving with
+	// them), and the second half (each user's influence) reads them so.
+	// The within-user pass, whose strata are the users, runs whole after
+	// the sort.
 	var outs [4][][]stratCmp
+	var finish [4]func() [][]stratCmp
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for k := range passes {
+		if len(passes[k].ms) == 0 || passes[k].stratum == strataUser {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			finish[k] = e.stratPrepare(passes[k])
+		}()
+	}
+	wg.Wait()
+	var moved [][]float32
+	for _, v := range pcts {
+		moved = append(moved, v)
+	}
+	e.stratSortByUser(moved...)
 	for k := range passes {
 		if len(passes[k].ms) == 0 {
 			continue
@@ -668,7 +704,11 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			outs[k] = e.stratRun(passes[k])
+			if finish[k] != nil {
+				outs[k] = finish[k]()
+			} else {
+				outs[k] = e.stratRun(passes[k])
+			}
 		}()
 	}
 	wg.Wait()

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 )
 
@@ -15,16 +16,59 @@ import (
 // with it, takes no memory. Memory: O(pairs x metrics + users x sides x
 // metrics when the observations do not come grouped by user).
 
-// stratObs yields a pass's observations: the user, the stratum, the sides
-// the observation is on, and the values of the pass's metrics (vals[j]
-// where have holds bit j).
-type stratObs func(f func(user, stratum int32, sides uint64, vals []float64, have uint64))
+// stratObs yields a pass's observations in batches (see obsBatch).
+type stratObs func(f func(b *obsBatch))
+
+// obsBatch is a run of observations: observation i is of user user[i], in
+// stratum stratum[i], on the sides sides[i], with the values of the pass's
+// metrics vals[i*J+j] where have[i] holds bit j. Passes handle a batch at
+// a time: they first touch the memory each observation will need, so that
+// the cache misses of the batch overlap, then do the work.
+type obsBatch struct {
+	user, stratum []int32
+	sides, have   []uint64
+	vals          []float64
+}
+
+// obsBatchLen is the most observations of a batch.
+const obsBatchLen = 256
+
+func newObsBatch(J int) *obsBatch {
+	return &obsBatch{
+		user: make([]int32, 0, obsBatchLen), stratum: make([]int32, 0, obsBatchLen),
+		sides: make([]uint64, 0, obsBatchLen), have: make([]uint64, 0, obsBatchLen),
+		vals: make([]float64, obsBatchLen*max(J, 1)),
+	}
+}
+
+func (b *obsBatch) reset() {
+	b.user, b.stratum, b.sides, b.have = b.user[:0], b.stratum[:0], b.sides[:0], b.have[:0]
+}
+
+func (b *obsBatch) push(user, stratum int32, sides, have uint64) {
+	b.user = append(b.user, user)
+	b.stratum = append(b.stratum, stratum)
+	b.sides = append(b.sides, sides)
+	b.have = append(b.have, have)
+}
+
+// Sides and strata of a pass over the kept events.
+const (
+	sidesGroups = iota // the event's groups
+	sidesModes         // its mode: bit 0 personalized, bit 1 non-personalized
+)
+
+const (
+	strataKept = iota // the event's stratum
+	strataUser        // its user
+)
 
 // stratPass describes the comparisons of one pass: sides numbered 0 to
 // n-1, side ref the reference, active the sides compared with it; metrics
 // ms (their values from pctVals[j], else their fields; pct[j]: a
-// distribution's within-stratum percentiles); member gives an event's
-// sides, stratum its stratum (nStrata of them). With obs set, the
+// distribution's within-stratum percentiles); member says what an event's
+// sides are (sidesGroups, sidesModes), stratum what its stratum is
+// (strataKept, strataUser; nStrata of them). With obs set, the
 // observations are obs's instead of the kept events'.
 type stratPass struct {
 	ms []*metricDef
@@ -38,8 +82,8 @@ type stratPass struct {
 	obs     stratObs
 	n, ref  int
 	active  []bool
-	member  func(ev *stratEvent, mask uint64) uint64
-	stratum func(ev *stratEvent) int32
+	member  int
+	stratum int
 	nStrata int
 }
 
@@ -64,20 +108,55 @@ func (e *engine) observations(p *stratPass) stratObs {
 		}
 		gs[j] = e.getter(m, pct)
 	}
-	return func(f func(user, stratum int32, sides uint64, vals []float64, have uint64)) {
-		vals := make([]float64, J)
-		e.stratEach(func(k int, ev *stratEvent, mask uint64) {
-			var have uint64
-			for j := range gs {
-				if v, ok := gs[j].get(k, ev); ok {
-					vals[j] = v
-					have |= 1 << j
+	byUser, byMode := p.stratum == strataUser, p.member == sidesModes
+	return func(f func(b *obsBatch)) {
+		st := e.strat
+		plain := e.stratPlain()
+		b := newObsBatch(J)
+		x, k := 0, 0
+		for _, page := range st.pages {
+			for i := range page {
+				ev := &page[i]
+				var mask uint64
+				if ev.flags&fXMask != 0 {
+					mask = st.xmask[x]
+					x++
+				} else if !byMode {
+					mask = plain[ev.user]
+				}
+				n := len(b.user)
+				vals := b.vals[n*J : (n+1)*J]
+				var have uint64
+				for j := range gs {
+					if v, ok := gs[j].get(k, ev); ok {
+						vals[j] = v
+						have |= 1 << j
+					}
+				}
+				k++
+				if have == 0 {
+					continue
+				}
+				s := ev.stratum
+				if byUser {
+					s = ev.user
+				}
+				if byMode {
+					mask = 1
+					if ev.flags&fNonPers != 0 {
+						mask = 2
+					}
+				}
+				b.push(ev.user, s, mask, have)
+				if len(b.user) == obsBatchLen {
+					f(b)
+					b.reset()
 				}
 			}
-			if have != 0 {
-				f(ev.user, p.stratum(ev), p.member(ev, mask), vals, have)
-			}
-		})
+		}
+		if len(b.user) > 0 {
+			f(b)
+		}
 	}
 }
 
@@ -85,6 +164,15 @@ func (e *engine) observations(p *stratPass) stratObs {
 // false when the sides share no stratum or a side has fewer than two users
 // in the shared strata.
 func (e *engine) stratRun(p stratPass) [][]stratCmp {
+	return e.stratPrepare(p)()
+}
+
+// stratPrepare runs the first half of a pass: the strata's totals, the
+// pooled estimates and each slot's coefficients. The returned function
+// runs the second half: each user's influence (over the observations as
+// they are then: the kept events may have been sorted by user in between,
+// the percentiles of pctVals moving with them) and the tests.
+func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	each := e.observations(&p)
 	ns, S, J := p.n, p.nStrata, p.metrics()
 	refBit := uint64(1) << p.ref
@@ -102,8 +190,10 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 		present = slices.Clone(p.present)
 	} else {
 		present = make([]uint64, S)
-		each(func(_, stratum int32, sides uint64, _ []float64, _ uint64) {
-			present[stratum] |= sides
+		each(func(b *obsBatch) {
+			for i, s := range b.stratum {
+				present[s] |= b.sides[i]
+			}
 		})
 	}
 	off := make([]int32, S+1)
@@ -122,19 +212,30 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 	slots := int(off[S])
 	type ny struct{ n, y float64 }
 	tot := make([]ny, slots*J) // per slot and metric: events, sum of values
-	each(func(_, stratum int32, sides uint64, vals []float64, have uint64) {
-		m := present[stratum]
-		for b := sides & m; b != 0; b &= b - 1 {
-			base := slot(stratum, bits.TrailingZeros64(b)) * J
-			for h := have; h != 0; h &= h - 1 {
-				j := bits.TrailingZeros64(h)
-				x := &tot[base+j]
-				x.n++
-				x.y += vals[j]
+	var sink float64           // loads that touch memory ahead of its use
+	each(func(bt *obsBatch) {
+		for i, s := range bt.stratum {
+			if m := present[s] & bt.sides[i]; m != 0 {
+				base := slot(s, bits.TrailingZeros64(m)) * J
+				sink += tot[base].n + tot[base+J-1].n
+			}
+		}
+		for i, stratum := range bt.stratum {
+			m := present[stratum]
+			vals := bt.vals[i*J : (i+1)*J]
+			have := bt.have[i]
+			for b := bt.sides[i] & m; b != 0; b &= b - 1 {
+				base := slot(stratum, bits.TrailingZeros64(b)) * J
+				for h := have; h != 0; h &= h - 1 {
+					j := bits.TrailingZeros64(h)
+					x := &tot[base+j]
+					x.n++
+					x.y += vals[j]
+				}
 			}
 		}
 	})
-	type agg struct{ w, d, b float64 }
+	runtime.KeepAlive(sink)
 	aggs := make([]agg, J*ns)
 	shared := make([]int64, J*ns)
 	for s := range int32(S) {
@@ -170,13 +271,11 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 	// Per slot and metric, the coefficients of an observation's influence
 	// on D and on B (no division per observation): on the group's side
 	// kA (v - cA); on the reference's, kR (v - cR) on D and kB (v - mr) on
-	// B, where mr, the reference's mean, is in the reference's own slot
-	// (cA, with kA 1 marking a reference with values). kA and kB are 0
-	// where the slot has no comparison.
+	// B, where kB = -kR and mr, the reference's mean, is in the
+	// reference's own slot (cA, with kA 1 marking a reference with
+	// values). kA and kR are 0 where the slot has no comparison.
 	// The group's side and the reference's side in two arrays: an
-	// observation on the group's side touches 16 bytes per metric.
-	type coefA struct{ kA, cA float64 }
-	type coefR struct{ kR, cR, kB float64 }
+	// observation touches 16 bytes per metric and side.
 	coA := make([]coefA, slots*J)
 	coR := make([]coefR, slots*J)
 	for s := range int32(S) {
@@ -203,11 +302,31 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 				dbar := ng / N
 				ybar := (tot[gs+j].y + tot[rs+j].y) / N
 				coA[gs+j] = coefA{kA: (1 - dbar) / W, cA: ybar + D[k]*(1-dbar)}
-				coR[gs+j] = coefR{kR: -dbar / W, cR: ybar - D[k]*dbar, kB: dbar / W}
+				coR[gs+j] = coefR{kR: -dbar / W, cR: ybar - D[k]*dbar}
 			}
 		}
 	}
 	tot = nil
+	return func() [][]stratCmp {
+		return e.stratFinish(&p, ns, J, refBit, present, off, aggs, shared, D, B, coA, coR)
+	}
+}
+
+// coefA and coefR are the coefficients of an observation's influence (see
+// stratPrepare).
+type (
+	coefA struct{ kA, cA float64 }
+	coefR struct{ kR, cR float64 }
+	agg   struct{ w, d, b float64 }
+)
+
+// stratFinish is the second half of a pass (see stratPrepare).
+func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []uint64, off []int32, aggs []agg, shared []int64, D, B []float64, coA []coefA, coR []coefR) [][]stratCmp {
+	each := e.observations(p)
+	slot := func(s int32, g int) int {
+		return int(off[s]) + bits.OnesCount64(present[s]&(1<<g-1))
+	}
+	var sink float64 // loads that touch memory ahead of its use
 	// Each user's influence on D and on B, the sides they are on and their
 	// observations there: summed over a run of the user's observations.
 	// When the observations come grouped by user (the kept events, sorted)
@@ -271,51 +390,83 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 		}
 		return r
 	}
-	each(func(user, stratum int32, sides uint64, vals []float64, have uint64) {
-		m := present[stratum]
-		if m == 0 || sides&m == 0 {
-			return
+	each(func(bt *obsBatch) {
+		for i, s := range bt.stratum {
+			m := present[s]
+			sides := bt.sides[i] & m
+			if sides == 0 {
+				continue
+			}
+			if sides&refBit != 0 {
+				// The reference's side reads every compared side's
+				// coefficients in the stratum: one run of slots.
+				lo, hi := int(off[s])*J, int(off[s+1])*J
+				for q := lo; q < hi; q += 4 {
+					sink += coR[q].kR
+				}
+				rs := slot(s, p.ref) * J
+				sink += coR[hi-1].kR + coA[rs].cA + coA[rs+J-1].cA
+			}
+			for b := sides &^ refBit; b != 0; b &= b - 1 {
+				gs := slot(s, bits.TrailingZeros64(b)) * J
+				sink += coA[gs].kA + coA[gs+J-1].kA
+			}
+			if per != nil {
+				// The user's entry, where the run is added.
+				u := int(bt.user[i]) * J * ns
+				sink += per[u].d + per[u+J*ns-1].d
+			}
 		}
-		if user != cur {
-			flush()
-			cur = user
-		}
-		if sides&refBit != 0 {
-			rs := slot(stratum, p.ref) * J
-			for b := m &^ refBit; b != 0; b &= b - 1 {
+		for i, stratum := range bt.stratum {
+			m := present[stratum]
+			sides := bt.sides[i]
+			if m == 0 || sides&m == 0 {
+				continue
+			}
+			if user := bt.user[i]; user != cur {
+				flush()
+				cur = user
+			}
+			vals := bt.vals[i*J : (i+1)*J]
+			have := bt.have[i]
+			if sides&refBit != 0 {
+				rs := slot(stratum, p.ref) * J
+				for b := m &^ refBit; b != 0; b &= b - 1 {
+					g := bits.TrailingZeros64(b)
+					gs := slot(stratum, g) * J
+					for h := have; h != 0; h &= h - 1 {
+						j := bits.TrailingZeros64(h)
+						c := &coR[gs+j]
+						if c.kR == 0 {
+							continue
+						}
+						v := vals[j]
+						r := touch(j*ns + g)
+						r.d += c.kR * (v - c.cR)
+						r.b += -c.kR * (v - coA[rs+j].cA)
+						r.on |= 2
+						r.n++
+					}
+				}
+			}
+			for b := sides & m &^ refBit; b != 0; b &= b - 1 {
 				g := bits.TrailingZeros64(b)
 				gs := slot(stratum, g) * J
 				for h := have; h != 0; h &= h - 1 {
 					j := bits.TrailingZeros64(h)
-					c := &coR[gs+j]
-					if c.kB == 0 {
+					c := &coA[gs+j]
+					if c.kA == 0 {
 						continue
 					}
-					v := vals[j]
 					r := touch(j*ns + g)
-					r.d += c.kR * (v - c.cR)
-					r.b += c.kB * (v - coA[rs+j].cA)
-					r.on |= 2
+					r.d += c.kA * (vals[j] - c.cA)
+					r.on |= 1
 					r.n++
 				}
 			}
 		}
-		for b := sides & m &^ refBit; b != 0; b &= b - 1 {
-			g := bits.TrailingZeros64(b)
-			gs := slot(stratum, g) * J
-			for h := have; h != 0; h &= h - 1 {
-				j := bits.TrailingZeros64(h)
-				c := &coA[gs+j]
-				if c.kA == 0 {
-					continue
-				}
-				r := touch(j*ns + g)
-				r.d += c.kA * (vals[j] - c.cA)
-				r.on |= 1
-				r.n++
-			}
-		}
 	})
+	runtime.KeepAlive(sink)
 	flush()
 	if per != nil {
 		for u := range users {
@@ -363,7 +514,7 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 			// strata) on one.
 			few := func(k [2]float64) bool { return k[1] == 0 || k[0]*k[0]/k[1] < minEffectiveUsers }
 			if t.kish[3][0] == 0 && (few(t.kish[1]) || few(t.kish[2])) {
-				if pp, ok := e.stratPermutation(each, p.ref, j, g, c.diff); ok {
+				if pp, ok := e.stratPermutation(each, J, p.ref, j, g, c.diff); ok {
 					c.p, c.perm = pp, true
 				}
 			}
@@ -378,11 +529,12 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 // crude one: when the two sides share no user and either has fewer than
 // minEffectiveUsers effective users, the p-value is the share of
 // relabellings of the users (each keeping their observations and so
-// their strata) whose pooled difference is as far from zero as obs.
+// their strata) whose pooled difference is as far from zero as obs (J
+// values per observation).
 // Users carry their per-stratum sums; a relabelling sums the smaller
 // side's. ok is false when the fallback does not apply or would take more
 // than maxPermutationWork.
-func (e *engine) stratPermutation(each stratObs, ref, j, g int, obs float64) (float64, bool) {
+func (e *engine) stratPermutation(each stratObs, J, ref, j, g int, obs float64) (float64, bool) {
 	type pair struct {
 		u       int32 // index among the users taking part
 		stratum int32
@@ -393,40 +545,47 @@ func (e *engine) stratPermutation(each stratObs, ref, j, g int, obs float64) (fl
 	pos := map[uint64]int{}  // (index, stratum) -> pair
 	var pairs []pair
 	overlap := false
-	each(func(user, stratum int32, sides uint64, vals []float64, have uint64) {
-		if overlap || have&(1<<j) == 0 {
-			return
+	each(func(bt *obsBatch) {
+		for n, user := range bt.user {
+			if overlap {
+				return
+			}
+			if bt.have[n]&(1<<j) == 0 {
+				continue
+			}
+			sides := bt.sides[n]
+			var sd uint8
+			if sides&(1<<g) != 0 {
+				sd |= 1
+			}
+			if sides&(1<<ref) != 0 {
+				sd |= 2
+			}
+			if sd == 0 {
+				continue
+			}
+			i, seen := idx[user]
+			if !seen {
+				i = int32(len(side))
+				idx[user] = i
+				side = append(side, 0)
+			}
+			side[i] |= sd
+			if side[i] == 3 {
+				overlap = true
+				return
+			}
+			stratum := bt.stratum[n]
+			key := uint64(i)<<32 | uint64(uint32(stratum))
+			k, ok := pos[key]
+			if !ok {
+				k = len(pairs)
+				pos[key] = k
+				pairs = append(pairs, pair{u: i, stratum: stratum})
+			}
+			pairs[k].y += bt.vals[n*J+j]
+			pairs[k].n++
 		}
-		var sd uint8
-		if sides&(1<<g) != 0 {
-			sd |= 1
-		}
-		if sides&(1<<ref) != 0 {
-			sd |= 2
-		}
-		if sd == 0 {
-			return
-		}
-		i, seen := idx[user]
-		if !seen {
-			i = int32(len(side))
-			idx[user] = i
-			side = append(side, 0)
-		}
-		side[i] |= sd
-		if side[i] == 3 {
-			overlap = true
-			return
-		}
-		key := uint64(i)<<32 | uint64(uint32(stratum))
-		k, ok := pos[key]
-		if !ok {
-			k = len(pairs)
-			pos[key] = k
-			pairs = append(pairs, pair{u: i, stratum: stratum})
-		}
-		pairs[k].y += vals[j]
-		pairs[k].n++
 	})
 	if overlap || len(side) < 4 {
 		return 0, false
