@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/recguard/recguard/consent"
+	"github.com/recguard/recguard/console"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
@@ -143,7 +144,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 		failCode(c, http.StatusInternalServerError, codeInternal, "", "internal error")
 	}))
 	e.Use(mw...)
-	e.NoRoute(func(c *gin.Context) {
+	e.NoRoute(console.NoRoute, func(c *gin.Context) { // the admin console at /console, public (its page holds no data)
 		failCode(c, 404, codeNotFound, "", "no route %s %s", c.Request.Method, c.Request.URL.Path)
 	})
 	e.NoMethod(func(c *gin.Context) {
