@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -47,11 +49,17 @@ type ledger struct {
 	users  map[string]string // pseudonym -> user
 	drops  map[store.LedgerKind]uint64
 	seq    uint64 // orders entries received in one millisecond
-	maxLen int
-	dirty  bool     // the file holds something memory no longer does
-	f      *os.File // nil without a data directory
-	dir    string
-	noSync bool
+	lastMS int64  // the newest entry's time received: times never go back
+	// base counts the entries ever dropped from the front of each shard's
+	// queue (and provBase of the provisions), so that a scan between two
+	// batches knows where it was: its absolute position less base.
+	base     []int64
+	provBase int64
+	maxLen   int
+	dirty    bool     // the file holds something memory no longer does
+	f        *os.File // nil without a data directory
+	dir      string
+	noSync   bool
 }
 
 // ledgerRec is one kept entry: its user's pseudonym ("" for none), when the
@@ -77,6 +85,7 @@ type ledgerLine struct {
 func (l *ledger) init(shards int) {
 	if l.shards == nil {
 		l.shards = make([][]ledgerRec, shards)
+		l.base = make([]int64, shards)
 		l.pseud, l.users = map[string]string{}, map[string]string{}
 		l.drops = map[store.LedgerKind]uint64{}
 	}
@@ -129,6 +138,7 @@ func (l *ledger) replay(ln ledgerLine) {
 	switch {
 	case ln.Rec != nil:
 		l.seq = max(l.seq, ln.Rec.Seq)
+		l.lastMS = max(l.lastMS, ln.Rec.MS)
 		if ln.Shard < 0 {
 			l.prov = append(l.prov, *ln.Rec)
 		} else if ln.Shard < len(l.shards) {
@@ -183,11 +193,14 @@ func (s *Store) AppendLedger(ctx context.Context, entries []store.LedgerEntry) e
 	if len(entries) == 0 {
 		return nil
 	}
-	ms := time.Now().UnixMilli()
 	l := &s.ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.init(len(s.shards))
+	// Received times never go back (a clock stepped back): each queue is
+	// in (MS, Seq) order, which ScanLedger merges.
+	ms := max(time.Now().UnixMilli(), l.lastMS)
+	l.lastMS = ms
 	// The users' states are read under l.mu: an erasure publishes its
 	// tombstone and then forgets its user's link under l.mu, so a user is
 	// either seen erased here or forgotten there.
@@ -239,6 +252,7 @@ func (s *Store) AppendLedger(ctx context.Context, entries []store.LedgerEntry) e
 		if len(q) > maxLen+maxLen/8 {
 			// Trimmed in steps of an eighth, so appends stay amortized
 			// O(1); at most maxLen+maxLen/8 entries are kept.
+			l.base[ln.Shard] += int64(len(q) - maxLen)
 			q = slices.Clone(q[len(q)-maxLen:])
 			l.dirty = true
 		}
@@ -268,49 +282,83 @@ func (s *Store) ScanLedger(ctx context.Context, from, to time.Time, fn func(stor
 		return err
 	}
 	l := &s.ledger
-	l.mu.Lock()
-	var all []ledgerRec
-	for _, q := range l.shards {
-		all = append(all, q...)
-	}
-	all = append(all, l.prov...)
-	users := l.users
-	out := make([]store.LedgerEntry, 0, len(all))
-	slices.SortFunc(all, func(a, b ledgerRec) int {
-		if a.MS != b.MS {
-			return cmpInt(a.MS, b.MS)
-		}
-		return cmpInt(int64(a.Seq), int64(b.Seq))
-	})
 	lo, hi := from.UnixMilli(), to.UnixMilli()
-	for _, r := range all {
-		if r.MS < lo || !to.IsZero() && r.MS >= hi {
-			continue
+	if from.IsZero() {
+		lo = math.MinInt64
+	}
+	if to.IsZero() {
+		hi = math.MaxInt64
+	}
+	// Each queue (the shards', then the provisions') is in (MS, Seq)
+	// order: merge them, a batch at a time under l.mu (fn runs without
+	// it), reading no further than each queue's end when the scan began.
+	// Positions are absolute (base + index), so entries expired between
+	// two batches are skipped, not misread.
+	l.mu.Lock()
+	l.init(len(s.shards))
+	nq := len(l.shards) + 1
+	queue := func(i int) ([]ledgerRec, int64) {
+		if i < len(l.shards) {
+			return l.shards[i], l.base[i]
 		}
-		e := r.E
-		if r.P != "" {
-			e.UserID = users[r.P]
-		}
-		e.Logged = time.UnixMilli(r.MS).UTC()
-		out = append(out, e)
+		return l.prov, l.provBase
+	}
+	pos, end := make([]int64, nq), make([]int64, nq)
+	for i := range nq {
+		q, base := queue(i)
+		pos[i] = base + int64(sort.Search(len(q), func(k int) bool { return q[k].MS >= lo }))
+		end[i] = base + int64(len(q))
 	}
 	l.mu.Unlock()
-	for _, e := range out {
-		if err := fn(e); err != nil {
+
+	const batch = 4096
+	buf := make([]store.LedgerEntry, 0, batch)
+	for {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		buf = buf[:0]
+		l.mu.Lock()
+		for len(buf) < batch {
+			best, bestMS, bestSeq := -1, int64(0), uint64(0)
+			for i := range nq {
+				q, base := queue(i)
+				k := max(pos[i]-base, 0)
+				pos[i] = base + k
+				if pos[i] >= end[i] || k >= int64(len(q)) {
+					continue
+				}
+				r := &q[k]
+				if r.MS >= hi {
+					continue
+				}
+				if best < 0 || r.MS < bestMS || r.MS == bestMS && r.Seq < bestSeq {
+					best, bestMS, bestSeq = i, r.MS, r.Seq
+				}
+			}
+			if best < 0 {
+				break
+			}
+			q, base := queue(best)
+			r := &q[pos[best]-base]
+			e := r.E
+			if r.P != "" {
+				e.UserID = l.users[r.P]
+			}
+			e.Logged = time.UnixMilli(r.MS).UTC()
+			buf = append(buf, e)
+			pos[best]++
+		}
+		l.mu.Unlock()
+		if len(buf) == 0 {
+			return nil
+		}
+		for i := range buf {
+			if err := fn(buf[i]); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // UserLedger returns the user's exposures and pushes, oldest first.
@@ -410,6 +458,7 @@ func (l *ledger) expire(cut, provCut int64) bool {
 			k++
 		}
 		if k > 0 {
+			l.base[n] += int64(k)
 			l.shards[n] = slices.Clone(q[k:])
 			l.dirty = true
 		}
@@ -419,6 +468,7 @@ func (l *ledger) expire(cut, provCut int64) bool {
 		k++
 	}
 	if k > 0 {
+		l.provBase += int64(k)
 		l.prov = slices.Clone(l.prov[k:])
 		l.dirty = true
 	}
