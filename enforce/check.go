@@ -102,13 +102,6 @@ func (c *checker) check(e *entry, user string, h *userHistory) {
 			reported[k] = true
 		}
 	}
-	what := "a personalized exposure"
-	if push {
-		what = fmt.Sprintf("a push on %q", e.channel)
-		if e.targeted {
-			what = fmt.Sprintf("a targeted push on %q", e.channel)
-		}
-	}
 
 	if exposure && e.contra {
 		c.add(ModeContradictsDecision, e, user, Violation{Detail: fmt.Sprintf("declared %s under a decision ID whose decision was not personalized (reason %s)", e.mode, e.reason)})
@@ -116,10 +109,10 @@ func (c *checker) check(e *entry, user string, h *userHistory) {
 	}
 	if personalized || push {
 		if r, ok := boolRun(&c.sh.suspended, t); ok {
-			mark(WhileSuspended, c.judge(WhileSuspended, e, user, r, Violation{Detail: what + " while the service was suspended (Art. 51)"}))
+			mark(WhileSuspended, c.judge(WhileSuspended, e, user, r, Violation{Detail: what(e) + " while the service was suspended (Art. 51)"}))
 		}
 		if r, ok := boolRun(&h.restricted, t); ok {
-			mark(WhileRestricted, c.judge(WhileRestricted, e, user, r, Violation{Detail: what + " while the user had restricted processing (Art. 23)"}))
+			mark(WhileRestricted, c.judge(WhileRestricted, e, user, r, Violation{Detail: what(e) + " while the user had restricted processing (Art. 23)"}))
 		}
 	}
 	if personalized || push && e.targeted {
@@ -128,24 +121,24 @@ func (c *checker) check(e *entry, user string, h *userHistory) {
 			if push {
 				k = TargetedPushAfterOptOut
 			}
-			mark(k, c.judge(k, e, user, r, Violation{Detail: what + " after the user turned personalization off (Art. 42)"}))
+			mark(k, c.judge(k, e, user, r, Violation{Detail: what(e) + " after the user turned personalization off (Art. 42)"}))
 		}
 		if r, ok := c.minorRun(h, t); ok {
-			mark(MinorWithoutGuardian, c.judge(MinorWithoutGuardian, e, user, r, Violation{Detail: what + " to a minor without current guardian consent (Art. 22)"}))
+			mark(MinorWithoutGuardian, c.judge(MinorWithoutGuardian, e, user, r, Violation{Detail: what(e) + " to a minor without current guardian consent (Art. 22)"}))
 		}
 	}
 	if push {
 		if r, ok := boolRun(h.channels[e.channel], t); ok {
-			mark(PushOnRefusedChannel, c.judge(PushOnRefusedChannel, e, user, r, Violation{Detail: what + " after the user refused the channel (Art. 42)"}))
+			mark(PushOnRefusedChannel, c.judge(PushOnRefusedChannel, e, user, r, Violation{Detail: what(e) + " after the user refused the channel (Art. 42)"}))
 		}
 	}
 	for _, tg := range e.tags {
 		if r, ok := boolRun(h.deleted[tg], t); ok {
-			c.judge(TagAfterDeletion, e, user, r, Violation{Tag: string(tg), Detail: fmt.Sprintf("%s chosen by tag %s after the user deleted it (Art. 42)", what, tg)})
+			c.judge(TagAfterDeletion, e, user, r, Violation{Tag: string(tg), Detail: fmt.Sprintf("%s chosen by tag %s after the user deleted it (Art. 42)", what(e), tg)})
 		}
 		if cat := c.sh.taxonomy.Lookup(tg).Sensitive; cat != "" {
 			if r, ok := c.sensitiveRun(h, cat, t); ok {
-				c.judge(SensitiveWithoutConsent, e, user, r, Violation{Tag: string(tg), Detail: fmt.Sprintf("%s chosen by %s tag %s without a valid separate consent (Art. 22)", what, cat, tg)})
+				c.judge(SensitiveWithoutConsent, e, user, r, Violation{Tag: string(tg), Detail: fmt.Sprintf("%s chosen by %s tag %s without a valid separate consent (Art. 22)", what(e), cat, tg)})
 			}
 		}
 	}
@@ -166,9 +159,21 @@ func (c *checker) check(e *entry, user string, h *userHistory) {
 			k = WhileRestricted
 		}
 		if !reported[k] {
-			c.add(k, e, user, Violation{Detail: fmt.Sprintf("%s sent although its decision refused it (reason %s)", what, e.reason)})
+			c.add(k, e, user, Violation{Detail: fmt.Sprintf("%s sent although its decision refused it (reason %s)", what(e), e.reason)})
 		}
 	}
+}
+
+// what names an entry in a violation's detail: made only when a rule
+// holds, so that checking a compliant entry allocates nothing.
+func what(e *entry) string {
+	switch {
+	case e.kind != store.LedgerPush:
+		return "a personalized exposure"
+	case e.targeted:
+		return fmt.Sprintf("a targeted push on %q", e.channel)
+	}
+	return fmt.Sprintf("a push on %q", e.channel)
 }
 
 // minorRun returns the run in which the user is a minor without current

@@ -112,6 +112,26 @@ type entry struct {
 	tags       []tags.Tag
 }
 
+// chunked holds the entries in chunks of a fixed size, so that keeping
+// ten million of them never copies them to grow one slice.
+type chunked struct {
+	chunks [][]entry
+	n      int
+}
+
+const chunkBits = 16
+
+func (c *chunked) add(e entry) {
+	if c.n>>chunkBits == len(c.chunks) {
+		c.chunks = append(c.chunks, make([]entry, 0, 1<<chunkBits))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, e)
+	c.n++
+}
+
+func (c *chunked) at(i int) *entry { return &c.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+
 // Run audits the ledger of st (which must be a store.Ledger and list its
 // users' receipts) against the receipts: every exposure and push in the
 // window is checked against the user's consent, and the settings, as they
@@ -145,7 +165,7 @@ func Run(ctx context.Context, st store.Store, opts Options) (*Report, error) {
 
 	// Read the window's entries; users are numbered as first seen.
 	var (
-		entries []entry
+		entries chunked
 		names   []string
 		userIdx = map[string]int32{}
 		intern  = map[string]string{}
@@ -221,7 +241,7 @@ func Run(ctx context.Context, st store.Store, opts Options) (*Report, error) {
 			userIdx[e.UserID] = u
 			names = append(names, e.UserID)
 		}
-		entries = append(entries, entry{
+		entries.add(entry{
 			at: at, logged: e.Logged.UnixNano(), user: u, kind: e.Kind, decided: e.Decided, targeted: e.Targeted,
 			contra: e.Contradicted, reason: e.Reason, mode: in(e.Mode), rv: e.RecordVersion, sv: e.SettingsVersion,
 			id: e.DecisionID, channel: in(e.Channel), campaign: in(e.Campaign), surface: in(e.Surface), tags: e.Tags,
@@ -243,16 +263,16 @@ func Run(ctx context.Context, st store.Store, opts Options) (*Report, error) {
 	// Order the entries by user (counting sort: each user's entries stay
 	// in the ledger's order).
 	start := make([]int32, len(names)+1)
-	for i := range entries {
-		start[entries[i].user+1]++
+	for i := range entries.n {
+		start[entries.at(i).user+1]++
 	}
 	for u := 1; u <= len(names); u++ {
 		start[u] += start[u-1]
 	}
-	order := make([]int32, len(entries))
+	order := make([]int32, entries.n)
 	fill := append([]int32(nil), start[:len(names)]...)
-	for i := range entries {
-		u := entries[i].user
+	for i := range entries.n {
+		u := entries.at(i).user
 		order[fill[u]] = int32(i)
 		fill[u]++
 	}
@@ -307,7 +327,7 @@ func Run(ctx context.Context, st store.Store, opts Options) (*Report, error) {
 					c.receipts += int64(len(rs))
 					h := buildUser(rs)
 					for _, i := range order[start[u]:start[u+1]] {
-						c.check(&entries[i], names[u], h)
+						c.check(entries.at(int(i)), names[u], h)
 					}
 				}
 			}
