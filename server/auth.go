@@ -181,6 +181,15 @@ func (kc *keyCache) cached(key string) (store.APIKey, keyCheck) {
 	return store.APIKey{}, keyNeedsRead
 }
 
+// update records k as the store just answered it (a key this server
+// revoked is refused by this instance at once, not after the TTL).
+func (kc *keyCache) update(k store.APIKey) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	kc.known[k.ID] = &knownKey{k: k, confirmed: kc.now()}
+	delete(kc.unknown, k.ID)
+}
+
 // lookup returns what the cache holds about key id: a copy of its known
 // entry, or when the store said it is unknown.
 func (kc *keyCache) lookup(id string) (e knownKey, known bool, unknownAt time.Time, isUnknown bool) {

@@ -49,8 +49,14 @@ type Config struct {
 	// the store is a RequestCounter, else per instance. Zero means 10;
 	// negative turns the count off.
 	ExcessiveCopies int
-	// MaxBody bounds request bodies. Zero means 1 MiB.
+	// MaxBody bounds request bodies, except POST /v1/events' (MaxEventsBody).
+	// Zero means 1 MiB.
 	MaxBody int64
+	// MaxEventsBody bounds the body of POST /v1/events, which carries up
+	// to MaxEventsPerPost events. Zero means DefaultMaxEventsBody
+	// (MaxEventsPerPost x EventBytes: a full batch of events of 1 KiB on
+	// average fits).
+	MaxEventsBody int64
 	// RateLimit is the requests per second allowed per key (token bucket,
 	// burst RateBurst). Zero means 200; negative means no limit.
 	RateLimit float64
@@ -64,6 +70,9 @@ type Config struct {
 	// audit may run for up to 60 s before it answers). WriteTimeout must be
 	// at least twice StoreTimeout.
 	ReadTimeout, WriteTimeout time.Duration
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request (HTTPServer). Zero means 2 minutes.
+	IdleTimeout time.Duration
 	// Registry receives the server's Prometheus metrics. Nil means a new
 	// registry, served at /metrics.
 	Registry *prometheus.Registry
@@ -178,11 +187,15 @@ func DefaultConfig() Config {
 
 // Defaults of Config's fields.
 const (
-	DefaultMaxBody        = 1 << 20
+	DefaultMaxBody = 1 << 20
+	// DefaultMaxEventsBody is MaxEventsBody's default: a batch of
+	// MaxEventsPerPost events of EventBytes each (10,240,000 bytes).
+	DefaultMaxEventsBody  = MaxEventsPerPost * EventBytes
 	DefaultRateLimit      = 200
 	DefaultKeyCacheTTL    = 5 * time.Second
 	DefaultReadTimeout    = 10 * time.Second
 	DefaultWriteTimeout   = 90 * time.Second
+	DefaultIdleTimeout    = 2 * time.Minute
 	DefaultDecisionBudget = 250 * time.Millisecond
 	DefaultKeyGrace       = 10 * time.Minute
 	DefaultAuthFailRate   = 1
@@ -198,6 +211,9 @@ func (c *Config) fill() {
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}
+	if c.MaxEventsBody == 0 {
+		c.MaxEventsBody = DefaultMaxEventsBody
+	}
 	if c.RateLimit == 0 {
 		c.RateLimit = DefaultRateLimit
 	}
@@ -212,6 +228,9 @@ func (c *Config) fill() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -253,6 +272,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxBody < 0:
 		return bad("MaxBody", c.MaxBody, "negative")
+	case c.MaxEventsBody < 0:
+		return bad("MaxEventsBody", c.MaxEventsBody, "negative")
 	case c.RateBurst < 0:
 		return bad("RateBurst", c.RateBurst, "negative")
 	case c.RateLimit > 0 && c.RateBurst < 1:
@@ -261,6 +282,8 @@ func (c Config) Validate() error {
 		return bad("KeyCacheTTL", c.KeyCacheTTL, "negative")
 	case c.ReadTimeout < 0:
 		return bad("ReadTimeout", c.ReadTimeout, "negative")
+	case c.IdleTimeout < 0:
+		return bad("IdleTimeout", c.IdleTimeout, "negative")
 	case c.DecisionBudget < 0:
 		return bad("DecisionBudget", c.DecisionBudget, "negative")
 	case c.StoreTimeout < 0:

@@ -148,7 +148,21 @@ func allRoutes(e *env, u, auditID string) []route {
 		{call{method: "POST", path: "/v1/audits/enforcement", body: map[string]any{"allowance": "1s"}}, server.RoleAuditor, 201},
 		// An id no POST answered: the route is reached, the report is not kept.
 		{call{method: "GET", path: "/v1/audits/enforcement/" + strings.Repeat("0", 32)}, server.RoleAuditor, 404},
+		{call{method: "POST", path: "/v1/admin/keys", body: map[string]any{"role": "app", "name": "matrix"}}, server.RoleAdmin, 201},
+		{call{method: "GET", path: "/v1/admin/keys"}, server.RoleAdmin, 200},
+		// A key made for this line (each call of allRoutes makes one).
+		{call{method: "DELETE", path: "/v1/admin/keys/" + matrixKey(e)}, server.RoleAdmin, 200},
 	}
+}
+
+// matrixKey makes an app key for the role matrix's revocation and returns
+// its ID.
+func matrixKey(e *env) string {
+	_, k, err := server.NewKey(e.ctx, e.st.(store.KeyStore), server.RoleApp, "matrix revoke", time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return k.ID
 }
 
 // routeMatches reports whether a request path (its query cut off) fits a

@@ -22,6 +22,12 @@ import (
 // MaxEventsPerPost bounds one POST /v1/events.
 const MaxEventsPerPost = 10_000
 
+// EventBytes is the size one event of POST /v1/events may take on
+// average for a full batch (MaxEventsPerPost events) to fit the default
+// body limit of the route, DefaultMaxEventsBody. A typical event (user,
+// item, time, mode, a decision_id, a few metrics) takes 200-400 bytes.
+const EventBytes = 1024
+
 // DecisionSkew is how much earlier than the decision its decision_id names
 // an outcome event's time may be: the app's clock and the server's differ a
 // little, but an item shown well before the decision was given was not
@@ -75,7 +81,7 @@ func (s *Server) postEvents(c *gin.Context) {
 		return
 	}
 	var req EventsRequest
-	if !s.decode(c, &req) {
+	if body, ok := s.readBodyLimit(c, "application/json", s.cfg.MaxEventsBody); !ok || !decodeBody(c, body, &req) {
 		return
 	}
 	if len(req.Events) == 0 || len(req.Events) > MaxEventsPerPost {

@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,7 +121,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		ReadHeaderTimeout: s.cfg.ReadTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       s.cfg.IdleTimeout,
 	}
 }
 
@@ -186,6 +185,7 @@ func (s *Server) routes() (*gin.Engine, error) {
 	adm.PUT("/suspension", s.putSuspension)
 	adm.GET("/audience", s.getAudience)
 	adm.GET("/reports/rights", s.getRightsReport)
+	s.keyRoutes(adm) // POST, GET /v1/admin/keys, DELETE /v1/admin/keys/{id} (keys.go)
 
 	s.auditRoutes(v1.Group("/audits", s.authenticate(RoleAuditor)))
 	s.enforcementRoutes(v1)
@@ -209,15 +209,21 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 // most MaxBody bytes (413), with no object naming a member twice anywhere
 // (400). It answers the problem itself and returns false on failure.
 func (s *Server) readBody(c *gin.Context, mt string) ([]byte, bool) {
+	return s.readBodyLimit(c, mt, s.cfg.MaxBody)
+}
+
+// readBodyLimit is readBody with another size limit (POST /v1/events has
+// MaxEventsBody).
+func (s *Server) readBodyLimit(c *gin.Context, mt string, limit int64) ([]byte, bool) {
 	got, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || got != mt {
 		failCode(c, http.StatusUnsupportedMediaType, codeMediaType, "", "send Content-Type: %s", mt)
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", s.cfg.MaxBody)
+		failCode(c, http.StatusRequestEntityTooLarge, codeTooLarge, "", "body over %d bytes", limit)
 		return nil, false
 	}
 	if err != nil {

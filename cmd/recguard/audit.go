@@ -63,8 +63,8 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, auditUsage)
-		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), auditUsage)
+		printFlags(fs.Output(), fs)
 	}
 	var sf storeFlags
 	sf.register(fs)
@@ -76,11 +76,12 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	strict := fs.Bool("strict", false, "stop at the first malformed line instead of skipping it")
 	maxMalformed := fs.Float64("max-malformed", audit.DefaultMaxMalformed*100, "fail (writing no report) when more than this percentage of the lines are malformed; all malformed always fails")
 	floor := fs.Int("min-group-size-floor", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("the privacy floor: a spec's min_group_size under it is raised to it (at least %d)", audit.LowestMinGroupSizeFloor))
-	if err := fs.Parse(args); err != nil {
-		return err
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err // flag.ErrHelp (exit 0) or a usage error (exit 2)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("audit: unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return usageErrorf("audit: unexpected arguments %q", pos)
 	}
 	// Store flags given on the command line (not from the environment,
 	// which may name a store for other commands) conflict with --users.
@@ -92,25 +93,25 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	})
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return usageErrorf("audit: %w", err)
 	}
 	if *specPath == "" || *eventsPath == "" {
 		fs.Usage()
-		return errors.New("audit: --spec and --events are required")
+		return usageErrorf("audit: --spec and --events are required")
 	}
 	fromStore := *eventsPath == "store"
 	if *usersPath != "" && storeSet && !fromStore {
-		return errors.New("audit: give --users or store flags, not both")
+		return usageErrorf("audit: give --users or store flags, not both")
 	}
 	fmtName, err := reportFormat(*format, *out)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	if math.IsNaN(*maxMalformed) || *maxMalformed < 0 || *maxMalformed > 100 {
-		return fmt.Errorf("audit: --max-malformed %v: want a percentage from 0 to 100", *maxMalformed)
+		return usageErrorf("audit: --max-malformed %v: want a percentage from 0 to 100", *maxMalformed)
 	}
 	if err := audit.CheckMinGroupSizeFloor(*floor); err != nil {
-		return fmt.Errorf("audit: --min-group-size-floor: %w", err)
+		return usageErrorf("audit: --min-group-size-floor: %w", err)
 	}
 
 	specData, err := os.ReadFile(*specPath)
@@ -145,7 +146,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if sf.redisURL == "" && sf.cluster == "" {
 			// Opening the embedded store would create an empty one.
-			if _, err := os.Stat(sf.data); err != nil {
+			if !storeExists(sf.data) {
 				return fmt.Errorf("audit: no store at %s: give --users FILE and --events FILE, or the store flags of an existing store", sf.data)
 			}
 		}
@@ -188,6 +189,10 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		users = audit.StoreFacts(st)
+		ar.usersFrom = "the store"
+		if sf.redisURL == "" && sf.cluster == "" {
+			ar.usersFrom = "the store in " + sf.data
+		}
 	}
 
 	if fromStore {
@@ -237,6 +242,9 @@ type auditRun struct {
 	// store says the events came from the store.
 	inputs []*audit.FingerprintReader
 	store  bool
+	// usersFrom names the store the users' facts came from ("" for a
+	// users file), for the error of an audit that used no event.
+	usersFrom string
 }
 
 // finishAudit runs the audit over src and writes the report, unless the
@@ -317,6 +325,17 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	}
 	fmt.Fprintf(stderr, "audit: %d events read, %d used, %d malformed lines skipped; %d significant findings; %s report written to %s\n",
 		rep.Events, rep.Used, rep.Skipped, sig, fmtName, where)
+	if rep.Used == 0 {
+		// A report of nothing is not a clean audit: say so, and fail.
+		why := "no event was read"
+		if rep.Events > 0 {
+			why = fmt.Sprintf("none of the %d events read is in the window with a group: every group matched no user the events name", rep.Events)
+		}
+		if ar.usersFrom != "" {
+			why += fmt.Sprintf(" (the users' tags and flags came from %s: is it the deployment's store, and does it hold these users?)", ar.usersFrom)
+		}
+		return fmt.Errorf("audit: %s; the report audits nothing", why)
+	}
 	return nil
 }
 

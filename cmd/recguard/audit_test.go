@@ -334,18 +334,36 @@ func TestAuditCLIErrors(t *testing.T) {
 	}
 }
 
-// TestAuditCLIStore reads the users' facts from an embedded store.
+// TestAuditCLIStore reads the users' facts from an embedded store. keys
+// list does not make one where there is none, and an audit of a store
+// that knows none of the events' users (every event matched no group)
+// writes its report but fails: a report of nothing is not a clean audit.
 func TestAuditCLIStore(t *testing.T) {
 	t.Parallel()
 	dir, spec, events, _ := auditFixture(t)
 	data := filepath.Join(dir, "data")
-	// keys list creates the store.
-	if _, stderr, err := runInProcess(t, "keys", "list", "--data", data); err != nil {
-		t.Fatalf("keys list: %v\n%s", err, stderr)
+	if _, stderr, err := runInProcess(t, "keys", "list", "--data", data); err == nil || !strings.Contains(err.Error(), "no store at "+data) {
+		t.Fatalf("keys list on no store: %v, want no store at %s\n%s", err, data, stderr)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("keys list made %s (%v)", data, err)
+	}
+	if _, _, err := runAudit(t, "--spec", spec, "--events", events, "--data", data); err == nil || !strings.Contains(err.Error(), "no store at") {
+		t.Fatalf("audit on no store: %v, want no store", err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Fatalf("audit made %s (%v)", data, err)
+	}
+	// keys create makes the store (it stores a key).
+	if _, stderr, err := runInProcess(t, "keys", "create", "--role", "auditor", "--data", data); err != nil {
+		t.Fatalf("keys create: %v\n%s", err, stderr)
 	}
 	stdout, stderr, err := runAudit(t, "--spec", spec, "--events", events, "--data", data)
-	if err != nil {
-		t.Fatalf("audit: %v\n%s", err, stderr)
+	if err == nil || !strings.Contains(err.Error(), "audits nothing") || !strings.Contains(err.Error(), "the store in "+data) {
+		t.Fatalf("audit against a store that knows none of the users: %v, want it to fail saying it audits nothing\n%s", err, stderr)
+	}
+	if exitStatus(err, io.Discard) != 1 {
+		t.Errorf("exit status %d, want 1", exitStatus(err, io.Discard))
 	}
 	var rep audit.Report
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
@@ -353,6 +371,9 @@ func TestAuditCLIStore(t *testing.T) {
 	}
 	// The store knows none of these users: no one has a tag, so every group
 	// is suppressed.
+	if rep.Used != 0 || rep.Events == 0 {
+		t.Errorf("report: %d events, %d used", rep.Events, rep.Used)
+	}
 	for _, g := range rep.Groups {
 		if !g.Suppressed {
 			t.Errorf("group %s not suppressed with an empty store", g.Name)

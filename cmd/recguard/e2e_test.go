@@ -539,7 +539,7 @@ func TestCLIArguments(t *testing.T) {
 	fails("role", append([]string{"keys", "create", "--role", "root"}, sf...)...)
 	fails("unexpected argument", append([]string{"keys", "list", "stray"}, sf...)...)
 	fails("give the key ID", append([]string{"keys", "revoke"}, sf...)...)
-	fails("not found", append([]string{"keys", "revoke", "000000000000"}, sf...)...)
+	fails("no store at "+data, append([]string{"keys", "revoke", "000000000000"}, sf...)...) // and makes none
 	fails("--store-timeout must be positive", append([]string{"serve", "--addr", "127.0.0.1:0", "--store-timeout", "0s"}, sf...)...)
 	// The variable reaches the flag too.
 	if _, errOut, err := runCLIEnv(t, []string{"RECGUARD_STORE_TIMEOUT=-1s"}, append([]string{"serve", "--addr", "127.0.0.1:0"}, sf...)...); err == nil ||
@@ -560,6 +560,7 @@ func TestCLIArguments(t *testing.T) {
 		strings.Contains(errOut, strings.TrimPrefix(key, "rg_"+id+"_")) {
 		t.Fatalf("keys create --log-format json: %v\nstdout %q\nstderr:\n%s", err, out, errOut)
 	}
+	fails("not found", append([]string{"keys", "revoke", "000000000000"}, sf...)...)
 	out, errOut, err = runCLI(t, append([]string{"keys", "revoke", id}, sf...)...)
 	if err != nil || !strings.Contains(out, "revoked "+id) || !hasLine(errOut, "admin action", "action=\"key revoke\"", "key_id="+id, "outcome=applied") {
 		t.Fatalf("keys revoke ID --data: %v\nstdout %q\nstderr:\n%s", err, out, errOut)

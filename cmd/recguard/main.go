@@ -1,9 +1,10 @@
 // Command recguard runs recguard's companion server and its tools.
 //
 //	recguard serve [--addr :8080] [--init] [serve flags] [--data ./recguard-data | --redis redis://host:port/0 | --redis-cluster host:port,...]
-//	recguard keys create --role app|admin|auditor [--name NAME] [store flags]
-//	recguard keys revoke ID [store flags]
-//	recguard keys list [store flags]
+//	recguard keys create --role app|admin|auditor [--name NAME] [--server URL --admin-key KEY | store flags]
+//	recguard keys revoke ID [--server URL --admin-key KEY | store flags]
+//	recguard keys list [--server URL --admin-key KEY | store flags]
+//	recguard version
 //	recguard audit --spec spec.yaml --events events.jsonl [...]
 //	recguard verify [store flags] [--format json|html] [--out FILE]
 //	recguard audit enforcement [store flags] [--from T] [--to T] [--format json|csv|html] [--out FILE]
@@ -21,11 +22,18 @@
 // variable: RECGUARD_ and the flag's name in upper case with dashes as
 // underscores (--redis-password: RECGUARD_REDIS_PASSWORD). A flag on the
 // command line wins over the variable; an empty variable counts as unset.
+// Every command's --help lists each flag with its variable.
+//
+// Exit status: 0 on success and for --help (-h, help); 2 for a usage error
+// (an unknown command or flag, a bad flag value, a missing or stray
+// argument); 1 for other errors. verify and audit enforcement have their
+// own (0 clean, 1 findings or violations, 2 errors).
 package main
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,24 +61,73 @@ import (
 func main() {
 	verifyMain(os.Args[1:])      // recguard verify exits 0, 1 (findings) or 2 (errors)
 	enforcementMain(os.Args[1:]) // recguard audit enforcement exits 0, 1 (violations) or 2 (errors)
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "recguard:", err)
-		os.Exit(1)
+	os.Exit(exitStatus(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitStatus is the exit status of run's error, which it prints: 0 for
+// none and for a help request, 2 for a usage error (a bad command, flag or
+// argument), 1 for any other error.
+func exitStatus(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	var ec reportedExit
+	if errors.As(err, &ec) {
+		return int(ec) // the command reported it
+	}
+	fmt.Fprintln(stderr, "recguard:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// reportedExit is the exit status of a command that reported its outcome
+// itself (verify: 1 findings, 2 errors).
+type reportedExit int
+
+func (c reportedExit) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// usageError is an error in how a command was called: an unknown command
+// or flag, a bad flag value, a missing or stray argument. recguard exits 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usageErrorf makes a usageError.
+func usageErrorf(format string, a ...any) error {
+	return &usageError{err: fmt.Errorf(format, a...)}
+}
+
+// asUsage marks err as a usage error (nil and flag.ErrHelp stay as they
+// are).
+func asUsage(err error) error {
+	var ue *usageError
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.As(err, &ue) {
+		return err
+	}
+	return &usageError{err: err}
 }
 
 const usage = `usage:
   recguard serve [--addr :8080] [--init] [serve flags] [store flags]
-  recguard keys create --role app|admin|auditor [--name NAME] [store flags]
-  recguard keys revoke ID [store flags]
-  recguard keys list [store flags]
+  recguard keys create --role app|admin|auditor [--name NAME] [--server URL --admin-key KEY | store flags]
+  recguard keys revoke ID [--server URL --admin-key KEY | store flags]
+  recguard keys list [--server URL --admin-key KEY | store flags]
+                 (--server: through a running serve's admin routes, the way while serve
+                 runs on the embedded store, which it locks; recguard keys --help)
   recguard audit --spec spec.yaml --events events.jsonl [--users users.jsonl | store flags] [--format html|json|csv] [--out FILE] [--strict]
                  [--max-malformed PCT] [--min-group-size-floor N]
+  recguard seed [--users N] [--seed S] [--events N] [--price-gap PCT] [--init] [store flags]   (a demo data set; --help for more)
   recguard verify [store flags] [--format json|html] [--out FILE] [--workers N]   (Art. 27: every receipt chain and record; exit 1 on findings)
   recguard audit enforcement [store flags] [--from RFC3339] [--to RFC3339] [--allowance D] [--settings-allowance D]
                  [--max-violations N] [--format json|csv|html] [--out FILE] [--workers N]
                  (replays the consent receipts against the ledger of exposures and pushes; exit 0 when
                  no violation, 1 when violations were found, 2 on errors; --help for more)
+  recguard version                 the module version and the VCS revision it was built from
+  recguard help [COMMAND]          this, or a command's flags with their environment variables
 
 store flags:
   --data DIR               embedded store directory (default ./recguard-data)
@@ -80,7 +137,10 @@ store flags:
   --redis-username U, --redis-password P
                            Redis ACL user and password (over the URL's; prefer
                            RECGUARD_REDIS_PASSWORD to a flag others can see in ps)
-  --redis-tls              TLS to Redis (rediss:// URLs have it already)
+  --redis-tls              TLS to Redis, every node of a cluster too (rediss:// URLs
+                           have it already)
+  --redis-tls-ca FILE      PEM file of the CAs Redis's certificates are checked against
+                           (implies --redis-tls; default the system's)
   --redis-timeout D        one Redis command's read/write timeout (default 1s)
   --redis-dial-timeout D   connecting to Redis (default 500ms)
   --allow-evicting         open a Redis whose maxmemory-policy evicts keys (refused
@@ -154,34 +214,63 @@ serve flags:
                            X-Request-ID, admin actions (settings, suspension, keys)
                            the key, route and outcome; go-redis's own lines are
                            rate-limited (keys takes --log-format too)
+  --rate-limit R           requests per second per API key (default 200, burst
+                           --rate-burst, default twice the rate; negative: no limit)
+  --max-body N             request body limit in bytes (default 1048576: 1 MiB), for
+                           every route but POST /v1/events
+  --max-events-body N      POST /v1/events' body limit (default 10240000: its 10,000
+                           events of 1 KiB on average)
+  --read-timeout D         reading a request (default 10s)
+  --write-timeout D        answering it (default 90s; at least twice --store-timeout)
+  --idle-timeout D         a kept-alive connection waiting for its next request (default 2m)
+  --shutdown-timeout D     on SIGINT/SIGTERM, in-flight requests may take this long (default 20s)
 
 Every flag can also be set by an environment variable: RECGUARD_ and the
 flag's name in upper case, dashes as underscores (--redis-password:
 RECGUARD_REDIS_PASSWORD, --init: RECGUARD_INIT=true). The command line wins.
+recguard COMMAND --help lists every flag of the command with its variable.
+
+Exit status: 0 on success and for --help; 2 for a usage error; 1 for other
+errors (verify and audit enforcement: 1 for findings, 2 for errors).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command")
+		return usageErrorf("no command")
 	}
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
 	case "keys":
-		if len(args) < 2 {
-			fmt.Fprint(stderr, usage)
-			return errors.New("keys: want create, revoke or list")
+		return keys(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		if len(args) > 1 {
+			return usageErrorf("version: unexpected argument %q", args[1])
 		}
-		return keys(ctx, args[1], args[2:], stdout, stderr)
+		fmt.Fprintln(stdout, versionLine())
+		return nil
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[1] != "help" && !strings.HasPrefix(args[1], "-") {
+			// recguard help CMD [SUB]: CMD [SUB] --help.
+			return run(ctx, append(append([]string{}, args[1:]...), "--help"), stdout, stderr)
+		}
 	case "audit":
 		return auditCmd(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "verify": // main runs it first (verifyMain); here for recguard help verify and tests
+		if code := verifyCmd(ctx, args[1:], stdout, stderr); code != 0 {
+			return reportedExit(code)
+		}
+		return nil
+	case "seed":
+		return seedRun(ctx, args[1:], stdout, stderr) // exits 2 on bad flags (seed.go)
+	}
+	if h := args[0]; h == "help" || h == "-h" || h == "-help" || h == "--help" {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageErrorf("unknown command %q", args[0])
 }
 
 // storeFlags are the flags that choose and open the store.
@@ -189,6 +278,7 @@ type storeFlags struct {
 	data, redisURL, cluster, prefix string
 	username, password              string
 	tls, allowEvicting              bool
+	tlsCA                           string // --redis-tls-ca: PEM file of the CAs Redis's certificates are checked against
 	timeout, dialTimeout            time.Duration
 	replicas                        int
 	durTimeout                      time.Duration
@@ -205,7 +295,8 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.prefix, "prefix", "", "Redis key prefix (default rg)")
 	fs.StringVar(&sf.username, "redis-username", "", "Redis ACL user (over the URL's)")
 	fs.StringVar(&sf.password, "redis-password", "", "Redis password (over the URL's; prefer RECGUARD_REDIS_PASSWORD)")
-	fs.BoolVar(&sf.tls, "redis-tls", false, "connect to Redis with TLS")
+	fs.BoolVar(&sf.tls, "redis-tls", false, "connect to Redis (every node of a cluster) with TLS")
+	fs.StringVar(&sf.tlsCA, "redis-tls-ca", "", "PEM file of the CA certificates Redis's TLS certificates are checked against (implies --redis-tls; default the system's)")
 	fs.DurationVar(&sf.timeout, "redis-timeout", 0, "one Redis command's read/write timeout (default the URL's read_timeout, else 1s)")
 	fs.DurationVar(&sf.dialTimeout, "redis-dial-timeout", 0, "Redis connect timeout (default the URL's dial_timeout, else 500ms)")
 	fs.BoolVar(&sf.allowEvicting, "allow-evicting", false, "open a Redis whose maxmemory-policy may evict keys")
@@ -268,8 +359,19 @@ func (sf *storeFlags) redisClientOptions() (rs.ClientOptions, error) {
 	if sf.password != "" {
 		o.Password = sf.password
 	}
-	if sf.tls && o.TLS == nil {
+	if (sf.tls || sf.tlsCA != "") && o.TLS == nil {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if sf.tlsCA != "" {
+		pem, err := os.ReadFile(sf.tlsCA)
+		if err != nil {
+			return o, fmt.Errorf("--redis-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("--redis-tls-ca: %s holds no PEM certificate", sf.tlsCA)
+		}
+		o.TLS.RootCAs = pool
 	}
 	if sf.timeout < 0 || sf.dialTimeout < 0 || sf.durTimeout < 0 || sf.replicas < 0 {
 		return o, errors.New("--redis-timeout, --redis-dial-timeout, --durability-timeout and --durability-replicas must not be negative")
@@ -356,6 +458,47 @@ func keyStore(st store.Store) (store.KeyStore, error) {
 	return ks, nil
 }
 
+// envNote starts the line annotateEnv adds to a flag's usage.
+const envNote = "environment: "
+
+// annotateEnv adds to every flag's usage text a line naming its
+// environment variable ("environment: RECGUARD_ADDR"), once, so that every
+// command's --help lists them, whether it prints its flags with
+// printFlags or with flag.PrintDefaults.
+func annotateEnv(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(f.Usage, envNote+envName(f.Name)) {
+			f.Usage += "\n" + envNote + envName(f.Name)
+		}
+	})
+}
+
+// printFlags prints fs's flags to w: the name (with two dashes) and the
+// kind of value, then the usage, the default and the environment variable,
+// each on a line of its own.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	annotateEnv(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, text := flag.UnquoteUsage(f)
+		text, _, _ = strings.Cut(text, "\n"+envNote)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		fmt.Fprintln(w, line)
+		for _, l := range strings.Split(text, "\n") {
+			fmt.Fprintln(w, "        "+l)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" {
+			if kind == "string" {
+				d = fmt.Sprintf("%q", d)
+			}
+			fmt.Fprintln(w, "        default: "+d)
+		}
+		fmt.Fprintln(w, "        "+envNote+envName(f.Name))
+	})
+}
+
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "RECGUARD_"
 
@@ -396,7 +539,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, err
 	}
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	return pos, nil
 }
@@ -405,14 +548,24 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 // "keys revoke ID --redis URL" (as the usage shows) reads --redis; the flag
 // package alone stops at the first argument that is not a flag. It returns
 // the other arguments; everything after "--" is one of them.
+//
+// -h, -help, --help, or "help" as the only other argument, print the
+// usage (fs.Usage, which lists each flag's environment variable: see
+// annotateEnv) and return flag.ErrHelp; any other parse error is a
+// usageError.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	annotateEnv(fs)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			return nil, asUsage(err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
+			if len(pos) == 1 && pos[0] == "help" {
+				fs.Usage()
+				return nil, flag.ErrHelp
+			}
 			return pos, nil
 		}
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
@@ -423,77 +576,27 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func keys(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	role := fs.String("role", "", "role of the new key: app, admin or auditor")
-	name := fs.String("name", "", "a name for people")
-	logFormat := fs.String("log-format", "text", "log lines (on stderr) as text or json")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if sub != "revoke" && len(pos) > 0 {
-		return fmt.Errorf("keys %s: unexpected argument %q", sub, pos[0])
-	}
-	log, err := newLogger(*logFormat, stderr)
-	if err != nil {
-		return err
-	}
-	// Never Init: a keyspace is created by serve --init only.
-	st, _, closeAll, err := sf.open(ctx, openOptions{cmd: "keys", log: log})
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	ks, err := keyStore(st)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "create":
-		key, k, err := server.NewKey(ctx, ks, server.Role(*role), *name, time.Now())
-		logAdmin(log, "key create", k.ID, err, "role", *role, "name", *name)
-		if errors.Is(err, store.ErrNotReplicated) {
-			fmt.Fprintf(stderr, "warning: key %s is stored on the primary but not confirmed by the replicas: a failover now could lose it (%v)\n", k.ID, err)
-		} else if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "created %s key %s (shown once; only its hash is stored)\n", k.Role, k.ID)
-		fmt.Fprintln(stdout, key)
-	case "revoke":
-		if len(pos) != 1 {
-			return errors.New("keys revoke: give the key ID")
-		}
-		err := server.RevokeKey(ctx, ks, pos[0], time.Now())
-		logAdmin(log, "key revoke", pos[0], err)
-		if err != nil && !errors.Is(err, store.ErrNotReplicated) {
-			return err
-		}
-		fmt.Fprintf(stdout, "revoked %s\n", pos[0])
-	case "list":
-		all, err := ks.ListKeys(ctx)
-		if err != nil {
-			return err
-		}
-		for _, k := range all {
-			state := "active"
-			if k.Revoked() {
-				state = "revoked " + k.RevokedAt.Format(time.RFC3339)
-			}
-			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Role, k.CreatedAt.Format(time.RFC3339), state, k.Name)
-		}
-	default:
-		return fmt.Errorf("keys: unknown subcommand %q", sub)
-	}
-	return nil
-}
+const serveUsage = `usage: recguard serve [--addr :8080] [--init] [serve flags] [store flags]
+
+Runs the HTTP API (docs/api.md; the reference is GET /openapi.json). With no
+store flag it uses the embedded store in --data (default ./recguard-data),
+made on first start, which then prints an admin key once. SIGINT or SIGTERM
+stop it gracefully: in-flight requests finish (up to --shutdown-timeout),
+the audience index is checkpointed, the process exits 0.
+
+Every flag can also be set by its environment variable (listed with it);
+the command line wins, an empty variable counts as unset.
+
+flags:
+`
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveUsage)
+		printFlags(fs.Output(), fs)
+	}
 	var sf storeFlags
 	sf.register(fs)
 	addr := fs.String("addr", ":8080", "listen address")
@@ -519,36 +622,52 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	excessive := fs.Int("excessive-copies", server.DefaultExcessiveCopies, "copy requests (exports, receipt lists) per user in 30 days before further ones are flagged as excessive (negative: no count)")
 	decisionSecretFile := fs.String("decision-secret-file", "", "file holding the secret decision IDs are signed under (default: derived from the chain key; none and --unkeyed-chain: random per process)")
 	auditFloor := fs.Int("audit-min-group-size", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("privacy floor of POST /v1/audits: a spec's min_group_size under it runs with it (at least %d)", audit.LowestMinGroupSizeFloor))
+	rateLimit := fs.Float64("rate-limit", server.DefaultRateLimit, "requests per second allowed per API key (token bucket; negative: no limit)")
+	rateBurst := fs.Int("rate-burst", 0, "the per-key bucket's size (default twice --rate-limit)")
+	maxBody := fs.Int64("max-body", server.DefaultMaxBody, "request body limit in bytes of every route but POST /v1/events (413 over it)")
+	maxEventsBody := fs.Int64("max-events-body", server.DefaultMaxEventsBody, fmt.Sprintf("body limit in bytes of POST /v1/events: %d events (its batch limit) of %d bytes on average fit the default", server.MaxEventsPerPost, server.EventBytes))
+	readTimeout := fs.Duration("read-timeout", server.DefaultReadTimeout, "reading a request, headers and body")
+	writeTimeout := fs.Duration("write-timeout", server.DefaultWriteTimeout, "from the end of the request's headers to the end of its answer (at least twice --store-timeout; audits may take 60s)")
+	idleTimeout := fs.Duration("idle-timeout", server.DefaultIdleTimeout, "how long a kept-alive connection waits for its next request")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 20*time.Second, "on SIGINT or SIGTERM, how long in-flight requests may take to finish")
 	if pos, err := parseArgs(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		return fmt.Errorf("serve: unexpected argument %q (flags are --addr, --data, --redis, ...)", pos[0])
+		return usageErrorf("serve: unexpected argument %q (flags are --addr, --data, --redis, ...; recguard serve --help lists them)", pos[0])
 	}
 	switch {
+	case *rateLimit == 0:
+		return usageErrorf("serve: --rate-limit 0 would refuse every request; give a rate, or a negative one for no limit")
+	case *rateBurst < 0:
+		return usageErrorf("serve: --rate-burst must not be negative (0: twice --rate-limit)")
+	case *maxBody <= 0 || *maxEventsBody <= 0:
+		return usageErrorf("serve: --max-body and --max-events-body must be positive")
+	case *readTimeout <= 0 || *writeTimeout <= 0 || *idleTimeout <= 0 || *shutdownTimeout <= 0:
+		return usageErrorf("serve: --read-timeout, --write-timeout, --idle-timeout and --shutdown-timeout must be positive")
 	case *budget <= 0:
-		return errors.New("serve: --decision-budget must be positive")
+		return usageErrorf("serve: --decision-budget must be positive")
 	case *storeTimeout <= 0:
-		return errors.New("serve: --store-timeout must be positive")
+		return usageErrorf("serve: --store-timeout must be positive")
 	case *keyTTL <= 0:
-		return errors.New("serve: --key-cache-ttl must be positive")
+		return usageErrorf("serve: --key-cache-ttl must be positive")
 	case *keyGrace < 0:
-		return errors.New("serve: --key-grace must not be negative")
+		return usageErrorf("serve: --key-grace must not be negative")
 	case *propTimeout <= 0:
-		return errors.New("serve: --propagation-timeout must be positive")
+		return usageErrorf("serve: --propagation-timeout must be positive")
 	case *propTimeout > *storeTimeout:
-		return errors.New("serve: --propagation-timeout must not exceed --store-timeout (the wait for every instance after a restrictive change is bounded by the store timeout too)")
+		return usageErrorf("serve: --propagation-timeout must not exceed --store-timeout (the wait for every instance after a restrictive change is bounded by the store timeout too)")
 	case *authFail == 0:
-		return errors.New("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
+		return usageErrorf("serve: --auth-fail-rate 0 would refuse every failed authentication forever; give a rate, or a negative one for no limit")
 	case *logRetention < 0 || *outRetention < 0:
-		return errors.New("serve: --changelog-retention and --outcome-retention must not be negative (0: the store's default)")
+		return usageErrorf("serve: --changelog-retention and --outcome-retention must not be negative (0: the store's default)")
 	case !(*ledSampling > 0 && *ledSampling <= 1):
-		return errors.New("serve: --ledger-sampling must be in (0, 1]: 1 records every exposure")
+		return usageErrorf("serve: --ledger-sampling must be in (0, 1]: 1 records every exposure")
 	case *ledQueue < 1:
-		return errors.New("serve: --ledger-queue must be at least 1")
+		return usageErrorf("serve: --ledger-queue must be at least 1")
 	case *ledRetention < 0 || *ledMaxLen < 0:
-		return errors.New("serve: --ledger-retention and --ledger-maxlen must not be negative (0: the store's default)")
+		return usageErrorf("serve: --ledger-retention and --ledger-maxlen must not be negative (0: the store's default)")
 	case *excessive == 0:
-		return errors.New("serve: --excessive-copies 0 would flag every copy request; give a number, or a negative one for no count")
+		return usageErrorf("serve: --excessive-copies 0 would flag every copy request; give a number, or a negative one for no count")
 	}
 	var trusted []string
 	for _, p := range strings.Split(*proxies, ",") {
@@ -562,7 +681,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log, err := newLogger(*logFormat, stderr)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return usageErrorf("serve: %w", err)
 	}
 	var decisionSecret []byte
 	if *decisionSecretFile != "" {
@@ -576,14 +695,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DecisionBudget: *budget, StoreTimeout: *storeTimeout, KeyCacheTTL: *keyTTL, KeyGrace: grace, WaitForAll: *waitAll,
 		AuthFailRate: *authFail, TrustedProxies: trusted, ExcessiveCopies: *excessive,
 		AuditMinGroupSize: *auditFloor,
+		RateLimit:         *rateLimit, RateBurst: *rateBurst, MaxBody: *maxBody, MaxEventsBody: *maxEventsBody,
+		ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout,
 	}
 	if err := scfg.Validate(); err != nil {
-		return fmt.Errorf("serve: %s%w", flagOf(err), err)
+		return usageErrorf("serve: %s%w", flagOf(err), err)
 	}
 	// go-redis's own log lines go through slog too, rate-limited.
 	goredis.SetLogger(newRedisLogger(log))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopWithGoRun(log) // killing `go run` stops serve too (gorun.go)
 
 	st, chainKey, closeAll, err := sf.open(ctx, openOptions{cmd: "serve", init: *initStore, acceptDataLoss: *acceptLoss, log: log,
 		changelogRetention: *logRetention, outcomeRetention: *outRetention, ledgerRetention: *ledRetention, ledgerMaxLen: *ledMaxLen})
@@ -647,7 +769,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	case <-ctx.Done():
 		log.Info("shutting down: finishing in-flight requests")
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 		defer cancel()
 		if err := hs.Shutdown(sctx); err != nil {
 			return err
@@ -705,7 +827,9 @@ func flagOf(err error) string {
 		"DecisionBudget": "--decision-budget", "StoreTimeout": "--store-timeout", "KeyCacheTTL": "--key-cache-ttl",
 		"KeyGrace": "--key-grace", "AuthFailRate": "--auth-fail-rate", "TrustedProxies": "--trusted-proxies",
 		"ExcessiveCopies": "--excessive-copies", "AuditMinGroupSize": "--audit-min-group-size",
-		"DecisionSecret": "--decision-secret-file",
+		"DecisionSecret": "--decision-secret-file", "RateLimit": "--rate-limit", "RateBurst": "--rate-burst",
+		"MaxBody": "--max-body", "MaxEventsBody": "--max-events-body", "ReadTimeout": "--read-timeout",
+		"WriteTimeout": "--write-timeout", "IdleTimeout": "--idle-timeout",
 	}[ce.Field]; ok {
 		return f + ": "
 	}
