@@ -50,7 +50,7 @@ func TestLedgerRecordsWithBasis(t *testing.T) {
 	if err := c.RecordPush(ctx, sdk.Push{UserID: "ann", Campaign: "spring", Decision: pd, Tags: pushTags}); err != nil {
 		t.Fatal(err)
 	}
-	pushTags[0] = "interest:changed-after" // the ledger keeps its own copy
+	pushTags[0] = "interest:changed-after"                                               // the ledger keeps its own copy
 	if err := c.RecordPush(ctx, sdk.Push{UserID: "bob", Channel: "email"}); err != nil { // not asked
 		t.Fatal(err)
 	}
