@@ -125,15 +125,17 @@ EOF
 stop() {
 	[ -f "$state" ] || die "no cluster on ports $port..$((port + nodes - 1)) recorded in $state"
 	local dir pidf pid
+	local -a pids=()
 	dir=$(cat "$state")
+	# Read every pid first: a node deletes its pid file as it exits.
 	for pidf in "$dir"/*/redis.pid; do
-		[ -f "$pidf" ] || continue
-		pid=$(cat "$pidf")
+		pid=$(cat "$pidf" 2>/dev/null) || continue
+		pids+=("$pid")
+	done
+	for pid in "${pids[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pidf in "$dir"/*/redis.pid; do
-		[ -f "$pidf" ] || continue
-		pid=$(cat "$pidf")
+	for pid in "${pids[@]}"; do
 		local tries=0
 		while kill -0 "$pid" 2>/dev/null; do
 			tries=$((tries + 1))
