@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recguard/recguard/audit/stats"
@@ -57,9 +58,11 @@ const (
 //
 // The spec is normalized and validated first (an invalid one fails with an
 // error wrapping ErrInvalidSpec). Events are read once, in a pipeline of
-// two goroutines: one reads and decodes them and numbers users (by two
+// three goroutines: one reads and decodes them and numbers users (by two
 // independent hashes of the ID; two IDs equal on both, a chance near 2^-96
-// per pair, would be merged) and items, the calling one aggregates. Memory
+// per pair, would be merged) and items, the calling one aggregates, and a
+// third keeps what the strata and the price cells need of each aggregated
+// event, in the same order (see startTail). Memory
 // is O(users + items + groups x metrics x distinct values + price cells),
 // not O(events). Malformed lines are counted, listed (the first
 // MaxProblems) and skipped, unless opts.Strict. User facts are asked of
@@ -163,12 +166,15 @@ func Run(ctx context.Context, spec Spec, src Source, users UserFacts, opts Optio
 	if js, ok := src.(*jsonlSource); ok {
 		js.dec.raw = true // see engine.prepare
 	}
+	e.startTail()
+	defer e.stopTail()
 	if err := e.read(src); err != nil {
 		return nil, err
 	}
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
+	e.stopTail()
 	if ss, ok := src.(*storeSource); ok {
 		// Events the source left out were read, and excluded.
 		n := ss.excludedEvents()
@@ -348,12 +354,20 @@ type engine struct {
 	// mode x parity metric).
 	upar  []ysum
 	ubits []uint64 // all atom words per user, when there are over 64 atoms
+	// plain is userState.plain by user, dense (usersPlain).
+	plain     []uint64
+	plainOnce sync.Once
 
 	pendingIDs  []string
 	pendingNums []int32
 	pendingEvts []readItem
 
 	strat *stratState // nil: the spec compares plain figures (see stratify.go)
+
+	// The tail goroutine (startTail) and the batch being filled for it.
+	tailCh, tailFree chan *tailBatch
+	tailDone         chan struct{}
+	tailCur          *tailBatch
 
 	rd          *readerState // the reading goroutine's
 	bucketSecs  float64
@@ -681,6 +695,103 @@ func (e *engine) read(src Source) error {
 	}
 }
 
+// The tail: a third goroutine keeps the kept events of the strata and the
+// price cells (stratKeep, addPrice) for the events the aggregating one has
+// processed, in the order processed, so that both sides' state and
+// results are as if one goroutine did all. The aggregating goroutine hands
+// it a tailItem per processed event, in batches.
+
+// tailItem is what the tail needs of one processed event.
+type tailItem struct {
+	num    [4]float64 // readItem.num
+	key    stratKey   // the event's stratum (strat)
+	bucket int64      // the price cell's time bucket
+	mask   uint64     // the groups the event counted in
+	plain  uint64     // the user's usual groups (userState.plain)
+	user   int32
+	item   int32 // the price's item, -1: no price to compare
+	flags  uint16
+	mode   uint8 // 0 personalized, 1 non-personalized
+	xmask  bool  // mask is not the user's usual groups
+	strat  bool  // keep the event for the strata
+}
+
+// tailBatch is a run of tailItems, with nf free-field values per item
+// when stratifying with free-field metrics (stratFree).
+type tailBatch struct {
+	items []tailItem
+	free  []float32
+}
+
+const tailBatchLen = 512
+
+// startTail starts the tail goroutine.
+func (e *engine) startTail() {
+	e.tailCh = make(chan *tailBatch, 4)
+	e.tailFree = make(chan *tailBatch, 8)
+	e.tailDone = make(chan struct{})
+	e.tailCur = &tailBatch{items: make([]tailItem, 0, tailBatchLen)}
+	go func() {
+		defer close(e.tailDone)
+		nf := 0
+		if e.strat != nil {
+			nf = len(e.strat.free)
+		}
+		for b := range e.tailCh {
+			for i := range b.items {
+				ti := &b.items[i]
+				if ti.strat {
+					e.stratKeep(ti, b.free[i*nf:(i+1)*nf])
+				}
+				if ti.item >= 0 {
+					e.addPrice(ti)
+				}
+			}
+			select {
+			case e.tailFree <- b:
+			default:
+			}
+		}
+	}()
+}
+
+// tailNext returns the tailItem of the event being processed, zeroed; the
+// event's processing ends with tailEnd.
+func (e *engine) tailNext() *tailItem {
+	b := e.tailCur
+	b.items = append(b.items, tailItem{})
+	return &b.items[len(b.items)-1]
+}
+
+// tailEnd hands the batch to the tail when full.
+func (e *engine) tailEnd() {
+	if len(e.tailCur.items) < tailBatchLen {
+		return
+	}
+	e.tailCh <- e.tailCur
+	select {
+	case b := <-e.tailFree:
+		b.items, b.free = b.items[:0], b.free[:0]
+		e.tailCur = b
+	default:
+		e.tailCur = &tailBatch{items: make([]tailItem, 0, tailBatchLen)}
+	}
+}
+
+// stopTail hands the tail the last batch and waits for it to end; once
+// stopped, it does nothing.
+func (e *engine) stopTail() {
+	if e.tailCh == nil {
+		return
+	}
+	if len(e.tailCur.items) > 0 {
+		e.tailCh <- e.tailCur
+	}
+	close(e.tailCh)
+	<-e.tailDone
+	e.tailCh, e.tailCur = nil, nil
+}
+
 func (e *engine) inWindow(t time.Time) bool {
 	return (e.spec.From.IsZero() || !t.Before(e.spec.From)) && (e.spec.To.IsZero() || t.Before(e.spec.To))
 }
@@ -715,9 +826,6 @@ func (e *engine) touchUsers(c *chunk) {
 		}
 		if nm > 0 && (u+1)*nm <= len(e.umet) {
 			fsink += e.umet[u*nm].n + e.umet[(u+1)*nm-1].n
-		}
-		if it.item >= 0 && int(it.item) < len(e.itemStates) {
-			sink += uint8(e.itemStates[it.item].lastC)
 		}
 	}
 	e.sink += sink
@@ -950,12 +1058,19 @@ func (e *engine) process(it *readItem, ui int32) {
 		}
 	}
 	mask := e.maskOf(it, ui)
+	ti := e.tailNext()
+	ti.user, ti.mask, ti.mode, ti.flags, ti.num = ui, mask, uint8(mode), it.flags, it.num
+	ti.xmask, ti.plain = mask != u.plain, u.plain
+	ti.item, ti.bucket = -1, it.bucket
 	if e.strat != nil {
-		e.stratAdd(it, ui, mask, mode)
+		ti.strat = true
+		ti.key = e.stratKeyOf(it, ui)
+		e.stratFree(it)
 	}
 	u.missed |= ^mask
 	if mask == 0 {
 		e.noGroup++
+		e.tailEnd()
 		return
 	}
 	e.used++
@@ -979,8 +1094,9 @@ func (e *engine) process(it *readItem, ui int32) {
 	}
 	e.userSums(ui, mask, u.plain, &vals, &have)
 	if it.flags&fPrice != 0 {
-		e.addPrice(it, mask, ui)
+		ti.item = it.item
 	}
+	e.tailEnd()
 }
 
 func (e *engine) bucket(t time.Time) int64 {
@@ -995,18 +1111,21 @@ func (e *engine) bucket(t time.Time) int64 {
 	return int64(math.Floor((float64(t.Unix()) + float64(t.Nanosecond())/1e9) / e.bucketSecs))
 }
 
-func (e *engine) addPrice(it *readItem, mask uint64, ui int32) {
-	for int(it.item) >= len(e.itemStates) {
+// addPrice counts the price of a processed event (ti.item is not -1) in
+// its cell. It runs in the tail goroutine.
+func (e *engine) addPrice(ti *tailItem) {
+	for int(ti.item) >= len(e.itemStates) {
 		e.itemStates = append(e.itemStates, itemState{})
 	}
-	c, ok := e.cell(&e.itemStates[it.item], it.bucket)
+	c, ok := e.cell(&e.itemStates[ti.item], ti.bucket)
 	if !ok {
 		e.leftOut++
 		return
 	}
 	ci := e.cellInfo(c)
-	p := it.num[mfPrice-mfDiscount]
-	e.userPrice(ui, mask, c, p)
+	p := ti.num[mfPrice-mfDiscount]
+	mask := ti.mask
+	e.userPrice(ti.user, mask, ti.xmask, c, p)
 	for m := mask; m != 0; m &= m - 1 {
 		bit := m & -m
 		if ci.mask&bit == 0 {

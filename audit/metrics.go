@@ -113,14 +113,22 @@ func (a *metricAcc) add(kind MetricKind, v float64) {
 }
 
 // dist accumulates a distribution as distinct values with counts. Values
-// are rounded to 1e-6 (round6) and buffered; a full buffer is sorted and
-// merged into the sorted distinct values, which keeps the work sequential
-// instead of one random map access per value. Past MaxDistinctValues
-// distinct values every value is rounded to 3 significant digits (round3),
-// the ones kept and the ones to come.
+// are rounded to 1e-6 (round6); while there are few distinct values they
+// are counted in place (whole values 1 to distInts in an array, others in
+// a map); past distSmallMax they are buffered, and a full buffer is sorted
+// and merged into the sorted distinct values, which keeps the work
+// sequential instead of one random map access per value. The buffer holds
+// distBufLen values, or a multiple of it about as many as the distinct
+// values (merging then costs O(1) a value) as long as a merge cannot take
+// them past MaxDistinctValues. Past MaxDistinctValues distinct values
+// every value is rounded to 3 significant digits (round3), the ones kept
+// and the ones to come.
 type dist struct {
 	small  map[float64]int64 // while there are few distinct values
+	ints   *[distInts]int64  // counts of the whole values 1 to distInts, with small
+	nInts  int               // values counted in ints
 	buf    []float64
+	bufMax int       // the buffer's size before the next merge
 	vals   []float64 // sorted, distinct
 	cnts   []int64
 	coarse bool
@@ -129,7 +137,8 @@ type dist struct {
 
 const (
 	distBufLen   = 4096
-	distSmallMax = 2048 // distinct values counted in a map before buffering
+	distSmallMax = 2048 // distinct values counted in place before buffering
+	distInts     = 256
 )
 
 func (d *dist) add(v float64) {
@@ -139,32 +148,57 @@ func (d *dist) add(v float64) {
 		v = round6(v)
 	}
 	if d.buf == nil {
-		if d.small == nil {
-			d.small = map[float64]int64{}
-		}
-		if len(d.small) < distSmallMax {
-			d.small[v]++
-			return
-		}
-		if _, ok := d.small[v]; ok {
-			d.small[v]++
-			return
+		if i := int(v); v >= 1 && v <= distInts && float64(i) == v {
+			if d.ints == nil {
+				d.ints = new([distInts]int64)
+			}
+			if c := &d.ints[i-1]; *c > 0 || len(d.small)+d.nInts < distSmallMax {
+				if *c == 0 {
+					d.nInts++
+				}
+				*c++
+				return
+			}
+		} else {
+			if d.small == nil {
+				d.small = map[float64]int64{}
+			}
+			if len(d.small)+d.nInts < distSmallMax {
+				d.small[v]++
+				return
+			}
+			if _, ok := d.small[v]; ok {
+				d.small[v]++
+				return
+			}
 		}
 		// Many distinct values: move to sorted buffering.
 		d.vals = make([]float64, 0, 2*distSmallMax)
 		for k := range d.small {
 			d.vals = append(d.vals, k)
 		}
+		if d.ints != nil {
+			for i, c := range d.ints {
+				if c > 0 {
+					d.vals = append(d.vals, float64(i+1))
+				}
+			}
+		}
 		slices.Sort(d.vals)
 		d.cnts = make([]int64, len(d.vals), 2*distSmallMax)
 		for i, k := range d.vals {
-			d.cnts[i] = d.small[k]
+			if j := int(k); k >= 1 && k <= distInts && float64(j) == k && d.ints != nil && d.ints[j-1] > 0 {
+				d.cnts[i] = d.ints[j-1]
+			} else {
+				d.cnts[i] = d.small[k]
+			}
 		}
-		d.small = nil
+		d.small, d.ints, d.nInts = nil, nil, 0
 		d.buf = make([]float64, 0, distBufLen)
+		d.bufMax = distBufLen
 	}
 	d.buf = append(d.buf, v)
-	if len(d.buf) == distBufLen {
+	if len(d.buf) == d.bufMax {
 		d.flush()
 	}
 }
@@ -219,6 +253,15 @@ func (d *dist) flush() {
 	if !d.coarse && len(d.vals) > MaxDistinctValues {
 		d.rebin()
 	}
+	// The next buffer: a multiple of distBufLen, about len(vals); before
+	// the rounding to 3 digits, small enough that the merge cannot pass
+	// MaxDistinctValues, so that it merges (and rounds) exactly when
+	// buffers of distBufLen would.
+	k := max(1, len(d.vals)/distBufLen)
+	if !d.coarse {
+		k = max(1, min(k, (MaxDistinctValues-len(d.vals))/distBufLen))
+	}
+	d.bufMax = k * distBufLen
 }
 
 // rebin rounds the distinct values to 3 significant digits.
@@ -243,8 +286,18 @@ func (d *dist) rebin() {
 // counts returns the distribution as stats.Counts (built once, after
 // reading).
 func (d *dist) counts() stats.Counts {
-	if d.final == nil && d.small != nil {
-		d.final, d.small = stats.Counts(d.small), nil
+	if d.final == nil && d.buf == nil && (d.small != nil || d.ints != nil) {
+		if d.small == nil {
+			d.small = map[float64]int64{}
+		}
+		if d.ints != nil {
+			for i, c := range d.ints {
+				if c > 0 {
+					d.small[float64(i+1)] = c
+				}
+			}
+		}
+		d.final, d.small, d.ints, d.nInts = stats.Counts(d.small), nil, nil, 0
 	}
 	if d.final == nil {
 		d.flush()

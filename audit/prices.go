@@ -33,14 +33,15 @@ type userPriceX struct {
 	mask uint64
 }
 
-// userPrice records a price event of user ui in cell c.
-func (e *engine) userPrice(ui int32, mask uint64, c int32, p float64) {
+// userPrice records a price event of user ui in cell c, counted in groups
+// mask (x: other groups than the user's usual ones).
+func (e *engine) userPrice(ui int32, mask uint64, x bool, c int32, p float64) {
 	lp := float32(math.NaN())
 	if p > 0 {
 		lp = float32(math.Log(p))
 	}
 	ev := userCellPrice{ui, c, lp}
-	if mask != e.ustate[ui].plain {
+	if x {
 		e.upriceX = append(e.upriceX, userPriceX{ev, mask})
 		return
 	}
@@ -90,9 +91,10 @@ func (e *engine) userPrices(out []PriceResult) {
 				}
 			}
 		}
+		plain := e.usersPlain()
 		for _, page := range e.uprice {
 			for _, ev := range page {
-				add(ev, e.ustate[ev.user].plain)
+				add(ev, plain[ev.user])
 			}
 		}
 		for _, ev := range e.upriceX {

@@ -63,7 +63,14 @@ type stratEvent struct {
 	user    int32
 	stratum int32
 	flags   uint16 // readItem.flags, and fNonPers, fXMask
+	// class numbers the user's plain groups (stratState.classes), so that
+	// a pass finds them without a random access by user; classNone: read
+	// them by user.
+	class uint16
 }
+
+// classNone is stratEvent.class past the most classes.
+const classNone = 1<<16 - 1
 
 // Flags of a stratEvent beyond readItem's.
 const (
@@ -94,12 +101,12 @@ type stratState struct {
 	free        []int // metric indexes of free-field rate and mean metrics
 	freeVals    [][]float32
 	n           int
-	sorted      bool          // by user (stratSortByUser)
-	groups      []uint64      // by stratum: the groups of its events
-	last        []lastStratum // by item: its last stratum (stratumID)
-	modes       []uint64      // by stratum: its events' modes (1 personalized, 2 non-personalized)
-	plain       []uint64      // by user: userState.plain (stratPlain)
-	plainOnce   sync.Once
+	sorted      bool              // by user (stratSortByUser)
+	groups      []uint64          // by stratum: the groups of its events
+	last        []lastStratum     // by item: its last stratum (stratumID)
+	modes       []uint64          // by stratum: its events' modes (1 personalized, 2 non-personalized)
+	classes     []uint64          // the distinct userState.plain of kept events, by stratEvent.class
+	classIdx    map[uint64]uint16 // class by plain groups
 }
 
 func newStratState(spec *Spec, metrics []metricDef) *stratState {
@@ -197,8 +204,10 @@ type lastStratum struct {
 	id     int32
 }
 
-// add keeps one event of user ui, counted in groups mask.
-func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
+// stratKeyOf returns the stratum key of event it of user ui. It runs in
+// the aggregating goroutine, which owns the attributes' dictionaries and
+// the users' attribute values.
+func (e *engine) stratKeyOf(it *readItem, ui int32) stratKey {
 	st := e.strat
 	k := stratKey{item: -1}
 	if st.item {
@@ -219,19 +228,44 @@ func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
 			}
 		}
 	}
-	id := st.stratumID(k, len(st.attrs) == 0)
-	st.groups[id] |= mask
-	st.modes[id] |= 1 << mode
-	ev := stratEvent{user: ui, stratum: id, flags: it.flags}
-	for i, v := range it.num {
+	return k
+}
+
+// stratFree hands the values of the free-field metrics of event it (NaN:
+// none) to the tail goroutine, beside the event's tailItem.
+func (e *engine) stratFree(it *readItem) {
+	st := e.strat
+	if len(st.free) == 0 {
+		return
+	}
+	b := e.tailCur
+	for _, j := range st.free {
+		x := float32(math.NaN())
+		if v, ok := it.ev.Fields[e.metrics[j].spec.Field]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			x = float32(v)
+		}
+		b.free = append(b.free, x)
+	}
+}
+
+// stratKeep keeps one processed event (see tailItem; free: its free-field
+// values). It runs in the tail goroutine, which owns the kept events and
+// the strata's numbering.
+func (e *engine) stratKeep(ti *tailItem, free []float32) {
+	st := e.strat
+	id := st.stratumID(ti.key, len(st.attrs) == 0)
+	st.groups[id] |= ti.mask
+	st.modes[id] |= 1 << ti.mode
+	ev := stratEvent{user: ti.user, stratum: id, flags: ti.flags, class: st.classOf(ti.plain)}
+	for i, v := range ti.num {
 		ev.num[i] = float32(v)
 	}
-	if mode == 1 {
+	if ti.mode == 1 {
 		ev.flags |= fNonPers
 	}
-	if mask != e.ustate[ui].plain {
+	if ti.xmask {
 		ev.flags |= fXMask
-		st.xmask = append(st.xmask, mask)
+		st.xmask = append(st.xmask, ti.mask)
 	}
 	if n := len(st.pages); n == 0 || len(st.pages[n-1]) == stratPage {
 		st.pages = append(st.pages, make([]stratEvent, 0, stratPage))
@@ -243,13 +277,7 @@ func (e *engine) stratAdd(it *readItem, ui int32, mask uint64, mode int) {
 		if p == len(st.freeVals) {
 			st.freeVals = append(st.freeVals, make([]float32, stratPage*nf))
 		}
-		row := st.freeVals[p][(st.n%stratPage)*nf : (st.n%stratPage+1)*nf]
-		for i, j := range st.free {
-			row[i] = float32(math.NaN())
-			if v, ok := it.ev.Fields[e.metrics[j].spec.Field]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-				row[i] = float32(v)
-			}
-		}
+		copy(st.freeVals[p][(st.n%stratPage)*nf:(st.n%stratPage+1)*nf], free)
 	}
 	st.n++
 }
@@ -442,17 +470,35 @@ func (e *engine) stratEach(f func(k int, ev *stratEvent)) {
 	}
 }
 
-// stratPlain returns the groups of each user's events without attributes
-// (userState.plain) by user: a dense copy, read for each kept event.
-func (e *engine) stratPlain() []uint64 {
-	st := e.strat
-	st.plainOnce.Do(func() {
-		st.plain = make([]uint64, len(e.ustate))
+// usersPlain returns the groups of each user's events without attributes
+// (userState.plain) by user: a dense copy, read for each kept or price
+// event. Built once, after reading.
+func (e *engine) usersPlain() []uint64 {
+	e.plainOnce.Do(func() {
+		e.plain = make([]uint64, len(e.ustate))
 		for u := range e.ustate {
-			st.plain[u] = e.ustate[u].plain
+			e.plain[u] = e.ustate[u].plain
 		}
 	})
-	return st.plain
+	return e.plain
+}
+
+// classOf returns the class of the plain groups of a kept event's user
+// (stratEvent.class), numbering a new one; classNone past the most.
+func (st *stratState) classOf(plain uint64) uint16 {
+	if c, ok := st.classIdx[plain]; ok {
+		return c
+	}
+	if len(st.classes) >= classNone {
+		return classNone
+	}
+	if st.classIdx == nil {
+		st.classIdx = map[uint64]uint16{}
+	}
+	c := uint16(len(st.classes))
+	st.classes = append(st.classes, plain)
+	st.classIdx[plain] = c
+	return c
 }
 
 // stratified applies c, the adjusted comparison, to the crude test t.

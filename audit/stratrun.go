@@ -111,7 +111,7 @@ func (e *engine) observations(p *stratPass) stratObs {
 	byUser, byMode := p.stratum == strataUser, p.member == sidesModes
 	return func(f func(b *obsBatch)) {
 		st := e.strat
-		plain := e.stratPlain()
+		plain := e.usersPlain()
 		b := newObsBatch(J)
 		x, k := 0, 0
 		for _, page := range st.pages {
@@ -122,7 +122,11 @@ func (e *engine) observations(p *stratPass) stratObs {
 					mask = st.xmask[x]
 					x++
 				} else if !byMode {
-					mask = plain[ev.user]
+					if ev.class != classNone {
+						mask = st.classes[ev.class]
+					} else {
+						mask = plain[ev.user]
+					}
 				}
 				n := len(b.user)
 				vals := b.vals[n*J : (n+1)*J]
