@@ -3,7 +3,6 @@ package audit
 import (
 	"cmp"
 	_ "embed"
-	"fmt"
 	"html/template"
 	"io"
 	"slices"
@@ -15,8 +14,9 @@ import (
 // The HTML report lives in these files: html.go (WriteHTML, the page
 // model and building it), htmlcompare.go (the comparisons' rows: adjusted
 // and crude figures, the adjustment), htmlformat.go (the one vocabulary of
-// numbers), htmlchart.go (the inline SVG charts) and report.html.tmpl (the
-// html/template page, embedded).
+// numbers), htmlchart.go (the inline SVG charts), htmllang.go and
+// htmllangmethods.go (every word of the page per language: WriteHTMLLang)
+// and report.html.tmpl (the html/template page, embedded).
 
 // WriteHTML writes the report as one self-contained HTML page: a summary of
 // the findings first (significant ones first, with their q-values), the
@@ -29,8 +29,10 @@ import (
 // images) so it can be archived and handed on as it is, and its tables fit
 // a 1280 px wide window without scrolling sideways. Every text from the
 // spec or the data is escaped. Suppressed groups show no figures.
+//
+// WriteHTML is WriteHTMLLang in English.
 func (r *Report) WriteHTML(w io.Writer) error {
-	return reportTemplate.Execute(w, buildPage(r))
+	return r.WriteHTMLLang(w, LangEN)
 }
 
 var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
@@ -45,6 +47,8 @@ var reportHTML string
 // The page model: everything the template shows, already formatted.
 
 type htmlPage struct {
+	// T is the page's static text in its language.
+	T           *pageText
 	Title       string
 	Name        string
 	Generated   string
@@ -52,7 +56,7 @@ type htmlPage struct {
 	Events      string
 	Used        string
 	Skipped     string
-	Findings    []Finding
+	Findings    []findingView
 	Significant []sigRow
 	Spec        specView
 	Method      methodView
@@ -68,6 +72,15 @@ type htmlPage struct {
 	// adjusted); RateLo..PctShift the materiality tolerance.
 	Conf, TestConf                                     string
 	RateLo, RateHi, MeanLo, MeanHi, PricePct, PctShift string
+	// Meta, ProblemsLine and Methods are sentences in the page's language.
+	Meta, ProblemsLine string
+	Methods            []methodItem
+}
+
+// findingView is a finding as the page shows it: Severity its class,
+// Label the word for it.
+type findingView struct {
+	Severity, Label, Text string
 }
 
 type sigRow struct {
@@ -127,11 +140,13 @@ type metricView struct {
 	Name    string
 	Kind    MetricKind
 	KindTxt string
-	Field   string
-	Chart   *chart
-	Note    string // under the chart
-	Rows    []metricRow
-	QCols   []string // quantile column headers (Distribution)
+	// ValueHead heads the value column; Caption is under the chart.
+	ValueHead, Caption string
+	Field              string
+	Chart              *chart
+	Note               string // under the chart
+	Rows               []metricRow
+	QCols              []string // quantile column headers (Distribution)
 	// SuppCols is how many value columns a suppressed row spans.
 	SuppCols int
 	Tests    testsView
@@ -153,6 +168,7 @@ type priceView struct {
 	Chart  *chart
 	Rows   []priceRow
 	Bucket string
+	Text   string // the section's opening sentence
 }
 
 type priceRow struct {
@@ -207,17 +223,18 @@ func specStrata(s Spec) (strata []string, bucket time.Duration, stratified bool)
 	return strata, bucket, stratified
 }
 
-func buildPage(r *Report) *htmlPage {
+func buildPage(r *Report, t *pageText) *htmlPage {
 	minSize, alpha, bucket := specDefaults(r.Spec)
 	p := &htmlPage{
+		T:          t,
 		Name:       r.Spec.Name,
-		Generated:  fmtTime(r.Generated),
+		Generated:  t.timeText(r.Generated),
 		Provenance: r.Provenance,
 		Events:     fmtInt(r.Events),
 		Used:       fmtInt(r.Used),
 		Skipped:    fmtInt(r.Skipped),
 		Problems:   r.Problems,
-		Suppressed: "suppressed (fewer than " + fmtInt(int64(minSize)) + " users)",
+		Suppressed: t.suppressed(fmtInt(int64(minSize))),
 		Conf:       fmtLevel(1 - alpha),
 	}
 	p.TestConf = p.Conf
@@ -229,26 +246,36 @@ func buildPage(r *Report) *htmlPage {
 	p.MeanLo, p.MeanHi = fmtRatio(1/tol.MeanRatio), fmtRatio(tol.MeanRatio)
 	p.PricePct = fmtG(tol.PricePct)
 	p.PctShift = fmtG(tol.PercentileShift * 100)
-	p.Title = "Audit report"
-	if r.Spec.Name != "" {
-		p.Title = "Audit report: " + r.Spec.Name
-	}
+	p.Title = t.title(r.Spec.Name)
+	p.Meta = t.meta(p.Generated, p.Events, p.Used, p.Skipped)
 	if n := r.Skipped - int64(len(r.Problems)); n > 0 {
 		p.MoreProbs = n
 	}
+	p.ProblemsLine = t.problems(len(r.Problems), p.MoreProbs)
 
 	// Findings: significant ones first, otherwise in the report's order.
-	p.Findings = slices.Clone(r.Findings)
-	slices.SortStableFunc(p.Findings, func(a, b Finding) int {
+	fs := r.Findings
+	if t.findings != nil {
+		fs = t.findings(r)
+	}
+	fs = slices.Clone(fs)
+	slices.SortStableFunc(fs, func(a, b Finding) int {
 		return cmp.Compare(severityRank(a.Severity), severityRank(b.Severity))
 	})
+	for _, f := range fs {
+		label := f.Severity
+		if s, ok := t.severity[f.Severity]; ok {
+			label = s
+		}
+		p.Findings = append(p.Findings, findingView{Severity: f.Severity, Label: label, Text: f.Text})
+	}
 
 	strata, strataBucket, stratified := specStrata(r.Spec)
-	p.Spec = buildSpecView(r.Spec, minSize, alpha, bucket)
-	p.Method = methodView{Stratified: stratified, Bucket: fmtDuration(strataBucket), Unrecorded: true}
+	p.Spec = buildSpecView(r.Spec, minSize, alpha, bucket, t)
+	p.Method = methodView{Stratified: stratified, Bucket: t.duration(strataBucket), Unrecorded: true}
 	if stratified {
 		for _, k := range strata {
-			p.Method.Strata = append(p.Method.Strata, stratumText(k, strataBucket))
+			p.Method.Strata = append(p.Method.Strata, t.stratum(k, t.duration(strataBucket)))
 		}
 	}
 	for _, t := range slices.Concat(r.Tests, r.Parity) {
@@ -268,7 +295,7 @@ func buildPage(r *Report) *htmlPage {
 		}
 		p.Groups = append(p.Groups, gr)
 	}
-	cc := &compareCtx{alpha: alpha, conf: p.TestConf, strata: strata, suppressed: suppressed, suppressedText: p.Suppressed}
+	cc := &compareCtx{alpha: alpha, conf: p.TestConf, strata: strata, suppressed: suppressed, suppressedText: p.Suppressed, t: t}
 
 	// Metrics, in the spec's order, then any others the report holds.
 	order, kinds, fields := metricOrder(r)
@@ -280,8 +307,9 @@ func buildPage(r *Report) *htmlPage {
 	}
 	for i, name := range order {
 		mv := metricView{ID: "metric-" + strconv.Itoa(i+1), Name: name, Kind: kinds[name], Field: fields[name]}
-		mv.KindTxt = kindText(mv.Kind)
-		mv.Rows, mv.QCols = metricRows(r, name, mv.Kind)
+		mv.KindTxt = t.kindText(mv.Kind)
+		mv.ValueHead = t.valueHead(mv.Kind)
+		mv.Rows, mv.QCols = metricRows(r, name, mv.Kind, t)
 		mv.SuppCols = 3
 		if mv.Kind != Rate {
 			mv.SuppCols = 4 + len(mv.QCols)
@@ -295,15 +323,12 @@ func buildPage(r *Report) *htmlPage {
 		mv.Tests = cc.testsView(ts, func(TestResult) MetricKind { return mv.Kind }, false)
 		switch mv.Kind {
 		case Rate, Mean:
-			mv.Chart = dotChart(r, name, mv.Kind, sigOf, p.Suppressed, p.Conf)
-			if mv.Kind == Rate {
-				mv.Note = "Dots: the share of events in each group; whiskers: " + p.Conf + " Wilson score intervals."
-			} else {
-				mv.Note = "Dots: the mean in each group; whiskers: " + p.Conf + " confidence intervals."
-			}
+			mv.Chart = dotChart(r, name, mv.Kind, sigOf, p.Suppressed, p.Conf, t)
+			mv.Note = t.dotNote(mv.Kind == Rate, p.Conf)
 		case Distribution:
-			mv.Chart, mv.Note = boxChart(r, name, sigOf, p.Suppressed)
+			mv.Chart, mv.Note = boxChart(r, name, sigOf, p.Suppressed, t)
 		}
+		mv.Caption = t.caption(mv.Note, mv.Kind == Distribution)
 		p.Metrics = append(p.Metrics, mv)
 
 		// Significant results, with their q-values, for the summary.
@@ -315,35 +340,35 @@ func buildPage(r *Report) *htmlPage {
 	}
 
 	if len(r.Prices) > 0 {
-		pv := &priceView{Bucket: fmtDuration(bucket)}
+		pv := &priceView{Bucket: t.duration(bucket)}
+		pv.Text = t.pricesText(pv.Bucket)
 		for _, pr := range r.Prices {
 			row := priceRow{Group: pr.Group, Ref: pr.Reference, Suppressed: suppressed[pr.Group] || suppressed[pr.Reference]}
 			if !row.Suppressed {
 				row.Pairs = fmtInt(pr.Pairs)
-				row.Higher, row.Lower = fmtPct(pr.ShareHigher), fmtPct(pr.ShareLower)
-				row.Excess = fmtSigned(pr.MeanExcess)
-				row.ExcessCI = fmtCI(pr.MeanExcessCI, fmtSigned)
-				row.ExcessPct = fmtSignedPercent(pr.MeanExcessPct)
+				row.Higher, row.Lower = t.tr(fmtPct(pr.ShareHigher)), t.tr(fmtPct(pr.ShareLower))
+				row.Excess = t.tr(fmtSigned(pr.MeanExcess))
+				row.ExcessCI = t.tr(fmtCI(pr.MeanExcessCI, fmtSigned))
+				row.ExcessPct = t.tr(fmtSignedPercent(pr.MeanExcessPct))
 				if pr.Test == "cluster_robust_t" {
-					row.ExcessPctCI = fmtCI(pr.MeanExcessPctCI, fmtSignedPercent)
+					row.ExcessPctCI = t.tr(fmtCI(pr.MeanExcessPctCI, fmtSignedPercent))
 				}
-				row.Test = priceTestName(pr.Test)
-				row.P, row.Q = fmtP(pr.P), fmtP(pr.Q)
+				row.Test = t.testName(priceTestName(pr.Test))
+				row.P, row.Q = t.tr(fmtP(pr.P)), t.tr(fmtP(pr.Q))
 				row.Significant = pr.Significant
-				row.Verdict = verdict(pr.Significant, pr.Material, pr.Q, alpha)
+				row.Verdict = verdictIn(pr.Significant, pr.Material, pr.Q, alpha, t)
 				if pr.Significant {
 					p.Significant = append(p.Significant, sigRow{
-						Anchor: "prices", Metric: "same-item price",
+						Anchor: "prices", Metric: t.sameItem,
 						Group: pr.Group, Ref: pr.Reference,
-						Effect: fmt.Sprintf("paid more in %s and less in %s of %s same-item, same-time comparisons (mean excess %s, %s)",
-							fmtPct(pr.ShareHigher), fmtPct(pr.ShareLower), fmtInt(pr.Pairs), fmtSigned(pr.MeanExcess), fmtSignedPercent(pr.MeanExcessPct)),
-						P: fmtP(pr.P), Q: fmtP(pr.Q), TestName: row.Test,
+						Effect: t.tr(t.priceSig(fmtPct(pr.ShareHigher), fmtPct(pr.ShareLower), fmtInt(pr.Pairs), fmtSigned(pr.MeanExcess), fmtSignedPercent(pr.MeanExcessPct))),
+						P:      row.P, Q: row.Q, TestName: row.Test,
 					})
 				}
 			}
 			pv.Rows = append(pv.Rows, row)
 		}
-		pv.Chart = shareChart(r.Prices, r.Spec.Reference, suppressed, p.Suppressed)
+		pv.Chart = shareChart(r.Prices, r.Spec.Reference, suppressed, p.Suppressed, t)
 		p.Prices = pv
 	}
 
@@ -359,34 +384,38 @@ func buildPage(r *Report) *htmlPage {
 			p.Significant = append(p.Significant, cc.sigRow(t, kindOf(t), "parity", t.Metric))
 		}
 	}
+	p.Methods = t.methods(p)
 	return p
 }
 
-func buildSpecView(s Spec, minSize int, alpha float64, bucket time.Duration) specView {
+func buildSpecView(s Spec, minSize int, alpha float64, bucket time.Duration, t *pageText) specView {
 	sv := specView{
 		Name:         s.Name,
 		Reference:    s.Reference,
-		Window:       fmtWindow(s.From, s.To),
-		MinGroupSize: fmtInt(int64(minSize)) + " distinct users",
+		Window:       t.windowText(s.From, s.To),
+		MinGroupSize: t.minSize(fmtInt(int64(minSize))),
 		Alpha:        fmtG(alpha),
-		PriceBucket:  fmtDuration(bucket),
+		PriceBucket:  t.duration(bucket),
 		DefaultMet:   len(s.Metrics) == 0,
 	}
 	strata, strataBucket, stratified := specStrata(s)
 	if stratified {
-		sv.Strata = strings.Join(strata, ", ")
+		tb := ""
 		if slices.Contains(strata, StratumTime) {
-			sv.Strata += " (time in buckets of " + fmtDuration(strataBucket) + ")"
+			tb = t.duration(strataBucket)
 		}
-		sv.Strata += ": rates, means and distributions are compared within them"
+		sv.Strata = t.strataOn(strings.Join(strata, ", "), tb)
 	} else {
-		sv.Strata = "none: every figure is crude (not adjusted)"
+		sv.Strata = t.strataOff
 	}
 	for _, g := range s.Groups {
 		sv.Groups = append(sv.Groups, specGroup{Name: g.Name, Segment: g.Segment, Ref: g.Name == s.Reference})
 	}
 	for _, m := range s.Metrics {
 		sm := specMetric{Name: m.Name, Kind: string(m.Kind), Field: m.Field}
+		if k, ok := t.kindName[m.Kind]; ok {
+			sm.Kind = k
+		}
 		if m.Kind == Distribution {
 			qs := m.Quantiles
 			if len(qs) == 0 {
@@ -401,17 +430,6 @@ func buildSpecView(s Spec, minSize int, alpha float64, bucket time.Duration) spe
 		sv.Metrics = append(sv.Metrics, sm)
 	}
 	return sv
-}
-
-// stratumText says what a stratum name means, for the methods.
-func stratumText(k string, bucket time.Duration) string {
-	switch k {
-	case StratumItem:
-		return "item (the event's item)"
-	case StratumTime:
-		return "time (the event's time, in buckets of " + fmtDuration(bucket) + ")"
-	}
-	return k + " (the event's attribute " + k + ":…, else the user's fact " + k + ":…)"
 }
 
 // metricOrder lists the report's metrics, the spec's first in its order,
@@ -465,7 +483,7 @@ func kindText(k MetricKind) string {
 	return string(k)
 }
 
-func metricRows(r *Report, name string, k MetricKind) ([]metricRow, []string) {
+func metricRows(r *Report, name string, k MetricKind, t *pageText) ([]metricRow, []string) {
 	// Quantile columns: the union of every group's, in order.
 	var qs []float64
 	for _, g := range r.Groups {
@@ -486,7 +504,7 @@ func metricRows(r *Report, name string, k MetricKind) ([]metricRow, []string) {
 	slices.Sort(qs)
 	var cols []string
 	for _, q := range qs {
-		cols = append(cols, quantileName(q))
+		cols = append(cols, t.quantileName(q))
 	}
 	val := fmtValue(k)
 	var rows []metricRow
@@ -503,16 +521,16 @@ func metricRows(r *Report, name string, k MetricKind) ([]metricRow, []string) {
 			continue
 		}
 		row.N = fmtInt(m.N)
-		row.Value = val(m.Value)
-		row.CI = fmtCI(m.CI, val)
+		row.Value = t.tr(val(m.Value))
+		row.CI = t.tr(fmtCI(m.CI, val))
 		if m.Kind != Rate && m.SD != 0 {
-			row.SD = fmtNum(m.SD)
+			row.SD = t.tr(fmtNum(m.SD))
 		}
 		for _, q := range qs {
 			cell := "–"
 			for _, mq := range m.Quantiles {
 				if mq.Q == q {
-					cell = fmtNum(mq.Value)
+					cell = t.tr(fmtNum(mq.Value))
 				}
 			}
 			row.Quantiles = append(row.Quantiles, cell)

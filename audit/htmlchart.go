@@ -204,15 +204,15 @@ func rowGeometry(row *chartRow, i int) {
 	row.ValueX = px(chartW - chartRight + 8)
 }
 
-func groupLabel(name string, ref bool) string {
+func groupLabel(name string, ref bool, t *pageText) string {
 	if ref {
-		return name + " (reference)"
+		return name + " " + t.RefMark
 	}
 	return name
 }
 
 // dotChart draws a rate or mean per group with its interval.
-func dotChart(r *Report, name string, k MetricKind, sig map[[2]string]bool, suppressedText, conf string) *chart {
+func dotChart(r *Report, name string, k MetricKind, sig map[[2]string]bool, suppressedText, conf string, t *pageText) *chart {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, g := range r.Groups {
 		if g.Suppressed {
@@ -245,24 +245,23 @@ func dotChart(r *Report, name string, k MetricKind, sig map[[2]string]bool, supp
 		lo, hi = math.Max(lo, 0), math.Min(hi, 1)
 		ticks = slices.DeleteFunc(ticks, func(t float64) bool { return t < -1e-12 || t > 1+1e-12 })
 	}
-	title := name + ": " + map[MetricKind]string{Rate: "rate", Mean: "mean"}[k] + " per group with " + conf + " interval"
-	c, sc := newChart("dot", title, len(r.Groups), lo, hi, ticks, k == Rate)
+	c, sc := newChart("dot", t.dotTitle(name, k, conf), len(r.Groups), lo, hi, ticks, k == Rate)
 	val := fmtValue(k)
 	for i, g := range r.Groups {
 		ref := g.Name == r.Spec.Reference
-		row := chartRow{Label: cut(groupLabel(g.Name, ref)), FullLabel: groupLabel(g.Name, ref), Ref: ref}
+		row := chartRow{Label: cut(groupLabel(g.Name, ref, t)), FullLabel: groupLabel(g.Name, ref, t), Ref: ref}
 		rowGeometry(&row, i)
 		switch m, ok := findMetric(g, name); {
 		case g.Suppressed:
 			row.Note = suppressedText
 		case !ok || !isFinite(m.Value):
-			row.Note = "no data"
+			row.Note = t.NoData
 		default:
 			row.Sig = sig[[2]string{name, g.Name}]
 			row.Dot = true
 			row.X = sc.px(m.Value)
-			row.Value = val(m.Value)
-			row.Tooltip = fmt.Sprintf("%s: %s (%s interval %s, n = %s)", g.Name, val(m.Value), conf, fmtCI(m.CI, val), fmtInt(m.N))
+			row.Value = t.tr(val(m.Value))
+			row.Tooltip = t.tooltip(g.Name, t.tr(val(m.Value)), conf, t.tr(fmtCI(m.CI, val)), fmtInt(m.N))
 			if isFinite(m.CI.Lo) && isFinite(m.CI.Hi) {
 				row.Whisker = true
 				row.X1, row.X2 = sc.px(math.Min(m.CI.Lo, m.CI.Hi)), sc.px(math.Max(m.CI.Lo, m.CI.Hi))
@@ -274,14 +273,14 @@ func dotChart(r *Report, name string, k MetricKind, sig map[[2]string]bool, supp
 		}
 		c.Rows = append(c.Rows, row)
 	}
-	c.Legend = findingLegend()
+	c.Legend = findingLegend(t)
 	return c
 }
 
 // boxChart draws a distribution per group from its quantiles: a box from
 // the 25th to the 75th percentile with the median, whiskers to the
 // outermost quantiles; without both quartiles, a strip of the quantiles.
-func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText string) (*chart, string) {
+func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText string, t *pageText) (*chart, string) {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var qsSeen []float64
 	for _, g := range r.Groups {
@@ -305,10 +304,10 @@ func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText str
 		lo = 0
 	}
 	lo, hi, ticks := niceDomain(lo, hi, 5)
-	c, sc := newChart("box", name+": distribution per group", len(r.Groups), lo, hi, ticks, false)
+	c, sc := newChart("box", t.boxTitle(name), len(r.Groups), lo, hi, ticks, false)
 	for i, g := range r.Groups {
 		ref := g.Name == r.Spec.Reference
-		row := chartRow{Label: cut(groupLabel(g.Name, ref)), FullLabel: groupLabel(g.Name, ref), Ref: ref}
+		row := chartRow{Label: cut(groupLabel(g.Name, ref, t)), FullLabel: groupLabel(g.Name, ref, t), Ref: ref}
 		rowGeometry(&row, i)
 		m, ok := findMetric(g, name)
 		var qs []Quantile
@@ -324,19 +323,19 @@ func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText str
 		case g.Suppressed:
 			row.Note = suppressedText
 		case len(qs) == 0:
-			row.Note = "no data"
+			row.Note = t.NoData
 		default:
 			row.Sig = sig[[2]string{name, g.Name}] && !ref
 			parts := make([]string, len(qs))
 			for j, q := range qs {
-				parts[j] = quantileName(q.Q) + " " + fmtNum(q.Value)
+				parts[j] = t.quantileName(q.Q) + " " + t.tr(fmtNum(q.Value))
 			}
 			row.Tooltip = g.Name + ": " + strings.Join(parts, ", ")
 			q25, ok25 := quantileAt(qs, 0.25)
 			q75, ok75 := quantileAt(qs, 0.75)
 			if med, ok := quantileAt(qs, 0.5); ok {
 				row.Median, row.MedX = true, sc.px(med)
-				row.Value = "median " + fmtNum(med)
+				row.Value = t.median + " " + t.tr(fmtNum(med))
 				if ref {
 					c.RefX = row.MedX
 				}
@@ -351,7 +350,7 @@ func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText str
 				}
 			} else {
 				for _, q := range qs {
-					row.Strip = append(row.Strip, stripDot{X: sc.px(q.Value), Title: quantileName(q.Q) + " " + fmtNum(q.Value)})
+					row.Strip = append(row.Strip, stripDot{X: sc.px(q.Value), Title: t.quantileName(q.Q) + " " + t.tr(fmtNum(q.Value))})
 				}
 				row.StripLine = len(qs) > 1
 				if len(qs) > 1 {
@@ -362,15 +361,15 @@ func boxChart(r *Report, name string, sig map[[2]string]bool, suppressedText str
 		c.Rows = append(c.Rows, row)
 	}
 	slices.Sort(qsSeen)
-	note := "Dots: the quantiles of each group."
+	note := t.quantDots
 	if slices.Contains(qsSeen, 0.25) && slices.Contains(qsSeen, 0.75) {
-		note = "Boxes: 25th to 75th percentile; line: median"
+		note = t.boxNote
 		if len(qsSeen) > 2 {
-			note += fmt.Sprintf("; whiskers: %s to %s", quantileName(qsSeen[0]), quantileName(qsSeen[len(qsSeen)-1]))
+			note += fmt.Sprintf(t.whiskers, t.quantileName(qsSeen[0]), t.quantileName(qsSeen[len(qsSeen)-1]))
 		}
 		note += "."
 	}
-	c.Legend = findingLegend()
+	c.Legend = findingLegend(t)
 	return c, note
 }
 
@@ -379,11 +378,11 @@ const legendFinding = "finding (q ≤ α and material)"
 
 // findingLegend is the legend of the dot and box charts: the reference, a
 // finding, everything else.
-func findingLegend() []legendItem {
+func findingLegend(t *pageText) []legendItem {
 	return []legendItem{
-		{X: px(chartLeft), Label: "reference", Class: "ref"},
-		{X: px(chartLeft + 90), Label: legendFinding, Class: "sig"},
-		{X: px(chartLeft + 300), Label: "no finding", Class: "ns"},
+		{X: px(chartLeft), Label: t.legendRef, Class: "ref"},
+		{X: px(chartLeft + 90), Label: t.legendSig, Class: "sig"},
+		{X: px(chartLeft + 300), Label: t.legendNS, Class: "ns"},
 	}
 }
 
@@ -400,13 +399,13 @@ func quantileAt(qs []Quantile, q float64) (float64, bool) {
 // the group paid more, the same, or less than the reference. The bars of
 // a group whose comparison is a finding are in the highlight colours, the
 // others in greys (the template's CSS, by the row's class).
-func shareChart(prices []PriceResult, refName string, suppressed map[string]bool, suppressedText string) *chart {
+func shareChart(prices []PriceResult, refName string, suppressed map[string]bool, suppressedText string, t *pageText) *chart {
 	_, _, ticks := niceDomain(0, 1, 4)
-	c, sc := newChart("share", "same item, same time: share of comparisons where each group paid more or less than the reference", len(prices), 0, 1, ticks, true)
+	c, sc := newChart("share", t.shareTitle, len(prices), 0, 1, ticks, true)
 	for i, p := range prices {
 		label := p.Group
 		if p.Reference != refName {
-			label += " vs " + p.Reference
+			label += t.versus + p.Reference
 		}
 		row := chartRow{Label: cut(label), FullLabel: label}
 		rowGeometry(&row, i)
@@ -415,7 +414,7 @@ func shareChart(prices []PriceResult, refName string, suppressed map[string]bool
 		case suppressed[p.Group] || suppressed[p.Reference]:
 			row.Note = suppressedText
 		case p.Pairs == 0 || !isFinite(hi) || !isFinite(lo):
-			row.Note = "no comparable pairs"
+			row.Note = t.noPairs
 		default:
 			hi, lo = math.Max(0, math.Min(hi, 1)), math.Max(0, math.Min(lo, 1))
 			if hi+lo > 1 {
@@ -428,24 +427,24 @@ func shareChart(prices []PriceResult, refName string, suppressed map[string]bool
 				v     float64
 				class string
 				what  string
-			}{{hi, "higher", "paid more"}, {eq, "same", "paid the same"}, {lo, "lower", "paid less"}} {
+			}{{hi, "higher", t.higher}, {eq, "same", t.same}, {lo, "lower", t.lower}} {
 				if s.v > 0 {
 					x0, x1 := sc.at(x), sc.at(x+s.v)
 					row.Bars = append(row.Bars, bar{X: px(x0), W: px(math.Max(x1-x0, 0.5)), Class: s.class,
-						Title: fmt.Sprintf("%s %s in %s of %s comparisons", p.Group, s.what, fmtPct(s.v), fmtInt(p.Pairs))})
+						Title: t.shareTip(p.Group, s.what, t.tr(fmtPct(s.v)), fmtInt(p.Pairs))})
 				}
 				x += s.v
 			}
-			row.Value = "↑" + fmtPct(hi) + " ↓" + fmtPct(lo)
+			row.Value = t.tr("↑" + fmtPct(hi) + " ↓" + fmtPct(lo))
 		}
 		c.Rows = append(c.Rows, row)
 	}
 	c.RefX = sc.px(0.5)
 	c.Legend = []legendItem{
-		{X: px(chartLeft), Label: "paid more", Class: "higher"},
-		{X: px(chartLeft + 90), Label: "same price", Class: "same"},
-		{X: px(chartLeft + 190), Label: "paid less", Class: "lower"},
-		{X: px(chartLeft + 290), Label: legendFinding, Class: "sig"},
+		{X: px(chartLeft), Label: t.higher, Class: "higher"},
+		{X: px(chartLeft + 90), Label: t.sameLegend, Class: "same"},
+		{X: px(chartLeft + 190), Label: t.lower, Class: "lower"},
+		{X: px(chartLeft + 290), Label: t.legendSig, Class: "sig"},
 	}
 	return c
 }

@@ -15,6 +15,8 @@ import (
 
 // testsView is one table of comparisons.
 type testsView struct {
+	// T is the page's static text in its language.
+	T *pageText
 	// Parity: the rows are metrics of the parity check, with each mode's
 	// users; otherwise groups compared with the reference.
 	Parity bool
@@ -80,12 +82,14 @@ type compareCtx struct {
 	suppressed map[string]bool
 	// suppressedText is what a suppressed row says.
 	suppressedText string
+	// t is the page's language.
+	t *pageText
 }
 
 // testsView lays out a table of comparisons; kind tells each row's metric
 // kind.
 func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKind, parity bool) testsView {
-	v := testsView{Parity: parity, SuppText: cc.suppressedText}
+	v := testsView{T: cc.t, Parity: parity, SuppText: cc.suppressedText}
 	for _, t := range ts {
 		row := cc.testRow(t, kind(t), parity)
 		v.HasCrude = v.HasCrude || row.Crude != nil
@@ -94,10 +98,11 @@ func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKin
 	col := func(label, width string, num bool) tableCol {
 		return tableCol{Label: label, Width: width, Num: num}
 	}
-	diff := "Difference (" + cc.conf + " interval)"
-	ratio := "Ratio (" + cc.conf + " interval)"
-	crude := tableCol{Label: "Crude (unadjusted)", Title: "the plain comparison, before adjusting for what each side was shown; it does not decide", Num: true}
-	verdict := tableCol{Label: "Finding", Title: "q ≤ α and a material effect"}
+	t := cc.t
+	diff := t.diffHead + cc.conf + t.EffectB
+	ratio := t.ratioHead + cc.conf + t.EffectB
+	crude := tableCol{Label: t.crudeHead, Title: t.crudeTitle, Num: true}
+	verdict := tableCol{Label: t.findingHead, Title: t.findingTitle}
 	// Widths in percent, with and without the crude column.
 	w := func(with, without string) string {
 		if v.HasCrude {
@@ -107,9 +112,9 @@ func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKin
 	}
 	if parity {
 		v.Cols = []tableCol{
-			col("Metric", w("12%", "14%"), false),
-			{Label: "Non-personalized users", Title: "users of mode non_personalized with a value", Width: "11%", Num: true},
-			{Label: "Personalized users", Title: "users of mode personalized with a value", Width: "11%", Num: true},
+			col(t.metricHead, w("12%", "14%"), false),
+			{Label: t.npUsers, Title: t.npTitle, Width: "11%", Num: true},
+			{Label: t.pUsers, Title: t.pTitle, Width: "11%", Num: true},
 			col(diff, w("11%", "13%"), true),
 			col(ratio, w("9%", "11%"), true),
 		}
@@ -117,11 +122,11 @@ func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKin
 		if v.HasCrude {
 			v.Cols = append(v.Cols, crude)
 		}
-		v.Cols = append(v.Cols, col("Test", w("13%", "18%"), false))
+		v.Cols = append(v.Cols, col(t.testHead, w("13%", "18%"), false))
 	} else {
 		v.Cols = []tableCol{
-			col("Group", w("10%", "12%"), false),
-			col("Reference", w("9%", "11%"), false),
+			col(t.groupHead, w("10%", "12%"), false),
+			col(t.refHead, w("9%", "11%"), false),
 			col(diff, w("12%", "15%"), true),
 			col(ratio, w("10%", "13%"), true),
 		}
@@ -129,8 +134,8 @@ func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKin
 		if v.HasCrude {
 			v.Cols = append(v.Cols, crude)
 		}
-		v.Cols = append(v.Cols, col("Test", w("16%", "17%"), false),
-			tableCol{Label: "Users", Title: "users with a value: group / reference", Width: w("8%", "10%"), Num: true})
+		v.Cols = append(v.Cols, col(t.testHead, w("16%", "17%"), false),
+			tableCol{Label: t.usersHead, Title: t.usersTitle, Width: w("8%", "10%"), Num: true})
 	}
 	verdict.Width = w("7%", "8%")
 	v.Cols = append(v.Cols, col("p", w("6.5%", "7%"), true), col("q", w("6.5%", "7%"), true), verdict)
@@ -144,6 +149,7 @@ func (cc *compareCtx) testsView(ts []TestResult, kind func(TestResult) MetricKin
 }
 
 func (cc *compareCtx) testRow(t TestResult, k MetricKind, parity bool) testRow {
+	tx := cc.t
 	row := testRow{Metric: t.Metric, Group: t.Group, Ref: t.Reference,
 		Suppressed: cc.suppressed[t.Group] || cc.suppressed[t.Reference],
 		Adjustment: t.Adjustment, Strata: t.Strata}
@@ -151,34 +157,34 @@ func (cc *compareCtx) testRow(t TestResult, k MetricKind, parity bool) testRow {
 		return row
 	}
 	if t.Adjustment == AdjustNotComparable {
-		row.NotComparable = notComparableText(t, cc.strata, parity)
+		row.NotComparable = notComparableIn(t, cc.strata, parity, tx)
 	} else {
 		u := adjustedUnit(k, t)
-		row.Diff, row.DiffCI = fmtDiff(u, t.Difference), fmtDiffCI(u, t.DifferenceCI)
-		row.Ratio, row.RatioCI = fmtRatio(t.Ratio), fmtCI(t.RatioCI, fmtRatio)
+		row.Diff, row.DiffCI = tx.tr(fmtDiff(u, t.Difference)), tx.tr(fmtDiffCI(u, t.DifferenceCI))
+		row.Ratio, row.RatioCI = tx.tr(fmtRatio(t.Ratio)), tx.tr(fmtCI(t.RatioCI, fmtRatio))
 	}
 	if c := t.Crude; c != nil {
 		u := unitOf(k)
 		row.Crude = &crudeCell{
-			Diff: fmtDiff(u, c.Difference), DiffCI: fmtDiffCI(u, c.DifferenceCI),
-			Ratio: fmtRatio(c.Ratio), RatioCI: fmtCI(c.RatioCI, fmtRatio),
-			P: fmtP(c.P), Test: testName(c.Test),
+			Diff: tx.tr(fmtDiff(u, c.Difference)), DiffCI: tx.tr(fmtDiffCI(u, c.DifferenceCI)),
+			Ratio: tx.tr(fmtRatio(c.Ratio)), RatioCI: tx.tr(fmtCI(c.RatioCI, fmtRatio)),
+			P: tx.tr(fmtP(c.P)), Test: tx.testName(c.Test),
 		}
 	}
 	if t.Adjustment != AdjustNotComparable { // no test was made
-		row.Test = testName(t.Test)
+		row.Test = tx.testName(t.Test)
 	}
 	if isFinite(t.Statistic) {
 		row.Stat = fmtNum(t.Statistic)
 	}
-	row.Tag = adjustmentTag(t, cc.strata)
+	row.Tag = adjustmentTagIn(t, cc.strata, tx)
 	row.GroupUsers, row.RefUsers = fmtUsers(t.Users), fmtUsers(t.ReferenceUsers)
 	if t.Users > 0 || t.ReferenceUsers > 0 {
 		row.Users = row.GroupUsers + " / " + row.RefUsers
 	}
-	row.P, row.Q = fmtP(t.P), fmtP(t.Q)
+	row.P, row.Q = tx.tr(fmtP(t.P)), tx.tr(fmtP(t.Q))
 	row.Significant = t.Significant
-	row.Verdict = verdict(t.Significant, t.Material, t.Q, cc.alpha)
+	row.Verdict = verdictIn(t.Significant, t.Material, t.Q, cc.alpha, tx)
 	return row
 }
 
@@ -190,37 +196,42 @@ func fmtUsers(n int64) string {
 	return fmtInt(n)
 }
 
-// verdict words the Finding column: a result with q <= alpha whose effect
+// verdictIn words the Finding column in tx's words: a result with q <= alpha whose effect
 // is not material is no finding, and says why.
-func verdict(significant, material bool, q, alpha float64) string {
+func verdictIn(significant, material bool, q, alpha float64, tx *pageText) string {
 	switch {
 	case significant:
-		return "yes"
+		return tx.yes
 	case isFinite(q) && q <= alpha && !material:
-		return "no: not material"
+		return tx.notMaterial
 	}
-	return "no"
+	return tx.no
 }
 
 // adjustmentTag says, under a row's test, how its figures were adjusted.
 func adjustmentTag(t TestResult, strata []string) string {
+	return adjustmentTagIn(t, strata, &textEN)
+}
+
+// adjustmentTagIn is adjustmentTag in tx's words.
+func adjustmentTagIn(t TestResult, strata []string, tx *pageText) string {
 	switch t.Adjustment {
 	case AdjustMantelHaenszel:
-		s := "adjusted: " + strings.Join(strata, ", ")
+		s := tx.adjusted + strings.Join(strata, ", ")
 		if t.Strata > 0 {
-			s += " · " + countText(t.Strata, "stratum", "strata")
+			s += " · " + countText(t.Strata, tx.stratumOne, tx.stratumMany)
 		}
 		return s
 	case AdjustWithinUser:
-		s := "adjusted: within users seen in both modes"
+		s := tx.withinUsers
 		if t.Strata > 0 { // each user a stratum
-			s += " · " + countText(t.Strata, "user", "users")
+			s += " · " + countText(t.Strata, tx.userOne, tx.userMany)
 		}
 		return s
 	case AdjustNone:
-		return "not adjusted (crude)"
+		return tx.crudeTag
 	case AdjustNotComparable:
-		return "not comparable: no test"
+		return tx.ncTag
 	}
 	return ""
 }
@@ -233,43 +244,43 @@ func countText(n int64, one, many string) string {
 	return fmtInt(n) + " " + many
 }
 
-// notComparableText says why a comparison could not be made: the parity of
+// notComparableIn says, in tx's words, why a comparison could not be made: the parity of
 // a behaviour (the click rate) is compared within the users seen in both
 // modes, everything else within the spec's strata.
-func notComparableText(t TestResult, strata []string, parity bool) string {
+func notComparableIn(t TestResult, strata []string, parity bool, tx *pageText) string {
 	if m := parityDef(t.Metric); parity && m != nil && behaviour(m) {
-		s := "not comparable: too few users were seen in both modes"
+		n := ""
 		if t.Strata > 0 {
-			s += " (" + fmtInt(t.Strata) + ")"
+			n = fmtInt(t.Strata)
 		}
-		return s
+		return tx.ncParity(n)
 	}
-	return "not comparable: the two sides share no " + strings.Join(strata, "/") + " stratum with at least two users a side"
+	return tx.ncStrata(strings.Join(strata, "/"))
 }
 
 // effectText words a significant comparison for the summary: its adjusted
 // difference and ratio with their intervals, how they were adjusted, and
 // the crude (unadjusted) figures beside them.
-func effectText(t TestResult, k MetricKind, strata []string) string {
-	s := "difference " + figureText(adjustedUnit(k, t), t.Difference, t.DifferenceCI, t.Ratio, t.RatioCI)
-	if tag := adjustmentTag(t, strata); tag != "" {
+func effectText(t TestResult, k MetricKind, strata []string, tx *pageText) string {
+	s := tx.effectDiff + figureText(adjustedUnit(k, t), t.Difference, t.DifferenceCI, t.Ratio, t.RatioCI, tx)
+	if tag := adjustmentTagIn(t, strata, tx); tag != "" {
 		s += "; " + tag
 	}
 	if c := t.Crude; c != nil {
-		s += "; crude (unadjusted): difference " + figureText(unitOf(k), c.Difference, c.DifferenceCI, c.Ratio, c.RatioCI) + ", p " + fmtP(c.P)
+		s += tx.effectCrude + figureText(unitOf(k), c.Difference, c.DifferenceCI, c.Ratio, c.RatioCI, tx) + ", p " + fmtP(c.P)
 	}
-	return s
+	return tx.tr(s)
 }
 
 // figureText is "d (lo to hi), ratio r (lo to hi)", leaving out what is
 // undefined.
-func figureText(u diffUnit, diff float64, diffCI Interval, ratio float64, ratioCI Interval) string {
+func figureText(u diffUnit, diff float64, diffCI Interval, ratio float64, ratioCI Interval, tx *pageText) string {
 	s := fmtDiff(u, diff)
 	if ci := fmtDiffCI(u, diffCI); ci != "n/a" {
 		s += " (" + ci + ")"
 	}
 	if isFinite(ratio) {
-		s += ", ratio " + fmtRatio(ratio)
+		s += tx.effectRatio + fmtRatio(ratio)
 		if isFinite(ratioCI.Lo) && isFinite(ratioCI.Hi) {
 			s += " (" + fmtCI(ratioCI, fmtRatio) + ")"
 		}
@@ -280,7 +291,7 @@ func figureText(u diffUnit, diff float64, diffCI Interval, ratio float64, ratioC
 // sigRow is a significant comparison's line in the summary.
 func (cc *compareCtx) sigRow(t TestResult, k MetricKind, anchor, where string) sigRow {
 	return sigRow{Anchor: anchor, Metric: where, Group: t.Group, Ref: t.Reference,
-		Effect: effectText(t, k, cc.strata), P: fmtP(t.P), Q: fmtP(t.Q), TestName: testName(t.Test)}
+		Effect: effectText(t, k, cc.strata, cc.t), P: cc.t.tr(fmtP(t.P)), Q: cc.t.tr(fmtP(t.Q)), TestName: cc.t.testName(t.Test)}
 }
 
 // testName names a test in words (the findings use it too).

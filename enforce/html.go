@@ -27,8 +27,25 @@ const HTMLMaxRows = 1000
 // image: its CSS is inline), so it can be archived and handed on as it
 // is; its tables are fixed-layout and fit a 1280 px wide window. Every
 // text from the ledger or the receipts is escaped (html/template).
+//
+// WriteHTML is WriteHTMLLang in English.
 func (r *Report) WriteHTML(w io.Writer) error {
-	return reportTemplate.Execute(w, buildPage(r))
+	return r.WriteHTMLLang(w, LangEN)
+}
+
+// WriteHTMLLang is WriteHTML in lang: "en" (English) or "zh-CN"
+// (Simplified Chinese, in the regulation's terms; the page's html element
+// says lang="zh-CN"). Every static text, every sentence the page builds
+// from the report's numbers, the kinds' names (with their codes), the
+// violations' details and the engine's notes are in that language; the
+// data (user IDs, tags, channels, codes) are shown as they are. Any other
+// lang is an error wrapping ErrUnknownLang, and nothing is written.
+func (r *Report) WriteHTMLLang(w io.Writer, lang string) error {
+	t, err := textFor(lang)
+	if err != nil {
+		return err
+	}
+	return reportTemplate.Execute(w, buildPage(r, t))
 }
 
 var reportTemplate = template.Must(template.New("enforce").Parse(reportHTML))
@@ -52,17 +69,12 @@ var kindInfo = map[Kind][2]string{
 	ModeContradictsDecision: {"Mode contradicts decision", "an exposure declared personalized under a decision ID whose decision was not (no allowance)"},
 }
 
-func kindLabel(k Kind) string {
-	if i, ok := kindInfo[k]; ok {
-		return i[0]
-	}
-	return string(k)
-}
-
 // ---------------------------------------------------------------------------
 // The page model: everything the template shows, already formatted.
 
 type htmlPage struct {
+	// T is the page's static text in its language.
+	T                 *pageText
 	Generated         string
 	Window            string
 	Allowance         string
@@ -81,6 +93,9 @@ type htmlPage struct {
 	DropsTotal                             string
 	// CoverageLine and DropsLine are the headline's sentences on them.
 	CoverageLine, DropsLine string
+	// The sentences the page builds from the numbers, in its language.
+	Meta, CleanLine, FoundLine, AmongLine, AllowanceLine string
+	WithinNote, ListLine, OmittedLine, Footer            string
 
 	Kinds      []kindRow
 	Days       []groupRow
@@ -123,21 +138,22 @@ type violationRow struct {
 	Channel, Campaign, Tag               string
 	DecisionID, Reason, Versions         string
 	ReceiptID, ReceiptAt, Lag            string
-	Detail                               string
+	Detail, LagLine                      string
 	HasReceipt, HasDecision, HasChannels bool
 }
 
 // buildPage formats r for the template.
-func buildPage(r *Report) htmlPage {
+func buildPage(r *Report, t *pageText) htmlPage {
 	p := htmlPage{
-		Generated:         fmtTime(r.Generated, false),
-		Window:            fmtWindow(r.From, r.To),
-		Allowance:         fmtAllowance(r.Allowance),
-		SettingsAllowance: fmtAllowance(r.SettingsAllowance),
+		T:                 t,
+		Generated:         fmtTimeIn(r.Generated, false, t),
+		Window:            fmtWindowIn(r.From, r.To, t),
+		Allowance:         fmtAllowanceIn(r.Allowance, t),
+		SettingsAllowance: fmtAllowanceIn(r.SettingsAllowance, t),
 		Clean:             r.Totals.All == 0,
 		Violations:        fmtInt(r.Totals.All),
 		Within:            fmtInt(r.WithinAllowance.All),
-		MaxLag:            fmtLag(r.WithinAllowance.MaxLagMS),
+		MaxLag:            fmtLagIn(r.WithinAllowance.MaxLagMS, t),
 		Entries:           fmtInt(r.Entries),
 		Exposures:         fmtInt(r.Exposures),
 		Pushes:            fmtInt(r.Pushes),
@@ -146,10 +162,10 @@ func buildPage(r *Report) htmlPage {
 		Unattributed:      fmtInt(r.Unattributed),
 		Receipts:          fmtInt(r.Receipts),
 		ExpDecided:        fmtInt(r.Coverage.ExposuresDecided),
-		ExpShare:          fmtShare(r.Coverage.ExposureShare, r.Exposures),
+		ExpShare:          fmtShareIn(r.Coverage.ExposureShare, r.Exposures, t),
 		PushDecided:       fmtInt(r.Coverage.PushesDecided),
-		PushShare:         fmtShare(r.Coverage.PushShare, r.Pushes),
-		Notes:             r.Notes,
+		PushShare:         fmtShareIn(r.Coverage.PushShare, r.Pushes, t),
+		Notes:             t.notes(r),
 		Listed:            fmtInt(int64(len(r.Violations))),
 		HTMLMaxRow:        fmtInt(HTMLMaxRows),
 	}
@@ -157,40 +173,51 @@ func buildPage(r *Report) htmlPage {
 	// Drops, by event.
 	var dropped uint64
 	for _, k := range sortedKeys(r.Drops) {
-		p.Drops = append(p.Drops, countItem{Label: k, Count: fmtInt(int64(r.Drops[k]))})
+		label := k
+		if ev := t.eventName(k); ev != k {
+			label = ev + " (" + k + ")"
+		}
+		p.Drops = append(p.Drops, countItem{Label: label, Count: fmtInt(int64(r.Drops[k]))})
 		dropped += r.Drops[k]
 	}
 	p.DropsTotal = fmtInt(int64(dropped))
 	if dropped > 0 {
-		p.DropsLine = p.DropsTotal + " entries never reached the ledger (a full queue or an unreachable store): it is incomplete by that many."
+		p.DropsLine = t.drops(p.DropsTotal)
 	} else {
-		p.DropsLine = "No entry is recorded as dropped before it reached the ledger."
+		p.DropsLine = t.noDrops
 	}
 	var cov []string
 	if r.Exposures > 0 {
-		cov = append(cov, p.ExpShare+" of the exposures")
+		cov = append(cov, t.expShare(p.ExpShare))
 	}
 	if r.Pushes > 0 {
-		cov = append(cov, p.PushShare+" of the pushes")
+		cov = append(cov, t.pushShare(p.PushShare))
 	}
 	if len(cov) > 0 {
-		p.CoverageLine = strings.Join(cov, " and ") + " are backed by a decision (the SDK's own, or a verified decision ID); the others are judged on the mode the app declared."
+		p.CoverageLine = t.coverage(cov)
 	}
+	p.Meta = t.meta(p.Generated, p.Window, p.Allowance, p.SettingsAllowance)
+	p.CleanLine = t.clean(p.Exposures, p.Pushes, p.Users, p.Window, p.Receipts)
+	p.FoundLine = t.found(p.Violations)
+	p.AmongLine = t.among(p.Exposures, p.Pushes, p.Users, p.Window, p.Receipts)
+	p.AllowanceLine = t.allowances(p.Allowance, p.SettingsAllowance, p.Within, p.MaxLag)
+	p.WithinNote = t.withinNote(p.Allowance, p.SettingsAllowance, p.MaxLag)
+	p.Footer = t.footer(p.Generated)
 
 	// Per kind, every known kind (zeros too) and any other the report holds.
 	for _, k := range reportKinds(r) {
-		info := kindInfo[k]
+		info := t.kinds[k]
 		n := r.Totals.ByKind[k]
-		row := kindRow{Kind: string(k), Label: kindLabel(k), Meaning: info[1],
+		row := kindRow{Kind: string(k), Label: t.kindLabelIn(k), Meaning: info[1],
 			Count: fmtInt(n), Within: fmtInt(r.WithinAllowance.ByKind[k]), Zero: n == 0}
 		p.Kinds = append(p.Kinds, row)
 		if n > 0 {
-			p.KindsFound = append(p.KindsFound, countItem{Label: kindLabel(k), Count: fmtInt(n)})
+			p.KindsFound = append(p.KindsFound, countItem{Label: t.displayKind(k, t.kindLabelIn(k)), Count: fmtInt(n)})
 		}
 	}
 
 	for _, d := range r.Totals.ByDay {
-		p.Days = append(p.Days, groupRow{Label: d.Day, All: fmtInt(d.All), ByKind: byKind(d.ByKind)})
+		p.Days = append(p.Days, groupRow{Label: d.Day, All: fmtInt(d.All), ByKind: byKind(d.ByKind, t)})
 	}
 	surfaces := make([]string, 0, len(r.Totals.BySurface))
 	for s := range r.Totals.BySurface {
@@ -202,12 +229,12 @@ func buildPage(r *Report) htmlPage {
 		for _, n := range r.Totals.BySurface[s] {
 			all += n
 		}
-		p.Surfaces = append(p.Surfaces, groupRow{Label: s, All: fmtInt(all), ByKind: byKind(r.Totals.BySurface[s])})
+		p.Surfaces = append(p.Surfaces, groupRow{Label: s, All: fmtInt(all), ByKind: byKind(r.Totals.BySurface[s], t)})
 	}
 
 	for _, pv := range r.ProvisionsBy {
 		p.ProvsBy = append(p.ProvsBy, provRow{Recipient: pv.Recipient, Purpose: pv.Purpose,
-			Exports: fmtInt(pv.Exports), Users: fmtInt(pv.Users), First: fmtTime(pv.First, false), Last: fmtTime(pv.Last, false)})
+			Exports: fmtInt(pv.Exports), Users: fmtInt(pv.Users), First: fmtTimeIn(pv.First, false, t), Last: fmtTimeIn(pv.Last, false, t)})
 	}
 
 	shown := r.Violations
@@ -219,42 +246,48 @@ func buildPage(r *Report) htmlPage {
 	if r.ViolationsOmitted > 0 {
 		p.Omitted = fmtInt(r.ViolationsOmitted)
 	}
+	p.ListLine = t.listed(p.Shown, p.Listed, p.More)
+	if p.Omitted != "" {
+		p.ListLine += t.omitted(p.Omitted, false)
+		p.OmittedLine = t.omitted(p.Omitted, true)
+	}
 	p.Rows = make([]violationRow, 0, len(shown))
 	for i := range shown {
-		p.Rows = append(p.Rows, violationView(i+1, &shown[i]))
+		p.Rows = append(p.Rows, violationView(i+1, &shown[i], t))
 	}
 	return p
 }
 
-func violationView(n int, v *Violation) violationRow {
+func violationView(n int, v *Violation, t *pageText) violationRow {
 	row := violationRow{
-		N: fmtInt(int64(n)), At: fmtTime(v.At, true), Kind: string(v.Kind), Label: kindLabel(v.Kind),
-		User: v.User, Event: v.Event, Surface: v.Surface, Mode: v.Mode,
+		N: fmtInt(int64(n)), At: fmtTimeIn(v.At, true, t), Kind: string(v.Kind), Label: t.kindLabelIn(v.Kind),
+		User: v.User, Event: t.eventName(v.Event), Surface: v.Surface, Mode: v.Mode,
 		Channel: v.Channel, Campaign: v.Campaign, Tag: v.Tag,
 		DecisionID: v.DecisionID, Reason: v.DecisionReason,
-		ReceiptID: v.ReceiptID, Detail: v.Detail,
+		ReceiptID: v.ReceiptID, Detail: t.detail(v),
 	}
 	if !v.Logged.IsZero() {
-		row.Logged = fmtTime(v.Logged, true)
+		row.Logged = fmtTimeIn(v.Logged, true, t)
 	}
-	row.Decided = "declared by the app"
+	row.Decided = t.declared
 	if v.Decided {
-		row.Decided = "decided"
+		row.Decided = t.decided
 	}
 	var vs []string
 	if v.RecordVersion != 0 {
-		vs = append(vs, "record v"+strconv.FormatUint(v.RecordVersion, 10))
+		vs = append(vs, t.record+strconv.FormatUint(v.RecordVersion, 10))
 	}
 	if v.SettingsVersion != 0 {
-		vs = append(vs, "settings v"+strconv.FormatUint(v.SettingsVersion, 10))
+		vs = append(vs, t.settings+strconv.FormatUint(v.SettingsVersion, 10))
 	}
-	row.Versions = strings.Join(vs, ", ")
+	row.Versions = strings.Join(vs, t.versionSep)
 	row.HasDecision = row.DecisionID != "" || row.Reason != "" || row.Versions != ""
 	row.HasChannels = row.Channel != "" || row.Campaign != "" || row.Tag != ""
 	if v.ReceiptID != "" || !v.ReceiptAt.IsZero() {
 		row.HasReceipt = true
-		row.ReceiptAt = fmtTime(v.ReceiptAt, true)
-		row.Lag = fmtLag(v.LagMS)
+		row.ReceiptAt = fmtTimeIn(v.ReceiptAt, true, t)
+		row.Lag = fmtLagIn(v.LagMS, t)
+		row.LagLine = t.lagLine(row.Lag)
 	}
 	return row
 }
@@ -283,12 +316,12 @@ func reportKinds(r *Report) []Kind {
 	return append(out, extra...)
 }
 
-// byKind lists the non-zero counts of m in report order.
-func byKind(m map[Kind]int64) []countItem {
+// byKind lists the non-zero counts of m in report order, named in t.
+func byKind(m map[Kind]int64, t *pageText) []countItem {
 	var out []countItem
 	for _, k := range Kinds() {
 		if m[k] > 0 {
-			out = append(out, countItem{Label: kindLabel(k), Count: fmtInt(m[k])})
+			out = append(out, countItem{Label: t.kindLabelIn(k), Count: fmtInt(m[k])})
 		}
 	}
 	var extra []string
@@ -339,10 +372,13 @@ func fmtInt(n int64) string {
 // fmtPct shows a share (0.1234) as a percentage with one decimal
 // (12.3%), never rounding a share short of all up to 100.0% or a share
 // above none down to 0.0%.
-func fmtPct(v float64) string {
+func fmtPct(v float64) string { return fmtPctIn(v, &textEN) }
+
+// fmtPctIn is fmtPct in t's words.
+func fmtPctIn(v float64, t *pageText) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return "n/a"
+		return t.na
 	case v > 0 && v < 0.0005:
 		return "< 0.1%"
 	case v < 1 && v >= 0.9995:
@@ -352,49 +388,59 @@ func fmtPct(v float64) string {
 }
 
 // fmtShare is fmtPct of a share of n things: "n/a" of none.
-func fmtShare(v float64, n int64) string {
+func fmtShare(v float64, n int64) string { return fmtShareIn(v, n, &textEN) }
+
+// fmtShareIn is fmtShare in t's words.
+func fmtShareIn(v float64, n int64, t *pageText) string {
 	if n == 0 {
-		return "n/a"
+		return t.na
 	}
-	return fmtPct(v)
+	return fmtPctIn(v, t)
 }
 
 // fmtLag shows a lag in milliseconds readably: 850 ms, 12.3 s, 4.2 min,
 // 3.1 h, 2.5 days (thousands separators beyond).
-func fmtLag(ms float64) string {
+func fmtLag(ms float64) string { return fmtLagIn(ms, &textEN) }
+
+// fmtLagIn is fmtLag in t's units.
+func fmtLagIn(ms float64, t *pageText) string {
+	u, sp := t.lagUnits, t.lagUnits[5]
 	a := math.Abs(ms)
 	switch {
 	case math.IsNaN(ms) || math.IsInf(ms, 0):
-		return "n/a"
+		return t.na
 	case ms == 0:
-		return "0 ms"
+		return "0" + sp + u[0]
 	case a < 10:
-		return strconv.FormatFloat(ms, 'f', 1, 64) + " ms"
+		return strconv.FormatFloat(ms, 'f', 1, 64) + sp + u[0]
 	case a < 1000:
-		return strconv.FormatFloat(ms, 'f', 0, 64) + " ms"
+		return strconv.FormatFloat(ms, 'f', 0, 64) + sp + u[0]
 	case a < 60e3:
-		return strconv.FormatFloat(ms/1e3, 'f', 1, 64) + " s"
+		return strconv.FormatFloat(ms/1e3, 'f', 1, 64) + sp + u[1]
 	case a < 3600e3:
-		return strconv.FormatFloat(ms/60e3, 'f', 1, 64) + " min"
+		return strconv.FormatFloat(ms/60e3, 'f', 1, 64) + sp + u[2]
 	case a < 48*3600e3:
-		return strconv.FormatFloat(ms/3600e3, 'f', 1, 64) + " h"
+		return strconv.FormatFloat(ms/3600e3, 'f', 1, 64) + sp + u[3]
 	}
 	days := ms / 86400e3
 	if math.Abs(days) >= 1000 {
-		return fmtInt(int64(math.Round(days))) + " days"
+		return fmtInt(int64(math.Round(days))) + sp + u[4]
 	}
-	return strconv.FormatFloat(days, 'f', 1, 64) + " days"
+	return strconv.FormatFloat(days, 'f', 1, 64) + sp + u[4]
 }
 
 // fmtAllowance writes a duration string as the report holds it
 // ("2s", "1m0s") the short way ("2s", "1m"); "0s" is "none".
-func fmtAllowance(s string) string {
+func fmtAllowance(s string) string { return fmtAllowanceIn(s, &textEN) }
+
+// fmtAllowanceIn is fmtAllowance in t's words.
+func fmtAllowanceIn(s string, t *pageText) string {
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
 		return s
 	case d == 0:
-		return "none"
+		return t.none
 	}
 	s = d.String()
 	if strings.HasSuffix(s, "m0s") {
@@ -403,28 +449,32 @@ func fmtAllowance(s string) string {
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
 	}
+	if t.durUnits != nil {
+		s = strings.TrimSpace(t.durUnits.Replace(s))
+	}
 	return s
 }
 
-// fmtTime shows a time in UTC, to the millisecond when ms.
-func fmtTime(t time.Time, ms bool) string {
-	if t.IsZero() {
-		return "unknown"
+// fmtTimeIn shows a time in UTC (ISO 8601 in every language), to the
+// millisecond when ms; t names the zero time.
+func fmtTimeIn(tm time.Time, ms bool, t *pageText) string {
+	if tm.IsZero() {
+		return t.unk
 	}
 	if ms {
-		return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
+		return tm.UTC().Format("2006-01-02 15:04:05.000 UTC")
 	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	return tm.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
-func fmtWindow(from, to time.Time) string {
-	switch {
-	case from.IsZero() && to.IsZero():
-		return "every entry kept (no window)"
-	case from.IsZero():
-		return "every entry kept before " + fmtTime(to, false)
-	case to.IsZero():
-		return "every entry kept from " + fmtTime(from, false)
+// fmtWindowIn says which entries the report covers, in t's words.
+func fmtWindowIn(from, to time.Time, t *pageText) string {
+	var f, e string
+	if !from.IsZero() {
+		f = fmtTimeIn(from, false, t)
 	}
-	return "from " + fmtTime(from, false) + " to " + fmtTime(to, false)
+	if !to.IsZero() {
+		e = fmtTimeIn(to, false, t)
+	}
+	return t.window(f, e)
 }

@@ -212,6 +212,11 @@ type RightsKindStats struct {
 	P95MS     float64 `json:"p95_ms"`
 }
 
+// getRightsReport answers the Art. 44 report of a year's rights requests
+// as JSON, CSV or a self-contained HTML page (rightshtml.go): the format
+// query parameter (json, csv or html), else the Accept header, else JSON.
+// The HTML page is in English or Simplified Chinese (lang en or zh-CN);
+// an unknown lang is 422 (field lang) whatever the format.
 func (s *Server) getRightsReport(c *gin.Context) {
 	if s.rights == nil {
 		failCode(c, http.StatusNotImplemented, codeUnavailable, "", "the store keeps no rights log")
@@ -221,6 +226,23 @@ func (s *Server) getRightsReport(c *gin.Context) {
 	if err != nil || year < 2000 || year > 9999 {
 		failCode(c, 422, codeInvalid, "year", "year must be a four-digit year, got %q", c.Query("year"))
 		return
+	}
+	lang, ok := reportLang(c)
+	if !ok {
+		return
+	}
+	format := c.Query("format")
+	switch format {
+	case "json", "csv", "html":
+	default: // absent, or one the report does not know: the Accept header
+		switch c.NegotiateFormat("application/json", "text/csv", "text/html") {
+		case "text/csv":
+			format = "csv"
+		case "text/html":
+			format = "html"
+		default:
+			format = "json"
+		}
 	}
 	from := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
 	rs, err := s.rights.RightsRequests(c.Request.Context(), from, from.AddDate(1, 0, 0))
@@ -255,7 +277,19 @@ func (s *Server) getRightsReport(c *gin.Context) {
 		rep.Kinds = append(rep.Kinds, *k)
 	}
 	sort.Slice(rep.Kinds, func(i, j int) bool { return rep.Kinds[i].Kind < rep.Kinds[j].Kind })
-	if c.Query("format") == "csv" || c.NegotiateFormat("application/json", "text/csv") == "text/csv" {
+	c.Header("Vary", "Accept")
+	switch format {
+	case "html":
+		var buf bytes.Buffer
+		if err := writeRightsHTML(&buf, rep, lang, s.cfg.Now()); err != nil {
+			fail(c, fmt.Errorf("rendering the rights report as HTML: %w", err))
+			return
+		}
+		c.Header("Content-Security-Policy", reportCSP)
+		c.Header("X-Content-Type-Options", "nosniff")
+		c.Data(http.StatusOK, "text/html; charset=utf-8", buf.Bytes())
+		return
+	case "csv":
 		var buf bytes.Buffer
 		w := csv.NewWriter(&buf)
 		w.Write([]string{"year", "kind", "requests", "fulfilled", "rejected", "failed", "median_ms", "p95_ms"})

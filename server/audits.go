@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/enforce"
 	"github.com/recguard/recguard/store"
 )
 
@@ -336,15 +337,21 @@ func (a *audits) get(c *gin.Context) {
 	serveReport(c, rep, "audit-"+id)
 }
 
-// report is a report the server renders in three formats.
+// report is a report the server renders in three formats, the HTML one
+// in English or Simplified Chinese.
 type report interface {
 	WriteCSV(w io.Writer) error
 	WriteHTML(w io.Writer) error
+	// WriteHTMLLang is WriteHTML in lang, "en" or "zh-CN".
+	WriteHTMLLang(w io.Writer, lang string) error
 }
 
 // serveReport answers rep as JSON, CSV or self-contained HTML: the format
 // query parameter, else the Accept header, else JSON. A CSV is an
-// attachment named name.csv.
+// attachment named name.csv. The HTML page is in the lang query
+// parameter's language (en, the default, or zh-CN); lang is checked
+// whatever the format (422, field lang, when unknown) and JSON and CSV
+// ignore it. Both parameters are checked before anything is rendered.
 func serveReport(c *gin.Context, rep report, name string) {
 	format := strings.ToLower(c.Query("format"))
 	switch format {
@@ -362,6 +369,10 @@ func serveReport(c *gin.Context, rep report, name string) {
 		failCode(c, http.StatusUnprocessableEntity, codeInvalid, "format", "format %q: want json, csv or html", clipID(format))
 		return
 	}
+	lang, ok := reportLang(c)
+	if !ok {
+		return
+	}
 	var buf bytes.Buffer
 	var ctype string
 	var err error
@@ -372,16 +383,26 @@ func serveReport(c *gin.Context, rep report, name string) {
 	case "csv":
 		ctype = "text/csv; charset=utf-8; header=present"
 		err = rep.WriteCSV(&buf)
-		c.Header("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 	case "html":
 		ctype = "text/html; charset=utf-8"
-		err = rep.WriteHTML(&buf)
-		// The page is self-contained: nothing may load or run.
-		c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		err = rep.WriteHTMLLang(&buf, lang)
 	}
 	if err != nil {
+		if errors.Is(err, audit.ErrUnknownLang) || errors.Is(err, enforce.ErrUnknownLang) {
+			// Not expected (reportLang knows the same languages), but if
+			// the report knows fewer, the lang is what is at fault.
+			failCode(c, http.StatusUnprocessableEntity, codeInvalid, "lang", "lang %q: this report is not available in it", lang)
+			return
+		}
 		fail(c, fmt.Errorf("rendering the report as %s: %w", format, err))
 		return
+	}
+	switch format {
+	case "csv":
+		c.Header("Content-Disposition", `attachment; filename="`+name+`.csv"`)
+	case "html":
+		// The page is self-contained: nothing may load or run.
+		c.Header("Content-Security-Policy", reportCSP)
 	}
 	c.Header("X-Content-Type-Options", "nosniff")
 	c.Header("Vary", "Accept")

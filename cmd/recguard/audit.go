@@ -25,13 +25,16 @@ import (
 
 const auditUsage = `usage: recguard audit --spec spec.yaml --events events.jsonl|events.csv|store [--users users.jsonl | store flags]
                       [--format html|json|csv] [--out report.html] [--strict] [--max-malformed PCT]
-                      [--min-group-size-floor N]
+                      [--min-group-size-floor N] [--lang en|zh-CN]
 
 Runs an Art. 46 audit: reads the outcome events (JSON lines, or CSV when the
 file name ends in .csv), puts the users into the spec's groups by their tags
 and flags (from --users, else from the store the store flags name) and writes
 the report (to --out, else to standard output). The format defaults to the
-extension of --out (.html, .json, .csv), else json.
+extension of --out (.html, .json, .csv), else json. --lang zh-CN writes the
+HTML report in Simplified Chinese (default en, English); JSON and CSV stay
+as they are (field names and codes), and --lang is accepted and ignored
+with them.
 
 Malformed lines are printed (the first 20), skipped and counted in the
 report; when more than --max-malformed percent of the lines are malformed
@@ -75,6 +78,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "report file (default standard output)")
 	strict := fs.Bool("strict", false, "stop at the first malformed line instead of skipping it")
 	maxMalformed := fs.Float64("max-malformed", audit.DefaultMaxMalformed*100, "fail (writing no report) when more than this percentage of the lines are malformed; all malformed always fails")
+	lang := fs.String("lang", "en", "the HTML report's language: en or zh-CN (accepted and ignored for json and csv)")
 	floor := fs.Int("min-group-size-floor", audit.DefaultMinGroupSizeFloor, fmt.Sprintf("the privacy floor: a spec's min_group_size under it is raised to it (at least %d)", audit.LowestMinGroupSizeFloor))
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -107,6 +111,10 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return asUsage(err)
 	}
+	reportLanguage, err := reportLang(*lang)
+	if err != nil {
+		return usageErrorf("audit: %w", err)
+	}
 	if math.IsNaN(*maxMalformed) || *maxMalformed < 0 || *maxMalformed > 100 {
 		return usageErrorf("audit: --max-malformed %v: want a percentage from 0 to 100", *maxMalformed)
 	}
@@ -122,7 +130,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("audit: %s: %w", *specPath, err)
 	}
-	ar := auditRun{strict: *strict, maxMalformed: *maxMalformed / 100}
+	ar := auditRun{strict: *strict, maxMalformed: *maxMalformed / 100, lang: reportLanguage}
 	if asked, raised := spec.ApplyMinGroupSizeFloor(*floor); raised {
 		ar.floorAsked = asked
 		fmt.Fprintf(stderr, "audit: %s asks for min_group_size %d, under the privacy floor: groups of fewer than %d users are suppressed (--min-group-size-floor, at least %d)\n",
@@ -245,6 +253,8 @@ type auditRun struct {
 	// usersFrom names the store the users' facts came from ("" for a
 	// users file), for the error of an audit that used no event.
 	usersFrom string
+	// lang is the HTML report's language (--lang).
+	lang string
 }
 
 // finishAudit runs the audit over src and writes the report, unless the
@@ -294,7 +304,7 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	var buf bytes.Buffer
 	switch fmtName {
 	case "html":
-		err = rep.WriteHTML(&buf)
+		err = rep.WriteHTMLLang(&buf, ar.lang)
 	case "csv":
 		err = rep.WriteCSV(&buf)
 	default:

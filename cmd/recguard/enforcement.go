@@ -23,7 +23,7 @@ import (
 
 const enforcementUsage = `usage: recguard audit enforcement [store flags] [--from TIME] [--to TIME]
                                   [--allowance D] [--settings-allowance D] [--max-violations N]
-                                  [--format json|csv|html] [--out FILE] [--workers N]
+                                  [--format json|csv|html] [--lang en|zh-CN] [--out FILE] [--workers N]
 
 The enforcement audit: replays every user's consent receipts, and the
 settings receipts, against the store's ledger of exposures and pushes, and
@@ -43,7 +43,10 @@ The report goes to --out, else to standard output; the format is --format,
 else the extension of --out (.json, .csv, .html), else json. JSON holds
 everything (field violations: kind, user, at and the evidence), CSV one row
 per violation, HTML one self-contained page for a regulator (the first
-1,000 violations; the others are in the JSON and CSV).
+1,000 violations; the others are in the JSON and CSV). --lang zh-CN writes
+the HTML page in Simplified Chinese (default en, English); JSON and CSV
+stay as they are (field names and codes), and --lang is accepted and
+ignored with them.
 
 --from and --to bound the entries audited by their time (from <= at < to):
 RFC 3339 (2025-03-01T00:00:00Z) or a date (2025-03-01, midnight UTC). Without
@@ -120,6 +123,7 @@ func enforcementCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	format := fs.String("format", "", "report format: json, csv or html (default from --out's extension, else json)")
 	out := fs.String("out", "", "report file (default standard output)")
 	workers := fs.Int("workers", 0, "users replayed at once (default 4 per CPU; more helps a remote Redis)")
+	lang := fs.String("lang", "en", "the HTML report's language: en or zh-CN (accepted and ignored for json and csv)")
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "recguard audit enforcement:", err)
 		return enforceError
@@ -145,6 +149,10 @@ func enforcementCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fail(err)
 	}
+	reportLanguage, err := reportLang(*lang)
+	if err != nil {
+		return fail(err)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -165,7 +173,7 @@ func enforcementCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	var buf bytes.Buffer
 	switch fmtName {
 	case "html":
-		err = rep.WriteHTML(&buf)
+		err = rep.WriteHTMLLang(&buf, reportLanguage)
 	case "csv":
 		err = rep.WriteCSV(&buf)
 	default:
@@ -252,6 +260,18 @@ func parseWhen(name, s string) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time (2025-03-01T00:00:00Z) or a date (2025-03-01)", name, s)
+}
+
+// reportLang checks --lang, the language of an HTML report: en or zh-CN
+// (in any case), returned as the report packages spell it.
+func reportLang(lang string) (string, error) {
+	switch {
+	case strings.EqualFold(lang, enforce.LangEN):
+		return enforce.LangEN, nil
+	case strings.EqualFold(lang, enforce.LangZH):
+		return enforce.LangZH, nil
+	}
+	return "", fmt.Errorf("--lang %q: want en or zh-CN", lang)
 }
 
 // enforcementFormat picks the format from --format, else --out's extension.
