@@ -403,14 +403,8 @@ func (s *Server) takeDecisionID(c *gin.Context, i int, line []byte) ([]byte, *de
 	if _, ok := m["mode"]; !ok {
 		m["mode"] = json.RawMessage(`"` + sd.Mode() + `"`)
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // keep the event's text as sent
-	if err := enc.Encode(m); err != nil {
-		fail(c, fmt.Errorf("server: re-encoding events[%d]: %w", i, err))
-		return nil, nil, false
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), &decidedEvent{user: user, d: sd}, true
+	b, ok := reencode(c, i, m)
+	return b, &decidedEvent{user: user, d: sd}, ok
 }
 
 // takeTags takes the tags member out of outcome event i (line: compact
@@ -439,14 +433,21 @@ func takeTags(c *gin.Context, i int, line []byte) ([]byte, []tags.Tag, bool) {
 		return nil, nil, false
 	}
 	delete(m, "tags")
+	b, ok := reencode(c, i, m)
+	return b, ts, ok
+}
+
+// reencode writes event i (a member taken out) back as compact JSON, its
+// text as sent; a failure is answered 500.
+func reencode(c *gin.Context, i int, m map[string]json.RawMessage) ([]byte, bool) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false) // keep the event's text as sent
 	if err := enc.Encode(m); err != nil {
 		fail(c, fmt.Errorf("server: re-encoding events[%d]: %w", i, err))
-		return nil, nil, false
+		return nil, false
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), ts, true
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), true
 }
 
 // parseTags checks an event's tags: at most store.MaxLedgerTags, each a

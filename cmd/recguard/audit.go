@@ -349,14 +349,25 @@ func finishAudit(ctx context.Context, spec audit.Spec, src audit.Source, users a
 	return nil
 }
 
-// reportFormat picks the format from --format, else --out's extension.
+// reportFormat picks the format from --format, else --out's extension
+// (pickFormat, its errors prefixed with "audit: ").
 func reportFormat(format, out string) (string, error) {
+	f, err := pickFormat(format, out)
+	if err != nil {
+		return "", fmt.Errorf("audit: %w", err)
+	}
+	return f, nil
+}
+
+// pickFormat picks a report's format (html, json or csv) from --format,
+// else from --out's extension (json when there is no --out).
+func pickFormat(format, out string) (string, error) {
 	switch f := strings.ToLower(format); f {
 	case "html", "json", "csv":
 		return f, nil
 	case "":
 	default:
-		return "", fmt.Errorf("audit: --format %q: want html, json or csv", format)
+		return "", fmt.Errorf("--format %q: want html, json or csv", format)
 	}
 	switch strings.ToLower(filepath.Ext(out)) {
 	case ".html", ".htm":
@@ -366,7 +377,17 @@ func reportFormat(format, out string) (string, error) {
 	case ".json", "":
 		return "json", nil
 	}
-	return "", fmt.Errorf("audit: cannot tell the format from %q: give --format html, json or csv", out)
+	return "", fmt.Errorf("cannot tell the format from %q: give --format html, json or csv", out)
+}
+
+// writeOut writes a report to standard output (out "" or "-") or, whole
+// or not at all, to the file out; it returns where it went.
+func writeOut(stdout io.Writer, out string, b []byte) (string, error) {
+	if out == "" || out == "-" {
+		_, err := stdout.Write(b)
+		return "standard output", err
+	}
+	return out, writeFileAtomic(out, b)
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames

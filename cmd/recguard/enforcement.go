@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -145,7 +144,7 @@ func enforcementCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fail(err)
 	}
-	fmtName, err := enforcementFormat(*format, *out)
+	fmtName, err := pickFormat(*format, *out)
 	if err != nil {
 		return fail(err)
 	}
@@ -184,16 +183,9 @@ func enforcementCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fail(fmt.Errorf("writing the report: %w", err))
 	}
-	where := "standard output"
-	if *out == "" || *out == "-" {
-		if _, err := stdout.Write(buf.Bytes()); err != nil {
-			return fail(err)
-		}
-	} else {
-		if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
-			return fail(err)
-		}
-		where = *out
+	where, err := writeOut(stdout, *out, buf.Bytes())
+	if err != nil {
+		return fail(err)
 	}
 	fmt.Fprintf(stderr, "audit enforcement: %d entries (%d exposures, %d pushes, %d provisions) of %d users, %d receipts replayed; "+
 		"%d violations, %d within the allowances; %s report written to %s\n",
@@ -272,26 +264,6 @@ func reportLang(lang string) (string, error) {
 		return enforce.LangZH, nil
 	}
 	return "", fmt.Errorf("--lang %q: want en or zh-CN", lang)
-}
-
-// enforcementFormat picks the format from --format, else --out's extension.
-func enforcementFormat(format, out string) (string, error) {
-	switch f := strings.ToLower(format); f {
-	case "html", "json", "csv":
-		return f, nil
-	case "":
-	default:
-		return "", fmt.Errorf("--format %q: want json, csv or html", format)
-	}
-	switch strings.ToLower(filepath.Ext(out)) {
-	case ".html", ".htm":
-		return "html", nil
-	case ".csv":
-		return "csv", nil
-	case ".json", "":
-		return "json", nil
-	}
-	return "", fmt.Errorf("cannot tell the format from %q: give --format json, csv or html", out)
 }
 
 // openForEnforcement opens the store the flags name for reading: an

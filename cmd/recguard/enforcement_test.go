@@ -342,7 +342,7 @@ func TestEnforcementBadFlags(t *testing.T) {
 	for args, want := range map[[2]string]string{
 		{"--to", "03/04/2025"}: `--to "03/04/2025": want an RFC 3339 time`,
 		{"--allowance", "25h"}: "--allowance 25h0m0s: at most 24h0m0s",
-		{"--format", "xml"}:    `--format "xml": want json, csv or html`,
+		{"--format", "xml"}:    `--format "xml": want html, json or csv`,
 	} {
 		if _, _, stderr := enforceRun(t, "--data", dir, args[0], args[1]); !strings.Contains(stderr, want) {
 			t.Errorf("%v: stderr %q, want %q", args, stderr, want)

@@ -150,16 +150,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(fmt.Errorf("writing the report: %w", err))
 	}
-	where := "standard output"
-	if *out == "" || *out == "-" {
-		if _, err := stdout.Write(buf.Bytes()); err != nil {
-			return fail(err)
-		}
-	} else {
-		if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
-			return fail(err)
-		}
-		where = *out
+	where, err := writeOut(stdout, *out, buf.Bytes())
+	if err != nil {
+		return fail(err)
 	}
 	fmt.Fprintf(stderr, "verify: %d users, %d receipts: %d chains verified, %d broken; %d findings; %s report written to %s\n",
 		rep.Users, rep.Receipts, rep.ChainsVerified, rep.ChainsBroken, rep.FindingsTotal, fmtName, where)
