@@ -156,12 +156,6 @@ func (e *engine) findings(r *Report) []Finding {
 	for _, m := range e.metrics {
 		specOf[m.spec.Name] = m.spec
 	}
-	values := func(groupVal, refVal float64, kind MetricKind) (string, string) {
-		if kind == Rate {
-			return findingPct(groupVal), findingPct(refVal)
-		}
-		return findingNum(groupVal), findingNum(refVal)
-	}
 	effect := func(t TestResult, kind MetricKind) string {
 		// Stratified figures say within what, and the crude one beside.
 		within, crude := "", ""
@@ -193,24 +187,12 @@ func (e *engine) findings(r *Report) []Finding {
 		}
 		return "difference " + findingSigned(t.Difference)
 	}
-	groupValue := func(name, metric string) float64 {
-		for _, g := range r.Groups {
-			if g.Name == name {
-				for _, m := range g.Metrics {
-					if m.Metric == metric {
-						return m.Value
-					}
-				}
-			}
-		}
-		return math.NaN()
-	}
 	for _, t := range r.Tests {
 		if !t.Significant {
 			continue
 		}
 		m := specOf[t.Metric]
-		gv, rv := values(groupValue(t.Group, t.Metric), groupValue(t.Reference, t.Metric), m.Kind)
+		gv, rv := findingValues(r.groupValue(t.Group, t.Metric), r.groupValue(t.Reference, t.Metric), m.Kind)
 		fs = append(fs, sigF{t.Q, fmt.Sprintf("Group %s had a %s of %s against %s for %s (%s; %s, %s).",
 			t.Group, metricPhrase(m), gv, rv, t.Reference, effect(t, m.Kind), testWord(t.Test), findingQ(t.Q))})
 	}
@@ -247,7 +229,7 @@ func (e *engine) findings(r *Report) []Finding {
 		default:
 			gv, rv = a.median(), b.median()
 		}
-		gs, rs := values(gv, rv, m.Kind)
+		gs, rs := findingValues(gv, rv, m.Kind)
 		fs = append(fs, sigF{t.Q, fmt.Sprintf("Non-personalized results differ from personalized ones in %s: %s against %s (%s; %s, %s).",
 			metricPhrase(m), gs, rs, effect(t, m.Kind), testWord(t.Test), findingQ(t.Q))})
 	}
@@ -288,4 +270,27 @@ func strataWords(s Spec) string {
 		return ws[0]
 	}
 	return strings.Join(ws[:len(ws)-1], ", ") + " and " + ws[len(ws)-1]
+}
+
+// findingValues formats a group's and its reference's value of a metric
+// for a finding's sentence: percentages for rates, numbers otherwise.
+func findingValues(groupVal, refVal float64, kind MetricKind) (string, string) {
+	if kind == Rate {
+		return findingPct(groupVal), findingPct(refVal)
+	}
+	return findingNum(groupVal), findingNum(refVal)
+}
+
+// groupValue returns group name's value of metric in r, or NaN.
+func (r *Report) groupValue(name, metric string) float64 {
+	for _, g := range r.Groups {
+		if g.Name == name {
+			for _, m := range g.Metrics {
+				if m.Metric == metric {
+					return m.Value
+				}
+			}
+		}
+	}
+	return math.NaN()
 }

@@ -608,12 +608,6 @@ func findingsZH(r *Report) []Finding {
 		conf = 1 - alpha
 	}
 	confWord := fmtLevel(conf)
-	values := func(gv, rv float64, k MetricKind) (string, string) {
-		if k == Rate {
-			return findingPct(gv), findingPct(rv)
-		}
-		return findingNum(gv), findingNum(rv)
-	}
 	effect := func(t TestResult, k MetricKind) string {
 		within, crude := "", ""
 		switch t.Adjustment {
@@ -639,24 +633,12 @@ func findingsZH(r *Report) []Finding {
 		}
 		return "差异 " + findingSigned(t.Difference)
 	}
-	groupValue := func(name, metric string) float64 {
-		for _, g := range r.Groups {
-			if g.Name == name {
-				for _, m := range g.Metrics {
-					if m.Metric == metric {
-						return m.Value
-					}
-				}
-			}
-		}
-		return math.NaN()
-	}
 	for _, t := range r.Tests {
 		if !t.Significant {
 			continue
 		}
 		m := specOf[t.Metric]
-		gv, rv := values(groupValue(t.Group, t.Metric), groupValue(t.Reference, t.Metric), m.Kind)
+		gv, rv := findingValues(r.groupValue(t.Group, t.Metric), r.groupValue(t.Reference, t.Metric), m.Kind)
 		fs = append(fs, sigF{t.Q, fmt.Sprintf("分组 %s 的%s为 %s，参照组 %s 为 %s（%s；%s，%s）。",
 			t.Group, metricPhraseZH(m), gv, t.Reference, rv, effect(t, m.Kind), zhTestName(t.Test), zhQ(t.Q))})
 	}
