@@ -71,6 +71,13 @@ func TestEnforcementAudit(t *testing.T) {
 		t.Errorf("before the late exposure: %d violations, %d exposures; want 0, 2", len(rep.Violations), rep.Exposures)
 	}
 
+	// No body at all: every member has its default.
+	r = e.do(call{method: "POST", path: "/v1/audits/enforcement", key: e.auditor()})
+	want(t, r, 201)
+	if rep := decode[server.EnforcementResponse](t, r).Report; rep.Allowance != enforce.DefaultAllowance.String() || len(rep.Violations) != 1 {
+		t.Errorf("no body: allowance %s, %d violations; want the default and the late exposure", rep.Allowance, len(rep.Violations))
+	}
+
 	// Bad requests.
 	for _, b := range []struct {
 		body   any
