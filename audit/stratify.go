@@ -101,7 +101,7 @@ type stratState struct {
 	free        []int // metric indexes of free-field rate and mean metrics
 	freeVals    [][]float32
 	n           int
-	sorted      bool              // by user (stratSortByUser)
+	sorted      bool              // by block of users (stratSortByUser)
 	groups      []uint64          // by stratum: the groups of its events
 	last        []lastStratum     // by item: its last stratum (stratumID)
 	modes       []uint64          // by stratum: its events' modes (1 personalized, 2 non-personalized)
@@ -386,25 +386,66 @@ type stratCmp struct {
 	pct    bool // a distribution: the difference is in within-stratum percentiles
 }
 
-// sortByUser reorders the kept events by user (a counting sort; within a
-// user, in the order read), so that a pass meets each user's events
-// together; the masks of events in other groups, the free values and the
-// values by event of extra (in place) move with them.
+// userBlockShift: stratSortByUser groups the kept events by blocks of
+// 1<<userBlockShift consecutive user numbers.
+const userBlockShift = 10
+
+// stratSortByUser reorders the kept events by block of users (user >>
+// userBlockShift; within a block, in the order read), so that a pass
+// meets each user's events within one block: it sums a block's users in
+// a small array that stays in cache, and, the block's events being in
+// time order, meets the strata of about one day at a time. The masks of
+// events in other groups, the free values and the values by event of
+// extra (in place) move with them. It is a one-pass stable partition on
+// every core: each core counts then moves a contiguous part of the
+// events, into the places its part has in each block.
 func (e *engine) stratSortByUser(extra ...[]float32) {
 	st := e.strat
 	if st.sorted || st.n == 0 {
 		return
 	}
 	st.sorted = true
-	users := len(e.ustate)
-	start := make([]int, users+1)
-	for _, page := range st.pages {
-		for i := range page {
-			start[page[i].user+1]++
-		}
+	nb := len(e.ustate)>>userBlockShift + 1
+	parts := max(1, min(runtime.GOMAXPROCS(0), len(st.pages)))
+	// Part t moves the pages [first[t], first[t+1]).
+	first := make([]int, parts+1)
+	for t := range parts + 1 {
+		first[t] = t * len(st.pages) / parts
 	}
-	for u := range users {
-		start[u+1] += start[u]
+	var wg sync.WaitGroup
+	each := func(f func(t int)) {
+		for t := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f(t)
+			}()
+		}
+		wg.Wait()
+	}
+	counts := make([][]int, parts) // per part, per block: events
+	xcount := make([]int, parts)   // per part: events in other groups
+	each(func(t int) {
+		c := make([]int, nb)
+		for _, page := range st.pages[first[t]:first[t+1]] {
+			for i := range page {
+				c[page[i].user>>userBlockShift]++
+				if page[i].flags&fXMask != 0 {
+					xcount[t]++
+				}
+			}
+		}
+		counts[t] = c
+	})
+	// Each part's place in each block: the block's start, then the
+	// earlier parts' events of the block.
+	at := 0
+	for b := range nb {
+		for t := range parts {
+			c := counts[t][b]
+			counts[t][b] = at
+			at += c
+		}
 	}
 	pages := make([][]stratEvent, (st.n+stratPage-1)/stratPage)
 	for i := range pages {
@@ -422,35 +463,47 @@ func (e *engine) stratSortByUser(extra ...[]float32) {
 		at   int
 		mask uint64
 	}
-	var xs []xm
+	xs := make([][]xm, parts)
 	moved := make([][]float32, len(extra))
 	for i := range moved {
 		moved[i] = make([]float32, st.n)
 	}
-	k, x := 0, 0
-	for pi, page := range st.pages {
-		for i := range page {
-			ev := page[i]
-			to := start[ev.user]
-			start[ev.user]++
-			pages[to/stratPage][to%stratPage] = ev
-			if ev.flags&fXMask != 0 {
-				xs = append(xs, xm{to, st.xmask[x]})
-				x++
-			}
-			if nf > 0 {
-				copy(free[to/stratPage][(to%stratPage)*nf:(to%stratPage+1)*nf], st.freeVals[pi][i*nf:(i+1)*nf])
-			}
-			for j, v := range extra {
-				moved[j][to] = v[k]
-			}
-			k++
+	each(func(t int) {
+		next := counts[t]
+		k := first[t] * stratPage // the part's first event (every page but the last is full)
+		x := 0
+		for u := range t {
+			x += xcount[u]
 		}
-		st.pages[pi] = nil // free the old page as it is copied
-	}
-	slices.SortFunc(xs, func(a, b xm) int { return a.at - b.at })
+		xt := make([]xm, 0, xcount[t])
+		for pi := first[t]; pi < first[t+1]; pi++ {
+			page := st.pages[pi]
+			for i := range page {
+				ev := &page[i]
+				b := ev.user >> userBlockShift
+				to := next[b]
+				next[b]++
+				pages[to/stratPage][to%stratPage] = *ev
+				if ev.flags&fXMask != 0 {
+					xt = append(xt, xm{to, st.xmask[x]})
+					x++
+				}
+				if nf > 0 {
+					copy(free[to/stratPage][(to%stratPage)*nf:(to%stratPage+1)*nf], st.freeVals[pi][i*nf:(i+1)*nf])
+				}
+				for j, v := range extra {
+					moved[j][to] = v[k]
+				}
+				k++
+			}
+			st.pages[pi] = nil // free the old page as it is copied
+		}
+		xs[t] = xt
+	})
+	all := slices.Concat(xs...)
+	slices.SortFunc(all, func(a, b xm) int { return a.at - b.at })
 	st.xmask = st.xmask[:0]
-	for _, v := range xs {
+	for _, v := range all {
 		st.xmask = append(st.xmask, v.mask)
 	}
 	st.pages, st.freeVals = pages, free
@@ -717,10 +770,10 @@ func (e *engine) stratifyTests(r *Report, suppressed []bool) (tests, parity []*s
 	// The passes are independent: run them on every core, each in two
 	// halves. The first (the strata's totals) reads the kept events in the
 	// order read, when each day's strata are together and stay in cache;
-	// then the events are sorted by user (the percentiles moving with
-	// them), and the second half (each user's influence) reads them so.
-	// The within-user pass, whose strata are the users, runs whole after
-	// the sort.
+	// then the events are grouped by block of users (the percentiles
+	// moving with them), and the second half (each user's influence)
+	// reads them so. The within-user pass, whose strata are the users,
+	// runs whole after the grouping.
 	var outs [4][][]stratCmp
 	var finish [4]func() [][]stratCmp
 	var wg sync.WaitGroup

@@ -14,7 +14,7 @@ import (
 // and keeps figures only for the (stratum, side) pairs that occur and can
 // be compared: a stratum without the reference, or without a side compared
 // with it, takes no memory. Memory: O(pairs x metrics + users x sides x
-// metrics when the observations do not come grouped by user).
+// metrics when the observations do not come by block of users).
 
 // stratObs yields a pass's observations in batches (see obsBatch).
 type stratObs func(f func(b *obsBatch))
@@ -174,7 +174,8 @@ func (e *engine) stratRun(p stratPass) [][]stratCmp {
 // stratPrepare runs the first half of a pass: the strata's totals, the
 // pooled estimates and each slot's coefficients. The returned function
 // runs the second half: each user's influence (over the observations as
-// they are then: the kept events may have been sorted by user in between,
+// they are then: the kept events may have been grouped by block of users
+// in between (stratSortByUser),
 // the percentiles of pctVals moving with them) and the tests.
 func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	each := e.observations(&p)
@@ -332,10 +333,10 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 	}
 	var sink float64 // loads that touch memory ahead of its use
 	// Each user's influence on D and on B, the sides they are on and their
-	// observations there: summed over a run of the user's observations.
-	// When the observations come grouped by user (the kept events, sorted)
-	// a run is all of the user's and is folded into the totals at once;
-	// else runs are added to the user's entry, folded at the end.
+	// observations there, summed in the user's entry of per and folded
+	// into the totals once complete. When the observations come by block
+	// of users (the kept events, sorted: see stratSortByUser) per holds
+	// one block, folded when the next begins; else every user.
 	type infl struct {
 		d, b float64
 		n    float32
@@ -363,36 +364,30 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 		t.sbb += x.b * x.b
 		t.sdb += x.d * x.b
 	}
-	users := len(e.ustate)
-	var per []infl
-	if grouped := p.obs == nil && e.strat != nil && e.strat.sorted; !grouped {
-		per = make([]infl, users*J*ns)
+	K := J * ns
+	window := len(e.ustate) // users in per
+	blocks := p.obs == nil && e.strat != nil && e.strat.sorted
+	if blocks {
+		window = 1 << userBlockShift
 	}
-	run := make([]infl, J*ns)
-	var touched []int // run entries in use
-	cur := int32(-1)
-	flush := func() {
-		for _, k := range touched {
-			r := &run[k]
-			if per == nil {
-				fold(k, r)
-			} else {
-				x := &per[int(cur)*J*ns+k]
-				x.d += r.d
-				x.b += r.b
-				x.n += r.n
-				x.on |= r.on
+	per := make([]infl, window*K)
+	seen := make([]bool, window) // users of the window with an entry
+	base := int32(0)             // the window's first user
+	// foldWindow folds the window's users' entries, in user order, and
+	// clears them.
+	foldWindow := func() {
+		for w, ok := range seen {
+			if !ok {
+				continue
 			}
-			*r = infl{}
+			seen[w] = false
+			for k := range K {
+				if x := &per[w*K+k]; x.on != 0 {
+					fold(k, x)
+					*x = infl{}
+				}
+			}
 		}
-		touched = touched[:0]
-	}
-	touch := func(k int) *infl {
-		r := &run[k]
-		if r.on == 0 {
-			touched = append(touched, k)
-		}
-		return r
 	}
 	each(func(bt *obsBatch) {
 		for i, s := range bt.stratum {
@@ -415,10 +410,10 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 				gs := slot(s, bits.TrailingZeros64(b)) * J
 				sink += coA[gs].kA + coA[gs+J-1].kA
 			}
-			if per != nil {
-				// The user's entry, where the run is added.
-				u := int(bt.user[i]) * J * ns
-				sink += per[u].d + per[u+J*ns-1].d
+			if !blocks {
+				// The user's entry, at a random place.
+				u := int(bt.user[i]) * K
+				sink += per[u].d + per[u+K-1].d
 			}
 		}
 		for i, stratum := range bt.stratum {
@@ -427,10 +422,14 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 			if m == 0 || sides&m == 0 {
 				continue
 			}
-			if user := bt.user[i]; user != cur {
-				flush()
-				cur = user
+			user := bt.user[i]
+			if blocks && user>>userBlockShift != base>>userBlockShift {
+				foldWindow()
+				base = user >> userBlockShift << userBlockShift
 			}
+			w := int(user - base)
+			seen[w] = true
+			entry := per[w*K : (w+1)*K]
 			vals := bt.vals[i*J : (i+1)*J]
 			have := bt.have[i]
 			if sides&refBit != 0 {
@@ -445,7 +444,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 							continue
 						}
 						v := vals[j]
-						r := touch(j*ns + g)
+						r := &entry[j*ns+g]
 						r.d += c.kR * (v - c.cR)
 						r.b += -c.kR * (v - coA[rs+j].cA)
 						r.on |= 2
@@ -462,7 +461,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 					if c.kA == 0 {
 						continue
 					}
-					r := touch(j*ns + g)
+					r := &entry[j*ns+g]
 					r.d += c.kA * (vals[j] - c.cA)
 					r.on |= 1
 					r.n++
@@ -471,16 +470,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 		}
 	})
 	runtime.KeepAlive(sink)
-	flush()
-	if per != nil {
-		for u := range users {
-			for k := range J * ns {
-				if x := &per[u*J*ns+k]; x.on != 0 {
-					fold(k, x)
-				}
-			}
-		}
-	}
+	foldWindow()
 	out := make([][]stratCmp, J)
 	for j := range J {
 		out[j] = make([]stratCmp, ns)
@@ -546,6 +536,7 @@ func (e *engine) stratPermutation(each stratObs, J, ref, j, g int, obs float64) 
 	}
 	idx := map[int32]int32{} // user number -> index
 	var side []uint8         // by index: 1 the group's, 2 the reference's
+	var numOf []int32        // by index: the user number
 	pos := map[uint64]int{}  // (index, stratum) -> pair
 	var pairs []pair
 	overlap := false
@@ -573,6 +564,7 @@ func (e *engine) stratPermutation(each stratObs, J, ref, j, g int, obs float64) 
 				i = int32(len(side))
 				idx[user] = i
 				side = append(side, 0)
+				numOf = append(numOf, user)
 			}
 			side[i] |= sd
 			if side[i] == 3 {
@@ -594,6 +586,24 @@ func (e *engine) stratPermutation(each stratObs, J, ref, j, g int, obs float64) 
 	if overlap || len(side) < 4 {
 		return 0, false
 	}
+	// Users indexed in the order of their numbers, each one's pairs in the
+	// order met (the observations' order across users does not matter).
+	order := make([]int32, len(side))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return int(numOf[a]) - int(numOf[b]) })
+	rank := make([]int32, len(side))
+	sides := make([]uint8, len(side))
+	for r, i := range order {
+		rank[i] = int32(r)
+		sides[r] = side[i]
+	}
+	side = sides
+	for i := range pairs {
+		pairs[i].u = rank[pairs[i].u]
+	}
+	slices.SortStableFunc(pairs, func(a, b pair) int { return int(a.u) - int(b.u) })
 	// Strata renumbered densely over the pairs.
 	sidx := map[int32]int32{}
 	for i := range pairs {
