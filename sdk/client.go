@@ -496,6 +496,11 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 	if err != nil || !c.cfg.WaitForAll || a.Receipt == nil {
 		return a, err
 	}
+	if a.Pos == "" {
+		// A write made once whose reply was lost and resent, its entry no
+		// longer among the log's last: recorded, where unknown.
+		return a, fmt.Errorf("%w: the change is recorded but its changelog position is unknown", ErrNotPropagated)
+	}
 	return a, c.WaitApplied(ctx, a.Shard, a.Pos)
 }
 

@@ -309,3 +309,50 @@ func clipString(s string) string {
 	}
 	return s
 }
+
+// BatchApplier applies many changes at once: one round trip and one script
+// per shard and batch instead of two round trips per change. It is for bulk
+// writers (recguard seed, importers, a service coalescing many users'
+// changes); each change keeps every promise of Store.Apply: it is validated
+// with consent.Record.ApplyKeyed against the user's record as left by the
+// changes before it, and is recorded atomically with its receipt and its
+// changelog entry.
+type BatchApplier interface {
+	// ApplyBatch applies chs in order, with the result Store.Apply would
+	// give applying them one after another from one caller: applied[i] and
+	// errs[i] are change i's result and error (nil: applied, or a no-op).
+	// Both slices have len(chs). A change that fails changes nothing and the
+	// user's later changes in the batch are applied to the record without
+	// it. Changes of different users are independent: an error for one
+	// user (validation, ErrUnavailable, ErrDataLoss on their shard) leaves
+	// the other users' changes applied. A user's changes are recorded in
+	// their order in chs (versions, receipts and changelog entries follow
+	// it); an error wrapping ErrUnavailable means, as for Apply, that the
+	// change may have taken effect.
+	ApplyBatch(ctx context.Context, chs []consent.Change) (applied []Applied, errs []error)
+}
+
+// ApplyAll applies chs through st's BatchApplier when it has one, else one
+// by one through Apply; the results are those of ApplyBatch.
+func ApplyAll(ctx context.Context, st Store, chs []consent.Change) ([]Applied, []error) {
+	if b, ok := st.(BatchApplier); ok {
+		return b.ApplyBatch(ctx, chs)
+	}
+	out := make([]Applied, len(chs))
+	errs := make([]error, len(chs))
+	for i, ch := range chs {
+		out[i], errs[i] = st.Apply(ctx, ch)
+	}
+	return out, errs
+}
+
+// FirstError returns the index of the first non-nil error of errs and the
+// error, or -1 and nil.
+func FirstError(errs []error) (int, error) {
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return -1, nil
+}

@@ -477,6 +477,13 @@ func (s *seedSummary) merge(o *seedSummary) {
 // seedBlock is how many users (or event chunks) a worker takes at once.
 const seedBlock = 64
 
+// With a store.BatchApplier a worker takes seedBatchBlock users at once (one
+// ApplyBatch), and at most seedBatchWorkers workers run.
+const (
+	seedBatchBlock   = 256
+	seedBatchWorkers = 8
+)
+
 // run seeds st with workers users at once, then the events: into ol when
 // it is not nil, to eventsOut (as JSON lines, in a fixed order) when it is
 // not nil. It reports to bar (nil: no progress).
@@ -491,7 +498,15 @@ func (c *seedConfig) run(ctx context.Context, st store.Store, ol store.OutcomeLo
 	var sum seedSummary
 	var wg sync.WaitGroup
 	bar.phase("users", int64(c.users))
-	for range min(workers, c.users) {
+	// A store that writes batches (Redis: one round trip and one script per
+	// shard for a whole block) gets a block of users at a time; fewer
+	// workers suffice, each with more in flight.
+	block := seedBlock
+	if _, ok := st.(store.BatchApplier); ok {
+		block = seedBatchBlock
+		workers = max(1, min(workers, seedBatchWorkers))
+	}
+	for range min(workers, (c.users+block-1)/block) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -501,23 +516,38 @@ func (c *seedConfig) run(ctx context.Context, st store.Store, ol store.OutcomeLo
 				sum.merge(&mine)
 				mu.Unlock()
 			}()
+			var chs []consent.Change
+			var whose []int // chs[j] is a change of user whose[j]
 			for ctx.Err() == nil {
-				from := int(next.Add(seedBlock)) - seedBlock
+				from := int(next.Add(int64(block))) - block
 				if from >= c.users {
 					return
 				}
-				for i := from; i < min(from+seedBlock, c.users); i++ {
+				to := min(from+block, c.users)
+				chs, whose = chs[:0], whose[:0]
+				users := make([]seedUser, 0, to-from)
+				for i := from; i < to; i++ {
 					u := c.user(i)
 					for _, ch := range u.changes {
-						if _, err := st.Apply(ctx, ch); err != nil && !errors.Is(err, store.ErrNotReplicated) {
-							cancel(fmt.Errorf("user %s: %s: %w", u.id, ch.Op, err))
-							return
-						}
+						chs = append(chs, ch)
+						whose = append(whose, i)
 					}
-					modes[i] = uint8(u.tier+1) | u.mode<<4
-					mine.add(&u)
-					bar.add(1, int64(len(u.changes)))
+					users = append(users, u)
 				}
+				_, errs := store.ApplyAll(ctx, st, chs)
+				for j, err := range errs {
+					if err != nil && !errors.Is(err, store.ErrNotReplicated) {
+						u := &users[whose[j]-from]
+						cancel(fmt.Errorf("user %s: %s: %w", u.id, chs[j].Op, err))
+						return
+					}
+				}
+				for k := range users {
+					u := &users[k]
+					modes[from+k] = uint8(u.tier+1) | u.mode<<4
+					mine.add(u)
+				}
+				bar.add(int64(len(users)), int64(len(chs)))
 			}
 		}()
 	}

@@ -327,3 +327,16 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) ([]byte, error)
 	}
 	return d, nil
 }
+
+var _ store.BatchApplier = (*Store)(nil)
+
+// ApplyBatch applies chs one after another through Apply (the embedded
+// store has no round trips to save): see store.BatchApplier.
+func (s *Store) ApplyBatch(ctx context.Context, chs []consent.Change) ([]store.Applied, []error) {
+	out := make([]store.Applied, len(chs))
+	errs := make([]error, len(chs))
+	for i, ch := range chs {
+		out[i], errs[i] = s.Apply(ctx, ch)
+	}
+	return out, errs
+}

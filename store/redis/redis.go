@@ -81,6 +81,12 @@ type Options struct {
 	// Logger receives warnings (no persistence configured, data loss
 	// accepted). Nil means slog.Default().
 	Logger *slog.Logger
+	// WriteCache is how many users' last writes the store keeps so that
+	// their next change is one round trip (see writecache.go): the record,
+	// its version and the user's data key, each for at most 30 s. Zero
+	// means DefaultWriteCache; negative turns it off (every Apply reads
+	// first: two round trips).
+	WriteCache int
 }
 
 // Durability says when a write (Apply, SetSettings, PutKey) is acknowledged.
@@ -132,8 +138,12 @@ type Store struct {
 	ledAge time.Duration
 	ledMax int64
 
-	mu  sync.Mutex // guards set
+	mu  sync.Mutex // guards set and setSeen
 	set *consent.Settings
+	// setSeen is when set was last confirmed current (see freshSettings).
+	setSeen time.Time
+	// wc keeps the users' last writes (nil: off).
+	wc *writeCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -177,6 +187,12 @@ func New(ctx context.Context, c goredis.UniversalClient, opts Options) (*Store, 
 	s.log = opts.Logger
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	switch {
+	case opts.WriteCache == 0:
+		s.wc = newWriteCache(DefaultWriteCache)
+	case opts.WriteCache > 0:
+		s.wc = newWriteCache(opts.WriteCache)
 	}
 	s.dur = opts.Durability
 	if s.dur.Replicas < 0 {
@@ -344,6 +360,9 @@ func (s *Store) readForWrite(ctx context.Context, shard int, userID string, rest
 			return consent.Record{}, "", "", nil, err
 		}
 	}
+	if !stale {
+		s.settingsConfirmed(v)
+	}
 	rawKey, present := vals[4].(string)
 	if present && rawKey == "" {
 		rawKey = emptyKey
@@ -418,6 +437,13 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 	}
 	shard := store.ShardOf(ch.UserID, s.shards)
 	keys := []string{s.k.user(shard, ch.UserID), s.k.receipts(shard, ch.UserID), s.k.log(shard), s.k.receiptIndex(shard), s.k.seq(shard), s.k.users(shard), s.k.requests(shard, ch.UserID), s.k.ledgerUsers(shard)}
+	if ch.Op == consent.OpErase {
+		s.cacheDrop(ch.UserID)
+	} else if e := s.cacheGet(ch.UserID); e != nil && s.dur.Replicas <= 0 && ch.Restrictive() {
+		if a, done, err := s.applyFast(ctx, shard, keys, ch, e); done {
+			return a, err
+		}
+	}
 	for attempt := 0; attempt < s.tries; attempt++ {
 		rec, ver, dk, set, err := s.readForWrite(ctx, shard, ch.UserID, ch.Restrictive())
 		if err != nil {
@@ -458,7 +484,7 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 				return store.Applied{}, unavailable(err)
 			}
 		}
-		args, err := s.applyArgs(rec, next, rc, ver, dk, items, shard)
+		args, err := s.applyArgs(rec, next, rc, ver, dk, "", items, shard)
 		if err != nil {
 			return store.Applied{}, err
 		}
@@ -467,11 +493,21 @@ func (s *Store) Apply(ctx context.Context, ch consent.Change) (store.Applied, er
 			return store.Applied{}, err
 		}
 		switch ok, _ := res[0].(int64); ok {
-		case 1:
+		case 1, 2:
 			id, _ := res[1].(string)
+			if ok == 2 {
+				// go-redis sends a command again when its reply timed
+				// out; the script found this write made already.
+				s.log.Info("redis store: a write was sent again after its reply was lost; it had been made once", "shard", shard, "position", id)
+			}
 			num, _ := res[2].(string)
 			n, _ := strconv.ParseUint(num, 10, 32)
 			next.Number = uint32(n)
+			if err == nil {
+				s.cachePut(next, args[10], args[2])
+			} else {
+				s.cacheDrop(ch.UserID)
+			}
 			if next.State.Erased && hasWholeItems(items) {
 				// A user whose history predates sealing: their old
 				// changelog entries and outcome events are in clear.
@@ -609,6 +645,7 @@ func (s *Store) SetSettings(ctx context.Context, set consent.Settings, actor con
 	if s.set == nil || s.set.Version < next.Version {
 		c := next.Clone()
 		s.set = &c
+		s.setSeen = time.Now()
 	}
 	s.mu.Unlock()
 	return next.Clone(), rc, err

@@ -39,17 +39,32 @@ end
 // count, 9 shard, 10 epoch, 11 data key, 12 key mode (new: set it, none
 // must be there; have: it must be there; replace: the damaged key as read,
 // ARGV 14, is replaced; drop: delete it, an erasure), 13 status (st), 14 the
-// key field as read, 15 R: the number of receipt items to rewrite (an
-// erasure: the list must still hold exactly R items, replaced by ARGV 16 to
-// 15+R before the new one is appended), then the changelog entry's fields
+// key field as read, 15 the record JSON as the writer last saw it written
+// (a one-round-trip write: the stored JSON must still be exactly that; ""
+// when read just now), 16 R: the number of receipt items to rewrite (an
+// erasure: the list must still hold exactly R items, replaced by ARGV 17 to
+// 16+R before the new one is appended), then the changelog entry's fields
 // and values
-// Returns {1, stream ID, user number}, {0, current version} (read again),
-// {-1} (slot lost its identity) or {-2} (record lost).
+// Returns {1, stream ID, user number}, {2, stream ID or "", user number}
+// (this write was made already: a resend), {0, current version} (read
+// again), {-1} (slot lost its identity) or {-2} (record lost).
 var applyScript = goredis.NewScript(nextID + `
 if redis.call('HGET', KEYS[5], 'e') ~= ARGV[10] then return {-1} end
 local cur = redis.call('HGET', KEYS[1], 'v') or '0'
 if cur == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {-2} end
+if cur == ARGV[2] and redis.call('HGET', KEYS[1], 'd') == ARGV[3] then
+  -- This very write is there already: its reply was lost and the client
+  -- sent it again. Answer it as done (its entry, when still among the
+  -- log's last 256) instead of a conflict that would apply it twice.
+  local id = ''
+  for _, e in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 256)) do
+    local f = e[2]
+    if f[1] == 'u' and f[2] == ARGV[7] and f[3] == 'v' and f[4] == ARGV[2] then id = e[1] break end
+  end
+  return {2, id, redis.call('HGET', KEYS[1], 'n') or ''}
+end
 if cur ~= ARGV[1] then return {0, cur} end
+if ARGV[15] ~= '' and redis.call('HGET', KEYS[1], 'd') ~= ARGV[15] then return {0, cur} end
 local k = redis.call('HGET', KEYS[1], 'k')
 local mode = ARGV[12]
 if mode == 'new' then
@@ -69,11 +84,11 @@ else
     redis.call('HDEL', KEYS[1], 'lp')
   end
 end
-local r = tonumber(ARGV[15])
+local r = tonumber(ARGV[16])
 if mode == 'drop' then
   if redis.call('LLEN', KEYS[2]) ~= r then return {0, cur} end
   redis.call('DEL', KEYS[2])
-  for i = 16, 15 + r do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  for i = 17, 16 + r do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 end
 local num = redis.call('HGET', KEYS[1], 'n')
 if not num then
@@ -85,7 +100,7 @@ if ARGV[13] == '' then redis.call('HDEL', KEYS[1], 'st') else redis.call('HSET',
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[7])
 local f = {}
-for i = 16 + r, #ARGV do f[#f+1] = ARGV[i] end
+for i = 17 + r, #ARGV do f[#f+1] = ARGV[i] end
 f[#f+1] = 'n'
 f[#f+1] = num
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], nextid(KEYS[5]), unpack(f))

@@ -84,18 +84,43 @@ var (
 	errDamaged = errors.New("sealed content: damaged")
 )
 
-// openBlob decrypts a sealBlob result under key, checking ad.
+// sealRaw is sealBlob without base64: "<key ID>!<nonce and ciphertext>",
+// for a changelog entry's field of its own (a third smaller; a receipt
+// item, whose parts are split at spaces, keeps sealBlob).
+func sealRaw(key, plain, ad []byte) string {
+	aead := mustAEAD(key)
+	kid := keyID(key)
+	out := make([]byte, len(kid)+1, len(kid)+1+aead.NonceSize()+len(plain)+aead.Overhead())
+	copy(out, kid)
+	out[len(kid)] = '!'
+	nonce := out[len(out) : len(out)+aead.NonceSize()]
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	out = aead.Seal(out[:len(out)+aead.NonceSize()], nonce, plain, ad)
+	return string(out)
+}
+
+// keyIDLen is the length of keyID's result.
+const keyIDLen = 12
+
+// openBlob decrypts a sealBlob or sealRaw result under key, checking ad.
 func openBlob(key []byte, blob string, ad []byte) ([]byte, error) {
-	kid, enc, ok := strings.Cut(blob, ".")
-	if !ok {
+	if len(blob) <= keyIDLen || blob[keyIDLen] != '.' && blob[keyIDLen] != '!' {
 		return nil, errDamaged
 	}
+	kid := blob[:keyIDLen]
 	if len(key) != dataKeyLen || kid != keyID(key) {
 		return nil, errShredded
 	}
-	raw, err := base64.RawStdEncoding.DecodeString(enc)
-	if err != nil {
-		return nil, errDamaged
+	var raw []byte
+	if blob[keyIDLen] == '!' {
+		raw = []byte(blob[keyIDLen+1:])
+	} else {
+		var err error
+		if raw, err = base64.RawStdEncoding.DecodeString(blob[keyIDLen+1:]); err != nil {
+			return nil, errDamaged
+		}
 	}
 	aead := mustAEAD(key)
 	if len(raw) < aead.NonceSize()+aead.Overhead() {
@@ -142,11 +167,42 @@ func (p receiptSecret) restore(rc *consent.Receipt) {
 	rc.Redacted = false
 }
 
-// entrySecret is the sealed payload of a changelog entry.
+// entrySecret is the sealed payload of a changelog entry: the record after
+// the change, the record before it as a delta (D, see prevDelta) or, when
+// no delta rebuilds it exactly or for entries written before deltas, whole
+// (P), and the receipt's personal fields.
 type entrySecret struct {
-	Record consent.Record `json:"r"`
-	Prev   consent.Record `json:"p"`
-	Rc     receiptSecret  `json:"c"`
+	Record consent.Record  `json:"r"`
+	Prev   *consent.Record `json:"p,omitempty"`
+	D      *prevDelta      `json:"d,omitempty"`
+	Rc     receiptSecret   `json:"c"`
+}
+
+// newEntrySecret returns the sealed payload of the change from prev to
+// next with receipt rc.
+func newEntrySecret(prev, next *consent.Record, rc *consent.Receipt) entrySecret {
+	es := entrySecret{Record: *next, Rc: secretOf(rc)}
+	if d, ok := makeDelta(prev, next); ok {
+		es.D = &d
+	} else {
+		es.Prev = prev
+	}
+	return es
+}
+
+// prev returns the record before the change; false when the payload
+// carries neither a delta nor a whole record (damaged). rec must carry the
+// user's number.
+func (es *entrySecret) prev(rec *consent.Record) (consent.Record, bool) {
+	switch {
+	case es.D != nil:
+		return undo(rec, es.D), true
+	case es.Prev != nil:
+		p := *es.Prev
+		p.Number = rec.Number
+		return p, true
+	}
+	return consent.Record{}, false
 }
 
 // statusOf is the st field for a record.
@@ -217,7 +273,11 @@ const emptyKey = "\x00empty"
 // value of the wrong length is damaged and replaced). For an erasure,
 // items are the user's receipt items as read: they are rewritten redacted
 // (receipts written before sealing existed hold their content in clear).
-func (s *Store) applyArgs(rec, next consent.Record, rc *consent.Receipt, ver, rawKey string, items []string, shard int) ([]any, error) {
+//
+// seen is the record JSON the writer last saw written ("" when it read the
+// record just now): the script writes only if the stored JSON is still
+// exactly that.
+func (s *Store) applyArgs(rec, next consent.Record, rc *consent.Receipt, ver, rawKey, seen string, items []string, shard int) ([]any, error) {
 	recJSON, err := json.Marshal(next)
 	if err != nil {
 		return nil, err
@@ -257,7 +317,7 @@ func (s *Store) applyArgs(rec, next consent.Record, rc *consent.Receipt, ver, ra
 		mode, dk = "have", []byte(rawKey)
 	}
 	if dk != nil {
-		sec, err := json.Marshal(entrySecret{Record: next, Prev: rec, Rc: secretOf(rc)})
+		sec, err := json.Marshal(newEntrySecret(&rec, &next, rc))
 		if err != nil {
 			return nil, err
 		}
@@ -266,10 +326,10 @@ func (s *Store) applyArgs(rec, next consent.Record, rc *consent.Receipt, ver, ra
 			return nil, err
 		}
 		blob = sealBlob(dk, rsec, receiptAD(next.UserID, rc.Seq))
-		fields = []any{"u", next.UserID, "v", next.Version, "c", redJSON, "x", sealBlob(dk, sec, entryAD(next.UserID, next.Version))}
+		fields = []any{"u", next.UserID, "v", next.Version, "c", redJSON, "x", sealRaw(dk, sec, entryAD(next.UserID, next.Version))}
 	}
 	item := strconv.FormatInt(atMS, 10) + " " + blob + " " + string(redJSON)
-	args := []any{ver, next.Version, recJSON, item, atMS, s.maxLen, next.UserID, s.shards, shard, s.epoch, string(dk), mode, statusOf(next), rawKey, len(rewrite)}
+	args := []any{ver, next.Version, recJSON, item, atMS, s.maxLen, next.UserID, s.shards, shard, s.epoch, string(dk), mode, statusOf(next), rawKey, seen, len(rewrite)}
 	args = append(args, rewrite...)
 	return append(args, fields...), nil
 }
@@ -373,9 +433,12 @@ func (s *Store) openEvents(ctx context.Context, evs []store.Event, blobs []strin
 		if err != nil || sec.Record.UserID != u || sec.Record.Version != ev.Record.Version || sec.Record.LastHash != ev.Receipt.Hash {
 			return &store.TrimmedError{Log: ev.Log, Next: ev.Pos}
 		}
-		num := ev.Record.Number
-		rec, prev := sec.Record, sec.Prev
-		rec.Number, prev.Number = num, num
+		rec := sec.Record
+		rec.Number = ev.Record.Number
+		prev, ok := sec.prev(&rec)
+		if !ok {
+			return &store.TrimmedError{Log: ev.Log, Next: ev.Pos}
+		}
 		ev.Record, ev.Prev = &rec, &prev
 		sec.Rc.restore(&ev.Receipt)
 	}

@@ -95,6 +95,7 @@ var groups = []struct {
 	{"Timeline", testTimeline},
 	{"KeysAndRights", testKeysAndRights},
 	{"Regression", testRegression},
+	{"Writes", testWrites},
 }
 
 // parallel runs fn as a parallel subtest named name with a fresh store.
