@@ -214,12 +214,44 @@ func judge(k store.APIKey, secret string) (store.APIKey, keyCheck) {
 	if k.Revoked() {
 		return store.APIKey{}, keyBad
 	}
-	want, _ := hex.DecodeString(k.Hash)
-	got := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(want, got[:]) != 1 {
+	want, ok := decodeHash(k.Hash)
+	// The secret is hashed from a buffer on the stack: parseKey bounds it
+	// to 64 bytes, and []byte(secret) would allocate.
+	var buf [64]byte
+	got := sha256.Sum256(buf[:copy(buf[:], secret)])
+	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 || !ok || len(secret) > len(buf) {
 		return store.APIKey{}, keyBad
 	}
 	return k, keyOK
+}
+
+// decodeHash decodes a stored key hash (64 hex digits) without
+// allocating; ok is false for anything else.
+func decodeHash(h string) (out [sha256.Size]byte, ok bool) {
+	if len(h) != 2*len(out) {
+		return out, false
+	}
+	for i := range out {
+		hi, ok1 := unhex(h[2*i])
+		lo, ok2 := unhex(h[2*i+1])
+		if !ok1 || !ok2 {
+			return out, false
+		}
+		out[i] = hi<<4 | lo
+	}
+	return out, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // unavailableErr reports a store that could not answer for the key (down,
@@ -404,32 +436,30 @@ func retryAfter(rps rate.Limit) string {
 	return strconv.Itoa(max(1, int(math.Ceil(1/float64(rps)))))
 }
 
-const (
-	ctxKey    = "recguard.key"
-	ctxBudget = "recguard.budget"
-)
-
 // authenticate checks the bearer key, the role and the key's rate. Failed
 // attempts are counted per client address; an address over its rate is
 // answered 429 before the store is read. The decision budget starts here:
-// the key read and the decision routes share it (budgetCtx).
+// the key read and the decision routes share it (budgetCtx). Its timer is
+// made only when something waits on it (deadlineCtx), and the client
+// address is worked out only when a failure is to be counted.
 func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
-		defer cancel()
-		c.Set(ctxBudget, ctx)
-		addr := addrKey(c.ClientIP())
+		st := state(c)
+		st.budget.init(c.Request.Context(), time.Now().Add(s.cfg.DecisionBudget))
+		defer st.budget.cancel()
+		ctx := &st.budget
 		h := c.GetHeader("Authorization")
 		scheme, key, ok := strings.Cut(h, " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer")
 		key = strings.TrimSpace(key)
 		if !ok || key == "" {
-			s.authFailed(c, addr, `Bearer realm="recguard"`, "send Authorization: Bearer <key>")
+			s.authFailed(c, clientAddr(c), `Bearer realm="recguard"`, "send Authorization: Bearer <key>")
 			return
 		}
 		k, check := s.keys.cached(key)
 		var err error
 		if check == keyNeedsRead {
+			addr := clientAddr(c)
 			if s.authFail.exhausted(addr) {
 				s.m.authLimited.Inc()
 				c.Header("Retry-After", retryAfter(s.authFail.rps))
@@ -440,16 +470,20 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 		}
 		switch {
 		case err != nil:
-			s.authFail.spend(addr)
+			// The store could not answer for the key (and it is not
+			// within its grace): a failure to verify, counted against
+			// the client's address like a bad key, so a key spray
+			// during an outage is limited too.
+			s.authFail.spend(clientAddr(c))
 			fail(c, err)
 			return
 		case check == keyBad:
-			s.authFailed(c, addr, `Bearer realm="recguard", error="invalid_token"`, "unknown or revoked key")
+			s.authFailed(c, clientAddr(c), `Bearer realm="recguard", error="invalid_token"`, "unknown or revoked key")
 			return
 		case check == keyGrace:
 			s.m.keyGrace.Inc()
 		}
-		c.Set(ctxKeyTried, k.ID)
+		st.keyTried = k.ID
 		allowed := false
 		for _, r := range roles {
 			if Role(k.Role) == r {
@@ -465,10 +499,14 @@ func (s *Server) authenticate(roles ...Role) gin.HandlerFunc {
 			failCode(c, 429, codeRateLimited, "", "key %s is over its rate of %v requests per second", k.ID, s.limit.rps)
 			return
 		}
-		c.Set(ctxKey, k)
+		st.key, st.authed = k, true
 		c.Next()
 	}
 }
+
+// clientAddr is the bucket of the request's client address for failed
+// authentications (addrKey of gin's ClientIP).
+func clientAddr(c *gin.Context) string { return addrKey(c.ClientIP()) }
 
 // authFailed answers a failed authentication: 401, or 429 when the client
 // address is over its rate of failed attempts.
@@ -486,17 +524,16 @@ func (s *Server) authFailed(c *gin.Context, addr, challenge, detail string) {
 // budgetCtx is the request's context bounded by the decision budget (set
 // by authenticate; a fresh one elsewhere). cancel must be called.
 func (s *Server) budgetCtx(c *gin.Context) (context.Context, context.CancelFunc) {
-	if v, ok := c.Get(ctxBudget); ok {
-		if ctx, ok := v.(context.Context); ok {
-			return ctx, func() {}
-		}
+	if st := stateOf(c); st != nil && st.budget.parent != nil {
+		return &st.budget, func() {}
 	}
 	return context.WithTimeout(c.Request.Context(), s.cfg.DecisionBudget)
 }
 
 // keyOf returns the authenticated key of a request.
 func keyOf(c *gin.Context) store.APIKey {
-	v, _ := c.Get(ctxKey)
-	k, _ := v.(store.APIKey)
-	return k
+	if st := stateOf(c); st != nil && st.authed {
+		return st.key
+	}
+	return store.APIKey{}
 }

@@ -3,17 +3,25 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/sdk"
 	"github.com/recguard/recguard/store"
 )
 
 type metrics struct {
+	// series caches the request counter and latency histogram of each
+	// (route, method, status), so a request does not hash its labels
+	// (requestSeries).
+	mu              sync.RWMutex
+	series          map[seriesKey]*requestSeries
+	byReason        map[consent.Reason]prometheus.Counter // the decisions counter of each reason
 	reg             *prometheus.Registry
 	requests        *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
@@ -30,6 +38,7 @@ type metrics struct {
 
 func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) {
 	m := &metrics{
+		series: map[seriesKey]*requestSeries{}, byReason: map[consent.Reason]prometheus.Counter{},
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recguard_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -95,6 +104,20 @@ func newMetrics(reg *prometheus.Registry, client *sdk.Client) (*metrics, error) 
 	return m, nil
 }
 
+// seriesKey names the series of one kind of request. The set is bounded:
+// routes are the server's templates (or "unmatched"), methods a fixed set
+// (methodLabel), statuses the few the handlers answer.
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+// requestSeries are the series a request of one seriesKey counts in.
+type requestSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
 func (m *metrics) middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -103,9 +126,47 @@ func (m *metrics) middleware() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, methodLabel(c.Request.Method), strconv.Itoa(c.Writer.Status())).Inc()
-		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		k := seriesKey{route: route, method: methodLabel(c.Request.Method), status: c.Writer.Status()}
+		m.mu.RLock()
+		rs := m.series[k]
+		m.mu.RUnlock()
+		if rs == nil {
+			rs = m.newSeries(k)
+		}
+		rs.requests.Inc()
+		rs.latency.Observe(time.Since(start).Seconds())
 	}
+}
+
+// newSeries returns the series of k, making them first.
+func (m *metrics) newSeries(k seriesKey) *requestSeries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rs := m.series[k]
+	if rs == nil {
+		rs = &requestSeries{
+			requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.status)),
+			latency:  m.latency.WithLabelValues(k.route),
+		}
+		m.series[k] = rs
+	}
+	return rs
+}
+
+// decision counts one decision or push answer with reason r.
+func (m *metrics) decision(r consent.Reason) {
+	m.mu.RLock()
+	ctr := m.byReason[r]
+	m.mu.RUnlock()
+	if ctr == nil {
+		m.mu.Lock()
+		if ctr = m.byReason[r]; ctr == nil {
+			ctr = m.decisions.WithLabelValues(r.String())
+			m.byReason[r] = ctr
+		}
+		m.mu.Unlock()
+	}
+	ctr.Inc()
 }
 
 // methodLabel maps a request method to one of a fixed set, so a client

@@ -1,20 +1,61 @@
 package server
 
 import (
-	"crypto/rand"
+	"context"
 	"encoding/hex"
 	"log/slog"
+	"math/rand/v2"
+	"net/textproto"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/recguard/recguard/store"
 )
 
-// Gin context keys of request identity and admin logging.
+// Gin context keys of the request's state and admin logging.
 const (
-	ctxReqID    = "recguard.request_id"
-	ctxKeyTried = "recguard.key_tried" // the ID of a key verified but perhaps refused its route (403)
-	ctxAdmin    = "recguard.admin"     // []any: slog attributes an admin handler adds to its log line
+	ctxState = "recguard.state" // *reqState
+	ctxAdmin = "recguard.admin" // []any: slog attributes an admin handler adds to its log line
 )
+
+// reqState is what the middleware learn about one request, kept in one gin
+// context value: one allocation per request rather than one per value (a
+// string or a key boxed into an interface each allocate).
+type reqState struct {
+	// id is the request's ID (requestID).
+	id string
+	// keyTried is the ID of a key verified but perhaps refused its route
+	// (403); key is the authenticated key once authenticate let the
+	// request in (authed).
+	keyTried string
+	key      store.APIKey
+	authed   bool
+	// orig is the request's context before storeBound; store is its
+	// StoreTimeout bound, budget its decision budget (authenticate): both
+	// made lazily (deadlineCtx), zero when their middleware did not run.
+	// Each of those middleware is in a route's chain at most once.
+	orig   context.Context
+	store  deadlineCtx
+	budget deadlineCtx
+}
+
+// state returns the request's state, making it when no middleware did.
+func state(c *gin.Context) *reqState {
+	if st := stateOf(c); st != nil {
+		return st
+	}
+	st := &reqState{}
+	c.Set(ctxState, st)
+	return st
+}
+
+// stateOf returns the request's state, or nil.
+func stateOf(c *gin.Context) *reqState {
+	v, _ := c.Get(ctxState)
+	st, _ := v.(*reqState)
+	return st
+}
 
 // RequestIDHeader carries a request's ID: answered on every response, and
 // accepted from the client when short and safe (validRequestID).
@@ -39,29 +80,53 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// newRequestID is 16 random bytes in hex.
+// newRequestID is 16 random bytes in hex. They come from math/rand/v2's
+// generator (ChaCha8, seeded by the runtime from the system's entropy):
+// a request ID names a request in logs, it guards nothing (a client may
+// choose its own), and this costs no system call.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
+	var out [32]byte
+	for i := 0; i < len(b); i += 8 {
+		u := rand.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(u >> (8 * j))
+		}
+	}
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }
 
+// requestIDHeaderKey is RequestIDHeader in canonical form, so answering it
+// need not canonicalize the name on every request.
+var requestIDHeaderKey = textproto.CanonicalMIMEHeaderKey(RequestIDHeader)
+
 // requestID gives every request an ID (the client's X-Request-ID when it
-// is valid, else a new one) and answers it in X-Request-ID.
+// is valid, else a new one) and answers it in X-Request-ID. It makes the
+// request's state (reqState).
 func requestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(RequestIDHeader)
+		var id string
+		if v := c.Request.Header[requestIDHeaderKey]; len(v) > 0 { // c.GetHeader canonicalizes the name each time
+			id = v[0]
+		}
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		c.Set(ctxReqID, id)
-		c.Header(RequestIDHeader, id)
+		st := &reqState{id: id}
+		c.Set(ctxState, st)
+		c.Writer.Header()[requestIDHeaderKey] = []string{id}
 		c.Next()
 	}
 }
 
 // requestIDOf is the request's ID ("" outside requestID).
-func requestIDOf(c *gin.Context) string { return c.GetString(ctxReqID) }
+func requestIDOf(c *gin.Context) string {
+	if st := stateOf(c); st != nil {
+		return st.id
+	}
+	return ""
+}
 
 // routeOf is the request's route template, never its raw path (which
 // holds user IDs).
@@ -75,10 +140,14 @@ func routeOf(c *gin.Context) string {
 // keyIDOf is the ID of the key the request was made with, when it was
 // verified (also when its role was refused), else "".
 func keyIDOf(c *gin.Context) string {
-	if k := keyOf(c); k.ID != "" {
-		return k.ID
+	st := stateOf(c)
+	switch {
+	case st == nil:
+		return ""
+	case st.authed && st.key.ID != "":
+		return st.key.ID
 	}
-	return c.GetString(ctxKeyTried)
+	return st.keyTried
 }
 
 // logRequests logs every request at Info once it is answered.

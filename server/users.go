@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -73,8 +75,113 @@ func (s *Server) getDecision(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	s.m.decisions.WithLabelValues(d.Reason.String()).Inc()
-	c.JSON(http.StatusOK, DecisionResponse{UserID: id, Decision: nonNil(d), DecisionID: did, DecidedAt: at})
+	s.m.decision(d.Reason)
+	writeDecision(c, &DecisionResponse{UserID: id, Decision: d, DecisionID: did, DecidedAt: at})
+}
+
+// jsonContentType is the Content-Type of JSON answers (gin's, shared as
+// gin shares its own: header values are never modified in place).
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
+// decisionBufs holds the buffers decision answers are encoded into.
+var decisionBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeDecision answers 200 with r as JSON: the bytes encoding/json gives
+// for r with its nil lists as [] (nonNil), written by appendDecision
+// without reflection or allocation.
+func writeDecision(c *gin.Context, r *DecisionResponse) {
+	bp := decisionBufs.Get().(*[]byte)
+	b, ok := appendDecision((*bp)[:0], r)
+	if !ok { // a time encoding/json refuses too: let it answer as before
+		decisionBufs.Put(bp)
+		out := *r // a copy: r itself stays on the caller's stack
+		out.Decision = nonNil(out.Decision)
+		c.JSON(http.StatusOK, out)
+		return
+	}
+	if h := c.Writer.Header(); len(h["Content-Type"]) == 0 {
+		h["Content-Type"] = jsonContentType
+	}
+	c.Status(http.StatusOK)
+	_, err := c.Writer.Write(b)
+	if cap(b) <= 64<<10 { // keep no giant buffer
+		*bp = b
+		decisionBufs.Put(bp)
+	}
+	if err != nil {
+		_ = c.Error(err)
+		c.Abort()
+	}
+}
+
+// appendDecision appends r as encoding/json encodes it with its nil
+// lists as [] (fields in DecisionResponse's order: the embedded Decision's
+// and Basis's promoted; push_block omitted when zero). ok is false, and
+// nothing is to be used, for a DecidedAt encoding/json cannot encode
+// (a year outside 0-9999). A test checks it against encoding/json.
+func appendDecision(b []byte, r *DecisionResponse) (_ []byte, ok bool) {
+	if y := r.DecidedAt.Year(); y < 0 || y > 9999 {
+		return b, false
+	}
+	d := &r.Decision
+	b = append(b, `{"user_id":`...)
+	b = appendJSONString(b, r.UserID)
+	b = append(b, `,"personalized":`...)
+	b = strconv.AppendBool(b, d.Personalized)
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, d.Reason.String())
+	b = append(b, `,"tags":[`...)
+	for i, t := range d.Tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, string(t))
+	}
+	b = append(b, `],"channels":`...)
+	b = appendJSONStrings(b, d.Channels)
+	b = append(b, `,"refused_channels":`...)
+	b = appendJSONStrings(b, d.Refused)
+	if d.PushBlock != consent.ReasonUnknown {
+		b = append(b, `,"push_block":`...)
+		b = appendJSONString(b, d.PushBlock.String())
+	}
+	b = append(b, `,"record_version":`...)
+	b = strconv.AppendUint(b, d.RecordVersion, 10)
+	b = append(b, `,"settings_version":`...)
+	b = strconv.AppendUint(b, d.SettingsVersion, 10)
+	b = append(b, `,"decision_id":`...)
+	b = appendJSONString(b, r.DecisionID)
+	b = append(b, `,"decided_at":"`...)
+	b = r.DecidedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	return b, true
+}
+
+// appendJSONStrings appends ss as a JSON array ([] when nil).
+func appendJSONStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendJSONString appends s as encoding/json quotes it (HTML-safe). The
+// strings of a decision are validated IDs, tags and names, printable ASCII
+// that needs no escape; anything else is quoted by encoding/json itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // budgetSpent reports whether err only says the decision budget (or the
@@ -140,7 +247,7 @@ func (s *Server) getCanPush(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	s.m.decisions.WithLabelValues(p.Reason.String()).Inc()
+	s.m.decision(p.Reason)
 	c.JSON(http.StatusOK, CanPushResponse{UserID: id, Channel: ch, Targeted: targeted, Allowed: p.Allowed, Reason: p.Reason,
 		RecordVersion: p.RecordVersion, SettingsVersion: p.SettingsVersion, DecisionID: did, DecidedAt: at})
 }
