@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -202,9 +205,8 @@ func (s SignedDecision) check() error {
 	return nil
 }
 
-// payload encodes everything but the MAC.
-func (s SignedDecision) payload() []byte {
-	b := make([]byte, 0, 4+3*binary.MaxVarintLen64+len(s.ID)+1+len(s.Channel)+decisionMACLen)
+// appendPayload appends to b the encoding of everything but the MAC.
+func (s SignedDecision) appendPayload(b []byte) []byte {
 	var flags byte
 	if s.Personalized {
 		flags |= flagPersonalized
@@ -227,15 +229,51 @@ func (s SignedDecision) payload() []byte {
 	return b
 }
 
-// decisionMAC is the MAC of payload for userID under key (DecisionKey).
-func decisionMAC(key []byte, userID string, payload []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(decisionIDLabel))
-	m.Write([]byte{0})
-	m.Write(binary.AppendUvarint(nil, uint64(len(userID))))
-	m.Write([]byte(userID))
-	m.Write(payload)
-	return m.Sum(nil)[:decisionMACLen]
+// decisionMAC is the MAC of payload for userID under key (DecisionKey),
+// appended to dst.
+func decisionMAC(dst, key []byte, userID string, payload []byte) []byte {
+	p := macPoolFor(key)
+	m := p.Get().(*decisionHMAC)
+	b := append(m.buf[:0], decisionIDLabel...)
+	b = append(b, 0)
+	b = binary.AppendUvarint(b, uint64(len(userID)))
+	b = append(b, userID...)
+	b = append(b, payload...)
+	m.buf = b
+	m.h.Reset()
+	m.h.Write(b)
+	m.sum = m.h.Sum(m.sum[:0])
+	dst = append(dst, m.sum[:decisionMACLen]...)
+	p.Put(m)
+	return dst
+}
+
+// decisionHMAC is a reusable HMAC-SHA256 under one key and its buffers:
+// signing on every answer costs no allocation.
+type decisionHMAC struct {
+	h        hash.Hash
+	buf, sum []byte
+}
+
+// macPool is the pool of decisionHMACs of one key. A deployment signs
+// under one key: the last pool made is kept, and a call under another key
+// replaces it.
+type macPool struct {
+	key  string
+	pool sync.Pool
+}
+
+var lastMACPool atomic.Pointer[macPool]
+
+func macPoolFor(key []byte) *sync.Pool {
+	if mp := lastMACPool.Load(); mp != nil && mp.key == string(key) {
+		return &mp.pool
+	}
+	mp := &macPool{key: string(key)}
+	k := []byte(mp.key)
+	mp.pool.New = func() any { return &decisionHMAC{h: hmac.New(sha256.New, k)} }
+	lastMACPool.Store(mp)
+	return &mp.pool
 }
 
 // Sign returns the decision ID of s for userID under key (DecisionKey of
@@ -248,9 +286,11 @@ func (s SignedDecision) Sign(key []byte, userID string) (string, error) {
 	if err := s.check(); err != nil {
 		return "", fmt.Errorf("consent: signing a decision ID: %w", err)
 	}
-	p := s.payload()
-	p = append(p, decisionMAC(key, userID, p)...)
-	return base64.RawURLEncoding.EncodeToString(p), nil
+	var pb [4 + 3*binary.MaxVarintLen64 + 16 + 1 + 255 + decisionMACLen]byte
+	p := s.appendPayload(pb[:0])
+	p = decisionMAC(p, key, userID, p)
+	var tb [MaxDecisionIDLen + 256]byte
+	return string(base64.RawURLEncoding.AppendEncode(tb[:0], p)), nil
 }
 
 // VerifyDecisionID parses id and checks that it was signed under key for
@@ -262,7 +302,8 @@ func VerifyDecisionID(key []byte, userID, id string) (SignedDecision, error) {
 	if err != nil {
 		return SignedDecision{}, fieldErr("decision_id", ErrInvalidDecisionID, "%v", err)
 	}
-	if len(key) == 0 || !hmac.Equal(mac, decisionMAC(key, userID, payload)) {
+	var mb [decisionMACLen]byte
+	if len(key) == 0 || !hmac.Equal(mac, decisionMAC(mb[:0], key, userID, payload)) {
 		return SignedDecision{}, fieldErr("decision_id", ErrInvalidDecisionID, "not issued by this deployment for this user")
 	}
 	return s, nil

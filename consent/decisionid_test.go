@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,4 +241,38 @@ func FuzzDecisionID(f *testing.F) {
 		check(t, id, user)
 		check(t, sealDecision(testDecisionKey, user, payload), user)
 	})
+}
+
+// Signing reuses its MAC state per key: under keys used in turn, from many
+// goroutines at once, every ID is still the one sealed independently under
+// its own key.
+func TestDecisionIDSignPooledPerKey(t *testing.T) {
+	keys := [][]byte{testDecisionKey, consent.DecisionKey([]byte("another deployment's secret!!!!!")), consent.DecisionKey([]byte("a third"))}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				key := keys[(g+i)%len(keys)]
+				sd := sampleDecisions()[i%4]
+				user := "u" + strconv.Itoa(i)
+				id, err := sd.Sign(key, user)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				raw, _ := base64.RawURLEncoding.DecodeString(id)
+				if want := sealDecision(key, user, raw[:len(raw)-16]); want != id {
+					t.Errorf("key %d user %s: Sign made %s, sealed independently %s", (g+i)%len(keys), user, id, want)
+					return
+				}
+				if _, err := consent.VerifyDecisionID(key, user, id); err != nil {
+					t.Errorf("verify: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
