@@ -84,44 +84,192 @@ func numberShard(num uint32, n int) (int, int) {
 func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Audience, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if x.staleSettings {
-		return nil, fmt.Errorf("%w: a settings changelog entry could not be read; the index needs a rebuild", ErrUnverified)
-	}
-	set := &x.settings
-	if !set.HasChannel(channel) {
-		return nil, fmt.Errorf("%w: %q is not one of %v", ErrUnknownChannel, channel, set.Channels)
+	if err := x.audienceOK(channel); err != nil {
+		return nil, err
 	}
 	a := &Audience{n: x.shards, ids: make([][]string, len(x.ids))}
 	copy(a.ids, x.ids)
 	x.shared.Add(1) // the tables are shared from now on (see setSlot)
-	if set.Suspended {
+	if x.settings.Suspended {
 		a.bm = roaring.New()
 		return a, nil
 	}
-	r := x.eval(seg, audiencePurpose)
-	r.AndNot(x.unk)
-	r.Remove(0)
-	r.AndNot(x.get(factRefused(channel)))
-	r.AndNot(x.get(factErased))
-	r.AndNot(x.get(factRestricted))
-	// Any tag atom makes seg personal, so minors without guardian consent
-	// leave here, once, instead of at every tag atom.
-	if targeted || seg.UsesPersonalData() {
-		r.AndNot(x.get(factOff))
-		r.AndNot(x.minorsWithoutGuardian())
+	v := variant{channel, targeted || seg.UsesPersonalData()}
+	var p plan
+	if x.planConj(seg, v, &p) {
+		a.bm = x.materialize(&p, v)
+	} else {
+		r := x.eval(seg, audiencePurpose)
+		r.AndNot(x.excludedFor(v))
+		a.bm = r
 	}
-	a.bm = r
-	a.count = r.GetCardinality()
+	a.count = a.bm.GetCardinality()
 	return a, nil
 }
 
-// Count is Audience(...).Count() without keeping the audience.
+// audienceOK returns why no audience may be taken on channel now, or nil.
+func (x *Index) audienceOK(channel string) error {
+	if x.staleSettings {
+		return fmt.Errorf("%w: a settings changelog entry could not be read; the index needs a rebuild", ErrUnverified)
+	}
+	if set := &x.settings; !set.HasChannel(channel) {
+		return fmt.Errorf("%w: %q is not one of %v", ErrUnknownChannel, channel, set.Channels)
+	}
+	return nil
+}
+
+// Count is Audience(...).Count() without building the audience: a
+// conjunction of tags and plain facts (say t1 & t2 &
+// !consent:personalization_off) is counted with one AndCardinality of the
+// smallest operand's eligible bitmap (see derived.go) and the next one,
+// building no bitmap; any other segment is evaluated as Audience does.
 func (x *Index) Count(seg *tags.Segment, channel string, targeted bool) (uint64, error) {
-	a, err := x.Audience(seg, channel, targeted)
-	if err != nil {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if err := x.audienceOK(channel); err != nil {
 		return 0, err
 	}
-	return a.count, nil
+	if x.settings.Suspended {
+		return 0, nil
+	}
+	v := variant{channel, targeted || seg.UsesPersonalData()}
+	var p plan
+	if !x.planConj(seg, v, &p) {
+		r := x.eval(seg, audiencePurpose)
+		return r.GetCardinality() - r.AndCardinality(x.excludedFor(v)), nil
+	}
+	if p.empty {
+		return 0, nil
+	}
+	if len(p.neg) == 0 && len(p.pos) <= 2 {
+		e := x.eligibleFor(p.pos[0], v)
+		if len(p.pos) == 1 {
+			return e.GetCardinality(), nil
+		}
+		return e.AndCardinality(x.get(p.pos[1])), nil
+	}
+	return x.materialize(&p, v).GetCardinality(), nil
+}
+
+// plan is a segment that is a conjunction of plain facts: the users of
+// every fact of pos (ordered by cardinality, smallest first) and of none of
+// neg. empty says the conjunction holds no one.
+type plan struct {
+	pos, neg []string
+	cards    []uint64
+	empty    bool
+	buf      [4]string
+	nbuf     [4]string
+	cbuf     [4]uint64
+}
+
+// planConj reports whether seg is a conjunction of plain facts (tags of an
+// ordinary namespace, personalization off, a refused channel, minor,
+// erased, everyone, and their negations) and fills p with it for the
+// exclusion of v: a negated fact every audience of v leaves out anyway
+// (erased, the channel's refusals, personalization off when personal) is
+// dropped, and the positive facts are ordered by cardinality.
+func (x *Index) planConj(seg *tags.Segment, v variant, p *plan) bool {
+	p.pos, p.neg = p.buf[:0], p.nbuf[:0]
+	if !x.conj(seg, p) {
+		return false
+	}
+	neg := p.neg[:0]
+	for _, f := range p.neg {
+		if f == factErased || f == factRefused(v.channel) || v.personal && f == factOff {
+			continue
+		}
+		neg = append(neg, f)
+	}
+	p.neg = neg
+	if len(p.pos) == 0 {
+		p.pos = append(p.pos, factAll)
+	}
+	p.cards = p.cbuf[:0]
+	for _, f := range p.pos {
+		b := x.bm[f]
+		if b == nil {
+			p.empty = true
+			return true
+		}
+		p.cards = append(p.cards, b.GetCardinality())
+	}
+	// Insertion sort: a handful of operands.
+	for i := 1; i < len(p.pos); i++ {
+		for j := i; j > 0 && p.cards[j] < p.cards[j-1]; j-- {
+			p.cards[j], p.cards[j-1] = p.cards[j-1], p.cards[j]
+			p.pos[j], p.pos[j-1] = p.pos[j-1], p.pos[j]
+		}
+	}
+	return true
+}
+
+// conj adds seg's facts to p, reporting whether seg is a conjunction of
+// plain facts.
+func (x *Index) conj(seg *tags.Segment, p *plan) bool {
+	switch seg.Op {
+	case tags.OpAll:
+		return true
+	case tags.OpAnd:
+		return x.conj(seg.X, p) && x.conj(seg.Y, p)
+	case tags.OpAtom:
+		f, ok := x.plainFact(seg.Atom)
+		if ok {
+			p.pos = append(p.pos, f)
+		}
+		return ok
+	case tags.OpNot:
+		if seg.X.Op != tags.OpAtom {
+			return false
+		}
+		f, ok := x.plainFact(seg.X.Atom)
+		if ok {
+			p.neg = append(p.neg, f)
+		}
+		return ok
+	}
+	return false
+}
+
+// plainFact returns the fact whose bitmap is exactly the users atom a
+// matches (before the exclusion of an audience), if there is one.
+func (x *Index) plainFact(a tags.Atom) (string, bool) {
+	switch a.Kind {
+	case tags.AtomPersonalizationOff:
+		return factOff, true
+	case tags.AtomRefused:
+		return factRefused(a.Channel), true
+	case tags.AtomMinor:
+		return factMinor, true
+	case tags.AtomErased:
+		return factErased, true
+	case tags.AtomTag:
+		if ns := x.settings.Taxonomy.Lookup(a.Tag); !ns.Prohibited && ns.Sensitive == "" {
+			return factTag(a.Tag), true
+		}
+	}
+	return "", false
+}
+
+// materialize returns a new bitmap of p's users less the exclusion of v.
+func (x *Index) materialize(p *plan, v variant) *roaring.Bitmap {
+	if p.empty {
+		return roaring.New()
+	}
+	e := x.eligibleFor(p.pos[0], v)
+	var r *roaring.Bitmap
+	if len(p.pos) == 1 {
+		r = e.Clone()
+	} else {
+		r = roaring.And(e, x.get(p.pos[1]))
+		for _, f := range p.pos[2:] {
+			r.And(x.get(f))
+		}
+	}
+	for _, f := range p.neg {
+		r.AndNot(x.get(f))
+	}
+	return r
 }
 
 // audiencePurpose is the purpose whose consents count in an audience: an

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"sort"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -188,6 +189,7 @@ func Unmarshal(data []byte) (*Index, error) {
 		}
 		p = p[size:]
 		x.bm[k] = b
+		x.bmList = nil
 		if isGrant(k) {
 			x.grants[k] = b
 		}
@@ -197,21 +199,37 @@ func Unmarshal(data []byte) (*Index, error) {
 	} else {
 		x.bm[factUnknown] = x.unk
 	}
-	// One string holds every ID; each ID is a substring of it.
+	x.bmList = nil
+	// One string holds every ID; each ID is a substring of it. A first
+	// pass finds where each shard's table starts; the shards' IDs are then
+	// checked on every core.
 	all := string(p)
+	starts := make([]int, len(h.Users)+1)
 	off := 0
-	invalid := roaring.New() // numbers with an ID that is not a valid one of their shard
-	holes := roaring.New()   // numbers without an ID
 	for s, count := range h.Users {
 		if count < 0 || count > len(p) {
 			return bad("user table", fmt.Errorf("shard %d: %d users", s, count))
 		}
-		ids := make([]string, count)
-		for i := range ids {
+		starts[s] = off
+		for range count {
 			l, n := binary.Uvarint(p[off:])
 			if n <= 0 || l > consent.MaxUserIDLen || uint64(len(p)-off-n) < l {
 				return bad("user table", io.ErrUnexpectedEOF)
 			}
+			off += n + int(l)
+		}
+	}
+	starts[len(h.Users)] = off
+	if off != len(p) {
+		return bad("trailer", errors.New("data after the user table"))
+	}
+	invalids := make([][]uint32, h.Shards) // numbers with an ID that is not a valid one of their shard
+	holess := make([][]uint32, h.Shards)   // numbers without an ID
+	eachJob(h.Shards, runtime.GOMAXPROCS(0), func(s int) {
+		ids := make([]string, h.Users[s])
+		off := starts[s]
+		for i := range ids {
+			l, n := binary.Uvarint(p[off:])
 			off += n
 			id := all[off : off+int(l)]
 			off += int(l)
@@ -219,19 +237,21 @@ func Unmarshal(data []byte) (*Index, error) {
 			// that is not one of the shard: its number may hold no facts
 			// (a hole: none but an erased user's).
 			if id == "" {
-				holes.Add(x.number(s, i+1))
+				holess[s] = append(holess[s], x.number(s, i+1))
 				continue
 			}
 			if consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s {
-				invalid.Add(x.number(s, i+1))
+				invalids[s] = append(invalids[s], x.number(s, i+1))
 				continue
 			}
 			ids[i] = id
 		}
 		x.ids[s] = ids
-	}
-	if off != len(p) {
-		return bad("trailer", errors.New("data after the user table"))
+	})
+	invalid, holes := roaring.New(), roaring.New()
+	for s := range h.Shards {
+		invalid.AddMany(invalids[s])
+		holes.AddMany(holess[s])
 	}
 	x.forgetErasedIDs(holes)
 	x.validate(invalid, holes)
@@ -360,6 +380,7 @@ func Build(ctx context.Context, st store.Store) (*Index, error) {
 			}
 		}
 	}
+	x.compact()
 	copy(x.pos, pos)
 	return x, nil
 }
@@ -385,6 +406,7 @@ func (x *Index) buildBatch(ctx context.Context, bg store.BatchGetter, shard, fro
 	if len(recs) != len(ids) {
 		return fmt.Errorf("index: the store returned %d records for %d users", len(recs), len(ids))
 	}
+	good := recs[:0] // the records that agree with the list, in order
 	for i := range recs {
 		rec, id, num := &recs[i], ids[i], x.number(shard, from+at[i])
 		switch {
@@ -395,9 +417,10 @@ func (x *Index) buildBatch(ctx context.Context, bg store.BatchGetter, shard, fro
 		case rec.UserID != id || rec.Number != num:
 			x.buildUnknown(shard, num, id, "record whose ID or number disagrees with the user list")
 		default:
-			x.loadFast(rec)
+			good = append(good, *rec)
 		}
 	}
+	x.loadMany(good, runtime.GOMAXPROCS(0))
 	return nil
 }
 
@@ -416,6 +439,7 @@ func (x *Index) buildUnknown(shard int, num uint32, id, reason string) {
 	}
 	x.ids[shard] = ids
 	if !x.unk.Contains(num) {
+		x.touch(num)
 		x.unk.Add(num)
 		x.logUnknown(shard, num, reason)
 	}

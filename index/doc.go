@@ -21,9 +21,19 @@
 // lifts it. A Shredded changelog entry (a change of a user erased since)
 // makes its user unknown until the erase entry comes.
 //
+// Audiences are counted and built from derived bitmaps kept beside the
+// facts (derived.go): per channel and kind of push, the users no such push
+// may reach, and per fact an audience starts from, its users less those.
+// They are built at the first audience that needs them and updated, number
+// by number, by every write before its lock is released, so no audience
+// ever sees them behind the facts; a settings change drops them. A count
+// of a conjunction of tags and plain facts is one AndCardinality, with no
+// bitmap built.
+//
 // An Index is derived data: it can be thrown away and rebuilt from the
-// records (Build), or restored from a checkpoint and brought up to date by
-// replaying the changelog after it (Unmarshal, then CatchUp or Apply).
+// records (Build, which loads them with LoadMany on every core), or
+// restored from a checkpoint and brought up to date by replaying the
+// changelog after it (Unmarshal, then CatchUp or Apply).
 // CatchUp rebuilds instead of replaying when the changelog cannot be
 // trusted after the checkpoint (trimmed, behind it, unreadable).
 //

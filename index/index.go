@@ -145,6 +145,14 @@ type Index struct {
 	// erasures counts the erase and shredded events applied: a checkpoint
 	// saved before one still holds the user (see Erasures).
 	erasures atomic.Uint64
+
+	// dv holds the derived bitmaps (see derived.go); dcount counts their
+	// work.
+	dv     derived
+	dcount derivedCounters
+
+	// bmList is bm's bitmaps (nil when bm changed since it was made).
+	bmList []*roaring.Bitmap
 }
 
 // Erasures returns how many erase (and shredded) changelog events the index
@@ -221,7 +229,7 @@ func (x *Index) Settings() consent.Settings {
 // audience, until a change lifts it.
 func (x *Index) Apply(evs ...store.Event) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
+	defer x.unlock()
 	for i := range evs {
 		x.apply(&evs[i])
 	}
@@ -243,6 +251,7 @@ func (x *Index) apply(ev *store.Event) {
 		}
 		if ev.Settings.Version > x.settings.Version {
 			x.settings = ev.Settings.Clone()
+			x.dropDerived()
 		}
 		return
 	}
@@ -304,6 +313,7 @@ func (x *Index) apply(ev *store.Event) {
 func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 	num := rec.Number
 	x.setID(rec)
+	x.touch(num)
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
@@ -335,22 +345,8 @@ func (x *Index) Load(rec *consent.Record) {
 		return
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if rec.Version == 0 && rec.Number == 0 {
-		return
-	}
-	if why := x.checkRecord(rec, -1); why != "" {
-		x.unknownUser(rec.UserID, rec.Number, -1, why)
-		return
-	}
-	if len(x.unplaced) > 0 {
-		delete(x.unplaced, rec.UserID)
-	}
-	if x.unk.Contains(rec.Number) {
-		x.resetUser(rec)
-		return
-	}
-	x.loadFast(rec)
+	defer x.unlock()
+	x.loadOne(rec)
 }
 
 // SetPositions sets the positions the index reflects (after Build or Load).
@@ -409,6 +405,7 @@ func (x *Index) Stats() Stats {
 func (x *Index) newBitmap(fact string) *roaring.Bitmap {
 	b := roaring.New()
 	x.bm[fact] = b
+	x.bmList = nil
 	if isGrant(fact) {
 		x.grants[fact] = b
 	}
@@ -471,6 +468,7 @@ func (x *Index) setSlot(shard, local int, id string) {
 }
 
 func (x *Index) addFact(prefix, name string, num uint32) {
+	x.touch(num)
 	if b := x.bm[prefix+name]; b != nil {
 		b.Add(num)
 		return
@@ -479,6 +477,7 @@ func (x *Index) addFact(prefix, name string, num uint32) {
 }
 
 func (x *Index) removeFact(prefix, name string, num uint32) {
+	x.touch(num)
 	if b := x.bm[prefix+name]; b != nil {
 		b.Remove(num)
 	}
@@ -534,6 +533,7 @@ func (x *Index) loadFast(rec *consent.Record) {
 		return
 	}
 	num := rec.Number
+	x.touch(num)
 	st := &rec.State
 	if st.Erased {
 		x.clearID(num)
@@ -583,6 +583,7 @@ func (x *Index) diffUser(prev, rec *consent.Record) {
 	}
 	num := rec.Number
 	x.setID(rec)
+	x.touch(num)
 	flag := func(f string, was, is bool) {
 		switch {
 		case is && !was:

@@ -2,6 +2,7 @@ package index
 
 import (
 	"log/slog"
+	"runtime"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -78,7 +79,7 @@ func (x *Index) MarkUnknown(userID string) {
 		return
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
+	defer x.unlock()
 	x.markID(userID, 0, "a reader found the record missing or corrupt")
 }
 
@@ -134,11 +135,8 @@ func (x *Index) setUnknown(num uint32, reason string) {
 	if num == 0 || x.unk.Contains(num) {
 		return
 	}
-	for k, b := range x.bm {
-		if k != factUnknown {
-			b.Remove(num)
-		}
-	}
+	x.touch(num)
+	x.removeAll(num, false)
 	x.unk.Add(num)
 	shard, _ := store.NumberShard(num, x.shards)
 	x.logUnknown(shard, num, reason)
@@ -151,6 +149,7 @@ func (x *Index) setUnknownMany(nums *roaring.Bitmap, reason string) {
 	if nums.IsEmpty() {
 		return
 	}
+	x.dropDerived()
 	for k, b := range x.bm {
 		if k != factUnknown {
 			b.AndNot(nums)
@@ -242,9 +241,8 @@ func (x *Index) unknownUser(userID string, num uint32, log int, reason string) {
 // index holds for the number cannot be trusted as the "before" of rec.
 func (x *Index) resetUser(rec *consent.Record) {
 	num := rec.Number
-	for _, b := range x.bm {
-		b.Remove(num)
-	}
+	x.touch(num)
+	x.removeAll(num, true)
 	if len(x.unplaced) > 0 {
 		delete(x.unplaced, rec.UserID)
 	}
@@ -275,17 +273,24 @@ func (x *Index) damageShard(shard int, reason string) {
 // "all" and "erased". Number 0 is dropped from every bitmap.
 func (x *Index) validate(bad, holes *roaring.Bitmap) {
 	all := x.get(factAll)
-	union := roaring.New()
-	personal := roaring.New() // numbers with a fact other than all and erased
+	var facts, personals []*roaring.Bitmap
 	for k, b := range x.bm {
 		b.Remove(0)
 		if k != factUnknown {
-			union.Or(b)
+			facts = append(facts, b)
 		}
 		if k != factUnknown && k != factAll && k != factErased {
-			personal.Or(b)
+			personals = append(personals, b)
 		}
 	}
+	var union, personal *roaring.Bitmap // personal: numbers with a fact other than all and erased
+	parallel(2, 2, func(w, _, _ int) {
+		if w == 0 {
+			union = roaring.FastOr(facts...)
+		} else {
+			personal = roaring.FastOr(personals...)
+		}
+	})
 	// Holes with facts, but for erased users' (only all and erased).
 	erasedOnly := roaring.AndNot(x.get(factErased), personal)
 	bad.Or(roaring.AndNot(holes, erasedOnly))
@@ -342,13 +347,39 @@ func (x *Index) shredded(rec *consent.Record, log int) {
 		delete(x.unplaced, rec.UserID)
 	}
 	num := rec.Number
+	x.touch(num)
 	if !x.unk.Contains(num) {
-		for k, b := range x.bm {
-			if k != factUnknown {
-				b.Remove(num)
-			}
-		}
+		x.removeAll(num, false)
 		x.unk.Add(num)
 	}
 	x.clearID(num)
 }
+
+// removeAll takes number num out of every fact's bitmap, and out of the
+// unknown users when unknownToo. An index has a bitmap per tag (a
+// thousand or more), so this is the costly part of an erasure or of a
+// record that cannot be diffed: the bitmaps are shared out among the cores.
+func (x *Index) removeAll(num uint32, unknownToo bool) {
+	if x.bmList == nil {
+		x.bmList = make([]*roaring.Bitmap, 0, len(x.bm))
+		for _, b := range x.bm {
+			x.bmList = append(x.bmList, b)
+		}
+	}
+	bms := x.bmList
+	workers := 1
+	if len(bms) >= removeAllParallel {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	parallel(len(bms), workers, func(_, lo, hi int) {
+		for _, b := range bms[lo:hi] {
+			if unknownToo || b != x.unk {
+				b.Remove(num)
+			}
+		}
+	})
+}
+
+// removeAllParallel is the fewest bitmaps removeAll shares out among the
+// cores.
+const removeAllParallel = 256

@@ -1,0 +1,245 @@
+package index
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/recguard/recguard/consent"
+)
+
+// Derived bitmaps.
+//
+// An audience is its segment's users minus the users no push on its channel
+// may reach: unknown users, erased users, users who restricted processing,
+// those who refused the channel and, for a personal push, those with
+// personalization off and minors without guardian consent in force. That
+// exclusion is the same for every audience of a (channel, personal) pair,
+// so the index keeps it as one derived bitmap per pair (excluded), and,
+// for the facts audiences start from (the smallest positive operand of a
+// conjunction, usually a tag), the fact's users minus that exclusion
+// (eligible), so a two-tag count is one AndCardinality, with no bitmap
+// built.
+//
+// Derived bitmaps are built the first time an audience needs them and kept
+// current as the index changes: every write that changes the facts of a
+// number records the number (touch), and, before the write lock is
+// released (unlock), the number's bit in every derived bitmap is computed
+// afresh from its facts and the settings. Readers hold the read lock, so
+// none ever sees a derived bitmap behind the facts. A change of the
+// settings, and a bulk change (many users made unknown at once, a bulk
+// load), drops them all; they are built again at the next audience.
+//
+// Readers build derived bitmaps under the read lock, so building is
+// serialised by derived.mu; writers, which hold the write lock, need no
+// other.
+
+// variant is what the exclusion of an audience depends on besides the
+// facts and the settings: its channel and whether it is personal (targeted,
+// or its segment uses personal data).
+type variant struct {
+	channel  string
+	personal bool
+}
+
+// derivedKey names an eligible bitmap: the users of fact, less the
+// exclusion of v.
+type derivedKey struct {
+	fact string
+	v    variant
+}
+
+type eligibleEntry struct {
+	bm   *roaring.Bitmap
+	used uint64 // derived.clock at the last use
+}
+
+// maxEligible bounds the eligible bitmaps kept (least recently used goes
+// first): each costs at most its fact's bitmap and costs every change
+// (touch) a lookup.
+const maxEligible = 32
+
+// maxTouched is how many numbers one write may touch before the derived
+// bitmaps are dropped (and rebuilt at the next audience) instead of
+// updated number by number.
+const maxTouched = 1 << 16
+
+type derived struct {
+	mu       sync.Mutex
+	excluded map[variant]*roaring.Bitmap
+	eligible map[derivedKey]*eligibleEntry
+	clock    uint64
+	// Writer state (under the index's write lock).
+	touched []uint32
+	dirty   bool // drop everything at unlock
+}
+
+// derivedCounters count what the derived bitmaps did (tests read them).
+type derivedCounters struct {
+	builds, drops, updates uint64
+}
+
+// touch records that the facts of number num changed in this write.
+func (x *Index) touch(num uint32) {
+	d := &x.dv
+	if len(d.excluded) == 0 || d.dirty {
+		return
+	}
+	if n := len(d.touched); n > 0 && d.touched[n-1] == num {
+		return
+	}
+	if len(d.touched) >= maxTouched {
+		d.dirty = true
+		d.touched = d.touched[:0]
+		return
+	}
+	d.touched = append(d.touched, num)
+}
+
+// dropDerived drops every derived bitmap at the end of this write.
+func (x *Index) dropDerived() {
+	if len(x.dv.excluded) > 0 {
+		x.dv.dirty = true
+	}
+}
+
+// unlock brings the derived bitmaps up to date with this write and
+// releases the write lock.
+func (x *Index) unlock() {
+	x.syncDerived()
+	x.mu.Unlock()
+}
+
+// syncDerived brings the derived bitmaps up to date with the numbers
+// touched (or drops them). Call it under the write lock.
+func (x *Index) syncDerived() {
+	d := &x.dv
+	if d.dirty {
+		d.excluded, d.eligible = nil, nil
+		d.touched = d.touched[:0]
+		d.dirty = false
+		x.dcount.drops++
+		return
+	}
+	if len(d.touched) == 0 {
+		return
+	}
+	guard := x.guardianBitmaps()
+	for _, num := range d.touched {
+		always, personal := x.excludedBits(num, guard)
+		for v, b := range d.excluded {
+			if always || (v.personal && personal) || x.get(factRefused(v.channel)).Contains(num) {
+				b.Add(num)
+			} else {
+				b.Remove(num)
+			}
+		}
+		for k, e := range d.eligible {
+			if x.get(k.fact).Contains(num) && !d.excluded[k.v].Contains(num) {
+				e.bm.Add(num)
+			} else {
+				e.bm.Remove(num)
+			}
+		}
+	}
+	x.dcount.updates += uint64(len(d.touched))
+	d.touched = d.touched[:0]
+}
+
+// excludedBits returns whether num is out of every audience (number 0,
+// unknown, erased, restricted) and whether it is out of every personal one
+// (personalization off, a minor without guardian consent in force; guard
+// are the guardian grant bitmaps that count now).
+func (x *Index) excludedBits(num uint32, guard []*roaring.Bitmap) (always, personal bool) {
+	if num == 0 || x.unk.Contains(num) || x.get(factErased).Contains(num) || x.get(factRestricted).Contains(num) {
+		return true, true
+	}
+	if x.get(factOff).Contains(num) {
+		return false, true
+	}
+	if x.get(factMinor).Contains(num) {
+		for _, g := range guard {
+			if g.Contains(num) {
+				return false, false
+			}
+		}
+		return false, true
+	}
+	return false, false
+}
+
+// guardianBitmaps returns the guardian grant bitmaps that count under the
+// settings (see guardianGranted).
+func (x *Index) guardianBitmaps() []*roaring.Bitmap {
+	var out []*roaring.Bitmap
+	for k, b := range x.grants {
+		if k[0] != 'g' {
+			continue
+		}
+		if v, err := strconv.Atoi(k[2:]); err == nil && x.settings.GrantCurrent(consent.PurposeGuardian, v) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// excludedFor returns the exclusion of v, building it if needed. Call it
+// under the read lock (or the write lock) and do not modify the result.
+func (x *Index) excludedFor(v variant) *roaring.Bitmap {
+	d := &x.dv
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return x.excludedLocked(v)
+}
+
+func (x *Index) excludedLocked(v variant) *roaring.Bitmap {
+	d := &x.dv
+	if b := d.excluded[v]; b != nil {
+		return b
+	}
+	ops := []*roaring.Bitmap{x.unk, x.get(factErased), x.get(factRestricted), x.get(factRefused(v.channel))}
+	if v.personal {
+		ops = append(ops, x.get(factOff), x.minorsWithoutGuardian())
+	}
+	b := roaring.FastOr(ops...)
+	b.Add(0)
+	if d.excluded == nil {
+		d.excluded = map[variant]*roaring.Bitmap{}
+	}
+	d.excluded[v] = b
+	x.dcount.builds++
+	return b
+}
+
+// eligibleFor returns the users of fact less the exclusion of v, building
+// it if needed. Call it under the read lock and do not modify the result.
+func (x *Index) eligibleFor(fact string, v variant) *roaring.Bitmap {
+	d := &x.dv
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clock++
+	k := derivedKey{fact, v}
+	if e := d.eligible[k]; e != nil {
+		e.used = d.clock
+		return e.bm
+	}
+	ex := x.excludedLocked(v)
+	if d.eligible == nil {
+		d.eligible = map[derivedKey]*eligibleEntry{}
+	}
+	if len(d.eligible) >= maxEligible {
+		var oldest derivedKey
+		first := true
+		for k, e := range d.eligible {
+			if first || e.used < d.eligible[oldest].used {
+				oldest, first = k, false
+			}
+		}
+		delete(d.eligible, oldest)
+	}
+	b := roaring.AndNot(x.get(fact), ex)
+	d.eligible[k] = &eligibleEntry{bm: b, used: d.clock}
+	x.dcount.builds++
+	return b
+}
