@@ -62,13 +62,15 @@ const (
 	audPMinor    = 0.01
 	audPGuardian = 0.5 // of minors
 
-	aud10M      = 10_000_000
-	audSmall    = 100_000
-	audPage     = 10_000
-	audChanges  = 1_000_000 // changelog events replayed after a checkpoint
-	audBatch    = 512       // events per Index.Apply
-	audSADDSize = 10_000    // members per SADD
-	audSADDPipe = 8         // SADDs per pipeline
+	aud10M     = 10_000_000
+	audSmall   = 100_000
+	audPage    = 10_000
+	audChanges = 1_000_000 // changelog events replayed after a checkpoint
+	audBatch   = 512       // events per Index.Apply
+	// audCatchUpBatch is how many events index.CatchUp applies a call.
+	audCatchUpBatch = 1 << 16
+	audSADDSize     = 10_000 // members per SADD
+	audSADDPipe     = 8      // SADDs per pipeline
 )
 
 func audTagP(r int) float64 { return 0.9 * math.Pow(float64(r), -0.8) }
@@ -760,8 +762,11 @@ func audEvents(d *audData, m int) []store.Event {
 
 // BenchmarkCheckpointLoadReplay10M measures a restart of the 10M index: an
 // op decodes its checkpoint (index.Unmarshal) and replays audChanges
-// changelog events after it (Index.Apply, audBatch events a call).
-// RECGUARD_REPLAY_USERS sets a smaller population (for profiling).
+// changelog events after it (Index.Apply), in batches of audBatch events a
+// call and of audCatchUpBatch (as index.CatchUp applies them), one
+// sub-benchmark each; the replayed indexes are checked Equal to each other.
+// RECGUARD_REPLAY_USERS sets a smaller population (for profiling),
+// RECGUARD_REPLAY_BATCH (comma-separated) other batch sizes.
 func BenchmarkCheckpointLoadReplay10M(b *testing.B) {
 	var d *audData
 	if v, err := strconv.Atoi(os.Getenv("RECGUARD_REPLAY_USERS")); err == nil && v > 0 {
@@ -779,29 +784,95 @@ func BenchmarkCheckpointLoadReplay10M(b *testing.B) {
 	evs := audEvents(d, audChanges)
 	b.Logf("checkpoint: %.1f MB, marshalled in %v; %d events generated in %v",
 		float64(len(data))/1e6, marshal.Round(time.Millisecond), len(evs), time.Since(t).Round(time.Millisecond))
-	var load, replay time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		y, err := index.Unmarshal(data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		for j := 0; j < len(evs); j += audBatch {
-			y.Apply(evs[j:min(j+audBatch, len(evs))]...)
-		}
-		t2 := time.Now()
-		load += t1.Sub(t0)
-		replay += t2.Sub(t1)
-		if s := y.Stats(); s.Users != uint64(d.n) {
-			b.Fatalf("after replay: %d users, want %d", s.Users, d.n)
+	batches := []int{audBatch, audCatchUpBatch}
+	if v := os.Getenv("RECGUARD_REPLAY_BATCH"); v != "" {
+		batches = nil
+		for _, f := range strings.Split(v, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				batches = append(batches, n)
+			}
 		}
 	}
-	n := float64(b.N)
-	b.ReportMetric(load.Seconds()*1e3/n, "load_ms")
-	b.ReportMetric(replay.Seconds()*1e3/n, "replay_ms")
-	b.ReportMetric(float64(len(evs))*n/replay.Seconds(), "changes/s")
-	b.ReportMetric(float64(len(data))/1e6, "checkpoint_MB")
-	b.ReportMetric(float64(marshal.Milliseconds()), "marshal_ms")
+	var first *index.Index
+	for _, batch := range batches {
+		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
+			var load, replay time.Duration
+			var y *index.Index
+			for b.Loop() {
+				runtime.GC()
+				t0 := time.Now()
+				y, err = index.Unmarshal(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				for j := 0; j < len(evs); j += batch {
+					y.Apply(evs[j:min(j+batch, len(evs))]...)
+				}
+				t2 := time.Now()
+				load += t1.Sub(t0)
+				replay += t2.Sub(t1)
+				if s := y.Stats(); s.Users != uint64(d.n) {
+					b.Fatalf("after replay: %d users, want %d", s.Users, d.n)
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(load.Seconds()*1e3/n, "load_ms")
+			b.ReportMetric(replay.Seconds()*1e3/n, "replay_ms")
+			b.ReportMetric(float64(len(evs))*n/replay.Seconds(), "changes/s")
+			b.ReportMetric(float64(len(data))/1e6, "checkpoint_MB")
+			b.ReportMetric(float64(marshal.Milliseconds()), "marshal_ms")
+			if first == nil {
+				first = y
+			} else if !y.Equal(first) {
+				b.Fatalf("the index replayed %d events a call differs from the one replayed %d a call", batch, batches[0])
+			}
+		})
+	}
+}
+
+// TestCheckpointReplaySmall is BenchmarkCheckpointLoadReplay10M's small
+// version: on 200k users (50k under -race), audChanges/20 changelog
+// events replayed after a checkpoint in batches of audBatch and of
+// audCatchUpBatch events a call leave the index the same events leave
+// one at a time, and, without the race detector, the batches of
+// audCatchUpBatch take no more than half the time of one event a call
+// (where every erasure clears its number out of every bitmap alone).
+func TestCheckpointReplaySmall(t *testing.T) {
+	n := 200_000
+	if raceEnabled {
+		n = 50_000
+	}
+	d := buildAudData(n, nil)
+	data, err := d.x.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := audEvents(d, audChanges/20)
+	replay := func(batch int) (*index.Index, time.Duration) {
+		y, err := index.Unmarshal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		for j := 0; j < len(evs); j += batch {
+			y.Apply(evs[j:min(j+batch, len(evs))]...)
+		}
+		return y, time.Since(t0)
+	}
+	one, tOne := replay(1)
+	small, tSmall := replay(audBatch)
+	big, tBig := replay(audCatchUpBatch)
+	if !small.Equal(one) || !big.Equal(one) {
+		t.Fatalf("replayed in batches, the index differs from the events one at a time (batch %d equal: %v, batch %d equal: %v)",
+			audBatch, small.Equal(one), audCatchUpBatch, big.Equal(one))
+	}
+	if s := big.Stats(); s.Users != uint64(n) {
+		t.Fatalf("after replay: %d users, want %d", s.Users, n)
+	}
+	t.Logf("%d users, %d events: one a call %v, %d a call %v (%.1fx as fast), %d a call %v (%.1fx as fast)", n, len(evs),
+		tOne, audBatch, tSmall, tOne.Seconds()/tSmall.Seconds(), audCatchUpBatch, tBig, tOne.Seconds()/tBig.Seconds())
+	if !raceEnabled && tBig > tOne/2 {
+		t.Errorf("replay in batches of %d: %v, more than half of one event a call's %v", audCatchUpBatch, tBig, tOne)
+	}
 }

@@ -231,6 +231,8 @@ func (x *Index) addBulk(recs []consent.Record, pending []int32, workers int) {
 	if len(pending) == 0 {
 		return
 	}
+	// A number of recs may be one a record before cleared (see clear.go).
+	x.flushClears()
 	workers = max(1, min(workers, len(pending)/bulkMin))
 	pairs := make([]factPairs, workers)
 	parallel(len(pending), workers, func(w, lo, hi int) {
@@ -291,6 +293,7 @@ func (x *Index) Compact() {
 }
 
 func (x *Index) compact() {
+	x.flushClears()
 	x.bmList = nil
 	for k, b := range x.bm {
 		c := b.Clone()

@@ -255,6 +255,7 @@ func Unmarshal(data []byte) (*Index, error) {
 	}
 	x.forgetErasedIDs(holes)
 	x.validate(invalid, holes)
+	x.flushClears()
 	return x, nil
 }
 

@@ -104,16 +104,18 @@ func (x *Index) dropDerived() {
 	}
 }
 
-// unlock brings the derived bitmaps up to date with this write and
-// releases the write lock.
+// unlock clears the numbers this write collected (clear.go), brings the
+// derived bitmaps up to date with this write and releases the write lock.
 func (x *Index) unlock() {
 	x.syncDerived()
 	x.mu.Unlock()
 }
 
-// syncDerived brings the derived bitmaps up to date with the numbers
+// syncDerived clears the numbers this write collected (their facts are
+// read below), then brings the derived bitmaps up to date with the numbers
 // touched (or drops them). Call it under the write lock.
 func (x *Index) syncDerived() {
+	x.flushClears()
 	d := &x.dv
 	if d.dirty {
 		d.excluded, d.eligible = nil, nil

@@ -19,7 +19,12 @@
 // memory or in a checkpoint) and no other fact. Of a restricted user it
 // keeps the ID and that they are restricted, no other fact, until a change
 // lifts it. A Shredded changelog entry (a change of a user erased since)
-// makes its user unknown until the erase entry comes.
+// makes its user unknown until the erase entry comes. Within one write (an
+// Apply of a batch of changelog events, a Load...) the numbers of users
+// erased, reset or made unknown are cleared out of every bitmap all at
+// once, before the write lock is released (clear.go): readers, checkpoints,
+// Stats and Equal see the index before the write or after it, so these
+// rules hold at every point they can observe.
 //
 // Audiences are counted and built from derived bitmaps kept beside the
 // facts (derived.go): per channel and kind of push, the users no such push

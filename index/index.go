@@ -87,6 +87,15 @@ func withheld(rec *consent.Record) bool {
 	return rec.State.Erased || rec.State.Restricted
 }
 
+// heldWithheld reports whether the index holds num as erased or
+// restricted: a change of such a user is never diffed against its
+// "before" (a "before" that is not what the index holds would leave the
+// marker with other facts).
+func (x *Index) heldWithheld(num uint32) bool {
+	x.settle(num) // it reads num's facts (see clear.go)
+	return x.get(factErased).Contains(num) || x.get(factRestricted).Contains(num)
+}
+
 // tagFact reports whether the index keeps tag t of ts as a fact: every
 // entry but one that is also suppressed (only a damaged record has one; a
 // suppressed tag is not the user's, consent.AtomHolds).
@@ -153,6 +162,10 @@ type Index struct {
 
 	// bmList is bm's bitmaps (nil when bm changed since it was made).
 	bmList []*roaring.Bitmap
+
+	// clr holds the numbers this write clears out of every bitmap, all at
+	// once before the write lock is released (see clear.go).
+	clr clearing
 }
 
 // Erasures returns how many erase (and shredded) changelog events the index
@@ -227,6 +240,11 @@ func (x *Index) Settings() consent.Settings {
 // later event with the whole record) arrives. A user who restricted
 // processing (Art. 23) keeps only "all" and "restricted", so is in no
 // audience, until a change lifts it.
+//
+// The events of one call are one write: readers see the index before them
+// or after them all. Numbers to clear out of every bitmap (erasures, users
+// reset or made unknown) are cleared once per call, so a replay applies
+// many events a call (CatchUp: up to 65,536).
 func (x *Index) Apply(evs ...store.Event) {
 	x.mu.Lock()
 	defer x.unlock()
@@ -292,10 +310,11 @@ func (x *Index) apply(ev *store.Event) {
 			shard, _ := store.NumberShard(num, x.shards)
 			slog.Info("index: user known again from a changelog entry with their whole record", "shard", shard, "number", num)
 		}
-	case withheld(rec) || pr != nil && withheld(pr):
-		// Erased or restricted, before or after: the facts the index holds
-		// for the number are replaced, not diffed (an erase event has no
-		// "before" at all).
+	case withheld(rec) || pr != nil && withheld(pr) || x.heldWithheld(num):
+		// Erased or restricted, before or after (by the event, or by what
+		// the index holds, whatever the event's "before" says): the facts
+		// the index holds for the number are replaced, not diffed (an
+		// erase event has no "before" at all).
 		x.resetUser(rec)
 	case pr != nil && pr.Version != 0 && pr.Number == num && pr.UserID == rec.UserID:
 		x.diffUser(pr, rec)
@@ -312,6 +331,7 @@ func (x *Index) apply(ev *store.Event) {
 // of old facts to those of new facts (both sorted).
 func (x *Index) setUser(rec *consent.Record, old, cur []string) {
 	num := rec.Number
+	x.settle(num)
 	x.setID(rec)
 	x.touch(num)
 	i, j := 0, 0
@@ -467,17 +487,21 @@ func (x *Index) setSlot(shard, local int, id string) {
 	x.ids[shard] = append(ids, id)
 }
 
+// addFact adds num to the bitmap of fact prefix+name (after the clear of
+// num when it is still to be cleared in this write, see clear.go).
 func (x *Index) addFact(prefix, name string, num uint32) {
 	x.touch(num)
-	if b := x.bm[prefix+name]; b != nil {
-		b.Add(num)
-		return
+	b := x.bm[prefix+name]
+	if b == nil {
+		b = x.newBitmap(prefix + name)
 	}
-	x.newBitmap(prefix + name).Add(num)
+	x.addPending(b, num)
 }
 
+// removeFact removes num from the bitmap of fact prefix+name.
 func (x *Index) removeFact(prefix, name string, num uint32) {
 	x.touch(num)
+	x.settle(num)
 	if b := x.bm[prefix+name]; b != nil {
 		b.Remove(num)
 	}
@@ -582,6 +606,7 @@ func (x *Index) diffUser(prev, rec *consent.Record) {
 		return
 	}
 	num := rec.Number
+	x.settle(num)
 	x.setID(rec)
 	x.touch(num)
 	flag := func(f string, was, is bool) {

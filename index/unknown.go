@@ -2,7 +2,6 @@ package index
 
 import (
 	"log/slog"
-	"runtime"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -149,6 +148,7 @@ func (x *Index) setUnknownMany(nums *roaring.Bitmap, reason string) {
 	if nums.IsEmpty() {
 		return
 	}
+	x.flushClears()
 	x.dropDerived()
 	for k, b := range x.bm {
 		if k != factUnknown {
@@ -354,32 +354,3 @@ func (x *Index) shredded(rec *consent.Record, log int) {
 	}
 	x.clearID(num)
 }
-
-// removeAll takes number num out of every fact's bitmap, and out of the
-// unknown users when unknownToo. An index has a bitmap per tag (a
-// thousand or more), so this is the costly part of an erasure or of a
-// record that cannot be diffed: the bitmaps are shared out among the cores.
-func (x *Index) removeAll(num uint32, unknownToo bool) {
-	if x.bmList == nil {
-		x.bmList = make([]*roaring.Bitmap, 0, len(x.bm))
-		for _, b := range x.bm {
-			x.bmList = append(x.bmList, b)
-		}
-	}
-	bms := x.bmList
-	workers := 1
-	if len(bms) >= removeAllParallel {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	parallel(len(bms), workers, func(_, lo, hi int) {
-		for _, b := range bms[lo:hi] {
-			if unknownToo || b != x.unk {
-				b.Remove(num)
-			}
-		}
-	})
-}
-
-// removeAllParallel is the fewest bitmaps removeAll shares out among the
-// cores.
-const removeAllParallel = 256
