@@ -17,7 +17,6 @@ import (
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/index"
 	"github.com/recguard/recguard/store"
-	"github.com/recguard/recguard/tags"
 )
 
 // settingsView is one published version of the settings with its
@@ -306,7 +305,7 @@ func (c *Client) Decide(ctx context.Context, userID string) (d consent.Decision,
 	v, fc, seq, err := c.view(ctx, userID)
 	switch {
 	case v != nil:
-		d = v.dec
+		v.fill(&d)
 	case fc != nil:
 		d = *fc
 	}
@@ -360,7 +359,7 @@ func (c *Client) view(ctx context.Context, userID string) (*view, *consent.Decis
 	if v := c.cache.lookup(h, userID); v != nil && !v.loading {
 		stripe := (h >> 8) & 63
 		seq := stripe<<seqBits | c.hits[stripe].n.Add(1)&seqCounts
-		if v.gen != sv.gen {
+		if v.gen != uint32(sv.gen) {
 			v = c.refresh(v, sv)
 		}
 		return v, nil, seq, nil
@@ -387,24 +386,17 @@ func (c *Client) view(ctx context.Context, userID string) (*view, *consent.Decis
 
 // refresh recomputes a view's decision under newer settings (no I/O).
 func (c *Client) refresh(v *view, sv *settingsView) *view {
-	nv := c.makeView(v.hash, v.rec, sv)
-	nv.pos = v.pos
-	if in := c.cache.install(nv, true); in != nil && in.rec.Version > nv.rec.Version {
+	nv := c.makeView(v.hash, v.record(&c.cache.in), v.pos(), sv)
+	if in := c.cache.install(nv, true); in != nil && in.version > nv.version {
 		return in
 	}
 	return nv
 }
 
-// makeView builds the view of rec under sv. The view of a user who
-// restricted processing (Art. 23) keeps no tags: its decision uses none,
-// and the data of such a user is stored (by the store), not held here.
-func (c *Client) makeView(h uint64, rec consent.Record, sv *settingsView) *view {
-	if rec.State.Restricted {
-		rec.Tags = tags.Set{}
-	}
-	d := consent.Evaluate(rec.State, rec.Tags, &sv.set)
-	d.RecordVersion, d.SettingsVersion = rec.Version, sv.set.Version
-	return &view{hash: h, userID: rec.UserID, rec: rec, gen: sv.gen, dec: d}
+// makeView builds the view of rec under sv, written at pos (empty when
+// unknown), for this client's cache (see newView).
+func (c *Client) makeView(h uint64, rec consent.Record, pos store.Position, sv *settingsView) *view {
+	return newView(&c.cache.in, h, rec, pos, sv)
 }
 
 // CanPush answers whether a push on channel may be sent to the user now, and
@@ -418,7 +410,8 @@ func (c *Client) CanPush(ctx context.Context, userID, channel string, targeted b
 	v, fc, _, err := c.view(ctx, userID)
 	switch {
 	case v != nil:
-		ok, why := v.dec.CanPush(channel, targeted)
+		d := v.decision()
+		ok, why := d.CanPush(channel, targeted)
 		return ok, why, nil
 	case fc != nil:
 		return false, fc.Reason, err
@@ -448,8 +441,9 @@ func (c *Client) DecidePush(ctx context.Context, userID, channel string, targete
 	p.Channel, p.Targeted, p.ID = channel, targeted, c.idOf(seq)
 	switch {
 	case v != nil:
-		p.Allowed, p.Reason = v.dec.CanPush(channel, targeted)
-		p.RecordVersion, p.SettingsVersion = v.dec.RecordVersion, v.dec.SettingsVersion
+		d := v.decision()
+		p.Allowed, p.Reason = d.CanPush(channel, targeted)
+		p.RecordVersion, p.SettingsVersion = d.RecordVersion, d.SettingsVersion
 	case fc != nil:
 		p.Reason = fc.Reason // fail closed: no push
 		p.RecordVersion, p.SettingsVersion = fc.RecordVersion, fc.SettingsVersion
@@ -467,7 +461,7 @@ func (c *Client) ShouldAsk(ctx context.Context, userID string, k consent.Kind) (
 		return false, err
 	}
 	sv := c.settings.Load()
-	return consent.ShouldAsk(v.rec.State, k, &sv.set, c.cfg.Now()), nil
+	return consent.ShouldAsk(v.state(&c.cache.in), k, &sv.set, c.cfg.Now()), nil
 }
 
 // Apply records a change through the store and makes it visible to this
@@ -515,24 +509,27 @@ func (c *Client) Apply(ctx context.Context, ch consent.Change) (store.Applied, e
 // shows the same: the log was rewound and written again.
 func (c *Client) installRecord(rec consent.Record, pos store.Position, onlyIfPresent bool) *view {
 	h := xxhash.Sum64String(rec.UserID)
-	v := c.makeView(h, rec, c.settings.Load())
-	v.pos = pos
+	if rec.State.Erased {
+		// A tombstone: no combination of the user's tags stays shared.
+		c.cache.in.forgetLists()
+	}
+	v := c.makeView(h, rec, pos, c.settings.Load())
 	in := c.cache.install(v, onlyIfPresent)
 	if in == nil || in == v || in.loading {
 		return in
 	}
 	shard := int(h % uint64(c.shards))
 	switch {
-	case in.rec.Version == rec.Version && in.rec.LastHash != rec.LastHash:
+	case in.version == rec.Version && in.lastHash() != rec.LastHash:
 		c.regress(shard, "a record came back at a version already seen with another history")
 		in = c.cache.install(v, onlyIfPresent)
-	case in.rec.Version > rec.Version && pos != "" && in.pos != "" && pos.Compare(in.pos) > 0:
+	case in.version > rec.Version && pos != "" && in.pos() != "" && pos.Compare(in.pos()) > 0:
 		c.regress(shard, "a later changelog entry carries a lower version than one applied")
 		in = c.cache.install(v, onlyIfPresent)
-	case in.rec.Version > rec.Version && in.pos == "" && pos != "":
+	case in.version > rec.Version && in.pos() == "" && pos != "":
 		// The cached view was read, not followed: a newer read, or one from
 		// a history since lost. The verifier tells which.
-		c.verifyLater(rec.UserID, in.rec.Version)
+		c.verifyLater(rec.UserID, in.version)
 	}
 	return in
 }
@@ -551,8 +548,9 @@ func (c *Client) forgetUser(userID string, version uint64) {
 	}
 	h := xxhash.Sum64String(userID)
 	c.cache.dropUser(h, userID, func(v *view) bool {
-		return !v.loading && v.rec.State.Erased && v.rec.Version >= version
+		return !v.loading && v.erased && v.version >= version
 	})
+	c.cache.in.forgetLists()
 }
 
 // installTruth caches rec, the result of this client's own write. A cached
@@ -562,8 +560,8 @@ func (c *Client) forgetUser(userID string, version uint64) {
 // a lost history.
 func (c *Client) installTruth(ctx context.Context, rec consent.Record, pos store.Position) {
 	in := c.installRecord(rec, pos, false)
-	if in != nil && !in.loading && in.rec.Version > rec.Version {
-		c.verify(ctx, rec.UserID, in.rec.Version)
+	if in != nil && !in.loading && in.version > rec.Version {
+		c.verify(ctx, rec.UserID, in.version)
 	}
 }
 

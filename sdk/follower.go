@@ -423,7 +423,7 @@ func (c *Client) verify(ctx context.Context, userID string, cached uint64) {
 	shard := int(h % uint64(c.shards))
 	recs, err := c.readWith(ctx, []string{userID})
 	if err != nil {
-		c.cache.drop(func(v *view) bool { return v.hash == h && v.userID == userID })
+		c.cache.drop(func(v *view) bool { return v.hash == h && v.userID() == userID })
 		return
 	}
 	if recs[0].Version < cached {

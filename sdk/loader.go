@@ -26,14 +26,14 @@ func (c *Client) load(ctx context.Context, h uint64, userID string) (*view, erro
 	call, ok := c.inflight[userID]
 	if !ok {
 		call = &loadCall{hash: h, userID: userID, done: make(chan struct{})}
-		call.ph = &view{hash: h, userID: userID, loading: true}
+		call.ph = newPlaceholder(h, userID)
 		c.inflight[userID] = call
 	}
 	c.loadMu.Unlock()
 	if !ok {
 		// The placeholder goes in before the read, so a changelog event for
 		// the user that lands during the read is kept, not lost.
-		if cur := c.cache.install(call.ph, false); cur != nil && !cur.loading && cur.gen == c.settings.Load().gen {
+		if cur := c.cache.install(call.ph, false); cur != nil && !cur.loading && cur.gen == uint32(c.settings.Load().gen) {
 			// The follower or a write filled it meanwhile: no read needed.
 			c.finish(call, cur, nil)
 			return cur, nil
@@ -129,19 +129,19 @@ func (c *Client) loader() {
 				c.finish(call, nil, &store.CorruptError{UserIDs: []string{call.userID}, Detail: "record missing or corrupt"})
 				continue
 			}
-			v := c.makeView(call.hash, recs[i], sv)
+			v := c.makeView(call.hash, recs[i], "", sv)
 			// Install only over our placeholder or an older view: if the
 			// user was dropped meanwhile (trimmed changelog), the answer
 			// is still fresh for this caller but not cached.
 			in := c.cache.install(v, true)
 			switch {
 			case in == nil || in == v || in.loading:
-			case in.rec.Version > v.rec.Version:
+			case in.version > v.version:
 				// Newer news arrived meanwhile, or the store went back in
 				// time: the verifier tells which.
-				c.verifyLater(call.userID, in.rec.Version)
+				c.verifyLater(call.userID, in.version)
 				v = in
-			case in.rec.Version == v.rec.Version && in.rec.LastHash != v.rec.LastHash:
+			case in.version == v.version && in.lastHash() != recs[i].LastHash:
 				c.regress(int(call.hash%uint64(c.shards)), "a record was read at a version already seen with another history")
 			default:
 				v = in
