@@ -63,11 +63,12 @@ func makeDelta(prev, next *consent.Record) (prevDelta, bool) {
 		st := prev.State
 		d.S = &st
 	}
-	if !sortedEntries(prev.Tags.Entries) || !sortedEntries(next.Tags.Entries) || !sortedSupp(prev.Tags.Suppressed) || !sortedSupp(next.Tags.Suppressed) {
+	if !sortedByTag(prev.Tags.Entries, entryTag) || !sortedByTag(next.Tags.Entries, entryTag) ||
+		!sortedByTag(prev.Tags.Suppressed, suppTag) || !sortedByTag(next.Tags.Suppressed, suppTag) {
 		return prevDelta{}, false
 	}
-	d.E, d.X = diffEntries(prev.Tags.Entries, next.Tags.Entries)
-	d.P, d.Q = diffSupp(prev.Tags.Suppressed, next.Tags.Suppressed)
+	d.E, d.X = diffByTag(prev.Tags.Entries, next.Tags.Entries, entryTag)
+	d.P, d.Q = diffByTag(prev.Tags.Suppressed, next.Tags.Suppressed, suppTag)
 	got := undo(next, &d)
 	if !reflect.DeepEqual(normal(got), normal(*prev)) {
 		return prevDelta{}, false
@@ -117,91 +118,35 @@ func undo(next *consent.Record, d *prevDelta) consent.Record {
 			p.State.Guardian = &c
 		}
 	}
-	p.Tags.Entries = undoEntries(next.Tags.Entries, d.E, d.X)
-	p.Tags.Suppressed = undoSupp(next.Tags.Suppressed, d.P, d.Q)
+	p.Tags.Entries = undoByTag(next.Tags.Entries, d.E, d.X, entryTag)
+	p.Tags.Suppressed = undoByTag(next.Tags.Suppressed, d.P, d.Q, suppTag)
 	return p
 }
 
-func sortedEntries(es []tags.Entry) bool {
-	for i := 1; i < len(es); i++ {
-		if es[i-1].Tag >= es[i].Tag {
+func entryTag(e tags.Entry) tags.Tag      { return e.Tag }
+func suppTag(x tags.Suppression) tags.Tag { return x.Tag }
+
+// sortedByTag reports whether xs is sorted by tag without duplicates.
+func sortedByTag[T any](xs []T, tag func(T) tags.Tag) bool {
+	for i := 1; i < len(xs); i++ {
+		if tag(xs[i-1]) >= tag(xs[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-func sortedSupp(ss []tags.Suppression) bool {
-	for i := 1; i < len(ss); i++ {
-		if ss[i-1].Tag >= ss[i].Tag {
-			return false
-		}
-	}
-	return true
-}
-
-// diffEntries returns the entries of prev not in next as they are, and the
-// tags of next not in prev (both sorted).
-func diffEntries(prev, next []tags.Entry) (gone []tags.Entry, added []tags.Tag) {
+// diffByTag returns the items of prev not in next as they are (absent, or
+// different in any way), and the tags of next not in prev (both sorted).
+func diffByTag[T any](prev, next []T, tag func(T) tags.Tag) (gone []T, added []tags.Tag) {
 	i, j := 0, 0
 	for i < len(prev) || j < len(next) {
 		switch {
-		case j == len(next) || i < len(prev) && prev[i].Tag < next[j].Tag:
+		case j == len(next) || i < len(prev) && tag(prev[i]) < tag(next[j]):
 			gone = append(gone, prev[i])
 			i++
-		case i == len(prev) || next[j].Tag < prev[i].Tag:
-			added = append(added, next[j].Tag)
-			j++
-		default:
-			if !prev[i].At.Equal(next[j].At) || prev[i].Source != next[j].Source || !reflect.DeepEqual(prev[i], next[j]) {
-				gone = append(gone, prev[i])
-			}
-			i++
-			j++
-		}
-	}
-	return gone, added
-}
-
-// undoEntries rebuilds prev from next, the entries gone and the tags added.
-func undoEntries(next, gone []tags.Entry, added []tags.Tag) []tags.Entry {
-	if len(gone) == 0 && len(added) == 0 {
-		return slices.Clone(next)
-	}
-	out := make([]tags.Entry, 0, len(next)+len(gone))
-	i, j, k := 0, 0, 0 // next, gone, added
-	for i < len(next) || j < len(gone) {
-		switch {
-		case i < len(next) && k < len(added) && next[i].Tag == added[k]:
-			i++
-			k++
-		case j == len(gone) || i < len(next) && next[i].Tag < gone[j].Tag:
-			out = append(out, next[i])
-			i++
-		case i == len(next) || gone[j].Tag < next[i].Tag:
-			out = append(out, gone[j])
-			j++
-		default: // changed: the entry before replaces the one after
-			out = append(out, gone[j])
-			i++
-			j++
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-func diffSupp(prev, next []tags.Suppression) (gone []tags.Suppression, added []tags.Tag) {
-	i, j := 0, 0
-	for i < len(prev) || j < len(next) {
-		switch {
-		case j == len(next) || i < len(prev) && prev[i].Tag < next[j].Tag:
-			gone = append(gone, prev[i])
-			i++
-		case i == len(prev) || next[j].Tag < prev[i].Tag:
-			added = append(added, next[j].Tag)
+		case i == len(prev) || tag(next[j]) < tag(prev[i]):
+			added = append(added, tag(next[j]))
 			j++
 		default:
 			if !reflect.DeepEqual(prev[i], next[j]) {
@@ -214,24 +159,25 @@ func diffSupp(prev, next []tags.Suppression) (gone []tags.Suppression, added []t
 	return gone, added
 }
 
-func undoSupp(next, gone []tags.Suppression, added []tags.Tag) []tags.Suppression {
+// undoByTag rebuilds prev from next, the items gone and the tags added.
+func undoByTag[T any](next, gone []T, added []tags.Tag, tag func(T) tags.Tag) []T {
 	if len(gone) == 0 && len(added) == 0 {
 		return slices.Clone(next)
 	}
-	out := make([]tags.Suppression, 0, len(next)+len(gone))
-	i, j, k := 0, 0, 0
+	out := make([]T, 0, len(next)+len(gone))
+	i, j, k := 0, 0, 0 // next, gone, added
 	for i < len(next) || j < len(gone) {
 		switch {
-		case i < len(next) && k < len(added) && next[i].Tag == added[k]:
+		case i < len(next) && k < len(added) && tag(next[i]) == added[k]:
 			i++
 			k++
-		case j == len(gone) || i < len(next) && next[i].Tag < gone[j].Tag:
+		case j == len(gone) || i < len(next) && tag(next[i]) < tag(gone[j]):
 			out = append(out, next[i])
 			i++
-		case i == len(next) || gone[j].Tag < next[i].Tag:
+		case i == len(next) || tag(gone[j]) < tag(next[i]):
 			out = append(out, gone[j])
 			j++
-		default:
+		default: // changed: the item before replaces the one after
 			out = append(out, gone[j])
 			i++
 			j++
