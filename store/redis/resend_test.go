@@ -25,6 +25,7 @@ type lossyProxy struct {
 	ln    net.Listener
 	to    string
 	armed atomic.Bool
+	skip  atomic.Int64 // script calls let through once armed, before the cut
 	cuts  atomic.Int64
 	wg    sync.WaitGroup
 }
@@ -86,8 +87,10 @@ func (p *lossyProxy) serve(c net.Conn) {
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
-			if bytes.Contains(bytes.ToLower(buf[:n]), []byte("evalsha")) && p.armed.CompareAndSwap(true, false) {
-				cut.Store(true)
+			if bytes.Contains(bytes.ToLower(buf[:n]), []byte("evalsha")) && p.armed.Load() {
+				if p.skip.Add(-1) < 0 && p.armed.CompareAndSwap(true, false) {
+					cut.Store(true)
+				}
 			}
 			if _, werr := r.Write(buf[:n]); werr != nil {
 				break
@@ -175,5 +178,57 @@ func TestApplyResentAfterLostReply(t *testing.T) {
 				t.Errorf("record %+v (%v), want version %d with two tags", rec, err, a.Record.Version)
 			}
 		})
+	}
+}
+
+// The same for a batch (store.BatchApplier): its write script's reply is
+// lost and go-redis sends it again; the script finds its own write and the
+// batch is answered as made, each change once.
+func TestApplyBatchResentAfterLostReply(t *testing.T) {
+	base := redistest.Client(t).(*goredis.Client)
+	px := newLossyProxy(t, base.Options().Addr)
+	o := *base.Options()
+	o.Addr = px.ln.Addr().String()
+	o.MaxRetries = 3
+	c := goredis.NewClient(&o)
+	defer c.Close()
+	s := mustNew(t, c, rs.Options{Prefix: redistest.Prefix(t, base), Init: true, Logger: quiet, WriteCache: -1})
+	ctx := t.Context()
+	u := "lost-batch"
+	mustApply(t, s, consent.DeclareTag(u, "interest:ski")) // loads the apply script
+	chs := []consent.Change{consent.DeclareTag(u, "interest:golf"), consent.RefuseChannel(u, "sms")}
+	// Warm the batch's scripts, then lose the reply of the second script
+	// call of the next batch: the first reads the users, the second writes.
+	if _, errs := s.ApplyBatch(ctx, []consent.Change{consent.DeclareTag("warm", "interest:ski")}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	before, err := s.Receipts(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.skip.Store(1)
+	px.armed.Store(true)
+	applied, errs := s.ApplyBatch(ctx, chs)
+	if i, err := store.FirstError(errs); err != nil {
+		t.Fatalf("batch change %d: %v", i, err)
+	}
+	if px.cuts.Load() != 1 {
+		t.Fatalf("%d replies lost, want 1", px.cuts.Load())
+	}
+	after, err := s.Receipts(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+len(chs) {
+		t.Fatalf("%d receipts after %d changes (was %d): the resent batch was written again", len(after), len(chs), len(before))
+	}
+	for i, a := range applied {
+		if a.Receipt == nil {
+			t.Errorf("change %d answered without its receipt: %+v", i, a)
+		}
+	}
+	rec, err := s.Get(ctx, u)
+	if err != nil || len(rec.Tags.Entries) != 2 || len(rec.State.RefusedChannels) != 1 {
+		t.Errorf("record %+v (%v)", rec, err)
 	}
 }
