@@ -333,7 +333,8 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 	}
 	var sink float64 // loads that touch memory ahead of its use
 	// Each user's influence on D and on B, the sides they are on and their
-	// observations there, summed in the user's entry of per and folded
+	// observations there, summed in the user's entry of per (by side, then
+	// metric: an observation's metrics are next to each other) and folded
 	// into the totals once complete. When the observations come by block
 	// of users (the kept events, sorted: see stratSortByUser) per holds
 	// one block, folded when the next begins; else every user.
@@ -381,9 +382,9 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 				continue
 			}
 			seen[w] = false
-			for k := range K {
-				if x := &per[w*K+k]; x.on != 0 {
-					fold(k, x)
+			for q := range K {
+				if x := &per[w*K+q]; x.on != 0 {
+					fold(q%J*ns+q/J, x)
 					*x = infl{}
 				}
 			}
@@ -444,7 +445,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 							continue
 						}
 						v := vals[j]
-						r := &entry[j*ns+g]
+						r := &entry[g*J+j]
 						r.d += c.kR * (v - c.cR)
 						r.b += -c.kR * (v - coA[rs+j].cA)
 						r.on |= 2
@@ -461,7 +462,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 					if c.kA == 0 {
 						continue
 					}
-					r := &entry[j*ns+g]
+					r := &entry[g*J+j]
 					r.d += c.kA * (vals[j] - c.cA)
 					r.on |= 1
 					r.n++
