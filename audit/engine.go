@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -57,14 +58,18 @@ const (
 // users (nil: no user has any fact), and returns the report.
 //
 // The spec is normalized and validated first (an invalid one fails with an
-// error wrapping ErrInvalidSpec). Events are read once, in a pipeline of
-// three goroutines: one reads and decodes them and numbers users (by two
+// error wrapping ErrInvalidSpec). Events are read once, in a pipeline:
+// one goroutine reads and decodes them and numbers users (by two
 // independent hashes of the ID; two IDs equal on both, a chance near 2^-96
 // per pair, would be merged) and items, the calling one aggregates, and a
 // third keeps what the strata and the price cells need of each aggregated
-// event, in the same order (see startTail). Memory
-// is O(users + items + groups x metrics x distinct values + price cells),
-// not O(events). Malformed lines are counted, listed (the first
+// event, in the same order (see startTail). ReadJSONL's lines are decoded
+// on every core, and numbered in the order read (readpar.go): the report
+// is the one a single decoding goroutine gives. Memory is O(users + items
+// + groups x metrics x distinct values + price cells), plus, when
+// comparing within strata, 28 bytes per event kept (and 4 per event and
+// distribution for its percentile within its stratum).
+// Malformed lines are counted, listed (the first
 // MaxProblems) and skipped, unless opts.Strict. User facts are asked of
 // users in batches of up to 1,024 distinct new users (their events wait,
 // at most 65,536 of them) and kept per user; a user missing from the
@@ -453,8 +458,9 @@ var parityMetrics = []metricDef{
 // chunk is a run of events handed from the reading goroutine.
 type chunk struct {
 	items []readItem
-	ids   []byte // the items' user IDs, back to back (readItem.idOff)
-	final error  // io.EOF or a fatal error; nil: more to come
+	ids   []byte    // the items' user IDs, back to back (readItem.idOff)
+	final error     // io.EOF or a fatal error; nil: more to come
+	lines *parLines // the lines, when decoded in parallel (readpar.go)
 }
 
 // readItem is one event with what the reading goroutine works out for it
@@ -540,13 +546,23 @@ func (it *readItem) takeFields() {
 // new item's ID into the item table, and clears both, so no event outlives
 // the buffer.
 func (e *engine) prepare(c *chunk, it *readItem) {
+	if item, ok := e.prepareLocal(c, it); ok {
+		e.numberItem(it, item)
+	}
+}
+
+// prepareLocal is the part of prepare that needs no state shared between
+// events (it may run for many chunks at once: see readParallel). It
+// returns the event's item ID when the item needs a number (numberItem),
+// which the caller gives it in the order read.
+func (e *engine) prepareLocal(c *chunk, it *readItem) (item string, number bool) {
 	ev := &it.ev
 	item, id := ev.Item, ev.UserID
 	ev.Item, ev.UserID = "", ""
 	it.takeFields()
 	it.inWindow = e.inWindow(ev.Time)
 	if !it.inWindow {
-		return
+		return "", false
 	}
 	rd := e.rd
 	it.h1, it.h2 = maphash.String(rd.seed1, id), maphash.String(rd.seed2, id)
@@ -563,8 +579,18 @@ func (e *engine) prepare(c *chunk, it *readItem) {
 	it.item, it.sitem = -1, -1
 	priced := it.flags&fPrice != 0
 	if !priced && (e.strat == nil || !e.strat.item || item == "") {
-		return
+		return "", false
 	}
+	if priced {
+		it.bucket = e.bucket(ev.Time)
+	}
+	return item, true
+}
+
+// numberItem gives the event's item its number (items are numbered in the
+// order first read).
+func (e *engine) numberItem(it *readItem, item string) {
+	rd := e.rd
 	num, ok := rd.items[item]
 	if !ok {
 		num = int32(len(rd.items))
@@ -573,8 +599,8 @@ func (e *engine) prepare(c *chunk, it *readItem) {
 	if item != "" {
 		it.sitem = num
 	}
-	if priced {
-		it.item, it.bucket = num, e.bucket(ev.Time)
+	if it.flags&fPrice != 0 {
+		it.item = num
 	}
 }
 
@@ -598,45 +624,60 @@ func (e *engine) read(src Source) error {
 	free := make(chan *chunk, 8)
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(out)
-		for {
-			var c *chunk
-			select {
-			case <-stop:
-				return
-			case c = <-free:
-				c.items, c.ids = c.items[:0], c.ids[:0]
-			default:
-				c = &chunk{items: make([]readItem, 0, chunkSize)}
-			}
-			for len(c.items) < chunkSize {
-				ev, err := src.Next()
-				if err == nil {
-					c.items = append(c.items, readItem{ev: ev})
-					e.prepare(c, &c.items[len(c.items)-1])
-					continue
-				}
-				var le *LineError
-				if errors.As(err, &le) {
-					c.items = append(c.items, readItem{err: le})
-					continue
-				}
-				c.final = err
-				break
-			}
-			e.numberUsers(c)
-			select {
-			case out <- c:
-			case <-stop:
-				return
-			}
-			if c.final != nil {
-				return
-			}
+	if js, ok := src.(*jsonlSource); ok && runtime.GOMAXPROCS(0) >= minParallelDecode {
+		e.parallelRead(js, out, free, stop, done)
+	} else {
+		go e.readOne(src, out, free, stop, done)
+	}
+	return e.aggregate(out, free, stop, done)
+}
+
+// readOne is the reading goroutine of a source read on one core: it reads,
+// decodes and prepares the events and hands them, a chunk at a time, to
+// the aggregating goroutine on out.
+func (e *engine) readOne(src Source, out chan<- *chunk, free <-chan *chunk, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	defer close(out)
+	for {
+		var c *chunk
+		select {
+		case <-stop:
+			return
+		case c = <-free:
+			c.items, c.ids = c.items[:0], c.ids[:0]
+		default:
+			c = &chunk{items: make([]readItem, 0, chunkSize)}
 		}
-	}()
+		for len(c.items) < chunkSize {
+			ev, err := src.Next()
+			if err == nil {
+				c.items = append(c.items, readItem{ev: ev})
+				e.prepare(c, &c.items[len(c.items)-1])
+				continue
+			}
+			var le *LineError
+			if errors.As(err, &le) {
+				c.items = append(c.items, readItem{err: le})
+				continue
+			}
+			c.final = err
+			break
+		}
+		e.numberUsers(c)
+		select {
+		case out <- c:
+		case <-stop:
+			return
+		}
+		if c.final != nil {
+			return
+		}
+	}
+}
+
+// aggregate is the aggregating goroutine: it takes the chunks from out, in
+// the order read, and adds their events.
+func (e *engine) aggregate(out <-chan *chunk, free chan<- *chunk, stop chan struct{}, done <-chan struct{}) error {
 	finish := func(err error) error {
 		close(stop)
 		if e.ctx.Err() == nil {
