@@ -16,8 +16,8 @@ import (
 type Audience struct {
 	bm    *roaring.Bitmap
 	count uint64
-	ids   [][]string // a snapshot of the index's number -> ID table
-	n     int        // shards
+	ids   []idTable // a snapshot of the index's number -> ID tables (ids.go)
+	n     int       // shards
 }
 
 // Count returns the number of users in the audience.
@@ -37,22 +37,20 @@ func (a *Audience) Page(cursor uint32, limit int) (ids []string, next uint32) {
 		}
 		it.AdvanceIfNeeded(cursor + 1)
 	}
-	ids = make([]string, 0, min(limit, int(a.count)))
+	pg := newIDPage(min(limit, int(a.count))) // the IDs' bytes, made strings at once (ids.go)
 	var last uint32
-	for it.HasNext() && len(ids) < limit {
+	for it.HasNext() && pg.len() < limit {
 		last = it.Next()
 		if last == 0 {
 			continue
 		}
 		shard, local := numberShard(last, a.n)
-		if t := a.ids[shard]; local <= len(t) && t[local-1] != "" {
-			ids = append(ids, t[local-1])
-		}
+		pg.add(&a.ids[shard], local)
 	}
 	if it.HasNext() {
 		next = last
 	}
-	return ids, next
+	return pg.strings(), next
 }
 
 // Numbers returns the audience's user numbers as a bitmap the caller owns.
@@ -87,8 +85,7 @@ func (x *Index) Audience(seg *tags.Segment, channel string, targeted bool) (*Aud
 	if err := x.audienceOK(channel); err != nil {
 		return nil, err
 	}
-	a := &Audience{n: x.shards, ids: make([][]string, len(x.ids))}
-	copy(a.ids, x.ids)
+	a := &Audience{n: x.shards, ids: x.idsSnapshot()}
 	x.shared.Add(1) // the tables are shared from now on (see setSlot)
 	if x.settings.Suspended {
 		a.bm = roaring.New()

@@ -64,8 +64,8 @@ func (x *Index) loadMany(recs []consent.Record, workers int) {
 		}
 		if pure[i] {
 			shard, local := store.NumberShard(rec.Number, x.shards)
-			ids := x.ids[shard]
-			if local <= len(ids)+maxGap && (local > len(ids) || ids[local-1] == "" || ids[local-1] == rec.UserID) && !x.unk.Contains(rec.Number) {
+			t := &x.ids[shard]
+			if held := t.slot(local); local <= t.n+maxGap && (held == nil || string(held) == rec.UserID) && !x.unk.Contains(rec.Number) {
 				if len(x.unplaced) > 0 {
 					delete(x.unplaced, rec.UserID)
 				}
@@ -281,9 +281,10 @@ func (x *Index) addBulk(recs []consent.Record, pending []int32, workers int) {
 	})
 }
 
-// Compact gives back the spare capacity the bitmaps grew while users were
-// added (their containers grow by appending): each fact's bitmap is
-// replaced by an exact copy. Build calls it; an owner that loads with
+// Compact gives back the spare capacity the bitmaps and the number -> ID
+// tables grew while users were added (their containers and blocks grow by
+// appending): each fact's bitmap is replaced by an exact copy, and so is
+// each block of IDs with room to spare. Build calls it; an owner that loads with
 // LoadMany calls it when done. Audiences taken before keep the bitmaps
 // they hold.
 func (x *Index) Compact() {
@@ -294,6 +295,7 @@ func (x *Index) Compact() {
 
 func (x *Index) compact() {
 	x.flushClears()
+	x.compactIDs()
 	x.bmList = nil
 	for k, b := range x.bm {
 		c := b.Clone()

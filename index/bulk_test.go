@@ -1,11 +1,19 @@
 package index
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/recguard/recguard/consent"
 	"github.com/recguard/recguard/store"
+	"github.com/recguard/recguard/tags"
 )
 
 // LoadMany gives the index that loading the same records one by one gives,
@@ -87,4 +95,53 @@ func TestLoadManyPublic(t *testing.T) {
 	if n := many.Stats().Users; n != 20000 {
 		t.Fatalf("%d users, want 20000", n)
 	}
+}
+
+// BenchmarkLoadMany loads 300k users (16 shards, about 14 tags each out of
+// 1,000, every string of a record its own, as records decoded from a store
+// have) a batch of 65,536 at a time, in number order.
+func BenchmarkLoadMany(b *testing.B) {
+	const n, shards, batch = 300_000, 16, 1 << 16
+	r := rand.New(rand.NewPCG(7, 7))
+	names := make([]string, 1000)
+	prob := make([]float64, len(names))
+	for i := range names {
+		names[i] = fmt.Sprintf("interest:t%04d", i)
+		prob[i] = 0.9 * math.Pow(float64(i+1), -0.8)
+	}
+	recs := make([]consent.Record, 0, n)
+	count := make([]int, shards)
+	for i := range n {
+		id := "user" + strconv.Itoa(i)
+		s := store.ShardOf(id, shards)
+		count[s]++
+		rec := consent.Record{UserID: id, Number: store.UserNumber(s, count[s], shards), Version: 1}
+		for k := range names {
+			if r.Float64() < prob[k] {
+				rec.Tags.Entries = append(rec.Tags.Entries, tags.Entry{Tag: tags.Tag(strings.Clone(names[k])), Source: tags.Inferred})
+			}
+		}
+		rec.State.PersonalizationOff = r.IntN(10) == 0
+		recs = append(recs, rec)
+	}
+	slices.SortFunc(recs, func(a, b consent.Record) int { return int(a.Number) - int(b.Number) })
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		x := New(shards, consent.DefaultSettings())
+		for i := 0; i < n; i += batch {
+			x.LoadMany(recs[i:min(i+batch, n)])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/user")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N)/n, "cpu_ns/user")
+}
+
+// cpuTime returns the CPU time (user and system) of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -75,8 +75,8 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 		}
 	}
 	sort.Strings(h.Facts)
-	for _, ids := range x.ids {
-		h.Users = append(h.Users, len(ids))
+	for s := range x.ids {
+		h.Users = append(h.Users, x.ids[s].n)
 	}
 	var buf bytes.Buffer
 	hj, err := json.Marshal(h)
@@ -87,10 +87,8 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 	for _, k := range h.Facts {
 		size += binary.MaxVarintLen64 + int(x.bm[k].GetSerializedSizeInBytes())
 	}
-	for _, ids := range x.ids {
-		for _, id := range ids {
-			size += 1 + len(id)
-		}
+	for s := range x.ids {
+		size += x.ids[s].encodedSize()
 	}
 	buf.Grow(size)
 	buf.WriteString(checkpointMagic)
@@ -103,11 +101,8 @@ func (x *Index) MarshalBinary() ([]byte, error) {
 			return nil, err
 		}
 	}
-	for _, ids := range x.ids {
-		for _, id := range ids {
-			writeUvarint(&buf, uint64(len(id)))
-			buf.WriteString(id)
-		}
+	for s := range x.ids {
+		x.ids[s].encode(&buf)
 	}
 	var sum [crc32.Size]byte
 	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(buf.Bytes(), crcTable))
@@ -226,9 +221,10 @@ func Unmarshal(data []byte) (*Index, error) {
 	invalids := make([][]uint32, h.Shards) // numbers with an ID that is not a valid one of their shard
 	holess := make([][]uint32, h.Shards)   // numbers without an ID
 	eachJob(h.Shards, runtime.GOMAXPROCS(0), func(s int) {
-		ids := make([]string, h.Users[s])
+		var block [idBlockSlots]string
+		t := &x.ids[s]
 		off := starts[s]
-		for i := range ids {
+		for i := range h.Users[s] {
 			l, n := binary.Uvarint(p[off:])
 			off += n
 			id := all[off : off+int(l)]
@@ -236,17 +232,18 @@ func Unmarshal(data []byte) (*Index, error) {
 			// A hole (a number with no user, or an erased one) or an ID
 			// that is not one of the shard: its number may hold no facts
 			// (a hole: none but an erased user's).
-			if id == "" {
+			switch {
+			case id == "":
 				holess[s] = append(holess[s], x.number(s, i+1))
-				continue
-			}
-			if consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s {
+			case consent.ValidUserID(id) != nil || store.ShardOf(id, h.Shards) != s:
 				invalids[s] = append(invalids[s], x.number(s, i+1))
-				continue
+				id = ""
 			}
-			ids[i] = id
+			block[i%idBlockSlots] = id
+			if i%idBlockSlots == idBlockSlots-1 || i == h.Users[s]-1 {
+				t.pushBlock(block[:i%idBlockSlots+1], 0)
+			}
 		}
-		x.ids[s] = ids
 	})
 	invalid, holes := roaring.New(), roaring.New()
 	for s := range h.Shards {
@@ -274,8 +271,8 @@ func (x *Index) forgetErasedIDs(holes *roaring.Bitmap) {
 			continue
 		}
 		shard, local := store.NumberShard(num, x.shards)
-		if ids := x.ids[shard]; local <= len(ids) && ids[local-1] != "" {
-			ids[local-1] = ""
+		if x.ids[shard].slot(local) != nil {
+			x.setSlot(shard, local, "")
 			holes.Add(num)
 		}
 	}
@@ -431,14 +428,9 @@ func (x *Index) buildBatch(ctx context.Context, bg store.BatchGetter, shard, fro
 // their whole record makes them known again.
 func (x *Index) buildUnknown(shard int, num uint32, id, reason string) {
 	_, local := store.NumberShard(num, x.shards)
-	ids := x.ids[shard]
-	for len(ids) < local {
-		ids = append(ids, "")
+	if id != "" || local > x.ids[shard].n {
+		x.setSlot(shard, local, id)
 	}
-	if id != "" {
-		ids[local-1] = id
-	}
-	x.ids[shard] = ids
 	if !x.unk.Contains(num) {
 		x.touch(num)
 		x.unk.Add(num)
@@ -473,13 +465,8 @@ func (x *Index) Equal(o *Index) bool {
 		}
 	}
 	for s := range x.ids {
-		if len(x.ids[s]) != len(o.ids[s]) {
+		if !x.ids[s].equal(&o.ids[s]) {
 			return false
-		}
-		for i := range x.ids[s] {
-			if x.ids[s][i] != o.ids[s][i] {
-				return false
-			}
 		}
 	}
 	return true

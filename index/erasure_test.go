@@ -331,7 +331,7 @@ func TestOldCheckpointForgetsErasedIDs(t *testing.T) {
 	x.Apply(store.Event{Log: 3, Pos: "5-1", Record: tombstone(v, 2)})
 	// What an index of version 2 saved: the erased user's ID in the table.
 	x.mu.Lock()
-	x.ids[3][1] = v.UserID
+	x.setSlot(3, 2, v.UserID)
 	x.mu.Unlock()
 	data, err := x.MarshalBinary()
 	if err != nil {
@@ -360,7 +360,7 @@ func TestOldCheckpointForgetsErasedIDs(t *testing.T) {
 	n := store.UserNumber(3, 2, testShards)
 	x.bm[factErased] = x.newBitmap(factErased)
 	x.bm[factErased].Add(n)
-	x.ids[3][1] = ""
+	x.setSlot(3, 2, "")
 	x.mu.Unlock()
 	data, _ = x.MarshalBinary()
 	y, err := Unmarshal(data)

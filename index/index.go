@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -128,16 +127,17 @@ type Index struct {
 	shards   int
 	bm       map[string]*roaring.Bitmap
 	grants   map[string]*roaring.Bitmap // the "g:" and "s:" facts of bm, scanned at query time
-	ids      [][]string                 // per shard: local number - 1 -> user ID ("" for none)
+	ids      []idTable                  // per shard: local number -> user ID (ids.go)
 	pos      []store.Position           // per log index: shards..., then settings
 	settings consent.Settings
 
 	// Frozen audiences share the shards' ID tables (Audience copies only
 	// the outer slice) and read them without the lock. shared counts the
-	// audiences taken; owned[s] is its value when shard s's table was last
-	// copied. A slot already in the table is overwritten only in a table
-	// copied since the last audience (setSlot), so no audience sees a slot
-	// change under it.
+	// audiences taken; owned[s] is its value when shard s's blocks slice
+	// was last copied, and each block's gen its value when the block was
+	// made. A block is written only if made since the last audience, and
+	// a shard's blocks slice only if copied since (setSlot, ids.go), so no
+	// audience sees a slot change under it.
 	shared atomic.Uint64
 	owned  []uint64
 
@@ -187,7 +187,7 @@ func New(shards int, set consent.Settings) *Index {
 		shards:   shards,
 		bm:       map[string]*roaring.Bitmap{factUnknown: unk},
 		grants:   map[string]*roaring.Bitmap{},
-		ids:      make([][]string, shards),
+		ids:      make([]idTable, shards),
 		owned:    make([]uint64, shards),
 		pos:      make([]store.Position, shards+1),
 		settings: set.Clone(),
@@ -392,10 +392,7 @@ func (x *Index) userID(num uint32) string {
 		return ""
 	}
 	shard, local := store.NumberShard(num, x.shards)
-	if ids := x.ids[shard]; local >= 1 && local <= len(ids) {
-		return ids[local-1]
-	}
-	return ""
+	return x.ids[shard].id(local)
 }
 
 // Stats describes the index's size.
@@ -457,34 +454,6 @@ func (x *Index) clearID(num uint32) {
 	}
 	shard, local := store.NumberShard(num, x.shards)
 	x.setSlot(shard, local, "")
-}
-
-// setSlot writes id as the local-th user of shard, growing the table with
-// holes as needed. A slot the table already has is written copy-on-write
-// when an audience may share the table (see Index.shared).
-func (x *Index) setSlot(shard, local int, id string) {
-	if shard >= len(x.ids) || local < 1 {
-		return
-	}
-	ids := x.ids[shard]
-	if local <= len(ids) {
-		if ids[local-1] == id {
-			return
-		}
-		if gen := x.shared.Load(); x.owned[shard] != gen {
-			ids = slices.Clone(ids)
-			x.owned[shard] = gen
-		}
-		ids[local-1] = id
-		x.ids[shard] = ids
-		return
-	}
-	// Slots past the end are no audience's: appending never writes one an
-	// audience reads.
-	for len(ids) < local-1 {
-		ids = append(ids, "")
-	}
-	x.ids[shard] = append(ids, id)
 }
 
 // addFact adds num to the bitmap of fact prefix+name (after the clear of

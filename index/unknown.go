@@ -87,14 +87,12 @@ func (x *Index) MarkUnknown(userID string) {
 func (x *Index) markID(userID string, skip uint32, reason string) bool {
 	shard := store.ShardOf(userID, x.shards)
 	found := false
-	for i, id := range x.ids[shard] {
-		if id == userID {
-			if n := x.number(shard, i+1); n != skip {
-				x.setUnknown(n, reason)
-			}
-			found = true
+	x.ids[shard].find(userID, func(local int) { // setUnknown leaves the table as it is
+		if n := x.number(shard, local); n != skip {
+			x.setUnknown(n, reason)
 		}
-	}
+		found = true
+	})
 	return found
 }
 
@@ -180,7 +178,7 @@ func (x *Index) inRange(num uint32) bool {
 		return false
 	}
 	shard, local := store.NumberShard(num, x.shards)
-	return local <= len(x.ids[shard])+maxGap
+	return local <= x.ids[shard].n+maxGap
 }
 
 // checkRecord returns why rec cannot be indexed under its number, or "".
@@ -200,9 +198,10 @@ func (x *Index) checkRecord(rec *consent.Record, log int) string {
 		return "user number of another shard than the user's"
 	case log >= 0 && log != shard:
 		return "record in another shard's changelog"
-	case local > len(x.ids[shard])+maxGap:
+	case local > x.ids[shard].n+maxGap:
 		return "user number out of range"
-	case local <= len(x.ids[shard]) && x.ids[shard][local-1] != "" && x.ids[shard][local-1] != rec.UserID:
+	}
+	if held := x.ids[shard].slot(local); held != nil && string(held) != rec.UserID {
 		return "user number held by another user"
 	}
 	return ""
@@ -257,7 +256,7 @@ func (x *Index) damageShard(shard int, reason string) {
 		return
 	}
 	nums := roaring.New()
-	for i := range x.ids[shard] {
+	for i := range x.ids[shard].n {
 		nums.Add(x.number(shard, i+1))
 	}
 	x.startBulk("damaged shard log")
@@ -298,9 +297,9 @@ func (x *Index) validate(bad, holes *roaring.Bitmap) {
 	bad.Or(roaring.AndNot(union, all))
 	// Numbers beyond their shard's table.
 	var maxNum uint32
-	for s, ids := range x.ids {
-		if len(ids) > 0 {
-			maxNum = max(maxNum, x.number(s, len(ids)))
+	for s := range x.ids {
+		if n := x.ids[s].n; n > 0 {
+			maxNum = max(maxNum, x.number(s, n))
 		}
 	}
 	if !union.IsEmpty() && union.Maximum() > maxNum {
@@ -308,8 +307,8 @@ func (x *Index) validate(bad, holes *roaring.Bitmap) {
 		beyond.RemoveRange(0, uint64(maxNum)+1)
 		bad.Or(beyond)
 	}
-	for s, ids := range x.ids {
-		for local := len(ids) + 1; ; local++ {
+	for s := range x.ids {
+		for local := x.ids[s].n + 1; ; local++ {
 			n := uint64(local-1)*uint64(x.shards) + uint64(s) + 1
 			if n > uint64(maxNum) {
 				break

@@ -314,9 +314,9 @@ func TestCheckpointDisagreements(t *testing.T) {
 			x.bm["t:interest:ski"].Add(store.UserNumber(1, 50, testShards))
 			x.bm["t:interest:ski"].Add(4_000_000_000)
 		}, 2, 12},
-		{"a hole in the table", func(x *Index) { x.ids[2][1] = "" }, 1, 11},
-		{"an invalid ID", func(x *Index) { x.ids[2][0] = "bad id!" }, 1, 11},
-		{"an ID of another shard", func(x *Index) { x.ids[2][2] = idOf(3, 1) }, 1, 11},
+		{"a hole in the table", func(x *Index) { x.setSlot(2, 2, "") }, 1, 11},
+		{"an invalid ID", func(x *Index) { x.setSlot(2, 1, "bad id!") }, 1, 11},
+		{"an ID of another shard", func(x *Index) { x.setSlot(2, 3, idOf(3, 1)) }, 1, 11},
 		{"facts outside all", func(x *Index) {
 			n := store.UserNumber(0, 1, testShards)
 			x.bm[factAll].Remove(n)
