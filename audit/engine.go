@@ -621,7 +621,7 @@ func (e *engine) numberUsers(c *chunk) {
 // read consumes src, reading in a goroutine of its own.
 func (e *engine) read(src Source) error {
 	out := make(chan *chunk, 4)
-	free := make(chan *chunk, 8)
+	free := make(chan *chunk, freeChunks)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	if js, ok := src.(*jsonlSource); ok && runtime.GOMAXPROCS(0) >= minParallelDecode {

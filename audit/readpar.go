@@ -26,8 +26,14 @@ import (
 // (the same events, the same *LineErrors with the same line numbers, the
 // same final error after the last line), so the report is the same.
 
-// minParallelDecode is the fewest cores for which Run decodes in parallel.
-const minParallelDecode = 2
+// minParallelDecode is the fewest cores for which Run decodes in parallel,
+// maxDecoders the most decoding goroutines, and freeChunks the room for
+// spare chunks (read's free channel).
+const (
+	minParallelDecode = 2
+	maxDecoders       = 8
+	freeChunks        = 128
+)
 
 // parLines is what the splitter hands a decoder for one chunk: the lines,
 // back to back in buf, ending at ends[i] (-1: a line longer than
@@ -48,10 +54,19 @@ func (p *parLines) reset() {
 // (see above); they send the chunks, in order, on out, take spare chunks
 // from free, close out when done or stopped, and close done once all have
 // ended.
-func (e *engine) parallelRead(js *jsonlSource, out chan<- *chunk, free <-chan *chunk, stop <-chan struct{}, done chan<- struct{}) {
-	workers := runtime.GOMAXPROCS(0)
+func (e *engine) parallelRead(js *jsonlSource, out chan *chunk, free chan *chunk, stop <-chan struct{}, done chan<- struct{}) {
+	workers := min(runtime.GOMAXPROCS(0), maxDecoders)
 	jobs := make(chan *chunk, 2*workers)
 	order := make(chan *chunk, 4*workers)
+	// Every chunk is in one place at a time: being split, in jobs, being
+	// decoded, in order, being sequenced, in out, being aggregated, or in
+	// free; so maxChunks, at least all those places hold, bounds the
+	// memory, and each chunk comes back through free (which has room for
+	// them all, so the aggregating goroutine never drops one).
+	maxChunks := cap(jobs) + workers + cap(order) + 1 + cap(out) + 2
+	if maxChunks > cap(free) {
+		panic("audit: free has no room for every chunk")
+	}
 	var wg sync.WaitGroup
 	wg.Add(2 + workers)
 	go func() {
@@ -64,16 +79,26 @@ func (e *engine) parallelRead(js *jsonlSource, out chan<- *chunk, free <-chan *c
 		defer close(order)
 		defer close(jobs)
 		lr := js.lr
+		made := 0 // chunks allocated: at most maxChunks, then reused
 		for {
 			var c *chunk
 			select {
 			case <-stop:
 				return
 			case c = <-free:
-				c.items, c.ids = c.items[:0], c.ids[:0]
 			default:
-				c = &chunk{items: make([]readItem, 0, chunkSize), lines: &parLines{}}
+				if made < maxChunks {
+					made++
+					c = &chunk{items: make([]readItem, 0, chunkSize), lines: &parLines{}}
+					break
+				}
+				select {
+				case <-stop:
+					return
+				case c = <-free:
+				}
 			}
+			c.items, c.ids = c.items[:0], c.ids[:0]
 			c.final = nil
 			p := c.lines
 			p.reset()
