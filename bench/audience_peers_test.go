@@ -143,6 +143,24 @@ func rawCount(pq *peerQuery) uint64 {
 	return r.GetCardinality()
 }
 
+// peerLayout logs what a count of pq has to read: each tag's users and
+// roaring containers, and the same for its eligible bitmap (the tag less
+// the query's exclusions, as the index derives it), with the bytes a
+// roaring count and a word-by-word count would touch.
+func peerLayout(pq *peerQuery) {
+	ex := roaring.FastOr(pq.exclBM...)
+	desc := func(b *roaring.Bitmap) string {
+		st := b.Stats()
+		return fmt.Sprintf("%d users, %d containers (%d array %d B, %d bitmap %d B, %d run %d B)",
+			st.Cardinality, st.Containers, st.ArrayContainers, st.ArrayContainerBytes,
+			st.BitmapContainers, st.BitmapContainerBytes, st.RunContainers, st.RunContainerBytes)
+	}
+	for i, b := range pq.andBM {
+		fmt.Printf("%s: tag %s: %s; eligible: %s\n", pq.q.name, pq.and[i], desc(b), desc(roaring.AndNot(b, ex)))
+	}
+	fmt.Printf("%s: exclusion: %s; a dense form of numbers 0..%d is %d B\n", pq.q.name, desc(ex), ex.Maximum(), 8*ex.DenseSize())
+}
+
 // peerRedisKey is the key of a set name's bitmap under prefix.
 func peerRedisKey(prefix, name string) string { return audKey(prefix, "bm:"+name) }
 
@@ -378,9 +396,13 @@ func BenchmarkAudiencePeers10M(b *testing.B) {
 	b.Logf("Redis bitmaps: %d bits set with pipelined SETBIT in %.1fs (%.0f/s), Redis memory +%.1f MB",
 		bits, took.Seconds(), float64(bits)/took.Seconds(), float64(mem)/1e6)
 	for _, pq := range s.qs {
+		peerLayout(pq)
 		peerCounts(ctx, b, c, s, pq)
 		peerPages(ctx, b, c, s, pq)
 	}
+	ds := d.x.DerivedStats()
+	fmt.Printf("derived bitmaps after the checks: %+v (%.0f dense bytes per million users per dense form)\n",
+		ds, float64(ds.DenseBytes)/float64(max(ds.Dense, 1))/(float64(n)/1e6))
 	for _, pq := range s.qs {
 		q := pq.q
 		g := "peers_" + size + "_" + pq.class

@@ -116,10 +116,12 @@ func (x *Index) audienceOK(channel string) error {
 }
 
 // Count is Audience(...).Count() without building the audience: a
-// conjunction of tags and plain facts (say t1 & t2 &
-// !consent:personalization_off) is counted with one AndCardinality of the
-// smallest operand's eligible bitmap (see derived.go) and the next one,
-// building no bitmap; any other segment is evaluated as Audience does.
+// conjunction of plain facts with one or two positive facts and no
+// negation but those every audience of the channel leaves out anyway (say
+// t1 & t2 & !consent:personalization_off, targeted) is counted from the
+// positive facts' eligible bitmaps (derived.go) and their dense forms
+// (dense.go), building no bitmap (countPair); any other segment is
+// evaluated as Audience does.
 func (x *Index) Count(seg *tags.Segment, channel string, targeted bool) (uint64, error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -139,13 +141,98 @@ func (x *Index) Count(seg *tags.Segment, channel string, targeted bool) (uint64,
 		return 0, nil
 	}
 	if len(p.neg) == 0 && len(p.pos) <= 2 {
-		e := x.eligibleFor(p.pos[0], v)
 		if len(p.pos) == 1 {
-			return e.GetCardinality(), nil
+			return x.eligibleFor(p.pos[0], v).GetCardinality(), nil
 		}
-		return e.AndCardinality(x.get(p.pos[1])), nil
+		return x.countPair(p.pos[0], p.pos[1], v), nil
 	}
 	return x.materialize(&p, v).GetCardinality(), nil
+}
+
+// Relative costs of counting two eligible bitmaps, per unit, measured on
+// 10M users (bench.BenchmarkAudiencePeers10M): a word of a word-by-word
+// count of two dense forms (0.8 ns); a value of an array container tested
+// against a bitmap container by roaring (0.75 ns); a value tested against
+// a dense form (1.7 ns, roaring's iterator included); a value of two array
+// containers merged by roaring (2 ns).
+const (
+	costWord       = 8
+	costArrayProbe = 8
+	costDenseProbe = 17
+	costMerge      = 20
+)
+
+// How countPair counts two eligible bitmaps.
+const (
+	pairRoaring = iota // roaring's AndCardinality
+	pairWords          // both dense forms, word by word
+	pairProbe          // the smaller's values against the larger's dense form
+)
+
+// countPair returns the number of users of facts a and b less the
+// exclusion of v: |eligible(a) ∩ eligible(b)|, both eligible bitmaps
+// having v's exclusion taken out. Roaring counts two bitmaps of bitmap
+// containers word by word (with vector instructions), an array container
+// against a bitmap container value by value, and two array containers by
+// merging them; when the bitmaps are dense enough to keep dense forms
+// (dense.go), a word-by-word count of those or testing the smaller's
+// values against the larger's dense form is used instead where it costs
+// less (costWord etc.).
+func (x *Index) countPair(a, b string, v variant) uint64 {
+	d := &x.dv
+	d.mu.Lock()
+	ea, eb := x.eligibleLocked(a, v), x.eligibleLocked(b, v)
+	ca, cb := ea.bm.GetCardinality(), eb.bm.GetCardinality()
+	if cb < ca {
+		ea, eb, ca, cb = eb, ea, cb, ca
+	}
+	// ea is the smaller. Readers never modify the bitmaps (writers hold
+	// the write lock), so they are read outside d.mu; the entries' dense
+	// fields are not (another reader may drop or build one).
+	ba, bb := ea.bm, eb.bm
+	how := pairRoaring
+	if ca > 0 && !bitmapContainers(ba, ca) {
+		words := uint64(bb.Maximum())/64 + 1
+		best := (ca + cb) * costMerge
+		if bitmapContainers(bb, cb) {
+			best = ca * costArrayProbe
+		}
+		if wantDense(ba) && words*costWord < best {
+			how, best = pairWords, words*costWord
+		}
+		if wantDense(bb) && ca*costDenseProbe < best {
+			how = pairProbe
+		}
+	}
+	var da, db []uint64
+	switch how {
+	case pairWords:
+		da, db = x.denseLocked(ea), x.denseLocked(eb)
+		if da == nil || db == nil {
+			how = pairRoaring
+		}
+	case pairProbe:
+		if db = x.denseLocked(eb); db == nil {
+			how = pairRoaring
+		}
+	}
+	x.dcount.pairs[how]++
+	d.mu.Unlock()
+	switch how {
+	case pairWords:
+		return andCount(da, db)
+	case pairProbe:
+		return probeCount(db, ba)
+	}
+	return ba.AndCardinality(bb)
+}
+
+// bitmapContainers reports whether roaring holds b (of card users) mostly
+// as bitmap containers: more than 4,096 users per 65,536 numbers between
+// its smallest and largest.
+func bitmapContainers(b *roaring.Bitmap, card uint64) bool {
+	chunks := uint64(b.Maximum()>>16) - uint64(b.Minimum()>>16) + 1
+	return card > 4096*chunks
 }
 
 // plan is a segment that is a conjunction of plain facts: the users of

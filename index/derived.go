@@ -19,8 +19,9 @@ import (
 // so the index keeps it as one derived bitmap per pair (excluded), and,
 // for the facts audiences start from (the smallest positive operand of a
 // conjunction, usually a tag), the fact's users minus that exclusion
-// (eligible), so a two-tag count is one AndCardinality, with no bitmap
-// built.
+// (eligible), so a two-tag count is one intersection count of two
+// eligible bitmaps, with no bitmap built (countPair). An eligible bitmap
+// dense enough also keeps a dense form (dense.go) for that count.
 //
 // Derived bitmaps are built the first time an audience needs them and kept
 // current as the index changes: every write that changes the facts of a
@@ -51,13 +52,15 @@ type derivedKey struct {
 }
 
 type eligibleEntry struct {
-	bm   *roaring.Bitmap
-	used uint64 // derived.clock at the last use
+	bm *roaring.Bitmap
+	// dense is bm's dense form (dense.go), or nil.
+	dense []uint64
+	used  uint64 // derived.clock at the last use
 }
 
 // maxEligible bounds the eligible bitmaps kept (least recently used goes
-// first): each costs at most its fact's bitmap and costs every change
-// (touch) a lookup.
+// first): each costs at most its fact's bitmap (and its dense form, if it
+// has one: see maxDense) and costs every change (touch) a lookup.
 const maxEligible = 32
 
 // maxTouched is how many numbers one write may touch before the derived
@@ -78,6 +81,8 @@ type derived struct {
 // derivedCounters count what the derived bitmaps did (tests read them).
 type derivedCounters struct {
 	builds, drops, updates uint64
+	denseBuilds            uint64
+	pairs                  [3]uint64 // two-fact counts by how (countPair)
 }
 
 // touch records that the facts of number num changed in this write.
@@ -140,8 +145,12 @@ func (x *Index) syncDerived() {
 		for k, e := range d.eligible {
 			if x.get(k.fact).Contains(num) && !d.excluded[k.v].Contains(num) {
 				e.bm.Add(num)
+				if e.dense != nil {
+					e.dense = denseSet(e.dense, num)
+				}
 			} else {
 				e.bm.Remove(num)
+				denseClear(e.dense, num)
 			}
 		}
 	}
@@ -220,11 +229,18 @@ func (x *Index) eligibleFor(fact string, v variant) *roaring.Bitmap {
 	d := &x.dv
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return x.eligibleLocked(fact, v).bm
+}
+
+// eligibleLocked returns the eligible entry of fact and v, building it if
+// needed. Call it under d.mu.
+func (x *Index) eligibleLocked(fact string, v variant) *eligibleEntry {
+	d := &x.dv
 	d.clock++
 	k := derivedKey{fact, v}
 	if e := d.eligible[k]; e != nil {
 		e.used = d.clock
-		return e.bm
+		return e
 	}
 	ex := x.excludedLocked(v)
 	if d.eligible == nil {
@@ -240,8 +256,70 @@ func (x *Index) eligibleFor(fact string, v variant) *roaring.Bitmap {
 		}
 		delete(d.eligible, oldest)
 	}
-	b := roaring.AndNot(x.get(fact), ex)
-	d.eligible[k] = &eligibleEntry{bm: b, used: d.clock}
+	e := &eligibleEntry{bm: roaring.AndNot(x.get(fact), ex), used: d.clock}
+	d.eligible[k] = e
 	x.dcount.builds++
-	return b
+	return e
+}
+
+// denseLocked returns e's dense form, building it if e is dense enough
+// (wantDense) and has none, or nil. At most maxDense entries keep one: the
+// least recently used other entry's goes first. Call it under d.mu.
+func (x *Index) denseLocked(e *eligibleEntry) []uint64 {
+	if e.dense != nil || !wantDense(e.bm) {
+		return e.dense
+	}
+	d := &x.dv
+	n := 0
+	var oldest *eligibleEntry
+	for _, o := range d.eligible {
+		if o.dense == nil {
+			continue
+		}
+		n++
+		if oldest == nil || o.used < oldest.used {
+			oldest = o
+		}
+	}
+	if n >= maxDense {
+		oldest.dense = nil
+	}
+	e.dense = newDense(e.bm)
+	x.dcount.denseBuilds++
+	return e.dense
+}
+
+// DerivedStats describes the derived bitmaps an index keeps (derived.go,
+// dense.go): they are built by audiences and counts, kept current by
+// writes and dropped by settings changes and bulk changes.
+type DerivedStats struct {
+	Exclusions int // exclusion bitmaps, one per (channel, personal) pair
+	Eligible   int // eligible bitmaps, at most maxEligible (32)
+	Dense      int // dense forms of eligible bitmaps, at most maxDense (16)
+	// RoaringBytes is the roaring bitmaps' size (GetSizeInBytes), and
+	// DenseBytes the dense forms' (8 bytes a word allocated).
+	RoaringBytes, DenseBytes uint64
+}
+
+// DerivedStats returns what derived bitmaps the index keeps now.
+func (x *Index) DerivedStats() DerivedStats {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	d := &x.dv
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var s DerivedStats
+	s.Exclusions = len(d.excluded)
+	for _, b := range d.excluded {
+		s.RoaringBytes += b.GetSizeInBytes()
+	}
+	s.Eligible = len(d.eligible)
+	for _, e := range d.eligible {
+		s.RoaringBytes += e.bm.GetSizeInBytes()
+		if e.dense != nil {
+			s.Dense++
+			s.DenseBytes += 8 * uint64(cap(e.dense))
+		}
+	}
+	return s
 }

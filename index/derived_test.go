@@ -284,6 +284,11 @@ func checkDerived(t *testing.T, x *Index, what string) {
 		if fresh := roaring.AndNot(x.get(k.fact), ex); !e.bm.Equals(fresh) {
 			t.Fatalf("after %s: eligible %+v lags: %v, afresh %v", what, k, e.bm, fresh)
 		}
+		if e.dense != nil {
+			if got := roaring.FromDense(e.dense, true); !got.Equals(e.bm) {
+				t.Fatalf("after %s: the dense form of eligible %+v lags: %v, eligible %v", what, k, got, e.bm)
+			}
+		}
 	}
 }
 
@@ -302,8 +307,9 @@ func TestDerivedFollowEveryWrite(t *testing.T) {
 			what := m.step(t)
 			m.check(t, strconv.Itoa(i)+": "+what)
 		}
-		if m.x.dcount.updates == 0 || m.x.dcount.drops == 0 {
-			t.Fatalf("derived bitmaps never updated (%d) or dropped (%d): the test proves nothing", m.x.dcount.updates, m.x.dcount.drops)
+		if m.x.dcount.updates == 0 || m.x.dcount.drops == 0 || m.x.dcount.denseBuilds == 0 || m.x.dcount.pairs[pairWords] == 0 {
+			t.Fatalf("derived bitmaps never updated (%d) or dropped (%d), or no dense form built (%d) or counted (%d): the test proves nothing",
+				m.x.dcount.updates, m.x.dcount.drops, m.x.dcount.denseBuilds, m.x.dcount.pairs[pairWords])
 		}
 	}
 }
