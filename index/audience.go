@@ -220,7 +220,7 @@ func (x *Index) countPair(a, b string, v variant) uint64 {
 	d.mu.Unlock()
 	switch how {
 	case pairWords:
-		return andCount(da, db)
+		return andCountFast(da, db)
 	case pairProbe:
 		return probeCount(db, ba)
 	}
