@@ -108,6 +108,14 @@ func (e *engine) report() *Report {
 			note("Group %s has fewer than %s users and is suppressed: the report shows no figures for it and leaves it out of every comparison.", g.Name, findingCount(minSize))
 		}
 	}
+	// The same-item prices run beside the crude tests, the parity check
+	// and the strata (they share nothing but what is read only).
+	pricesDone := make(chan []PriceResult, 1)
+	if refOK {
+		go func() { pricesDone <- e.prices(suppressed) }()
+	} else {
+		pricesDone <- nil
+	}
 	if refOK {
 		ref := &e.groups[e.ref]
 		mo := e.clusterMoments()
@@ -123,14 +131,6 @@ func (e *engine) report() *Report {
 				}
 			}
 		}
-	}
-	// The same-item prices run beside the parity check and the strata
-	// (they share nothing but what is read only).
-	pricesDone := make(chan []PriceResult, 1)
-	if refOK {
-		go func() { pricesDone <- e.prices(suppressed) }()
-	} else {
-		pricesDone <- nil
 	}
 	// Parity.
 	if modeUsers[0] > 0 || modeUsers[1] > 0 {
