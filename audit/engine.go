@@ -620,7 +620,7 @@ func (e *engine) numberUsers(c *chunk) {
 
 // read consumes src, reading in a goroutine of its own.
 func (e *engine) read(src Source) error {
-	out := make(chan *chunk, 4)
+	out := make(chan *chunk, 16)
 	free := make(chan *chunk, freeChunks)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -768,8 +768,8 @@ const tailBatchLen = 512
 
 // startTail starts the tail goroutine.
 func (e *engine) startTail() {
-	e.tailCh = make(chan *tailBatch, 4)
-	e.tailFree = make(chan *tailBatch, 8)
+	e.tailCh = make(chan *tailBatch, 16)
+	e.tailFree = make(chan *tailBatch, 24)
 	e.tailDone = make(chan struct{})
 	e.tailCur = &tailBatch{items: make([]tailItem, 0, tailBatchLen)}
 	go func() {
