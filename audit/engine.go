@@ -624,7 +624,7 @@ func (e *engine) read(src Source) error {
 	free := make(chan *chunk, freeChunks)
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	if js, ok := src.(*jsonlSource); ok && runtime.GOMAXPROCS(0) >= minParallelDecode {
+	if js, ok := src.(*jsonlSource); ok && parallelReading && runtime.GOMAXPROCS(0) >= minParallelDecode {
 		e.parallelRead(js, out, free, stop, done)
 	} else {
 		go e.readOne(src, out, free, stop, done)

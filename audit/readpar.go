@@ -26,6 +26,10 @@ import (
 // (the same events, the same *LineErrors with the same line numbers, the
 // same final error after the last line), so the report is the same.
 
+// parallelReading lets Run decode a JSONL source in parallel (tests turn it
+// off to compare with the one-goroutine reader on the same cores).
+var parallelReading = true
+
 // minParallelDecode is the fewest cores for which Run decodes in parallel,
 // maxDecoders the most decoding goroutines, and freeChunks the room for
 // spare chunks (read's free channel).
