@@ -21,6 +21,11 @@ import (
 //     numbers their items and users (numberItem, numberUsers: the numbers
 //     depend on the order) and hands them to the aggregating goroutine.
 //
+// The chunks in flight are at most maxChunks (33 on two cores), each
+// holding at most chunkSize lines and chunkBytes bytes plus one line: a
+// file of lines near MaxLineBytes takes ~40 MiB of chunks, not 256 lines
+// of a megabyte each (TestParallelChunkBytesBounded).
+//
 // The chunks reach the aggregating goroutine in the order read, each
 // holding exactly the items the one-goroutine reader would have made
 // (the same events, the same *LineErrors with the same line numbers, the
@@ -37,6 +42,7 @@ const (
 	minParallelDecode = 2
 	maxDecoders       = 8
 	freeChunks        = 128
+	chunkBytes        = 256 << 10 // the most bytes of lines a chunk takes before the next line
 )
 
 // parLines is what the splitter hands a decoder for one chunk: the lines,
@@ -47,6 +53,33 @@ type parLines struct {
 	ends  []int32
 	lines []int64
 	ready chan struct{} // closed once the chunk's items are made
+}
+
+// fill reads lines from lr into p until p holds chunkSize lines or
+// chunkBytes bytes (so that the chunks in flight hold a bounded number of
+// bytes whatever the lines' length: at most chunkBytes plus one line of
+// MaxLineBytes each), or lr ends: it returns lr's error then (io.EOF at
+// the end). Blank lines are skipped (their numbers still counted); a line
+// over MaxLineBytes is kept as a -1 end.
+func (p *parLines) fill(lr *lineReader) error {
+	for len(p.ends) < chunkSize && len(p.buf) < chunkBytes {
+		b, tooLong, err := lr.next()
+		if err != nil {
+			return err
+		}
+		if tooLong {
+			p.ends = append(p.ends, -1)
+			p.lines = append(p.lines, lr.line)
+			continue
+		}
+		if blankLine(b) {
+			continue
+		}
+		p.buf = append(p.buf, b...)
+		p.ends = append(p.ends, int32(len(p.buf)))
+		p.lines = append(p.lines, lr.line)
+	}
+	return nil
 }
 
 func (p *parLines) reset() {
@@ -106,24 +139,9 @@ func (e *engine) parallelRead(js *jsonlSource, out chan *chunk, free chan *chunk
 			c.final = nil
 			p := c.lines
 			p.reset()
-			for len(p.ends) < chunkSize {
-				b, tooLong, err := lr.next()
-				if err != nil {
-					js.err = err
-					c.final = err
-					break
-				}
-				if tooLong {
-					p.ends = append(p.ends, -1)
-					p.lines = append(p.lines, lr.line)
-					continue
-				}
-				if blankLine(b) {
-					continue
-				}
-				p.buf = append(p.buf, b...)
-				p.ends = append(p.ends, int32(len(p.buf)))
-				p.lines = append(p.lines, lr.line)
+			if err := p.fill(lr); err != nil {
+				js.err = err
+				c.final = err
 			}
 			select {
 			case jobs <- c:

@@ -215,3 +215,69 @@ func FuzzParallelRead(f *testing.F) {
 		}
 	})
 }
+
+// genLines is a reader of n lines of size bytes each ("x"s), made as read.
+type genLines struct {
+	n, size, line, off int
+}
+
+func (g *genLines) Read(p []byte) (int, error) {
+	k := 0
+	for k < len(p) {
+		if g.line == g.n {
+			if k == 0 {
+				return 0, io.EOF
+			}
+			break
+		}
+		if g.off == g.size {
+			p[k] = '\n'
+			k++
+			g.line, g.off = g.line+1, 0
+			continue
+		}
+		m := min(len(p)-k, g.size-g.off)
+		for i := range m {
+			p[k+i] = 'x'
+		}
+		k, g.off = k+m, g.off+m
+	}
+	return k, nil
+}
+
+// A chunk of the parallel reader holds at most chunkBytes plus one line,
+// however long the lines (up to MaxLineBytes): the chunks in flight (at
+// most maxChunks) bound the memory the reading takes. Every line is kept,
+// with its number, and an over-long one as -1.
+func TestParallelChunkBytesBounded(t *testing.T) {
+	for _, size := range []int{100, 200 << 10, MaxLineBytes - 1, MaxLineBytes + 10} {
+		lr := newLineReader(&genLines{n: 40, size: size})
+		var p parLines
+		lines := 0
+		for {
+			p.reset()
+			err := p.fill(lr)
+			if len(p.buf) > chunkBytes+MaxLineBytes || len(p.ends) > chunkSize {
+				t.Fatalf("lines of %d bytes: a chunk of %d bytes, %d lines", size, len(p.buf), len(p.ends))
+			}
+			for i, end := range p.ends {
+				lines++
+				if p.lines[i] != int64(lines) {
+					t.Fatalf("lines of %d bytes: line %d numbered %d", size, lines, p.lines[i])
+				}
+				if (end < 0) != (size > MaxLineBytes) {
+					t.Fatalf("lines of %d bytes: end %d", size, end)
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if lines != 40 {
+			t.Fatalf("lines of %d bytes: %d lines read, want 40", size, lines)
+		}
+	}
+}
