@@ -7,7 +7,7 @@
 // scheduler's processors stood idle in each (runtime/metrics
 // /cpu/classes/idle:cpu-seconds: time a core could have worked and had
 // nothing to run). With -cpuprofile it writes a CPU profile; with -json
-// the report.
+// the report, with -memprofile an allocation profile.
 //
 //	go run ./bench/cmd/auditprof -dir /tmp/auditdata
 package main
@@ -46,6 +46,7 @@ func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "recguard-auditdata"), "where the synthetic files are (written when missing)")
 	prof := flag.String("cpuprofile", "", "write a CPU profile here")
 	out := flag.String("json", "", "write the report as JSON here")
+	memprof := flag.String("memprofile", "", "write an allocation profile here")
 	flag.Parse()
 	// The configuration of bench.BenchmarkAudit10M.
 	cfg := audit.SynthConfig{Seed: 0xa0d17, Users: 500_000, Events: 10_000_000, Items: 2_000, Groups: 8,
@@ -112,6 +113,18 @@ func main() {
 	fmt.Printf("audit %.2fs, %.2f CPU-s (users file %.2fs)\n", wall.Seconds(), total.Seconds(), usersDone.Seconds())
 	fmt.Printf("reading: %.2fs, %.2f CPU-s, idle %.2f core-s\n", last.Sub(start).Seconds(), (lastCPU - c0).Seconds(), lastIdle-i0)
 	fmt.Printf("after:   %.2fs, %.2f CPU-s, idle %.2f core-s\n", time.Since(last).Seconds(), (cpu() - lastCPU).Seconds(), idle()-lastIdle)
+	if *memprof != "" {
+		w, err := os.Create(*memprof)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(w, 0); err != nil {
+			log.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if *out != "" {
 		w, err := os.Create(*out)
 		if err != nil {
