@@ -45,20 +45,6 @@ func Excluded(rec *consent.Record) bool {
 }
 
 // fileFacts is a users file held in memory.
-type fileFacts map[string][]string
-
-func (f fileFacts) Facts(ctx context.Context, ids []string) (map[string][]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := make(map[string][]string, len(ids))
-	for _, id := range ids {
-		if fs, ok := f[id]; ok {
-			out[id] = fs
-		}
-	}
-	return out, nil
-}
 
 type userLine struct {
 	ID    string   `json:"id"`
@@ -75,12 +61,14 @@ type userLine struct {
 // r only. The facts are held in memory.
 func UsersFile(r io.Reader, name string) (UserFacts, []LineProblem, error) {
 	lr := newLineReader(r)
-	facts := fileFacts{}
+	facts := newFileFacts()
 	known := map[string]parsedFact{} // fact as written -> parsed, canonical
 	var probs []LineProblem
+	var fs []string // the facts of the line
 	for {
 		b, tooLong, err := lr.next()
 		if err == io.EOF {
+			facts.done()
 			return facts, probs, nil
 		}
 		if err != nil {
@@ -114,11 +102,11 @@ func UsersFile(r io.Reader, name string) (UserFacts, []LineProblem, error) {
 			problem("missing id")
 			continue
 		}
-		if _, dup := facts[u.ID]; dup {
+		if facts.has(u.ID) {
 			problem(fmt.Sprintf("user %q already listed", clipText(u.ID)))
 			continue
 		}
-		fs := make([]string, 0, len(u.Tags)+len(u.Flags))
+		fs = fs[:0] // add copies them
 		bad := ""
 		lookup := func(s string) parsedFact {
 			pf, ok := known[s]
@@ -153,7 +141,7 @@ func UsersFile(r io.Reader, name string) (UserFacts, []LineProblem, error) {
 			problem(bad)
 			continue
 		}
-		facts[u.ID] = fs
+		facts.add(u.ID, fs)
 	}
 }
 

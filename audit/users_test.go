@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"reflect"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -241,4 +244,74 @@ func FuzzDecodeUserLine(f *testing.F) {
 		f.Add([]byte(l))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { checkUserLine(t, line) })
+}
+
+// The users file's facts, for many users (the table grows many times):
+// each user's facts as written in the file (canonical), unknown users
+// absent, a repeated user refused and the first kept, and no object per
+// user left for the garbage collector (IDs and facts are held in slices
+// of bytes and numbers).
+func TestUsersFileManyUsers(t *testing.T) {
+	const n = 50_000
+	var b strings.Builder
+	want := map[string][]string{}
+	for i := range n {
+		id := fmt.Sprintf("user-%d", i)
+		var fs []string
+		switch i % 4 {
+		case 1:
+			fs = []string{"loyalty:gold"}
+		case 2:
+			fs = []string{"region:r" + strconv.Itoa(i%7), "loyalty:new"}
+		case 3:
+			fs = []string{"loyalty:vip", "consent:personalization_off", "refused:sms"}
+		}
+		tagsPart, flags := []string{}, []string{}
+		for _, f := range fs {
+			if strings.HasPrefix(f, "consent:") || strings.HasPrefix(f, "refused:") {
+				flags = append(flags, f)
+			} else {
+				tagsPart = append(tagsPart, f)
+			}
+		}
+		tj, _ := json.Marshal(tagsPart)
+		fj, _ := json.Marshal(flags)
+		fmt.Fprintf(&b, "{\"id\":%q,\"tags\":%s,\"flags\":%s}\n", id, tj, fj)
+		want[id] = append(tagsPart, flags...)
+	}
+	b.WriteString(`{"id":"user-7","tags":["loyalty:other"]}` + "\n") // repeated: refused
+	data := b.String()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	uf, probs, err := UsersFile(strings.NewReader(data), "users.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if len(probs) != 1 || probs[0].Line != n+1 || !strings.Contains(probs[0].Reason, "already listed") {
+		t.Fatalf("problems %+v", probs)
+	}
+	if objs := int64(after.HeapObjects) - int64(before.HeapObjects); objs > 1000 {
+		t.Errorf("%d objects left on the heap for %d users", objs, n)
+	}
+	ids := make([]string, 0, n+2)
+	for id := range want {
+		ids = append(ids, id)
+	}
+	ids = append(ids, "user-unknown", "user-50000")
+	got, err := uf.Facts(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d users with facts, want %d", len(got), n)
+	}
+	for id, fs := range want {
+		if g, ok := got[id]; !ok || !slices.Equal(g, fs) {
+			t.Fatalf("%s: %v, want %v", id, g, fs)
+		}
+	}
+	runtime.KeepAlive(uf)
 }
