@@ -906,6 +906,24 @@ func (t *userTable) number(h1 uint64, h2 uint32) (int32, bool) {
 	}
 }
 
+// lookup returns the number of the user with hashes h1 and h2, if
+// numbered.
+func (t *userTable) lookup(h1 uint64, h2 uint32) (int32, bool) {
+	if len(t.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h1 & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.num == 0 {
+			return 0, false
+		}
+		if sl.h1 == h1 && sl.h2 == h2 {
+			return int32(sl.num - 1), true
+		}
+	}
+}
+
 func (t *userTable) grow() {
 	old := t.slots
 	t.slots = make([]userSlot, max(1<<12, 2*len(old)))

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"fmt"
 	"runtime"
 	"sync"
 )
@@ -205,22 +204,14 @@ func (e *engine) decodeChunk(name string, dec *fastDecoder, c *chunk) {
 	start := int32(0)
 	for k, end := range p.ends {
 		if end < 0 {
-			c.items = append(c.items, readItem{err: &LineError{File: name, Line: p.lines[k], Reason: fmt.Sprintf("line longer than %d bytes", MaxLineBytes)}})
+			c.items = append(c.items, readItem{err: &LineError{File: name, Line: p.lines[k], Reason: tooLongReason}})
 			continue
 		}
 		b := p.buf[start:end]
 		start = end
 		c.items = append(c.items, readItem{})
 		it := &c.items[len(c.items)-1]
-		ev := &it.ev
-		if !dec.decode(b, ev) {
-			*ev = Event{}
-			if err := decodeJSONEvent(b, ev); err != nil {
-				*it = readItem{err: &LineError{File: name, Line: p.lines[k], Reason: err.Error()}}
-				continue
-			}
-		}
-		if reason := validateEvent(ev); reason != "" {
+		if reason := decodeLine(dec, b, &it.ev); reason != "" {
 			*it = readItem{err: &LineError{File: name, Line: p.lines[k], Reason: reason}}
 			continue
 		}

@@ -287,24 +287,34 @@ func (s *jsonlSource) Next() (Event, error) {
 			return Event{}, err
 		}
 		if tooLong {
-			return Event{}, s.lineErr(fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
+			return Event{}, s.lineErr(tooLongReason)
 		}
 		if blankLine(b) {
 			continue
 		}
 		ev := &s.ev
 		*ev = Event{}
-		if !s.dec.decode(b, ev) {
-			*ev = Event{}
-			if err := decodeJSONEvent(b, ev); err != nil {
-				return Event{}, s.lineErr(err.Error())
-			}
-		}
-		if reason := validateEvent(ev); reason != "" {
+		if reason := decodeLine(s.dec, b, ev); reason != "" {
 			return Event{}, s.lineErr(reason)
 		}
 		return *ev, nil
 	}
+}
+
+// tooLongReason is the LineError reason of a line over MaxLineBytes.
+var tooLongReason = fmt.Sprintf("line longer than %d bytes", MaxLineBytes)
+
+// decodeLine decodes event line b into ev (zero) with dec, or encoding/json
+// where dec leaves it, and validates it: the reason the line is malformed,
+// or "".
+func decodeLine(dec *fastDecoder, b []byte, ev *Event) string {
+	if !dec.decode(b, ev) {
+		*ev = Event{}
+		if err := decodeJSONEvent(b, ev); err != nil {
+			return err.Error()
+		}
+	}
+	return validateEvent(ev)
 }
 
 func (s *jsonlSource) lineErr(reason string) *LineError {

@@ -78,7 +78,7 @@ func UsersFile(r io.Reader, name string) (UserFacts, []LineProblem, error) {
 			probs = append(probs, LineProblem{File: name, Line: lr.line, Reason: reason})
 		}
 		if tooLong {
-			problem(fmt.Sprintf("line longer than %d bytes", MaxLineBytes))
+			problem(tooLongReason)
 			continue
 		}
 		if blankLine(b) {
