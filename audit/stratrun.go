@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+
+	"github.com/recguard/recguard/internal/prefetch"
 )
 
 // The stratified comparisons' computation (see stratify.go for the
@@ -331,7 +333,6 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 	slot := func(s int32, g int) int {
 		return int(off[s]) + bits.OnesCount64(present[s]&(1<<g-1))
 	}
-	var sink float64 // loads that touch memory ahead of its use
 	// Each user's influence on D and on B, the sides they are on and their
 	// observations there, summed in the user's entry of per (by side, then
 	// metric: an observation's metrics are next to each other) and folded
@@ -390,34 +391,43 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 			}
 		}
 	}
+	var pf prefetch.Batch
 	each(func(bt *obsBatch) {
+		// The lines each observation will touch, requested a few
+		// observations ahead of their use.
+		pf.Reset()
 		for i, s := range bt.stratum {
 			m := present[s]
 			sides := bt.sides[i] & m
-			if sides == 0 {
-				continue
-			}
-			if sides&refBit != 0 {
-				// The reference's side reads every compared side's
-				// coefficients in the stratum: one run of slots.
-				lo, hi := int(off[s])*J, int(off[s+1])*J
-				for q := lo; q < hi; q += 4 {
-					sink += coR[q].kR
+			if sides != 0 {
+				if sides&refBit != 0 {
+					// The reference's side reads every compared side's
+					// coefficients in the stratum: one run of slots.
+					lo, hi := int(off[s])*J, int(off[s+1])*J
+					for q := lo; q < hi; q += 4 {
+						pf.Add(prefetch.Addr(&coR[q]))
+					}
+					rs := slot(s, p.ref) * J
+					pf.Add(prefetch.Addr(&coR[hi-1]))
+					pf.Add(prefetch.Addr(&coA[rs]))
+					pf.Add(prefetch.Addr(&coA[rs+J-1]))
 				}
-				rs := slot(s, p.ref) * J
-				sink += coR[hi-1].kR + coA[rs].cA + coA[rs+J-1].cA
+				for b := sides &^ refBit; b != 0; b &= b - 1 {
+					gs := slot(s, bits.TrailingZeros64(b)) * J
+					pf.Add(prefetch.Addr(&coA[gs]))
+					pf.Add(prefetch.Addr(&coA[gs+J-1]))
+				}
+				if !blocks {
+					// The user's entry, at a random place.
+					u := int(bt.user[i]) * K
+					pf.Add(prefetch.Addr(&per[u]))
+					pf.Add(prefetch.Addr(&per[u+K-1]))
+				}
 			}
-			for b := sides &^ refBit; b != 0; b &= b - 1 {
-				gs := slot(s, bits.TrailingZeros64(b)) * J
-				sink += coA[gs].kA + coA[gs+J-1].kA
-			}
-			if !blocks {
-				// The user's entry, at a random place.
-				u := int(bt.user[i]) * K
-				sink += per[u].d + per[u+K-1].d
-			}
+			pf.End()
 		}
 		for i, stratum := range bt.stratum {
+			pf.Ahead(i)
 			m := present[stratum]
 			sides := bt.sides[i]
 			if m == 0 || sides&m == 0 {
@@ -470,7 +480,6 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 			}
 		}
 	})
-	runtime.KeepAlive(sink)
 	foldWindow()
 	out := make([][]stratCmp, J)
 	for j := range J {
