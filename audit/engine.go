@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/audit/stats"
+	"github.com/recguard/recguard/internal/prefetch"
 	"github.com/recguard/recguard/tags"
 )
 
@@ -318,6 +319,7 @@ type readerState struct {
 	users        userTable
 	seed1, seed2 maphash.Seed
 	items        map[string]int32
+	pf           prefetch.Batch // see numberUsers
 }
 
 type engine struct {
@@ -390,7 +392,7 @@ type engine struct {
 	firstCap   int32 // capacity of a cell's first block
 	leftOut    int64
 
-	sink                                    uint8 // see touchUsers
+	pf                                      prefetch.Batch // see touchUsers
 	events, used, skipped, outside, noGroup int64
 	excluded                                int64 // events of excluded users
 	problems                                []LineProblem
@@ -605,7 +607,20 @@ func (e *engine) numberItem(it *readItem, item string) {
 }
 
 func (e *engine) numberUsers(c *chunk) {
+	// The table's slots are at random places: request each item's a few
+	// items ahead (a slot taken by a growth of the table is only a wasted
+	// request).
+	pf, t := &e.rd.pf, &e.rd.users
+	pf.Reset()
+	mask := uint64(len(t.slots) - 1)
 	for i := range c.items {
+		if it := &c.items[i]; it.err == nil && it.inWindow && len(t.slots) > 0 {
+			pf.Add(prefetch.Addr(&t.slots[it.h1&mask]))
+		}
+		pf.End()
+	}
+	for i := range c.items {
+		pf.Ahead(i)
 		it := &c.items[i]
 		if it.err != nil || !it.inWindow {
 			continue
@@ -703,6 +718,7 @@ func (e *engine) aggregate(out <-chan *chunk, free chan<- *chunk, stop chan stru
 		}
 		e.touchUsers(c)
 		for i := range c.items {
+			e.pf.Ahead(i)
 			it := &c.items[i]
 			if it.err != nil {
 				if e.opts.Strict {
@@ -844,34 +860,31 @@ func (e *engine) userNum(id string) (n int32, new bool) {
 	return rd.users.number(maphash.String(rd.seed1, id), uint32(maphash.String(rd.seed2, id)))
 }
 
-// touchUsers reads the state of a chunk's users, and their sums per
-// metric and per mode, before the chunk is processed: the independent
-// loads overlap their cache misses, and processing then finds them in
-// cache.
+// touchUsers lists the lines of a chunk's users' state, and of their
+// sums per metric and per mode, that processing will touch (e.pf), so
+// that processing item i can request them a few items ahead.
 func (e *engine) touchUsers(c *chunk) {
-	var sink uint8
-	var fsink float64
+	pf := &e.pf
+	pf.Reset()
 	np, nm := 2*len(parityMetrics), len(e.metrics)
 	for i := range c.items {
 		it := &c.items[i]
-		if !it.inWindow {
-			continue
+		if it.inWindow {
+			u := int(it.user)
+			if u < len(e.ustate) {
+				pf.Add(prefetch.Addr(&e.ustate[u]))
+			}
+			// The user's sums, per mode and per metric.
+			if (u+1)*np <= len(e.upar) {
+				pf.Add(prefetch.Addr(&e.upar[u*np]))
+				pf.Add(prefetch.Addr(&e.upar[(u+1)*np-1]))
+			}
+			if nm > 0 && (u+1)*nm <= len(e.umet) {
+				pf.Add(prefetch.Addr(&e.umet[u*nm]))
+				pf.Add(prefetch.Addr(&e.umet[(u+1)*nm-1]))
+			}
 		}
-		u := int(it.user)
-		if u < len(e.ustate) {
-			sink += e.ustate[u].modes
-		}
-		// The user's sums, per mode and per metric.
-		if (u+1)*np <= len(e.upar) {
-			fsink += e.upar[u*np].n + e.upar[(u+1)*np-1].n
-		}
-		if nm > 0 && (u+1)*nm <= len(e.umet) {
-			fsink += e.umet[u*nm].n + e.umet[(u+1)*nm-1].n
-		}
-	}
-	e.sink += sink
-	if fsink < 0 {
-		e.sink++
+		pf.End()
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 
 	"github.com/recguard/recguard/internal/prefetch"
@@ -219,15 +218,19 @@ func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	slots := int(off[S])
 	type ny struct{ n, y float64 }
 	tot := make([]ny, slots*J) // per slot and metric: events, sum of values
-	var sink float64           // loads that touch memory ahead of its use
+	var pf prefetch.Batch      // the lines each observation will touch
 	each(func(bt *obsBatch) {
+		pf.Reset()
 		for i, s := range bt.stratum {
 			if m := present[s] & bt.sides[i]; m != 0 {
 				base := slot(s, bits.TrailingZeros64(m)) * J
-				sink += tot[base].n + tot[base+J-1].n
+				pf.Add(prefetch.Addr(&tot[base]))
+				pf.Add(prefetch.Addr(&tot[base+J-1]))
 			}
+			pf.End()
 		}
 		for i, stratum := range bt.stratum {
+			pf.Ahead(i)
 			m := present[stratum]
 			vals := bt.vals[i*J : (i+1)*J]
 			have := bt.have[i]
@@ -242,7 +245,6 @@ func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 			}
 		}
 	})
-	runtime.KeepAlive(sink)
 	aggs := make([]agg, J*ns)
 	shared := make([]int64, J*ns)
 	for s := range int32(S) {
