@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/recguard/recguard/audit"
+	"github.com/recguard/recguard/internal/prefetch"
 )
 
 // Audit benchmarks: 10 million synthetic events (audit.Synthesize, seed
@@ -26,7 +27,9 @@ import (
 // Group audit_10M: "audit" is the whole audit (reading the users file,
 // audit.Run over audit.ReadJSONL with the default metrics); the baseline
 // "decode_only" reads the same file into Events with audit.ReadJSONL and
-// does nothing else. The audit reports events/s and its peak heap
+// does nothing else; "audit_no_prefetch" is the audit with prefetch
+// instructions turned off (internal/prefetch.SetEnabled), to measure what
+// they give. The audit reports events/s and its peak heap
 // (runtime.MemStats.HeapInuse sampled every 100,000 events). Both report
 // cpu_s, the process's CPU time (user + system) per op: on a shared
 // machine wall time depends on what else runs, CPU time much less.
@@ -115,8 +118,8 @@ func BenchmarkAudit10M(b *testing.B) {
 		b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu_s")
 	})
 
-	b.Run("audit", func(b *testing.B) {
-		measure(b, "audit_10M", "audit", false)
+	runAudit := func(b *testing.B, name string) {
+		measure(b, "audit_10M", name, false)
 		// The heap in use is sampled as events are read and every 100 ms:
 		// the report's own work (strata, percentiles) runs after the last
 		// event is read.
@@ -190,6 +193,13 @@ func BenchmarkAudit10M(b *testing.B) {
 		b.ReportMetric(float64(peak)/(1<<20), "peak_heap_MiB")
 		b.ReportMetric(usersLoad.Seconds(), "users_load_s")
 		b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu_s")
+	}
+	b.Run("audit", func(b *testing.B) { runAudit(b, "audit") })
+	// The same audit with no prefetch instruction (internal/prefetch):
+	// what requesting lines ahead gives.
+	b.Run("audit_no_prefetch", func(b *testing.B) {
+		defer prefetch.SetEnabled(prefetch.SetEnabled(false))
+		runAudit(b, "audit_no_prefetch")
 	})
 
 	// The first decodeLines lines, in memory, for the decoder comparison.

@@ -20,17 +20,30 @@
 // Ahead(i), which keeps the lines of the next Distance items on their way.
 package prefetch
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // Distance is how many items ahead of the one in hand Ahead keeps
 // requested: enough to cover a memory access's latency with the work of
 // the items in between, few enough that the requests fit the CPU's miss
-// buffers (bench: BenchmarkPrefetchDistance).
+// buffers (16 took the least CPU of 8, 16, 32 and 64 in the 10M-event
+// audit, docs/results.md).
 const Distance = 16
 
 // issue prefetches the lines of the addresses (a variable so that tests
 // can see what is requested).
 var issue = addrs
+
+// off turns requests off (SetEnabled).
+var off atomic.Bool
+
+// SetEnabled turns prefetching on (the default) or off for the whole
+// process, and returns whether it was on: benchmarks measure what it
+// gives (bench.BenchmarkAudit10M/audit_no_prefetch). Off, Ahead requests
+// nothing and the work is the same.
+func SetEnabled(on bool) (was bool) { return !off.Swap(!on) }
 
 // Addr is p's address, for Batch.Add.
 func Addr[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
@@ -76,7 +89,7 @@ func (b *Batch) request(i int) {
 	if b.next > 0 {
 		lo = b.ends[b.next-1]
 	}
-	if hi := b.ends[to-1]; hi > lo {
+	if hi := b.ends[to-1]; hi > lo && !off.Load() {
 		issue(b.addrs[lo:hi])
 	}
 	b.next = to

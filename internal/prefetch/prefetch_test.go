@@ -77,3 +77,35 @@ func TestAddrsChangesNothing(t *testing.T) {
 	b.Ahead(1)
 	b.Ahead(5) // past the end
 }
+
+// TestSetEnabled: off, nothing is requested; on again, requests resume.
+func TestSetEnabled(t *testing.T) {
+	var n int
+	issue = func(a []uintptr) { n += len(a) }
+	defer func() { issue = addrs }()
+	var b Batch
+	fill := func() {
+		b.Reset()
+		for i := range 40 {
+			b.Add(uintptr(i + 1))
+			b.End()
+		}
+	}
+	if !SetEnabled(false) {
+		t.Fatal("prefetching was off by default")
+	}
+	fill()
+	for i := range 40 {
+		b.Ahead(i)
+	}
+	if was := SetEnabled(true); was || n != 0 {
+		t.Fatalf("off: was on %v, %d addresses requested", was, n)
+	}
+	fill()
+	for i := range 40 {
+		b.Ahead(i)
+	}
+	if n != 40 {
+		t.Fatalf("on again: %d addresses requested, want 40", n)
+	}
+}
