@@ -63,9 +63,9 @@ func growSums(s []ysum, want int) []ysum {
 	if cap(s) >= want {
 		return s[:want]
 	}
-	grown := make([]ysum, want, max(want, 2*cap(s)))
+	grown := zeroed[ysum](max(want, 2*cap(s)))
 	copy(grown, s)
-	return grown
+	return grown[:want]
 }
 
 // userSums records the values of one event of user ui, whose event counted

@@ -293,7 +293,7 @@ func (e *engine) cell(st *itemState, b int64) (int32, bool) {
 	c := e.nCells
 	e.nCells++
 	if int(c/arenaPage) == len(e.cellInfos) {
-		e.cellInfos = append(e.cellInfos, make([]cellInfo, arenaPage))
+		e.cellInfos = append(e.cellInfos, zeroed[cellInfo](arenaPage))
 	}
 	st.buckets = slices.Insert(st.buckets, i, b)
 	st.cells = slices.Insert(st.cells, i, c)
@@ -939,7 +939,7 @@ func (t *userTable) lookup(h1 uint64, h2 uint32) (int32, bool) {
 
 func (t *userTable) grow() {
 	old := t.slots
-	t.slots = make([]userSlot, max(1<<12, 2*len(old)))
+	t.slots = zeroed[userSlot](max(1<<12, 2*len(old)))
 	mask := uint64(len(t.slots) - 1)
 	for _, sl := range old {
 		if sl.num == 0 {
@@ -1244,7 +1244,7 @@ func (e *engine) allocBlock(n int32) int32 {
 		e.arenaFill = (e.arenaFill/arenaPage + 1) * arenaPage // never straddle
 	}
 	for int(e.arenaFill/arenaPage) >= len(e.arena) {
-		e.arena = append(e.arena, make([]priceAgg, arenaPage))
+		e.arena = append(e.arena, zeroed[priceAgg](arenaPage))
 	}
 	off := e.arenaFill
 	e.arenaFill += n

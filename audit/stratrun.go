@@ -195,7 +195,7 @@ func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	if p.present != nil {
 		present = slices.Clone(p.present)
 	} else {
-		present = make([]uint64, S)
+		present = zeroed[uint64](S)
 		each(func(b *obsBatch) {
 			for i, s := range b.stratum {
 				present[s] |= b.sides[i]
@@ -217,8 +217,8 @@ func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	}
 	slots := int(off[S])
 	type ny struct{ n, y float64 }
-	tot := make([]ny, slots*J) // per slot and metric: events, sum of values
-	var pf prefetch.Batch      // the lines each observation will touch
+	tot := zeroed[ny](slots * J) // per slot and metric: events, sum of values
+	var pf prefetch.Batch        // the lines each observation will touch
 	each(func(bt *obsBatch) {
 		pf.Reset()
 		for i, s := range bt.stratum {
@@ -374,7 +374,7 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 	if blocks {
 		window = 1 << userBlockShift
 	}
-	per := make([]infl, window*K)
+	per := zeroed[infl](window * K)
 	seen := make([]bool, window) // users of the window with an entry
 	base := int32(0)             // the window's first user
 	// foldWindow folds the window's users' entries, in user order, and
