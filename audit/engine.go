@@ -257,9 +257,10 @@ func (n *segNode) eval(b []uint64) bool {
 // arena, in group order, so an event touches one block whatever its
 // groups.
 type cellInfo struct {
-	mask uint64 // groups present
-	off  int32  // block offset in the arena
-	cap  int32  // block capacity (a power of two)
+	mask   uint64 // groups present
+	priced uint64 // groups with a positive price: userPrices' sides present
+	off    int32  // block offset in the arena
+	cap    int32  // block capacity (a power of two)
 }
 
 // itemState lists an item's cells, sorted by bucket. Events come roughly
@@ -1198,6 +1199,9 @@ func (e *engine) addPrice(ti *tailItem) {
 	p := ti.num[mfPrice-mfDiscount]
 	mask := ti.mask
 	e.userPrice(ti.user, mask, ti.xmask, c, p)
+	if p > 0 { // userPrice's observation: a price with a logarithm
+		ci.priced |= mask
+	}
 	for m := mask; m != 0; m &= m - 1 {
 		bit := m & -m
 		if ci.mask&bit == 0 {

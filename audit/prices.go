@@ -104,7 +104,12 @@ func (e *engine) userPrices(out []PriceResult) {
 			f(b)
 		}
 	}
-	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs})[0]
+	// The sides present in each cell, as the tail recorded them.
+	present := zeroed[uint64](int(e.nCells))
+	for c := range present {
+		present[c] = e.cellInfo(int32(c)).priced
+	}
+	cmps := e.stratRun(stratPass{n: ng, ref: e.ref, active: active, nStrata: int(e.nCells), obs: obs, present: present})[0]
 	for i := range out {
 		pr := &out[i]
 		c := cmps[index[pr.Group]]
