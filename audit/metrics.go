@@ -128,6 +128,7 @@ type dist struct {
 	ints   *[distInts]int64  // counts of the whole values 1 to distInts, with small
 	nInts  int               // values counted in ints
 	buf    []float64
+	keys   []uint64 // flush's scratch: buf's values as ordered integers
 	bufMax int       // the buffer's size before the next merge
 	vals   []float64 // sorted, distinct
 	cnts   []int64
@@ -209,7 +210,7 @@ func (d *dist) flush() {
 		return
 	}
 	b := d.buf
-	slices.Sort(b)
+	d.keys = sortFloats(b, d.keys)
 	// Count the buffer's distinct values missing from vals.
 	extra := 0
 	i := 0
@@ -337,4 +338,39 @@ func round3(v float64) float64 {
 		return v
 	}
 	return r
+}
+
+// sortFloats sorts b (no NaN) through keys, a scratch buffer it returns
+// (grown if need be): the values as integers in the same order (the float's
+// bits, with the sign's order turned over), sorted as integers, which
+// takes about half the time of sorting floats (no NaN to look out for).
+// -0 sorts just before +0 (equal as floats, so a merge counts them as one
+// value, as it does after slices.Sort).
+func sortFloats(b []float64, keys []uint64) []uint64 {
+	keys = slices.Grow(keys[:0], len(b))[:len(b)]
+	for i, v := range b {
+		keys[i] = ordered64(v)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		b[i] = unordered64(k)
+	}
+	return keys
+}
+
+// ordered64 maps a float64 to an integer with the same order (-0 just
+// below +0); unordered64 is its inverse.
+func ordered64(v float64) uint64 {
+	b := math.Float64bits(v)
+	if b&(1<<63) != 0 {
+		return ^b
+	}
+	return b | 1<<63
+}
+
+func unordered64(k uint64) float64 {
+	if k&(1<<63) != 0 {
+		return math.Float64frombits(k &^ (1 << 63))
+	}
+	return math.Float64frombits(^k)
 }
