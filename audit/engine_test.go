@@ -695,7 +695,7 @@ func TestDist(t *testing.T) {
 	}
 	d.add(1.0000004)
 	want[1]++
-	if got := d.counts(); !reflect.DeepEqual(got, want) {
+	if got := d.sample().Counts(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("counts differ: %d vs %d distinct", len(got), len(want))
 	}
 	if !slices.IsSorted(d.vals) {
@@ -709,7 +709,7 @@ func TestRebin(t *testing.T) {
 		a.add(Distribution, 1+float64(i)*1e-5)
 	}
 	a.add(Distribution, 1.23456)
-	c := a.dist.counts()
+	c := a.dist.sample().Counts()
 	if !a.dist.coarse || len(c) > 1000 {
 		t.Fatalf("coarse %v, %d distinct", a.dist.coarse, len(c))
 	}

@@ -92,7 +92,7 @@ type metricAcc struct {
 // median returns the distribution's median (computed once, after reading).
 func (a *metricAcc) median() float64 {
 	if !a.medOK {
-		a.med, a.medOK = stats.QuantilesOf(a.dist.counts(), []float64{0.5})[0], true
+		a.med, a.medOK = stats.QuantilesOfSorted(a.dist.sample(), []float64{0.5})[0], true
 	}
 	return a.med
 }
@@ -133,7 +133,8 @@ type dist struct {
 	vals   []float64 // sorted, distinct
 	cnts   []int64
 	coarse bool
-	final  stats.Counts
+	final  stats.Sorted // sample's, once made
+	made   bool
 }
 
 const (
@@ -284,30 +285,32 @@ func (d *dist) rebin() {
 	d.coarse = true
 }
 
-// counts returns the distribution as stats.Counts (built once, after
-// reading).
-func (d *dist) counts() stats.Counts {
-	if d.final == nil && d.buf == nil && (d.small != nil || d.ints != nil) {
-		if d.small == nil {
-			d.small = map[float64]int64{}
+// sample returns the distribution as a stats.Sorted (made once, after
+// reading): from the sorted distinct values when buffered, else from the
+// counts in place.
+func (d *dist) sample() stats.Sorted {
+	if d.made {
+		return d.final
+	}
+	d.made = true
+	if d.buf == nil && (d.small != nil || d.ints != nil) {
+		c := stats.Counts(d.small)
+		if c == nil {
+			c = stats.Counts{}
 		}
 		if d.ints != nil {
-			for i, c := range d.ints {
-				if c > 0 {
-					d.small[float64(i+1)] = c
+			for i, k := range d.ints {
+				if k > 0 {
+					c[float64(i+1)] = k
 				}
 			}
 		}
-		d.final, d.small, d.ints, d.nInts = stats.Counts(d.small), nil, nil, 0
+		d.final, d.small, d.ints, d.nInts = c.Sorted(), nil, nil, 0
+		return d.final
 	}
-	if d.final == nil {
-		d.flush()
-		d.final = make(stats.Counts, len(d.vals))
-		for i, v := range d.vals {
-			d.final[v] = d.cnts[i]
-		}
-		d.buf = nil
-	}
+	d.flush()
+	d.final = stats.SortedOf(d.vals, d.cnts)
+	d.buf, d.keys = nil, nil
 	return d.final
 }
 

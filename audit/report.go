@@ -291,7 +291,7 @@ func (e *engine) metricResult(m *metricDef, a *metricAcc) (MetricResult, bool) {
 		z := zQuantile(e.conf)
 		half := z * 0.5 / math.Sqrt(float64(n))
 		all := append([]float64{0.5, math.Max(0, 0.5-half), math.Min(1, 0.5+half)}, qs...)
-		vs := stats.QuantilesOf(a.dist.counts(), all)
+		vs := stats.QuantilesOfSorted(a.dist.sample(), all)
 		mr.Value = vs[0]
 		a.med, a.medOK = vs[0], true
 		mr.CI = Interval{Lo: vs[1], Hi: vs[2]}
@@ -345,15 +345,15 @@ func (e *engine) compare(m *metricDef, a, b *metricAcc) (TestResult, bool) {
 			return t, false
 		}
 		ma, mb := a.median(), b.median()
-		ca, cb := a.dist.counts(), b.dist.counts()
+		ca, cb := a.dist.sample(), b.dist.sample()
 		// The effect is the Hodges-Lehmann shift (the median of the
 		// pairwise differences) with its interval, which agrees with the
 		// Mann-Whitney test; the ratio is the medians'.
-		sh := stats.HodgesLehmann(ca, cb, e.conf)
+		sh := stats.HodgesLehmannSorted(ca, cb, e.conf)
 		t.Difference, t.DifferenceCI = sh.Estimate, toInterval(sh.CI)
 		t.Ratio, t.RatioCI = ma/mb, nanIv
 		t.Test = "mann_whitney"
-		_, t.Statistic, t.P = stats.MannWhitney(ca, cb)
+		_, t.Statistic, t.P = stats.MannWhitneySorted(ca, cb)
 	}
 	return t, true
 }

@@ -61,8 +61,13 @@ type Shift struct {
 // pairs or an invalid conf gives NaN for everything (the estimate is
 // still given for an invalid conf).
 func HodgesLehmann(x, y Counts, conf float64) Shift {
+	return HodgesLehmannSorted(x.Sorted(), y.Sorted(), conf)
+}
+
+// HodgesLehmannSorted is HodgesLehmann of samples already sorted.
+func HodgesLehmannSorted(x, y Sorted, conf float64) Shift {
 	out := Shift{Estimate: nan, CI: nanInterval, Level: nan}
-	xs, ys := x.sorted(), y.sorted()
+	xs, ys := x.vc, y.vc
 	var nx, ny int64
 	for _, e := range xs {
 		if math.IsInf(e.v, 0) {

@@ -19,6 +19,59 @@ type valueCount struct {
 	k int64
 }
 
+// Sorted is a sample as its distinct values in increasing order, each
+// with its multiplicity: the form every function on Counts works from.
+// Made once (Counts.Sorted, or SortedOf from values already in order), it
+// serves several tests and quantiles without sorting again; the functions
+// named ...Sorted give the same results as their Counts forms.
+type Sorted struct{ vc []valueCount }
+
+// Sorted returns c's usable entries (multiplicity > 0, not NaN) in order.
+func (c Counts) Sorted() Sorted { return Sorted{c.sorted()} }
+
+// SortedOf returns the sample with values vals[i] seen counts[i] times
+// (len(counts) >= len(vals)), keeping the usable entries. Values in
+// increasing order are taken as they are; otherwise they are sorted and
+// equal ones added together.
+func SortedOf(vals []float64, counts []int64) Sorted {
+	vc := make([]valueCount, 0, len(vals))
+	inOrder := true
+	for i, v := range vals {
+		if k := counts[i]; k > 0 && !math.IsNaN(v) {
+			if n := len(vc); n > 0 && !(vc[n-1].v < v) {
+				inOrder = false
+			}
+			vc = append(vc, valueCount{v, k})
+		}
+	}
+	if !inOrder {
+		slices.SortFunc(vc, func(a, b valueCount) int { return cmp.Compare(a.v, b.v) })
+		w := 0
+		for _, e := range vc {
+			if w > 0 && vc[w-1].v == e.v {
+				vc[w-1].k += e.k
+				continue
+			}
+			vc[w] = e
+			w++
+		}
+		vc = vc[:w]
+	}
+	return Sorted{vc}
+}
+
+// Len is the number of distinct values.
+func (s Sorted) Len() int { return len(s.vc) }
+
+// Counts returns the sample as Counts.
+func (s Sorted) Counts() Counts {
+	c := make(Counts, len(s.vc))
+	for _, e := range s.vc {
+		c[e.v] = e.k
+	}
+	return c
+}
+
 // sorted returns the usable entries of c in increasing order of value.
 func (c Counts) sorted() []valueCount {
 	out := make([]valueCount, 0, len(c))
@@ -57,7 +110,12 @@ const mwExactMax = 50
 // observation has the same value (sigma = 0) u is n_x n_y / 2 and z and p
 // are NaN, as in R.
 func MannWhitney(x, y Counts) (u, z, p float64) {
-	xs, ys := x.sorted(), y.sorted()
+	return MannWhitneySorted(x.Sorted(), y.Sorted())
+}
+
+// MannWhitneySorted is MannWhitney of samples already sorted.
+func MannWhitneySorted(x, y Sorted) (u, z, p float64) {
+	xs, ys := x.vc, y.vc
 	var nx, ny int64
 	for _, e := range xs {
 		nx += e.k
@@ -174,7 +232,12 @@ func mwDist(m, n int) []float64 {
 // The result has one entry per q, in the order given. A q outside [0, 1]
 // or NaN, and every q of an empty sample, gives NaN.
 func QuantilesOf(c Counts, qs []float64) []float64 {
-	vs := c.sorted()
+	return QuantilesOfSorted(c.Sorted(), qs)
+}
+
+// QuantilesOfSorted is QuantilesOf of a sample already sorted.
+func QuantilesOfSorted(c Sorted, qs []float64) []float64 {
+	vs := c.vc
 	// cum[i] is the number of observations with index < end of entry i.
 	cum := make([]int64, len(vs))
 	var n int64
