@@ -128,7 +128,7 @@ type dist struct {
 	ints   *[distInts]int64  // counts of the whole values 1 to distInts, with small
 	nInts  int               // values counted in ints
 	buf    []float64
-	keys   []uint64 // flush's scratch: buf's values as ordered integers
+	keys   []uint64  // flush's scratch: buf's values as ordered integers
 	bufMax int       // the buffer's size before the next merge
 	vals   []float64 // sorted, distinct
 	cnts   []int64
