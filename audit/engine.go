@@ -817,9 +817,18 @@ func (e *engine) startTail() {
 // event's processing ends with tailEnd.
 func (e *engine) tailNext() *tailItem {
 	b := e.tailCur
+	if n := len(b.items); n%tailAheadStep == 0 && n+tailAhead+tailAheadStep <= cap(b.items) {
+		// The tail goroutine, on another core, last read this batch:
+		// take its lines back a few items ahead of the writes.
+		prefetch.ForWrite(b.items[n+tailAhead : n+tailAhead+tailAheadStep])
+	}
 	b.items = append(b.items, tailItem{})
 	return &b.items[len(b.items)-1]
 }
+
+// tailNext requests the lines of the items tailAhead ahead,
+// tailAheadStep items at a time.
+const tailAhead, tailAheadStep = 16, 8
 
 // tailEnd hands the batch to the tail when full.
 func (e *engine) tailEnd() {

@@ -45,6 +45,20 @@ var off atomic.Bool
 // nothing and the work is the same.
 func SetEnabled(on bool) (was bool) { return !off.Swap(!on) }
 
+// ForWrite requests every cache line of s's memory in order to write it
+// (PREFETCHW on amd64, PRFM PSTL1KEEP on arm64): for entries about to be
+// written whose lines another core last held, so that the write does not
+// wait for the other core to give them up.
+func ForWrite[T any](s []T) {
+	if len(s) == 0 || off.Load() {
+		return
+	}
+	var zero T
+	if n := uintptr(len(s)) * unsafe.Sizeof(zero); n > 0 {
+		linesForWrite(unsafe.Pointer(unsafe.SliceData(s)), n)
+	}
+}
+
 // Addr is p's address, for Batch.Add.
 func Addr[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
 

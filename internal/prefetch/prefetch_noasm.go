@@ -2,7 +2,11 @@
 
 package prefetch
 
+import "unsafe"
+
 func addrs([]uintptr) {}
+
+func linesForWrite(unsafe.Pointer, uintptr) {}
 
 // Enabled says whether this build issues prefetch instructions.
 const Enabled = false

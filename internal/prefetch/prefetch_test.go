@@ -109,3 +109,22 @@ func TestSetEnabled(t *testing.T) {
 		t.Fatalf("on again: %d addresses requested, want 40", n)
 	}
 }
+
+// TestForWriteChangesNothing: prefetching for write spans of any length
+// and alignment (one byte, a line's last byte to the next line's first,
+// many lines) changes no byte.
+func TestForWriteChangesNothing(t *testing.T) {
+	mem := make([]byte, 1<<14)
+	for i := range mem {
+		mem[i] = byte(i * 7)
+	}
+	before := slices.Clone(mem)
+	for _, r := range [][2]int{{0, 1}, {63, 65}, {1, 1 << 13}, {100, 100}, {0, len(mem)}, {len(mem) - 1, len(mem)}} {
+		ForWrite(mem[r[0]:r[1]])
+	}
+	ForWrite([]struct{}{{}, {}})
+	ForWrite[int](nil)
+	if !slices.Equal(mem, before) {
+		t.Fatal("prefetching for write changed memory")
+	}
+}
