@@ -51,7 +51,7 @@ const (
 
 	userBatch     = 1024    // distinct new users per UserFacts call
 	pendingEvents = 1 << 16 // events held while waiting for a batch
-	chunkSize     = 256     // events per hand-off from the reading goroutine
+	chunkSize     = 512     // events per hand-off from the reading goroutine
 	memoMax       = 1 << 16 // cached atom sets -> groups
 )
 

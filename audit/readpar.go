@@ -22,7 +22,7 @@ import (
 //
 // The chunks in flight are at most maxChunks (33 on two cores), each
 // holding at most chunkSize lines and chunkBytes bytes plus one line: a
-// file of lines near MaxLineBytes takes ~40 MiB of chunks, not 256 lines
+// file of lines near MaxLineBytes takes ~40 MiB of chunks, not 512 lines
 // of a megabyte each (TestParallelChunkBytesBounded).
 //
 // The chunks reach the aggregating goroutine in the order read, each
