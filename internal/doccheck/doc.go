@@ -1,7 +1,6 @@
 // Package doccheck holds a test that keeps the documentation honest: every
 // test that docs/compliance.md, docs/mutation.md, the other docs, README.md
-// and CONTRIBUTING.md cite as
-// proof of a rule must exist.
+// and CONTRIBUTING.md cite as proof of a rule must exist.
 //
 // A citation is a package directory (relative to the repository root) and a
 // test, example, fuzz or benchmark function, in backticks, one per pair of
