@@ -393,7 +393,7 @@ type engine struct {
 	firstCap   int32 // capacity of a cell's first block
 	leftOut    int64
 
-	pf                                      prefetch.Batch // see touchUsers
+	pf                                      prefetch.Batch // see listUserLines
 	events, used, skipped, outside, noGroup int64
 	excluded                                int64 // events of excluded users
 	problems                                []LineProblem
@@ -717,7 +717,7 @@ func (e *engine) aggregate(out <-chan *chunk, free chan<- *chunk, stop chan stru
 		if !ok {
 			return finish(errors.New("audit: event reader stopped"))
 		}
-		e.touchUsers(c)
+		e.listUserLines(c)
 		for i := range c.items {
 			e.pf.Ahead(i)
 			it := &c.items[i]
@@ -870,10 +870,10 @@ func (e *engine) userNum(id string) (n int32, new bool) {
 	return rd.users.number(maphash.String(rd.seed1, id), uint32(maphash.String(rd.seed2, id)))
 }
 
-// touchUsers lists the lines of a chunk's users' state, and of their
+// listUserLines lists the lines of a chunk's users' state, and of their
 // sums per metric and per mode, that processing will touch (e.pf), so
 // that processing item i can request them a few items ahead.
-func (e *engine) touchUsers(c *chunk) {
+func (e *engine) listUserLines(c *chunk) {
 	pf := &e.pf
 	pf.Reset()
 	np, nm := 2*len(parityMetrics), len(e.metrics)

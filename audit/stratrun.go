@@ -23,8 +23,9 @@ type stratObs func(f func(b *obsBatch))
 // obsBatch is a run of observations: observation i is of user user[i], in
 // stratum stratum[i], on the sides sides[i], with the values of the pass's
 // metrics vals[i*J+j] where have[i] holds bit j. Passes handle a batch at
-// a time: they first touch the memory each observation will need, so that
-// the cache misses of the batch overlap, then do the work.
+// a time: they first list the cache lines each observation will need (a
+// prefetch.Batch), then do the work, requesting the lines a few
+// observations ahead, so that the cache misses overlap.
 type obsBatch struct {
 	user, stratum []int32
 	sides, have   []uint64
