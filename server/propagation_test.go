@@ -110,6 +110,13 @@ func TestWaitForAll(t *testing.T) {
 	// Lifting the suspension takes nothing away: no wait.
 	want(t, e.do(call{method: "PUT", path: "/v1/admin/suspension", key: e.admin(), body: `{"suspended":false}`}), 200)
 
+	// A retry of an unconfirmed change is a no-op (the change stands, so
+	// no receipt and no position of its own): it waits for everything in
+	// the user's log so far, so while the instance is still stalled it is
+	// still 202, never a 200 that would claim what did not happen.
+	e.pendingChange(call{method: "DELETE", path: U}, "not-propagated")
+	e.pendingChange(call{method: "PUT", path: "/v1/users/u4/consent/guardian", body: `{"granted":false,"ref":"guardian-1"}`}, "not-propagated")
+
 	// The stalled instance catches up: the same requests (now no-ops) are
 	// acknowledged, because everything in the user's log was applied.
 	var tails []store.Position
