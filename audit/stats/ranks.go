@@ -29,11 +29,15 @@ type Sorted struct{ vc []valueCount }
 // Sorted returns c's usable entries (multiplicity > 0, not NaN) in order.
 func (c Counts) Sorted() Sorted { return Sorted{c.sorted()} }
 
-// SortedOf returns the sample with values vals[i] seen counts[i] times
-// (len(counts) >= len(vals)), keeping the usable entries. Values in
-// increasing order are taken as they are; otherwise they are sorted and
-// equal ones added together.
+// SortedOf returns the sample with values vals[i] seen counts[i] times,
+// keeping the usable entries. Values in increasing order are taken as they
+// are; otherwise they are sorted and equal ones added together. It panics
+// when counts is shorter than vals (a caller's mistake, as an index out of
+// range is).
 func SortedOf(vals []float64, counts []int64) Sorted {
+	if len(counts) < len(vals) {
+		panic("stats: SortedOf: fewer counts than values")
+	}
 	vc := make([]valueCount, 0, len(vals))
 	inOrder := true
 	for i, v := range vals {
