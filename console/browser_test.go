@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -166,17 +167,52 @@ func (b *browser) text(id string) string {
 	return eval[string](b, fmt.Sprintf(`(document.getElementById(%q) || {innerText: ""}).innerText`, id))
 }
 
-// typeInto replaces the value of the input with id by typing s.
+// typeInto replaces the value of the input with id by typing s, and
+// checks the input then holds s.
 func (b *browser) typeInto(id, s string) {
 	b.t.Helper()
-	b.do("typing into #"+id,
-		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById(%q).value = ""`, id)),
-		chromedp.SendKeys(chromedp.ID(id), s))
+	b.retrying("typing into #"+id, func() error {
+		err := chromedp.Do(b.ctx,
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById(%q).value = ""`, id)),
+			chromedp.SendKeys(chromedp.ID(id), s))
+		if err != nil {
+			return err
+		}
+		if got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.getElementById(%q) || {value: ""}).value`, id))); err != nil || got != s {
+			return fmt.Errorf("%w: the input holds %q after typing (%v)", errStaleNode, got, err)
+		}
+		return nil
+	})
 }
 
 func (b *browser) click(id string) {
 	b.t.Helper()
-	b.do("clicking #"+id, chromedp.Click(chromedp.ID(id), chromedp.NodeVisible))
+	b.retrying("clicking #"+id, func() error {
+		return chromedp.Do(b.ctx, chromedp.Click(chromedp.ID(id), chromedp.NodeVisible))
+	})
+}
+
+// errStaleNode marks a step that found its element replaced under it.
+var errStaleNode = errors.New("the element was replaced")
+
+// retrying runs step, again (at most 5 times, 100 ms apart) when the page
+// replaced the element between finding it and acting on it: a page that
+// renders twice (after a sign-out, a language switch) can swap an input
+// for an equal new one while chromedp holds the old one's node ID
+// ("Could not find node with given id"). Any other error fails at once.
+func (b *browser) retrying(what string, step func() error) {
+	b.t.Helper()
+	var err error
+	for range 5 {
+		if err = step(); err == nil {
+			return
+		}
+		if !errors.Is(err, errStaleNode) && !strings.Contains(err.Error(), "Could not find node with given id") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.fail(what, err)
 }
 
 // page opens a page of the console through its navigation and waits for
