@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -97,6 +98,8 @@ type Server struct {
 	tb   testing.TB
 	args []string
 	cmd  *exec.Cmd
+	// exited is closed when cmd has ended (its Wait returned).
+	exited chan struct{}
 }
 
 // RequireBinary skips the test when redis-server is not installed.
@@ -122,37 +125,80 @@ func FreePort(tb testing.TB) int {
 
 // StartServer starts a redis-server on a free loopback port with extra
 // configuration arguments (e.g. "--appendonly", "yes"), waits until it
-// answers, and stops it when the test ends.
+// answers, and stops it when the test ends. A cluster-enabled server
+// ("--cluster-enabled", "yes") gets a free port of its own for the cluster
+// bus too: the default, the port + 10000, may be taken or past 65535.
+//
+// A port is only known to be free a moment before redis-server binds it
+// (another process, or an outgoing connection's ephemeral port, may take
+// it in between), so a server that could not bind its ports is started
+// again on new ones, up to five times.
 func StartServer(tb testing.TB, extra ...string) *Server {
 	tb.Helper()
 	RequireBinary(tb)
 	s := &Server{tb: tb, Dir: tb.TempDir()}
-	port := FreePort(tb)
-	s.Addr = "127.0.0.1:" + strconv.Itoa(port)
-	s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", s.Dir,
-		"--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
-	s.Start()
-	tb.Cleanup(s.Stop)
-	return s
+	cluster := false
+	for i := 0; i+1 < len(extra); i++ {
+		if extra[i] == "--cluster-enabled" && extra[i+1] == "yes" {
+			cluster = true
+		}
+	}
+	var err error
+	for range 5 {
+		port := FreePort(tb)
+		s.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", s.Dir,
+			"--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, extra...)
+		if cluster {
+			s.args = append(s.args, "--cluster-port", strconv.Itoa(FreePort(tb)))
+		}
+		if err = s.start(); err == nil {
+			tb.Cleanup(s.Stop)
+			return s
+		}
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		if !strings.Contains(string(log), "Address already in use") {
+			break
+		}
+		_ = os.Remove(filepath.Join(s.Dir, "redis.log"))
+		_ = os.Remove(filepath.Join(s.Dir, "nodes.conf"))
+	}
+	log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+	tb.Fatalf("%v\n%s", err, log)
+	return nil
 }
 
 // Start (re)starts the server after Stop and waits until it answers PING.
 func (s *Server) Start() {
 	s.tb.Helper()
+	if err := s.start(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+		s.tb.Fatalf("%v\n%s", err, log)
+	}
+}
+
+// start starts the server unless running and waits until it answers PING;
+// on failure the server is stopped.
+func (s *Server) start() error {
 	if s.cmd != nil {
-		return
+		return nil
 	}
 	cmd := exec.Command("redis-server", s.args...)
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
-		s.tb.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	s.cmd = cmd
-	if err := waitPing(s.Addr, 10*time.Second); err != nil {
+	s.exited = make(chan struct{})
+	go func(done chan struct{}) {
+		_ = cmd.Wait()
+		close(done)
+	}(s.exited)
+	if err := waitPing(s.Addr, 10*time.Second, s.exited); err != nil {
 		s.Stop()
-		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-		s.tb.Fatalf("redis-server on %s did not answer: %v\n%s", s.Addr, err, log)
+		return fmt.Errorf("redis-server on %s did not answer: %w", s.Addr, err)
 	}
+	return nil
 }
 
 // Stop kills the server (SIGKILL: as abrupt as a crash) and waits for it.
@@ -161,7 +207,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
@@ -176,12 +222,20 @@ func (s *Server) Client(opts *redis.Options) *redis.Client {
 	return c
 }
 
-func waitPing(addr string, d time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+// waitPing waits until the server at addr answers PING, at most d, or
+// until exited is closed (the server ended: a port it could not bind).
+func waitPing(addr string, d time.Duration, exited <-chan struct{}) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(d)
 	var err error
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("redis-server exited")
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		err = c.Ping(ctx).Err()
 		cancel()
