@@ -105,7 +105,7 @@ func (e *engine) userPrices(out []PriceResult) {
 		}
 	}
 	// The sides present in each cell, as the tail recorded them.
-	present := zeroed[uint64](int(e.nCells))
+	present := make([]uint64, e.nCells)
 	for c := range present {
 		present[c] = e.cellInfo(int32(c)).priced
 	}

@@ -78,8 +78,8 @@ type stratPass struct {
 	// percentiles within strata (NaN: no value).
 	pctVals [][]float32
 	pct     []bool
-	// present, when set, gives the sides present in each stratum (else a
-	// scan of the observations finds them).
+	// present gives the sides present in each stratum (nStrata of them),
+	// as whoever kept the observations recorded them.
 	present []uint64
 	obs     stratObs
 	n, ref  int
@@ -192,17 +192,7 @@ func (e *engine) stratPrepare(p stratPass) func() [][]stratCmp {
 	// The sides present in each stratum, and a slot for each (stratum,
 	// side) that can be compared: the stratum has the reference and some
 	// active side.
-	var present []uint64
-	if p.present != nil {
-		present = slices.Clone(p.present)
-	} else {
-		present = zeroed[uint64](S)
-		each(func(b *obsBatch) {
-			for i, s := range b.stratum {
-				present[s] |= b.sides[i]
-			}
-		})
-	}
+	present := slices.Clone(p.present)
 	off := make([]int32, S+1)
 	for s := range S {
 		m := present[s]
@@ -400,32 +390,33 @@ func (e *engine) stratFinish(p *stratPass, ns, J int, refBit uint64, present []u
 		// observations ahead of their use.
 		pf.Reset()
 		for i, s := range bt.stratum {
-			m := present[s]
-			sides := bt.sides[i] & m
-			if sides != 0 {
-				if sides&refBit != 0 {
-					// The reference's side reads every compared side's
-					// coefficients in the stratum: one run of slots.
-					lo, hi := int(off[s])*J, int(off[s+1])*J
-					for q := lo; q < hi; q += 4 {
-						pf.Add(prefetch.Addr(&coR[q]))
-					}
-					rs := slot(s, p.ref) * J
-					pf.Add(prefetch.Addr(&coR[hi-1]))
-					pf.Add(prefetch.Addr(&coA[rs]))
-					pf.Add(prefetch.Addr(&coA[rs+J-1]))
+			sides := bt.sides[i] & present[s]
+			if sides == 0 {
+				pf.End()
+				continue
+			}
+			if sides&refBit != 0 {
+				// The reference's side reads every compared side's
+				// coefficients in the stratum: one run of slots.
+				lo, hi := int(off[s])*J, int(off[s+1])*J
+				for q := lo; q < hi; q += 4 {
+					pf.Add(prefetch.Addr(&coR[q]))
 				}
-				for b := sides &^ refBit; b != 0; b &= b - 1 {
-					gs := slot(s, bits.TrailingZeros64(b)) * J
-					pf.Add(prefetch.Addr(&coA[gs]))
-					pf.Add(prefetch.Addr(&coA[gs+J-1]))
-				}
-				if !blocks {
-					// The user's entry, at a random place.
-					u := int(bt.user[i]) * K
-					pf.Add(prefetch.Addr(&per[u]))
-					pf.Add(prefetch.Addr(&per[u+K-1]))
-				}
+				rs := slot(s, p.ref) * J
+				pf.Add(prefetch.Addr(&coR[hi-1]))
+				pf.Add(prefetch.Addr(&coA[rs]))
+				pf.Add(prefetch.Addr(&coA[rs+J-1]))
+			}
+			for b := sides &^ refBit; b != 0; b &= b - 1 {
+				gs := slot(s, bits.TrailingZeros64(b)) * J
+				pf.Add(prefetch.Addr(&coA[gs]))
+				pf.Add(prefetch.Addr(&coA[gs+J-1]))
+			}
+			if !blocks {
+				// The user's entry, at a random place.
+				u := int(bt.user[i]) * K
+				pf.Add(prefetch.Addr(&per[u]))
+				pf.Add(prefetch.Addr(&per[u+K-1]))
 			}
 			pf.End()
 		}

@@ -81,9 +81,6 @@ func (b *Batch) Add(addr uintptr) { b.addrs = append(b.addrs, addr) }
 // End ends the current item (which may have no address).
 func (b *Batch) End() { b.ends = append(b.ends, len(b.addrs)) }
 
-// Len is the number of items ended.
-func (b *Batch) Len() int { return len(b.ends) }
-
 // Ahead is called before item i is worked on: it requests the lines of
 // items up to i+Distance that are not yet requested, half a Distance at a
 // time.

@@ -15,6 +15,3 @@ func addrs(a []uintptr)
 //
 //go:noescape
 func linesForWrite(p unsafe.Pointer, n uintptr)
-
-// Enabled says whether this build issues prefetch instructions.
-const Enabled = true

@@ -7,6 +7,3 @@ import "unsafe"
 func addrs([]uintptr) {}
 
 func linesForWrite(unsafe.Pointer, uintptr) {}
-
-// Enabled says whether this build issues prefetch instructions.
-const Enabled = false

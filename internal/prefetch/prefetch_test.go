@@ -30,8 +30,8 @@ func TestBatchRequestsAhead(t *testing.T) {
 			}
 			b.End()
 		}
-		if b.Len() != n {
-			t.Fatalf("trial %d: Len %d, want %d", trial, b.Len(), n)
+		if len(b.ends) != n {
+			t.Fatalf("trial %d: %d items ended, want %d", trial, len(b.ends), n)
 		}
 		for i := range n {
 			b.Ahead(i)
